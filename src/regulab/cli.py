@@ -1,0 +1,115 @@
+"""The ``regulab`` command: a thin layer that parses arguments and calls the library.
+
+Exit codes: 0 done; 2 bad input (config, data, arguments, checkpoint), with one line on
+stderr naming the field, the value and what is allowed, and nothing written; 3 training
+diverged (NaN/Inf); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import DivergedError, RegulabInputError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # one line, exit code 2
+        self.exit(2, f"regulab: error: {message} (see 'regulab --help')\n")
+
+
+def _summary(run) -> str:
+    r = run.results
+    score = "acc" if "val_acc" in r else "r2"
+    parts = [f"{k}={r[k]:.4f}" for k in (f"train_{score}", f"val_{score}", f"test_{score}") if k in r]
+    return (f"{' '.join(parts)} epochs={r['epochs_run']} best_epoch={r['best_epoch']} "
+            f"diagnosis={r['diagnosis']}\nresults: {run.run_dir / 'results.json'}")
+
+
+def _train(args) -> int:
+    from .config import load_config
+    from .train.run import train
+    cfg = load_config(args.config, args.set)
+    run = train(cfg, out=args.out, db=args.db, progress=False if args.quiet else None)
+    print(_summary(run))
+    return 0
+
+
+def _resume(args) -> int:
+    from .train.run import resume
+    run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None)
+    print(_summary(run))
+    return 0
+
+
+def _runs(args) -> int:
+    from .store import RunStore, format_runs_table
+    rows = RunStore(args.db).runs(limit=args.limit)
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_runs_table(rows))
+    return 0
+
+
+def _datasets(args) -> int:
+    from .data.datasets import list_datasets
+    infos = list_datasets()
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        print(f"{i.name:<{width}}  {i.samples:>22}  {i.shape:<14} {i.task:<14} {i.description}")
+    print(f"{'csv:PATH':<{width}}  a CSV file with a header; set data.target to the label column")
+    print(f"{'npz:PATH':<{width}}  a NumPy .npz with arrays X and y (optionally X_test, y_test)")
+    print(f"{'images:DIR':<{width}}  one sub-folder of PNG/JPEG images per class")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="regulab", description="Train neural networks that generalize.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    db_help = "run store URL (sqlite:///path.db, postgresql://...); default $REGULAB_DB or runs/regulab.db"
+
+    p = sub.add_parser("train", help="train one model from a TOML config")
+    p.add_argument("config", help="config file (TOML)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>)")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed run")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_resume)
+
+    p = sub.add_parser("runs", help="list the runs in the run store")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--limit", type=int, default=None, help="newest N runs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets")
+    p.set_defaults(func=_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RegulabInputError as e:
+        print(f"regulab: error: {e}", file=sys.stderr)
+        return 2
+    except DivergedError as e:
+        print(f"regulab: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("regulab: interrupted; continue with 'regulab resume RUN_DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Typed configuration: the one way anything in regulab is configured.
+
+A ``Config`` holds one dataclass per TOML section (``[data]``, ``[model]``, ``[optim]``,
+``[train]``, ...). It is built from a TOML file, a dict, or defaults, plus overrides
+(``--set section.key=value`` on the command line, a dict in Python). Every key is declared
+with a constraint; validation raises ``ConfigError`` with one line that names the key, the
+value received and what is allowed, e.g.::
+
+    config key 'optim.lr' must be a number > 0; got -0.1
+
+Unknown keys get a "did you mean" suggestion. ``to_toml`` writes the fully resolved config,
+which ``load_config`` reads back to an equal ``Config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "EvalConfig",
+    "load_config", "config_from_dict", "parse_overrides", "to_toml", "INIT_SCHEMES", "ACTIVATIONS",
+]
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
+INIT_SCHEMES = ("default", "normal_0.01", "normal_1", "glorot_uniform", "glorot_normal",
+                "he_normal", "he_uniform")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+PREPROCESS = ("none", "minmax", "standardize", "unit_norm")
+
+
+# --- constraints: each takes (key, value) and returns the value, or raises ConfigError ----------
+
+Check = Callable[[str, Any], Any]
+
+
+def _fail(key: str, allowed: str, value: Any) -> ConfigError:
+    return ConfigError(f"config key '{key}' must be {allowed}; got {value!r}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def number(*, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+           le: float | None = None, integer: bool = False) -> Check:
+    """A number (an int when ``integer``) within the given bounds."""
+    bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None]
+    allowed = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
+
+    def check(key: str, v: Any) -> Any:
+        ok = isinstance(v, int) and not isinstance(v, bool) if integer else _is_number(v)
+        if not ok or (not integer and not math.isfinite(v)):
+            raise _fail(key, allowed, v)
+        if ((gt is not None and not v > gt) or (ge is not None and not v >= ge)
+                or (lt is not None and not v < lt) or (le is not None and not v <= le)):
+            raise _fail(key, allowed, v)
+        return v if integer else float(v)
+    return check
+
+
+def choice(*options: str) -> Check:
+    """One of the given strings; a near miss gets a suggestion."""
+    def check(key: str, v: Any) -> Any:
+        if v not in options:
+            hint = difflib.get_close_matches(str(v).lower(), options, n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise _fail(key, "one of " + ", ".join(options) + extra, v)
+        return v
+    return check
+
+
+def boolean(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(key, "true or false", v)
+    return v
+
+
+def string(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise _fail(key, "a non-empty string", v)
+    return v
+
+
+def optional(inner: Check) -> Check:
+    """``inner`` or absent (None)."""
+    def check(key: str, v: Any) -> Any:
+        return None if v is None else inner(key, v)
+    return check
+
+
+def list_of(inner: Check, *, min_len: int = 0, allowed: str = "a list") -> Check:
+    def check(key: str, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) < min_len:
+            raise _fail(key, allowed, v)
+        return [inner(f"{key}[{i}]", x) for i, x in enumerate(v)]
+    return check
+
+
+def number_or_list(inner: Check, allowed: str) -> Check:
+    """A single number, or one number per layer."""
+    def check(key: str, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return list_of(inner, allowed=allowed)(key, v)
+        if not _is_number(v):
+            raise _fail(key, allowed, v)
+        return inner(key, v)
+    return check
+
+
+def train_size(key: str, v: Any) -> Any:
+    """A fraction in (0, 1] of the training split, or a count >= 1 of its examples."""
+    if isinstance(v, float) and 0.0 < v <= 1.0:
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return v
+    raise _fail(key, "a fraction in (0, 1] or a whole count >= 1", v)
+
+
+def _key(default: Any, check: Check, doc: str) -> Any:
+    """Declare a config key with its default, constraint and one-line meaning."""
+    meta = {"check": check, "doc": doc}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+@dataclass
+class DataConfig:
+    """``[data]``: which dataset, how it is split and preprocessed."""
+    dataset: str = _key("mnist1d", string, "built-in name, or csv:PATH, npz:PATH, images:DIR")
+    split: list = _key([0.8, 0.15, 0.05], list_of(number(ge=0.0, le=1.0), min_len=3,
+                       allowed="a list of 3 fractions [train, val, test]"),
+                       "train/validation/test fractions; sum to 1")
+    stratify: bool = _key(True, boolean, "keep class proportions in every split")
+    seed: int = _key(0, number(ge=0, integer=True), "seed of the split (fixed across train.seed)")
+    preprocess: str = _key("none", choice(*PREPROCESS), "fitted on the training split only")
+    train_size: Any = _key(None, optional(train_size), "subset of the training split")
+    target: Any = _key(None, optional(string), "target column of a csv dataset")
+    task: str = _key("auto", choice("auto", "classification", "regression"), "learning task")
+    n_samples: Any = _key(None, optional(number(ge=10, integer=True)),
+                          "size of a generated dataset (mnist1d, moons, sine)")
+
+
+@dataclass
+class ModelConfig:
+    """``[model]``: the architecture and its initialization."""
+    kind: str = _key("mlp", choice("mlp", "cnn", "linear"), "architecture")
+    hidden: list = _key([100, 100], list_of(number(ge=1, integer=True),
+                        allowed="a list of layer widths >= 1"), "widths of the dense hidden layers")
+    channels: list = _key([32, 32], list_of(number(ge=1, integer=True), min_len=1,
+                          allowed="a non-empty list of channel counts >= 1"), "cnn: conv channels")
+    kernel_size: int = _key(5, number(ge=1, integer=True), "cnn: kernel size")
+    activation: str = _key("relu", choice(*ACTIVATIONS), "hidden activation")
+    init: str = _key("default", choice(*INIT_SCHEMES), "weight initialization scheme")
+    batchnorm: bool = _key(False, boolean, "batch normalization after each hidden layer")
+    dropout: Any = _key(0.0, number_or_list(number(ge=0.0, lt=1.0),
+                        "a drop probability in [0, 1) or a list of them, one per hidden layer"),
+                        "drop probability of each hidden layer's output (inverted dropout)")
+
+
+@dataclass
+class OptimConfig:
+    """``[optim]``: the optimizer (torch.optim)."""
+    name: str = _key("adam", choice(*OPTIMIZERS), "optimizer")
+    lr: float = _key(1e-3, number(gt=0.0), "learning rate")
+    momentum: float = _key(0.9, number(ge=0.0, lt=1.0), "momentum term of 'momentum' and 'nesterov' (others ignore it)")
+    betas: list = _key([0.9, 0.999], list_of(number(ge=0.0, lt=1.0), min_len=2,
+                       allowed="a list of 2 numbers in [0, 1)"), "Adam's beta1, beta2")
+    alpha: float = _key(0.99, number(gt=0.0, lt=1.0), "RMSprop's decay of the squared gradient")
+    eps: float = _key(1e-8, number(gt=0.0), "Adam/RMSprop epsilon")
+    weight_decay: float = _key(0.0, number(ge=0.0), "the optimizer's weight decay (not l2)")
+
+
+@dataclass
+class TrainConfig:
+    """``[train]``: the training loop."""
+    epochs: int = _key(50, number(ge=1, integer=True), "maximum number of epochs")
+    batch_size: int = _key(100, number(ge=1, integer=True), "minibatch size")
+    seed: int = _key(0, number(ge=0, integer=True), "seed of init, shuffling and dropout")
+    device: str = _key("auto", choice("auto", "cpu", "cuda"), "auto: cuda when available")
+    loss: str = _key("auto", choice("auto", "cross_entropy", "bce", "mse"),
+                     "auto: cross_entropy (classes), mse (regression)")
+    early_stopping: bool = _key(True, boolean, "stop when the monitored metric stalls")
+    patience: int = _key(10, number(ge=1, integer=True), "epochs without improvement")
+    min_delta: float = _key(0.0, number(ge=0.0), "smallest change counted as improvement")
+    monitor: str = _key("val_loss", choice("val_loss", "val_acc", "val_mse", "val_r2"),
+                        "metric early stopping watches")
+    restore_best: bool = _key(True, boolean, "keep the best epoch's weights at the end")
+    checkpoint_every: int = _key(1, number(ge=1, integer=True), "epochs between checkpoints")
+    progress: bool = _key(True, boolean, "progress bar (only on a terminal)")
+
+
+@dataclass
+class EvalConfig:
+    """``[eval]``: final evaluation."""
+    batch_size: int = _key(1024, number(ge=1, integer=True), "batch size of evaluation")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+    "train": TrainConfig, "eval": EvalConfig,
+}
+
+
+@dataclass
+class Config:
+    """A whole run's configuration: ``name`` plus one object per section."""
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- building and validating ------------------------------------------------------------------
+
+def _unknown(key: str, options: list[str], where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key.rsplit(".", 1)[-1], options, n=1)
+    extra = f"; did you mean '{hint[0]}'?" if hint else ""
+    return ConfigError(f"unknown config key '{key}'{extra} (keys of {where}: {', '.join(options)})")
+
+
+def _section(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config key '{name}' must be a table (section); got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(f"{name}.{key}", list(fields), f"[{name}]")
+        kwargs[key] = fields[key].metadata["check"](f"{name}.{key}", value)
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config) -> None:
+    split = cfg.data.split
+    if len(split) != 3:
+        raise ConfigError(f"config key 'data.split' must be [train, val, test] (3 fractions); got {split!r}")
+    if abs(sum(split) - 1.0) > 1e-6:
+        raise ConfigError(f"config key 'data.split' must sum to 1; got {split!r} (sum {sum(split):g})")
+    if split[0] <= 0 or split[1] <= 0:
+        raise ConfigError(f"config key 'data.split' needs train and validation fractions > 0; got {split!r}")
+    if cfg.model.kind != "linear" and isinstance(cfg.model.dropout, list) \
+            and len(cfg.model.dropout) != len(cfg.model.hidden):
+        raise ConfigError(
+            f"config key 'model.dropout' must have one probability per hidden layer "
+            f"({len(cfg.model.hidden)}); got {cfg.model.dropout!r}")
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Validate a nested dict (as read from TOML) into a ``Config``."""
+    kwargs: dict[str, Any] = {}
+    options = ["name", *SECTIONS]
+    for key, value in raw.items():
+        if key == "name":
+            kwargs["name"] = string("name", value)
+        elif key in SECTIONS:
+            kwargs[key] = _section(key, SECTIONS[key], value)
+        else:
+            raise _unknown(key, options, "the top level")
+    cfg = Config(**kwargs)
+    _cross_checks(cfg)
+    return cfg
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (``0.3``, ``[64, 64]``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """``["model.dropout=0.3"]`` or ``{"model.dropout": 0.3}`` -> ``{"model.dropout": 0.3}``."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value; got {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _apply(raw: dict, overrides: Mapping[str, Any]) -> dict:
+    raw = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if len(parts) == 1 and parts[0] == "name":
+            raw["name"] = value
+        elif len(parts) == 2:
+            section = raw.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"config key '{parts[0]}' must be a table (section); got {section!r}")
+            section[parts[1]] = value
+        else:
+            raise ConfigError(f"--set key must look like section.key; got '{dotted}'")
+    return raw
+
+
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Any] | list[str] | None = None) -> Config:
+    """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file '{path}' is not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file '{path}' is not UTF-8 text") from None
+    return config_from_dict(_apply(raw, parse_overrides(overrides)))
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)   # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML; keys left unset (None) are omitted."""
+    d = cfg.to_dict()
+    lines = [f"name = {_toml_value(d.pop('name'))}"]
+    for section, values in d.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Datasets: built-in data sets and user files (csv/npz/image folders) as plain NumPy arrays."""

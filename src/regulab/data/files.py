@@ -1,0 +1,329 @@
+"""Readers for user data: ``csv:PATH``, ``npz:PATH`` and ``images:DIR`` -> :class:`Dataset`.
+
+csv: a header row; ``target`` names the label column, every other column is a numeric
+feature. Missing cells (empty, nan, NA, N/A, null, None) are refused, never imputed.
+Task "auto" picks classification when the target is non-numeric, or integer-valued with at
+most ``MAX_AUTO_CLASSES`` distinct values; otherwise regression. Class labels are the sorted
+unique target values, encoded 0..C-1 (numbers sort numerically).
+
+npz: arrays ``X`` and ``y``, optional ``X_test``/``y_test``; loaded with ``allow_pickle=False``.
+Task "auto": integer (or bool) ``y`` -> classification, with labels already 0..C-1 (C = max+1);
+float ``y`` -> regression.
+
+images: one sub-folder per class (sorted folder names are the classes) of .png/.jpg/.jpeg files
+of one size; grayscale ("L") when every file is grayscale, else RGB (alpha dropped). Returns
+``(N, C, H, W)`` float32 in [0, 1]. Resizing belongs to augmentation, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from regulab.data.datasets import Dataset, did_you_mean
+from regulab.errors import DataError
+
+__all__ = ["read_csv", "read_npz", "read_images", "MAX_AUTO_CLASSES"]
+
+MAX_AUTO_CLASSES = 50
+_MISSING = {"", "nan", "na", "n/a", "null", "none"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_GRAY_MODES = {"1", "L", "LA"}
+
+
+def _existing(path_text: str, source: str) -> Path:
+    """The path of a ``source:PATH`` spec, checked to exist and be a file (csv/npz) or a folder."""
+    if not path_text.strip():
+        raise DataError(f"data.dataset: '{source}:' has no path; write {source}:PATH")
+    path = Path(path_text).expanduser()
+    what = "directory" if source == "images" else "file"
+    if not path.exists():
+        raise DataError(f"data.dataset: {what} '{path_text}' does not exist")
+    if source == "images" and not path.is_dir():
+        raise DataError(f"data.dataset: '{path_text}' is not a directory; images:DIR needs a "
+                        "folder with one sub-folder per class")
+    if source != "images" and not path.is_file():
+        raise DataError(f"data.dataset: '{path_text}' is not a file; {source}:PATH needs a .{source} file")
+    return path
+
+
+def _check_classes(where: str, classes: list[str]) -> None:
+    if len(classes) < 2:
+        raise DataError(f"{where}: the labels have {len(classes)} distinct value(s) {classes}; "
+                        "classification needs at least 2 classes")
+
+
+def _number_text(v: float) -> str:
+    """Class name of a numeric label: '3' for 3.0, '0.5' for 0.5."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+# ----------------------------------------------------------------------------------------- csv
+
+def _parse_numbers(cells: list[str], lines: list[int], column: str, where: str) -> np.ndarray:
+    """Parse one column to float64, or raise naming the column and the first bad cell."""
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, cell in enumerate(cells):
+        if cell.lower() in _MISSING:
+            shown = "an empty cell" if cell == "" else f"a missing value ({cell})"
+            raise DataError(f"{where}: column '{column}' has {shown} at row {i + 1} (line {lines[i]}); "
+                            "clean the file or drop the column")
+        try:
+            out[i] = float(cell)
+        except ValueError:
+            raise DataError(f"{where}: column '{column}' is not numeric: value {cell!r} at row {i + 1} "
+                            f"(line {lines[i]}); feature columns must be numbers") from None
+        if not math.isfinite(out[i]):
+            raise DataError(f"{where}: column '{column}' has a non-finite value {cell!r} at row "
+                            f"{i + 1} (line {lines[i]}); allowed: finite numbers")
+    return out
+
+
+def _read_rows(path: Path, where: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows (cells stripped, blank lines skipped) and each row's line number."""
+    rows, lines = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append([cell.strip() for cell in row])
+                    lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: is not UTF-8 text; save it as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise DataError(f"{where}: is not valid CSV ({e})") from None
+    if not rows:
+        raise DataError(f"{where}: is empty; a header row and at least one data row are needed")
+    header, rows, lines = rows[0], rows[1:], lines[1:]
+    if not rows:
+        raise DataError(f"{where}: has a header but no data rows")
+    for name in header:
+        if not name or header.count(name) > 1:
+            raise DataError(f"{where}: header column {name!r} is empty or repeated; "
+                            "every column needs a unique name")
+    for row, line in zip(rows, lines):
+        if len(row) != len(header):
+            raise DataError(f"{where}: line {line} has {len(row)} fields but the header has "
+                            f"{len(header)}; every row needs one value per column")
+    return header, rows, lines
+
+
+def read_csv(spec: str, path_text: str, *, target: str | None, task: str) -> Dataset:
+    """Read ``csv:PATH``: numeric feature columns plus the ``target`` column."""
+    path = _existing(path_text, "csv")
+    where = f"csv file '{path_text}'"
+    header, rows, lines = _read_rows(path, where)
+    if target is None or target not in header:
+        got = "none" if target is None else repr(target)
+        hint = "" if target is None else did_you_mean(target, header)
+        raise DataError(f"data.target: got {got}{hint}; csv:PATH needs the target column, one of: "
+                        f"{', '.join(header)} (in {where})")
+    features = [c for c in header if c != target]
+    if not features:
+        raise DataError(f"{where}: has only the target column '{target}'; at least one feature "
+                        "column is needed")
+    cols = {name: [row[j] for row in rows] for j, name in enumerate(header)}
+    X = np.stack([_parse_numbers(cols[c], lines, c, where) for c in features], axis=1)
+
+    labels = cols[target]
+    missing = [i for i, v in enumerate(labels) if v.lower() in _MISSING]
+    if missing:
+        i = missing[0]
+        raise DataError(f"{where}: target column '{target}' has a missing value {labels[i]!r} at row "
+                        f"{i + 1} (line {lines[i]}); clean the file or drop the row")
+    try:
+        values = np.asarray([float(v) for v in labels])
+        numeric = bool(np.isfinite(values).all())
+    except ValueError:
+        values, numeric = None, False
+    if task == "auto":
+        small_int = numeric and np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_AUTO_CLASSES
+        task = "classification" if not numeric or small_int else "regression"
+    if task == "regression":
+        if not numeric:
+            bad = next(i for i, v in enumerate(labels) if not _is_finite_number(v))
+            raise DataError(f"data.task: 'regression' needs a numeric target, but column '{target}' of "
+                            f"{where} has {labels[bad]!r} at row {bad + 1} (line {lines[bad]}); "
+                            "allowed: auto, classification")
+        y, classes = values.astype(np.float32).reshape(-1, 1), None
+    elif numeric:
+        uniq = np.unique(values)  # numeric sort: 2 before 10
+        y, classes = np.searchsorted(uniq, values).astype(np.int64), [_number_text(u) for u in uniq]
+    else:
+        uniq = sorted(set(labels))
+        index = {v: i for i, v in enumerate(uniq)}
+        y, classes = np.asarray([index[v] for v in labels], dtype=np.int64), uniq
+    if classes is not None:
+        _check_classes(f"{where}: target '{target}'", classes)
+    return Dataset(spec, X.astype(np.float32), y, task, classes, feature_names=features,
+                   description=f"{where}: {len(rows)} rows, {len(features)} numeric features, "
+                               f"target '{target}' ({task})")
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------- npz
+
+def _npz_array(archive, key: str, where: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError:  # object arrays need pickle, refused with allow_pickle=False
+        raise DataError(f"{where}: array '{key}' is an object (pickled) array, refused for safety; "
+                        "save plain numeric arrays (e.g. X.astype(np.float32))") from None
+
+
+def _check_finite(arr: np.ndarray, key: str, where: str) -> None:
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        idx = tuple(int(i) for i in bad[0])
+        raise DataError(f"{where}: array '{key}' has a non-finite value ({arr[idx]}) at index {idx}; "
+                        "allowed: finite numbers")
+
+
+def _check_labels(y: np.ndarray, key: str, where: str) -> None:
+    """Classification labels must be 1-D integers >= 0 (float values must be whole numbers)."""
+    if y.ndim != 1:
+        raise DataError(f"{where}: array '{key}' has shape {y.shape}; classification labels must "
+                        "have shape (N,)")
+    bad = np.flatnonzero(~np.isfinite(y) | (y < 0) | (y != np.round(y))) if y.dtype.kind == "f" \
+        else np.flatnonzero(y < 0)
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{where}: labels out of range: '{key}' has {y[i]!r} at index {i}; "
+                        "classification labels must be integers 0..C-1")
+
+
+def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
+    """Read ``npz:PATH``: arrays X, y and optionally X_test, y_test."""
+    path = _existing(path_text, "npz")
+    where = f"npz file '{path_text}'"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{where}: cannot be read as a NumPy .npz archive ({type(e).__name__}); "
+                        "save it with np.savez(path, X=..., y=...)") from None
+    if isinstance(archive, np.ndarray):
+        raise DataError(f"{where}: holds a single .npy array, not an .npz archive; "
+                        "save it with np.savez(path, X=..., y=...)")
+    with archive:
+        keys = list(archive.files)
+        for key in ("X", "y"):
+            if key not in keys:
+                raise DataError(f"{where}: missing array '{key}'; arrays present: "
+                                f"{', '.join(keys) or 'none'} (needs X and y, optional X_test, y_test)")
+        if ("X_test" in keys) != ("y_test" in keys):
+            raise DataError(f"{where}: has only one of X_test / y_test (arrays: {', '.join(keys)}); "
+                            "give both or neither")
+        arrays = {k: _npz_array(archive, k, where) for k in ("X", "y", "X_test", "y_test") if k in keys}
+
+    for xk, yk in (("X", "y"), ("X_test", "y_test")):
+        if xk not in arrays:
+            continue
+        X, y = arrays[xk], arrays[yk]
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{where}: array '{xk}' has dtype {X.dtype}; allowed: bool, int or float")
+        if X.ndim < 2 or len(X) == 0:
+            raise DataError(f"{where}: array '{xk}' has shape {X.shape}; allowed: (N, *sample_shape) "
+                            "with N >= 1 (one feature: X.reshape(-1, 1))")
+        if X.shape[1:] != arrays["X"].shape[1:]:
+            raise DataError(f"{where}: '{xk}' samples have shape {X.shape[1:]} but 'X' samples have "
+                            f"{arrays['X'].shape[1:]}; they must match")
+        if len(X) != len(y):
+            raise DataError(f"{where}: '{xk}' has {len(X)} samples but '{yk}' has {len(y)}; they must match")
+        if y.dtype.kind not in "biuf":
+            raise DataError(f"{where}: array '{yk}' has dtype {y.dtype}; allowed: integer labels "
+                            "(classification) or floats (regression)")
+        _check_finite(X, xk, where)
+
+    y_keys = [k for k in ("y", "y_test") if k in arrays]
+    if task == "auto":
+        task = "regression" if arrays["y"].dtype.kind == "f" else "classification"
+    if task == "classification":
+        for k in y_keys:
+            _check_labels(arrays[k], k, where)
+            arrays[k] = arrays[k].astype(np.int64)
+        classes = [str(c) for c in range(int(max(arrays[k].max() for k in y_keys)) + 1)]
+        _check_classes(where, classes)
+    else:
+        for k in y_keys:
+            y = arrays[k].astype(np.float32)
+            if y.ndim not in (1, 2):
+                raise DataError(f"{where}: array '{k}' has shape {y.shape}; regression targets must be "
+                                "(N,) or (N, k)")
+            _check_finite(y, k, where)
+            arrays[k] = y.reshape(len(y), -1)  # always (N, k)
+        classes = None
+    X_test = arrays.get("X_test")
+    return Dataset(spec, arrays["X"].astype(np.float32), arrays["y"], task, classes,
+                   X_test=None if X_test is None else X_test.astype(np.float32),
+                   y_test=arrays.get("y_test"),
+                   description=f"{where}: {len(arrays['X'])} samples of shape {arrays['X'].shape[1:]}"
+                               f"{'' if X_test is None else f' + {len(X_test)} test'} ({task})")
+
+
+# -------------------------------------------------------------------------------------- images
+
+def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
+    """Read ``images:DIR``: DIR/<class>/<file>.png|jpg|jpeg -> (N, C, H, W) float32 in [0, 1]."""
+    from PIL import Image
+
+    root = _existing(path_text, "images")
+    where = f"images dir '{path_text}'"
+    if task == "regression":
+        raise DataError(f"data.task: got 'regression' for {spec!r}; class folders give labels, "
+                        "allowed: auto, classification")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) "
+                        f"{[d.name for d in class_dirs]}; needs one sub-folder per class, at least 2")
+    samples = []  # (file, label)
+    for label, d in enumerate(class_dirs):
+        found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise DataError(f"{where}: class folder '{d.name}' has no {'/'.join(IMAGE_SUFFIXES)} files")
+        samples += [(f, label) for f in found]
+
+    def shown(f: Path) -> str:
+        return str(Path(path_text) / f.relative_to(root))
+
+    def open_image(f: Path):
+        try:
+            return Image.open(f)
+        except (OSError, Image.DecompressionBombError) as e:
+            raise DataError(f"{where}: file '{shown(f)}' cannot be read as an image "
+                            f"({type(e).__name__})") from None
+
+    size, modes = None, set()
+    for f, _ in samples:  # pass 1: headers only (size, mode)
+        with open_image(f) as im:
+            if size is None:
+                size, first = im.size, f
+            elif im.size != size:
+                raise DataError(f"{where}: file '{shown(f)}' is {im.size[0]}x{im.size[1]} (WxH) but "
+                                f"'{shown(first)}' is {size[0]}x{size[1]}; all images must have the "
+                                "same size (resizing belongs to augmentation)")
+            modes.add(im.mode)
+    mode = "L" if modes <= _GRAY_MODES else "RGB"
+    W, H = size
+    X = np.empty((len(samples), 1 if mode == "L" else 3, H, W), dtype=np.float32)  # (N, C, H, W)
+    for i, (f, _) in enumerate(samples):  # pass 2: pixels
+        with open_image(f) as im:
+            try:
+                pixels = np.asarray(im.convert(mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
+            except (OSError, ValueError) as e:
+                raise DataError(f"{where}: file '{shown(f)}' cannot be decoded ({e})") from None
+        X[i] = (pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
+    y = np.asarray([label for _, label in samples], dtype=np.int64)
+    return Dataset(spec, X, y, "classification", [d.name for d in class_dirs],
+                   description=f"{where}: {len(samples)} {mode} images of {W}x{H} (WxH) in "
+                               f"{len(class_dirs)} class folders")

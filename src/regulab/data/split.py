@@ -1,0 +1,80 @@
+"""Train / validation / test splits and K folds, shuffled, stratified and seeded.
+
+The notes' default split is 80 / 15 / 5 percent. A dataset that ships its own test set
+keeps it as *the* test set; its pool is then split into train and validation in the ratio
+``train : val`` (the test fraction is not used). Splits are made once per ``data.seed`` so
+that runs with different training seeds see the same examples. The test set is evaluated
+once, at the end of a run. K-fold cross-validation uses scikit-learn's
+``StratifiedKFold`` / ``KFold``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from ..errors import DataError
+
+__all__ = ["SplitIndices", "split_indices", "subsample", "kfold"]
+
+
+@dataclass
+class SplitIndices:
+    """Row indices into the dataset pool; ``test`` is None when the dataset brings its own test set."""
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray | None
+
+
+def _split(idx: np.ndarray, y: np.ndarray | None, second: float | int, seed: int, what: str,
+           key: str = "data.split"):
+    """Split ``idx`` in two, the second part of size ``second`` (fraction or count)."""
+    try:
+        return train_test_split(idx, test_size=second, random_state=seed, shuffle=True,
+                                stratify=None if y is None else y[idx])
+    except ValueError as e:
+        hint = " or set data.stratify = false" if y is not None else ""
+        raise DataError(f"{key}: cannot make the {what} split of {len(idx)} examples "
+                        f"({e}); use a larger fraction{hint}") from None
+
+
+def split_indices(y: np.ndarray, fractions: list[float], *, stratify: bool, seed: int,
+                  has_test: bool) -> SplitIndices:
+    """Shuffled (stratified when ``stratify``) train/val/test indices of ``len(y)`` examples."""
+    train_f, val_f, test_f = fractions
+    strat = y if stratify else None
+    idx = np.arange(len(y))
+    test = None
+    if not has_test and test_f > 0:
+        idx, test = _split(idx, strat, test_f, seed, "test")
+    rest = val_f / (train_f + val_f)
+    train, val = _split(idx, strat, rest, seed + 1, "validation")
+    return SplitIndices(np.sort(train), np.sort(val), None if test is None else np.sort(test))
+
+
+def subsample(train: np.ndarray, y: np.ndarray, size: float | int, *, stratify: bool,
+              seed: int) -> np.ndarray:
+    """A seeded subset of the training indices: ``size`` is a fraction in (0, 1] or a count."""
+    if isinstance(size, float) and size == 1.0:
+        return train
+    if isinstance(size, int) and size >= len(train):
+        if size > len(train):
+            raise DataError(f"data.train_size: {size} is more than the {len(train)} training examples")
+        return train
+    kept, _ = _split(train, y if stratify else None, 1.0 - size if isinstance(size, float)
+                     else len(train) - size, seed, "train_size", "data.train_size")
+    return np.sort(kept)
+
+
+def kfold(y: np.ndarray, k: int, *, stratify: bool = True, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, held-out) index pairs; every example is held out exactly once."""
+    if k < 2 or k > len(y):
+        raise DataError(f"kfold: k must be between 2 and the number of examples ({len(y)}); got {k}")
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=k, shuffle=True, random_state=seed)
+    try:
+        return list(splitter.split(np.zeros(len(y)), y))
+    except ValueError as e:
+        raise DataError(f"kfold: cannot make {k} stratified folds ({e}); use fewer folds "
+                        "or stratify = false") from None

@@ -1,0 +1,1 @@
+"""Studies: many runs compared; fit diagnosis."""

@@ -1,0 +1,1 @@
+"""Training: the trainer loop, callbacks, metrics and checkpoints."""

@@ -1,0 +1,325 @@
+"""``train(cfg)`` and ``resume(run_dir)``: a whole run, from config to run directory.
+
+A run happens in two phases. ``prepare`` does everything that can fail on bad input --
+load and split the data, fit the preprocessor, build the model and pass one batch through
+it -- and writes nothing. Only then is the run directory created and a row added to the
+run store, so a rejected config leaves no trace.
+
+Run directory (DESIGN.md)::
+
+    config.toml        the fully resolved config
+    metrics.csv        one row per epoch
+    results.json       final metrics, written last (its presence marks a finished run)
+    evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
+    model.safetensors  preprocessor + network weights (the best epoch's, when restored)
+    checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+
+Seeds: ``data.seed`` fixes the split; ``train.seed`` is expanded with NumPy's
+``SeedSequence`` into independent seeds for initialization, shuffling and dropout masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config, load_config, to_toml
+from ..data.datasets import Dataset, load_dataset
+from ..data.loader import TensorLoader
+from ..data.preprocess import Preprocessor
+from ..data.split import split_indices, subsample
+from ..errors import CheckpointError, ConfigError, DataError, DivergedError
+from ..nn.models import Pipeline, build_model
+from ..store import RunStore
+from ..study.diagnose import diagnose
+from . import metrics
+from .callbacks import Callback, EarlyStopping, ProgressBar
+from .checkpoint import atomic_write, load_state, save_state, save_tensors
+from .optimizers import build_optimizer
+from .trainer import Trainer, loss_function
+
+__all__ = ["Run", "Prepared", "prepare", "train", "resume", "resolve_device"]
+
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class Run:
+    """What a finished run returns: results, per-epoch history, the model and where it lives."""
+    config: Config
+    results: dict[str, Any]
+    history: list[dict[str, float]]
+    model: Pipeline
+    run_dir: Path
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A validated run, ready to train: data on the device, model, optimizer and trainer."""
+    cfg: Config
+    dataset: Dataset
+    device: torch.device
+    task: str
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
+    pipeline: Pipeline
+    trainer: Trainer
+    loader: TensorLoader
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'train.device' is 'cuda' but no CUDA device is available; "
+                          "use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def _seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds for (init, shuffle, noise) from one ``train.seed``."""
+    a, b, c = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    return a, b, c
+
+
+def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
+    loss = cfg.train.loss
+    if loss == "auto":
+        return "mse" if task == "regression" else "cross_entropy"
+    if (loss == "mse") != (task == "regression"):
+        raise ConfigError(f"config key 'train.loss' is '{loss}', which does not fit the dataset's "
+                          f"{task} task; use {'mse' if task == 'regression' else 'cross_entropy or bce'}")
+    if loss == "bce" and num_classes != 2:
+        raise ConfigError(f"config key 'train.loss' is 'bce', which needs 2 classes; "
+                          f"the dataset has {num_classes}")
+    return loss
+
+
+def _check_monitor(cfg: Config, task: str) -> None:
+    allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
+    if cfg.train.monitor not in allowed:
+        raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
+                          f"{task} task; got {cfg.train.monitor!r}")
+
+
+def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch.Tensor:
+    if task == "regression":
+        t = torch.as_tensor(y, dtype=torch.float32)
+        return (t.unsqueeze(1) if t.dim() == 1 else t).to(device)
+    return torch.as_tensor(y, dtype=torch.float32 if loss == "bce" else torch.int64).to(device)
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Validate ``cfg`` against its data and build everything; writes nothing."""
+    d = cfg.data
+    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
+    task = ds.task
+    _check_monitor(cfg, task)
+    loss = _loss_name(cfg, task, ds.num_classes)
+    device = resolve_device(cfg.train.device)
+    stratify = d.stratify and task == "classification"
+    idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed, has_test=ds.X_test is not None)
+    if d.train_size is not None:
+        idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
+    arrays = {"train": (ds.X[idx.train], ds.y[idx.train]), "val": (ds.X[idx.val], ds.y[idx.val])}
+    if ds.X_test is not None:
+        arrays["test"] = (ds.X_test, ds.y_test)
+    elif idx.test is not None:
+        arrays["test"] = (ds.X[idx.test], ds.y[idx.test])
+
+    pre = Preprocessor(d.preprocess, ds.sample_shape).fit(torch.as_tensor(arrays["train"][0]))
+    splits = {}
+    for name, (X, y) in arrays.items():
+        with torch.no_grad():
+            Xt = pre(torch.as_tensor(X, dtype=torch.float32))
+        splits[name] = (Xt.to(device), _targets(y, task, loss, device))
+
+    init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
+    n_out = 1 if loss == "bce" else ds.n_outputs
+    try:
+        net = build_model(cfg.model, ds.sample_shape, n_out, torch.Generator().manual_seed(init_seed))
+        with torch.no_grad():
+            out = net.eval()(torch.as_tensor(arrays["train"][0][:2], dtype=torch.float32))
+    except (ValueError, RuntimeError) as e:
+        raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
+                        f"{tuple(ds.sample_shape)} from data.dataset '{d.dataset}' ({e})") from None
+    if tuple(out.shape) != (min(2, len(arrays["train"][0])), n_out):
+        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {n_out})")
+    net.train()
+    pipeline = Pipeline(pre, net).to(device)
+
+    gen_device = device if device.type == "cuda" else "cpu"
+    shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
+    noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
+    loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
+    callbacks: list[Callback] = []
+    if cfg.train.early_stopping:
+        callbacks.append(EarlyStopping(cfg.train.monitor, cfg.train.patience, cfg.train.min_delta,
+                                       cfg.train.restore_best))
+    trainer = Trainer(net, build_optimizer(cfg.optim, net.parameters()), loss_function(loss),
+                      task=task, binary=loss == "bce", callbacks=callbacks,
+                      generators={"shuffle": shuffle, "noise": noise},
+                      eval_batch_size=cfg.eval.batch_size)
+    return Prepared(cfg, ds, device, task, splits, pipeline, trainer, loader)
+
+
+# -- run directory -----------------------------------------------------------------------------
+
+def _columns(task: str) -> list[str]:
+    score = ["mse", "r2"] if task == "regression" else ["acc"]
+    return (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
+            + [f"val_{s}" for s in score] + ["lr", "penalty", "seconds"])
+
+
+class RunLog(Callback):
+    """Writes ``metrics.csv`` and the store's epoch rows after each epoch, and checkpoints."""
+
+    def __init__(self, run_dir: Path, store: RunStore, run_id: int, task: str, every: int):
+        self.run_dir, self.store, self.run_id = run_dir, store, run_id
+        self.columns, self.every = _columns(task), every
+
+    def write_csv(self, history: list[dict[str, float]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write(self.run_dir / "metrics.csv", buf.getvalue())
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        self.write_csv(trainer.history)
+        self.store.log_epoch(self.run_id, trainer.epoch, logs)
+        last = trainer.stop_training or trainer.epoch >= trainer.max_epochs
+        if last or trainer.epoch % self.every == 0:
+            save_state(self.run_dir / "checkpoint" / STATE_FILE, trainer.state_dict())
+
+
+def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
+                              "choose a new path")
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = Path("runs") / f"{cfg.name}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{cfg.name}-{stamp}-{n}"
+    return path
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_seconds: float) -> Run:
+    """Evaluate train/val/test once with the final weights and write the result files."""
+    t = p.trainer
+    results: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    for name, (X, y) in p.splits.items():
+        results.update(t.evaluate(X, y, prefix=name))
+        if name == "train":
+            continue
+        out = t.predict(X)
+        if p.task == "regression":
+            evaluation[name] = metrics.regression_report(out, y)
+        else:
+            logits = torch.cat([-out, out], 1) if t.binary else out
+            evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
+    stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
+    score = "r2" if p.task == "regression" else "acc"
+    results.update(
+        best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
+        stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
+        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
+    save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
+    atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+    atomic_write(run_dir / "results.json", json.dumps(_finite(results), indent=2))
+    store.finish(run_id, "completed", _finite(results))
+    return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
+
+
+def _fit(p: Prepared, run_dir: Path, store: RunStore, run_id: int, progress: bool | None) -> Run:
+    t = p.trainer
+    log = RunLog(run_dir, store, run_id, p.task, p.cfg.train.checkpoint_every)
+    log.write_csv(t.history)   # a resumed run drops rows written after its checkpoint
+    t.callbacks += [log, ProgressBar(enabled=progress if p.cfg.train.progress else False,
+                                     desc=p.cfg.name)]
+    start = time.perf_counter()
+    seconds_before = sum(h["seconds"] for h in t.history)
+    try:
+        t.fit(p.loader, p.splits["val"], epochs=p.cfg.train.epochs)
+    except BaseException as e:
+        store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+        raise
+    return _finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+
+
+def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
+          progress: bool | None = None) -> Run:
+    """Train one run of ``cfg`` and write its run directory; see the module docstring."""
+    store = RunStore(db)
+    p = prepare(cfg)
+    run_dir = _new_run_dir(cfg, out)
+    # the directory appears whole, config.toml inside, or not at all
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    (tmp / "checkpoint").mkdir()
+    atomic_write(tmp / "config.toml", to_toml(cfg))
+    if run_dir.exists():
+        run_dir.rmdir()     # an empty --out directory
+    tmp.rename(run_dir)
+    run_id = _register(run_dir, store, cfg)
+    return _fit(p, run_dir, store, run_id, progress)
+
+
+def _register(run_dir: Path, store: RunStore, cfg: Config) -> int:
+    """The run's row in the store (made once, found again after a kill) and ``checkpoint/run.json``."""
+    run_id = store.find_run(str(run_dir.resolve()))
+    if run_id is None:
+        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict())
+    atomic_write(run_dir / "checkpoint" / "run.json", json.dumps({"run_id": run_id, "db": store.url}))
+    return run_id
+
+
+def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = None) -> Run:
+    """Continue a stopped or killed run from its last checkpoint (or from the start if none)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise CheckpointError(f"run directory '{run_dir}' has no config.toml; is it a regulab run?")
+    if (run_dir / "results.json").is_file():
+        raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
+    info_path = run_dir / "checkpoint" / "run.json"
+    info: dict[str, Any] = {}
+    if info_path.exists():     # absent when the run was killed right after it started
+        try:
+            info = json.loads(info_path.read_text())
+            int(info["run_id"]), str(info["db"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint file '{info_path}' is corrupted ({e})") from None
+    store = RunStore(db or info.get("db"))
+    p = prepare(load_config(run_dir / "config.toml"))
+    state_path = run_dir / "checkpoint" / STATE_FILE
+    if state_path.exists():
+        state = load_state(state_path)
+        try:
+            p.trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint file '{state_path}' does not match "
+                                  f"{run_dir / 'config.toml'} ({e})") from None
+    run_id = int(info["run_id"]) if info and not db else _register(run_dir, store, p.cfg)
+    store.truncate_epochs(run_id, p.trainer.epoch)
+    store.set_status(run_id, "running")
+    return _fit(p, run_dir, store, run_id, progress)

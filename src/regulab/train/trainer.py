@@ -1,0 +1,216 @@
+"""The training loop: loss (+ penalties) -> backward -> optimizer step, epoch by epoch.
+
+Each epoch: ``model.train()``, one pass over the shuffled minibatches, then
+``model.eval()`` and an evaluation of the validation split under ``torch.no_grad()``.
+Training metrics are running averages over the epoch's minibatches (as Keras reports
+them), kept as device tensors so the loop never waits on the device mid-epoch.
+
+NaN/Inf guard: each step's loss is kept on the device; at the end of the epoch one check
+finds the first non-finite one and raises ``DivergedError`` naming the epoch and step
+*before* any callback runs, so the last checkpoint written stays the last good one.
+
+Everything a resumed run needs -- weights, optimizer state, generator states, callback
+state, history, epoch and step -- is in ``state_dict()``; ``load_state_dict()`` puts it
+back, and ``fit`` continues from ``self.epoch`` to give the same result as a run that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import DivergedError
+from ..nn.layers import set_generator
+from .callbacks import Callback
+
+__all__ = ["Trainer", "loss_function"]
+
+Penalty = Callable[[nn.Module], Tensor]
+
+
+def loss_function(name: str, label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
+    """Mean loss over the batch: ``cross_entropy`` (logits, int labels), ``bce`` (one logit per
+    example, 0/1 labels) or ``mse``."""
+    if name == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, label_smoothing=label_smoothing)
+    if name == "bce":
+        return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
+    if name == "mse":
+        return lambda out, y: F.mse_loss(out, y)
+    raise ValueError(f"loss must be cross_entropy, bce or mse; got {name!r}")
+
+
+class Trainer:
+    """Fit ``model`` with ``optimizer`` on a ``TensorLoader``; see the module docstring.
+
+    ``task`` is "classification" (logs loss and accuracy) or "regression" (loss, MSE, R^2).
+    ``penalties`` are callables ``model -> scalar`` added to the data loss and logged
+    separately. ``generators`` names every ``torch.Generator`` the run draws from (the
+    loader's shuffling, the dropout masks under "noise"); their states are checkpointed.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 loss_fn: Callable[[Tensor, Tensor], Tensor], *, task: str = "classification",
+                 binary: bool = False, penalties: Sequence[Penalty] = (),
+                 callbacks: Sequence[Callback] = (),
+                 generators: Mapping[str, torch.Generator] | None = None,
+                 eval_batch_size: int = 1024):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.task, self.binary = task, binary
+        self.penalties = list(penalties)
+        self.callbacks = list(callbacks)
+        self.generators = dict(generators or {})
+        if "noise" in self.generators:
+            set_generator(model, self.generators["noise"])
+        self.eval_batch_size = eval_batch_size
+        self.epoch = 0          # epochs completed
+        self.step = 0           # optimizer steps taken
+        self.max_epochs = 0
+        self.stop_training = False
+        self.history: list[dict[str, float]] = []
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def _hits(self, out: Tensor, y: Tensor) -> Tensor:
+        """Per batch: correct predictions (classification) or summed squared error (regression)."""
+        if self.task == "regression":
+            return (out - y).pow(2).sum()
+        pred = (out.squeeze(1) > 0).long() if self.binary else out.argmax(1)
+        return (pred == y.long()).sum()
+
+    def _summarize(self, prefix: str, loss_sum: Tensor, hits: Tensor, n: int,
+                   y: Tensor) -> dict[str, float]:
+        logs = {f"{prefix}_loss": float(loss_sum) / n}
+        if self.task == "regression":
+            mse = float(hits) / y.numel()
+            ss_tot = float((y - y.mean(0)).pow(2).sum())
+            logs[f"{prefix}_mse"] = mse
+            logs[f"{prefix}_r2"] = 1.0 - mse * y.numel() / ss_tot if ss_tot > 0 else float("nan")
+        else:
+            logs[f"{prefix}_acc"] = float(hits) / n
+        return logs
+
+    @torch.no_grad()
+    def evaluate(self, X: Tensor, y: Tensor, prefix: str = "val") -> dict[str, float]:
+        """Loss and accuracy (or MSE and R^2) of the model in eval mode on ``X``, ``y``."""
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=X.device)
+        hits = torch.zeros((), device=X.device)
+        for i in range(0, len(X), self.eval_batch_size):
+            xb, yb = X[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
+            out = self.model(xb)
+            loss_sum += self.loss_fn(out, yb) * len(xb)
+            hits += self._hits(out, yb)
+        self.model.train(was_training)
+        return self._summarize(prefix, loss_sum, hits, len(X), y)
+
+    @torch.no_grad()
+    def predict(self, X: Tensor) -> Tensor:
+        """The model's outputs on ``X`` in eval mode, in evaluation-sized batches."""
+        was_training = self.model.training
+        self.model.eval()
+        out = torch.cat([self.model(X[i:i + self.eval_batch_size])
+                         for i in range(0, len(X), self.eval_batch_size)])
+        self.model.train(was_training)
+        return out
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _train_epoch(self, loader) -> dict[str, float]:
+        self.model.train()
+        device = loader.X.device
+        loss_sum = torch.zeros((), device=device)
+        penalty_sum = torch.zeros((), device=device)
+        hits = torch.zeros((), device=device)
+        losses: list[Tensor] = []
+        for xb, yb in loader:
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+            penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
+            total = loss if penalty is None else loss + penalty
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            losses.append(total.detach())
+            loss_sum += loss.detach() * len(xb)
+            if penalty is not None:
+                penalty_sum += penalty.detach()
+            hits += self._hits(out.detach(), yb)
+        self.step += len(losses)
+        finite = torch.isfinite(torch.stack(losses))
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0])
+            raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(losses[bad]))
+        logs = self._summarize("train", loss_sum, hits, len(loader.X), loader.y)
+        logs["penalty"] = float(penalty_sum) / len(losses)
+        return logs
+
+    def fit(self, train_loader, val: tuple[Tensor, Tensor] | None = None,
+            epochs: int = 1) -> list[dict[str, float]]:
+        """Train until ``epochs`` epochs are done (counting those before a resume) or a callback
+        stops it; returns the history, one dict of metrics per epoch."""
+        self.max_epochs = epochs
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        try:
+            while self.epoch < epochs and not self.stop_training:
+                start = time.perf_counter()
+                logs = self._train_epoch(train_loader)
+                if val is not None:
+                    logs.update(self.evaluate(*val, prefix="val"))
+                self.epoch += 1
+                logs = {"epoch": self.epoch, **logs,
+                        "lr": float(self.optimizer.param_groups[0]["lr"]),
+                        "seconds": time.perf_counter() - start}
+                self.history.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, logs)
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        return self.history
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def _callback_keys(self) -> list[str]:
+        """A stable name per callback: its class name, numbered from the second of a kind."""
+        seen: dict[str, int] = {}
+        keys = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+        return keys
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: weights, optimizer, generators, callbacks with state."""
+        return {
+            "epoch": self.epoch, "step": self.step, "stop_training": self.stop_training,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+            "callbacks": {k: s for k, s in zip(self._callback_keys(), (cb.state_dict() for cb in self.callbacks)) if s},
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.stop_training = bool(state["stop_training"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+        keys = self._callback_keys()
+        missing = set(state["callbacks"]) - set(keys)
+        if missing:
+            raise ValueError(f"checkpoint has state for callbacks {sorted(missing)} that this trainer "
+                             f"does not have ({', '.join(keys) or 'none'})")
+        for key, cb in zip(keys, self.callbacks):
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        self.history = [dict(h) for h in state["history"]]

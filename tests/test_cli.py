@@ -1,0 +1,216 @@
+"""End to end through the ``regulab`` command: run directory, bad input, divergence, runs/datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from regulab.cli import main
+from regulab.store import RunStore
+
+from .conftest import EXAMPLES, write
+
+SMALL = """
+name = "small"
+[data]
+dataset = "moons"
+n_samples = 400
+[model]
+hidden = [16]
+dropout = 0.1
+[optim]
+lr = 0.01
+[train]
+epochs = 6
+batch_size = 32
+patience = 3
+"""
+
+PLAIN = SMALL.replace("n_samples = 400\n", "")   # for datasets other than the generated ones
+
+RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "model.safetensors",
+             "checkpoint"}
+RESULT_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+               "best_epoch", "epochs_run", "stopped_early", "fit_seconds", "diagnosis"}
+
+
+def test_train_writes_the_run_directory(workdir, capsys):
+    cfg = write(workdir / "small.toml", SMALL)
+    assert main(["train", str(cfg), "--out", "out", "--quiet"]) == 0
+    out = workdir / "out"
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert "results: out/results.json" in capsys.readouterr().out
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == RESULT_KEYS
+    assert results["diagnosis"] in ("underfit", "overfit", "good fit")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                             "penalty", "seconds"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, results["epochs_run"] + 1))
+
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    for split in ("val", "test"):
+        cm = np.array(evaluation[split]["confusion_matrix"])
+        assert cm.shape == (2, 2) and set(evaluation[split]["per_class"]) == {"0", "1"} or \
+            len(evaluation[split]["per_class"]) == 2
+    # the model file holds the fitted preprocessor and the network
+    weights = load_file(out / "model.safetensors")
+    assert {"preprocess.shift", "preprocess.scale"} <= set(weights)
+    assert any(k.startswith("net.") for k in weights)
+
+    # the resolved config reproduces the run's settings
+    assert 'dataset = "moons"' in (out / "config.toml").read_text()
+    rows = RunStore().runs()
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == results["epochs_run"]
+
+
+def test_overrides_change_the_resolved_config(workdir):
+    cfg = write(workdir / "small.toml", SMALL)
+    assert main(["train", str(cfg), "--out", "out", "--quiet", "--set", "model.hidden=[8, 8]",
+                 "--set", "train.epochs=2", "--set", "train.early_stopping=false"]) == 0
+    text = (workdir / "out" / "config.toml").read_text()
+    assert "hidden = [8, 8]" in text and "epochs = 2" in text
+    assert json.loads((workdir / "out" / "results.json").read_text())["epochs_run"] == 2
+
+
+def test_regression_run_reports_mse_and_r2(workdir):
+    assert main(["train", str(EXAMPLES / "sine.toml"), "--out", "out", "--quiet",
+                 "--set", "train.epochs=5"]) == 0
+    results = json.loads((workdir / "out" / "results.json").read_text())
+    assert {"train_mse", "train_r2", "val_mse", "val_r2", "test_mse", "test_r2"} <= set(results)
+    assert "train_acc" not in results
+    header = (workdir / "out" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_mse,train_r2,val_loss,val_mse,val_r2,lr,penalty,seconds"
+
+
+@pytest.mark.parametrize("example", ["late_delivery.toml", "digits_cnn.toml"])
+def test_examples_run(workdir, example):
+    assert main(["train", str(EXAMPLES / example), "--out", "out", "--quiet",
+                 "--set", "train.epochs=3"]) == 0
+    assert (workdir / "out" / "results.json").is_file()
+
+
+# -- bad input: exit 2, one line naming field and value, nothing written ------------------------
+
+def _npz(path, X, y):
+    np.savez(path, X=X, y=y)
+    return f"npz:{path}"
+
+
+BAD = [
+    # (config text or None, --set overrides, words the message must contain)
+    ("[optim]\nlr = 0.1\n[model\nkind='mlp'", [], ["not valid TOML"]),
+    (None, ["optim.lrr=0.1"], ["optim.lrr", "did you mean 'lr'"]),
+    (None, ["optim.lr=fast"], ["optim.lr", "'fast'"]),
+    (None, ["optim.lr=0"], ["optim.lr", "> 0", "0"]),
+    (None, ["optim.lr=-0.1"], ["optim.lr", "-0.1"]),
+    (None, ["model.dropout=1.0"], ["model.dropout", "1.0", "< 1.0"]),
+    (None, ["model.dropout=-0.2"], ["model.dropout", "-0.2"]),
+    (None, ["data.split=[0.8, 0.3, 0.05]"], ["data.split", "sum to 1"]),
+    (None, ["train.epochs=0"], ["train.epochs", ">= 1", "0"]),
+    (None, ["train.device=tpu"], ["train.device", "'tpu'"]),
+    (None, ["data.dataset=mnsit"], ["data.dataset", "mnsit", "did you mean 'mnist'"]),
+    (None, ["data.dataset=csv:nowhere.csv"], ["nowhere.csv", "does not exist"]),
+    # the control case: valid input trains (a conv over the 4 features of the notes' table)
+    (None, ["model.kind=cnn", "data.dataset=late_delivery", "data.split=[0.6, 0.4, 0.0]",
+            "data.stratify=false"], []),
+]
+
+
+@pytest.mark.parametrize("text, sets, words", BAD)
+def test_bad_config_exits_2_and_writes_nothing(workdir, capsys, text, sets, words):
+    cfg = write(workdir / "c.toml", text if text is not None else PLAIN)
+    sets = [a for s in sets for a in ("--set", s)]
+    code = main(["train", str(cfg), "--out", "out", "--quiet", *sets])
+    if not words:   # the control case: valid input trains
+        assert code == 0
+        return
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("regulab: error:"), err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (workdir / "out").exists()
+    assert not (workdir / "runs").exists()     # no run store created either
+
+
+def test_missing_config_file(workdir, capsys):
+    assert main(["train", "nope.toml", "--quiet"]) == 2
+    assert "nope.toml" in capsys.readouterr().err
+    assert not (workdir / "runs").exists()
+
+
+def _bad_data_cases(d):
+    write(d / "nan.csv", "a,b,label\n1,2,0\n3,,1\n5,6,0\n")
+    write(d / "ok.csv", "a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    return [
+        (["data.dataset=csv:nan.csv", "data.target=label"], ["nan.csv", "'b'"]),
+        (["data.dataset=csv:ok.csv", "data.target=lable"], ["data.target", "lable", "did you mean 'label'"]),
+        (["data.dataset=csv:ok.csv"], ["data.target"]),
+        ([f"data.dataset={_npz(d / 'neg.npz', np.zeros((20, 3)), np.arange(-1, 19) % 3 - 1)}",
+          "data.task=classification"], ["neg.npz", "label"]),
+        ([f"data.dataset={_npz(d / 'len.npz', np.zeros((20, 3)), np.zeros(19, int))}"], ["len.npz", "20", "19"]),
+        # shape mismatch: a 4-D sample has no CNN
+        ([f"data.dataset={_npz(d / 'shape.npz', np.zeros((40, 2, 3, 4, 5)), np.arange(40) % 2)}",
+          "model.kind=cnn"], ["model.kind", "cnn", "(2, 3, 4, 5)"]),
+    ]
+
+
+def test_bad_data_exits_2_and_writes_nothing(workdir, capsys):
+    cfg = write(workdir / "c.toml", PLAIN)
+    for sets, words in _bad_data_cases(workdir):
+        code = main(["train", str(cfg), "--out", "out", "--quiet", *[a for s in sets for a in ("--set", s)]])
+        err = capsys.readouterr().err
+        assert code == 2, (sets, err)
+        assert err.count("\n") == 1, err
+        for w in words:
+            assert w in err, (w, err)
+        assert not (workdir / "out").exists() and not (workdir / "runs").exists()
+
+
+def test_out_dir_that_exists_is_not_overwritten(workdir, capsys):
+    cfg = write(workdir / "small.toml", SMALL)
+    write(workdir / "out" / "keep.txt", "mine")
+    assert main(["train", str(cfg), "--out", "out", "--quiet"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert [p.name for p in (workdir / "out").iterdir()] == ["keep.txt"]
+
+
+def test_bad_arguments_exit_2_with_one_line(workdir, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- divergence ----------------------------------------------------------------------------------
+
+def test_divergence_exits_3_names_epoch_and_step(workdir, capsys):
+    code = main(["train", str(EXAMPLES / "sine.toml"), "--out", "out", "--quiet",
+                 "--set", "optim.name=sgd", "--set", "optim.lr=1e6", "--set", "data.preprocess=none"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "epoch 1, step" in err and "diverged" in err
+    assert not (workdir / "out" / "results.json").exists()
+    assert RunStore().runs()[0]["status"] == "diverged"
+
+
+# -- listing -------------------------------------------------------------------------------------
+
+def test_runs_and_datasets_commands(workdir, capsys):
+    cfg = write(workdir / "small.toml", SMALL)
+    assert main(["train", str(cfg), "--out", "out", "--quiet", "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    table = capsys.readouterr().out
+    assert "small" in table and "completed" in table
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery", "csv:PATH"):
+        assert name in listing
