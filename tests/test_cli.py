@@ -214,3 +214,13 @@ def test_runs_and_datasets_commands(workdir, capsys):
     listing = capsys.readouterr().out
     for name in ("mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery", "csv:PATH"):
         assert name in listing
+
+
+def test_python_api_train_is_the_function(workdir):
+    """`rl.train` must stay the function even after the `regulab.train` subpackage is imported."""
+    import regulab as rl
+    import regulab.train.metrics  # noqa: F401
+    cfg = rl.load_config(write(workdir / "small.toml", SMALL), {"train.epochs": 1})
+    run = rl.train(cfg, out="api", progress=False)
+    assert run.results["epochs_run"] == 1 and run.run_dir.name == "api"
+    assert len(run.history) == 1 and isinstance(run.model, rl.nn.Pipeline)

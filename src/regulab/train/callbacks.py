@@ -66,6 +66,13 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch = 0
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.trained_weights: dict[str, torch.Tensor] | None = None  # set while best is restored
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        # fitting again after a restore continues from the weights training reached
+        if self.trained_weights is not None:
+            trainer.model.load_state_dict(self.trained_weights)
+            self.trained_weights = None
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
         if self.monitor not in logs:
@@ -84,16 +91,19 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         if self.restore_best and self.best_weights is not None:
+            self.trained_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             trainer.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights,
+                "trained_weights": self.trained_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
         self.best_weights = state["best_weights"]
+        self.trained_weights = state.get("trained_weights")
 
 
 class ProgressBar(Callback):

@@ -80,17 +80,19 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, header.get("__metadata__", {}) or {}
 
 
-def _pack(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
-    """Replace tensors by references; keep dict keys' types (optimizer state uses int keys)."""
+def _pack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors by references ``t0, t1, ...`` (numbered in traversal order, so no two
+    keys can collide); keep dict keys' types (optimizer state uses int keys)."""
     if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj
-        return {"__tensor__": prefix}
+        name = f"t{len(tensors)}"
+        tensors[name] = obj
+        return {"__tensor__": name}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
-            return {k: _pack(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
-        return {"__items__": [[k, _pack(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+            return {k: _pack(v, tensors) for k, v in obj.items()}
+        return {"__items__": [[k, _pack(v, tensors)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
-        return [_pack(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+        return [_pack(v, tensors) for v in obj]
     return obj
 
 
@@ -109,7 +111,7 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
     """Save a nested dict of tensors and JSON values to one safetensors file, atomically."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _pack(state, tensors, "s")
+    skeleton = _pack(state, tensors)
     meta = {"regulab": json.dumps({"version": FORMAT_VERSION, "state": skeleton})}
     save_tensors(path, tensors, meta)
 

@@ -189,15 +189,22 @@ class RunLog(Callback):
         self.run_dir, self.store, self.run_id = run_dir, store, run_id
         self.columns, self.every = _columns(task), every
 
-    def write_csv(self, history: list[dict[str, float]]) -> None:
+    def _rows(self, rows: list[dict[str, float]], header: bool) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, self.columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
-        atomic_write(self.run_dir / "metrics.csv", buf.getvalue())
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    def write_csv(self, history: list[dict[str, float]]) -> None:
+        """Rewrite ``metrics.csv`` from the history (at the start of a run or a resume)."""
+        atomic_write(self.run_dir / "metrics.csv", self._rows(history, header=True))
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        self.write_csv(trainer.history)
+        # appended, not fsynced: a resume rewrites the file from the checkpoint's history
+        with open(self.run_dir / "metrics.csv", "a", encoding="utf-8") as f:
+            f.write(self._rows([logs], header=False))
         self.store.log_epoch(self.run_id, trainer.epoch, logs)
         last = trainer.stop_training or trainer.epoch >= trainer.max_epochs
         if last or trainer.epoch % self.every == 0:

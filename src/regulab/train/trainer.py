@@ -87,10 +87,11 @@ class Trainer:
                    y: Tensor) -> dict[str, float]:
         logs = {f"{prefix}_loss": float(loss_sum) / n}
         if self.task == "regression":
-            mse = float(hits) / y.numel()
-            ss_tot = float((y - y.mean(0)).pow(2).sum())
+            # R^2 = 1 - MSE / Var(y), pooled over outputs (sklearn's 'variance_weighted')
+            mse = float(hits) / (n * y[0].numel())
+            var = float((y - y.mean(0)).pow(2).mean())
             logs[f"{prefix}_mse"] = mse
-            logs[f"{prefix}_r2"] = 1.0 - mse * y.numel() / ss_tot if ss_tot > 0 else float("nan")
+            logs[f"{prefix}_r2"] = 1.0 - mse / var if var > 0 else float("nan")
         else:
             logs[f"{prefix}_acc"] = float(hits) / n
         return logs
@@ -125,30 +126,34 @@ class Trainer:
     def _train_epoch(self, loader) -> dict[str, float]:
         self.model.train()
         device = loader.X.device
-        loss_sum = torch.zeros((), device=device)
-        penalty_sum = torch.zeros((), device=device)
-        hits = torch.zeros((), device=device)
+        # per-step values stay on the device; they are reduced once, after the last step
         losses: list[Tensor] = []
+        penalties: list[Tensor] = []
+        hits: list[Tensor] = []
+        sizes: list[int] = []
         for xb, yb in loader:
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
-            total = loss if penalty is None else loss + penalty
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            (loss if penalty is None else loss + penalty).backward()
             self.optimizer.step()
-            losses.append(total.detach())
-            loss_sum += loss.detach() * len(xb)
+            losses.append(loss.detach())
             if penalty is not None:
-                penalty_sum += penalty.detach()
-            hits += self._hits(out.detach(), yb)
+                penalties.append(penalty.detach())
+            hits.append(self._hits(out.detach(), yb))
+            sizes.append(len(xb))
         self.step += len(losses)
-        finite = torch.isfinite(torch.stack(losses))
+        loss_t = torch.stack(losses)
+        penalty_t = torch.stack(penalties) if penalties else torch.zeros_like(loss_t)
+        total = loss_t + penalty_t
+        finite = torch.isfinite(total)
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
-            raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(losses[bad]))
-        logs = self._summarize("train", loss_sum, hits, len(loader.X), loader.y)
-        logs["penalty"] = float(penalty_sum) / len(losses)
+            raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(total[bad]))
+        loss_sum = loss_t @ torch.tensor(sizes, dtype=loss_t.dtype, device=device)
+        logs = self._summarize("train", loss_sum, torch.stack(hits).sum(), sum(sizes), loader.y)
+        logs["penalty"] = float(penalty_t.mean())
         return logs
 
     def fit(self, train_loader, val: tuple[Tensor, Tensor] | None = None,
