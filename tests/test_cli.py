@@ -35,7 +35,8 @@ PLAIN = SMALL.replace("n_samples = 400\n", "")   # for datasets other than the g
 RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "model.safetensors",
              "checkpoint"}
 RESULT_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-               "best_epoch", "epochs_run", "stopped_early", "fit_seconds", "diagnosis"}
+               "best_epoch", "epochs_run", "stopped_early", "fit_seconds", "diagnosis",
+               "n_train", "n_val", "n_test"}
 
 
 def test_train_writes_the_run_directory(workdir, capsys):
@@ -224,3 +225,63 @@ def test_python_api_train_is_the_function(workdir):
     run = rl.train(cfg, out="api", progress=False)
     assert run.results["epochs_run"] == 1 and run.run_dir.name == "api"
     assert len(run.history) == 1 and isinstance(run.model, rl.nn.Pipeline)
+
+
+def test_split_sizes_and_train_size(workdir):
+    cfg = write(workdir / "small.toml", SMALL)          # moons, 400 examples, split 80/15/5
+    assert main(["train", str(cfg), "--out", "full", "--quiet", "--set", "train.epochs=1"]) == 0
+    full = json.loads((workdir / "full" / "results.json").read_text())
+    assert (full["n_train"], full["n_val"], full["n_test"]) == (320, 60, 20)
+    assert main(["train", str(cfg), "--out", "part", "--quiet", "--set", "train.epochs=1",
+                 "--set", "data.train_size=0.25"]) == 0
+    part = json.loads((workdir / "part" / "results.json").read_text())
+    assert (part["n_train"], part["n_val"], part["n_test"]) == (80, 60, 20)
+
+
+def test_own_test_set_is_kept(workdir):
+    assert main(["train", str(EXAMPLES / "quickstart.toml"), "--out", "out", "--quiet",
+                 "--set", "train.epochs=1"]) == 0
+    r = json.loads((workdir / "out" / "results.json").read_text())
+    # mnist1d: 4,000 pool split 0.8 : 0.15 into train/val; its own 1,000 test examples kept
+    assert r["n_test"] == 1000 and r["n_train"] + r["n_val"] == 4000
+
+
+def test_binary_cross_entropy(workdir, capsys):
+    cfg = write(workdir / "small.toml", SMALL)
+    assert main(["train", str(cfg), "--out", "out", "--quiet", "--set", "train.loss=bce",
+                 "--set", "train.epochs=20", "--set", "train.early_stopping=false"]) == 0
+    r = json.loads((workdir / "out" / "results.json").read_text())
+    assert r["val_acc"] > 0.75      # moons with noise 0.3: a small MLP gets ~0.85
+    ev = json.loads((workdir / "out" / "evaluation.json").read_text())
+    assert len(ev["test"]["confusion_matrix"]) == 2
+    plain = write(workdir / "plain.toml", PLAIN)
+    capsys.readouterr()
+    assert main(["train", str(plain), "--out", "bad", "--quiet", "--set", "train.loss=bce",
+                 "--set", "data.dataset=digits"]) == 2
+    err = capsys.readouterr().err
+    assert "train.loss" in err and "'bce'" in err and "10" in err
+
+
+def test_user_csv_and_image_folder(workdir):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    rows = ["x1,x2,kind"] + [f"{a:.3f},{b:.3f},{'big' if a + b > 1 else 'small'}"
+                             for a, b in rng.uniform(0, 1, size=(200, 2))]
+    write(workdir / "table.csv", "\n".join(rows) + "\n")
+    cfg = write(workdir / "c.toml", PLAIN)
+    assert main(["train", str(cfg), "--out", "csv", "--quiet", "--set", "data.dataset=csv:table.csv",
+                 "--set", "data.target=kind", "--set", "data.preprocess=standardize",
+                 "--set", "train.epochs=30", "--set", "train.early_stopping=false"]) == 0
+    ev = json.loads((workdir / "csv" / "evaluation.json").read_text())
+    assert set(ev["val"]["per_class"]) == {"big", "small"}
+    assert json.loads((workdir / "csv" / "results.json").read_text())["val_acc"] > 0.8
+
+    for label, value in (("dark", 40), ("light", 210)):
+        for i in range(12):
+            pixels = np.clip(rng.normal(value, 20, size=(6, 6)), 0, 255).astype(np.uint8)
+            (workdir / "imgs" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(workdir / "imgs" / label / f"{i}.png")
+    assert main(["train", str(cfg), "--out", "img", "--quiet", "--set", "data.dataset=images:imgs",
+                 "--set", "model.kind=cnn", "--set", "model.channels=[4]", "--set", "model.kernel_size=3",
+                 "--set", "data.split=[0.6, 0.2, 0.2]", "--set", "train.epochs=2"]) == 0
+    assert json.loads((workdir / "img" / "results.json").read_text())["n_test"] == 5

@@ -9,7 +9,7 @@ Run directory (DESIGN.md)::
 
     config.toml        the fully resolved config
     metrics.csv        one row per epoch
-    results.json       final metrics, written last (its presence marks a finished run)
+    results.json       final metrics and split sizes, written last (marks a finished run)
     evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
     checkpoint/        state.safetensors (what resume needs) and run.json (store row)
@@ -247,6 +247,7 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
             evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
     stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
     score = "r2" if p.task == "regression" else "acc"
+    results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
     results.update(
         best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
         stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
