@@ -7,9 +7,10 @@ continues exactly where the killed one stopped -- patience included.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import torch
 
@@ -20,11 +21,20 @@ __all__ = ["Callback", "EarlyStopping", "ProgressBar", "improves", "monitor_mode
 
 
 class Callback:
-    """Base class: override the hooks you need. ``logs`` holds the epoch's metrics."""
+    """Base class: override the hooks you need. ``logs`` holds the epoch's metrics.
+
+    ``on_step_end`` runs after every optimizer step (and after the constraints); the Trainer
+    calls it only on callbacks that override it. ``evaluation_weights`` may return a context
+    manager under which the model is evaluated (EMA swaps in its averaged weights there).
+    """
 
     def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer") -> None: ...
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def evaluation_weights(self, trainer: "Trainer") -> ContextManager[None]:
+        return contextlib.nullcontext()
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -17,8 +17,9 @@ never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from .callbacks import Callback
 __all__ = ["Trainer", "loss_function"]
 
 Penalty = Callable[[nn.Module], Tensor]
+Constraint = Callable[[nn.Module], None]
 
 
 def loss_function(name: str, label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
@@ -50,19 +52,21 @@ class Trainer:
 
     ``task`` is "classification" (logs loss and accuracy) or "regression" (loss, MSE, R^2).
     ``penalties`` are callables ``model -> scalar`` added to the data loss and logged
-    separately. ``generators`` names every ``torch.Generator`` the run draws from (the
+    separately. ``constraints`` are callables ``model -> None`` applied, without gradient,
+    after every optimizer step (max-norm). ``generators`` names every ``torch.Generator`` the run draws from (the
     loader's shuffling, the dropout masks under "noise"); their states are checkpointed.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loss_fn: Callable[[Tensor, Tensor], Tensor], *, task: str = "classification",
                  binary: bool = False, penalties: Sequence[Penalty] = (),
-                 callbacks: Sequence[Callback] = (),
+                 constraints: Sequence[Constraint] = (), callbacks: Sequence[Callback] = (),
                  generators: Mapping[str, torch.Generator] | None = None,
                  eval_batch_size: int = 1024):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.task, self.binary = task, binary
         self.penalties = list(penalties)
+        self.constraints = list(constraints)
         self.callbacks = list(callbacks)
         self.generators = dict(generators or {})
         if "noise" in self.generators:
@@ -96,11 +100,26 @@ class Trainer:
             logs[f"{prefix}_acc"] = float(hits) / n
         return logs
 
+    @contextlib.contextmanager
+    def evaluation_mode(self) -> Iterator[None]:
+        """``model.eval()`` under the callbacks' evaluation weights; the previous mode after."""
+        was_training = self.model.training
+        with contextlib.ExitStack() as stack:
+            for cb in self.callbacks:
+                stack.enter_context(cb.evaluation_weights(self))
+            self.model.eval()
+            try:
+                yield
+            finally:
+                self.model.train(was_training)
+
     @torch.no_grad()
     def evaluate(self, X: Tensor, y: Tensor, prefix: str = "val") -> dict[str, float]:
         """Loss and accuracy (or MSE and R^2) of the model in eval mode on ``X``, ``y``."""
-        was_training = self.model.training
-        self.model.eval()
+        with self.evaluation_mode():
+            return self._evaluate(X, y, prefix)
+
+    def _evaluate(self, X: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
         loss_sum = torch.zeros((), device=X.device)
         hits = torch.zeros((), device=X.device)
         for i in range(0, len(X), self.eval_batch_size):
@@ -108,18 +127,14 @@ class Trainer:
             out = self.model(xb)
             loss_sum += self.loss_fn(out, yb) * len(xb)
             hits += self._hits(out, yb)
-        self.model.train(was_training)
         return self._summarize(prefix, loss_sum, hits, len(X), y)
 
     @torch.no_grad()
     def predict(self, X: Tensor) -> Tensor:
         """The model's outputs on ``X`` in eval mode, in evaluation-sized batches."""
-        was_training = self.model.training
-        self.model.eval()
-        out = torch.cat([self.model(X[i:i + self.eval_batch_size])
-                         for i in range(0, len(X), self.eval_batch_size)])
-        self.model.train(was_training)
-        return out
+        with self.evaluation_mode():
+            return torch.cat([self.model(X[i:i + self.eval_batch_size])
+                              for i in range(0, len(X), self.eval_batch_size)])
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -131,6 +146,8 @@ class Trainer:
         penalties: list[Tensor] = []
         hits: list[Tensor] = []
         sizes: list[int] = []
+        step_callbacks = [cb for cb in self.callbacks
+                          if type(cb).on_step_end is not Callback.on_step_end]
         for xb, yb in loader:
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
@@ -138,12 +155,18 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty).backward()
             self.optimizer.step()
+            self.step += 1
+            if self.constraints:
+                with torch.no_grad():
+                    for constrain in self.constraints:
+                        constrain(self.model)
+            for cb in step_callbacks:
+                cb.on_step_end(self)
             losses.append(loss.detach())
             if penalty is not None:
                 penalties.append(penalty.detach())
             hits.append(self._hits(out.detach(), yb))
             sizes.append(len(xb))
-        self.step += len(losses)
         loss_t = torch.stack(losses)
         penalty_t = torch.stack(penalties) if penalties else torch.zeros_like(loss_t)
         total = loss_t + penalty_t
