@@ -9,6 +9,7 @@ min_delta; NaN never improves; stop once ``patience`` epochs in a row did not im
 from __future__ import annotations
 
 import math
+import contextlib
 from types import SimpleNamespace
 
 import pytest
@@ -27,7 +28,9 @@ def fake_trainer(**kw) -> SimpleNamespace:
     with torch.no_grad():
         model.weight.copy_(torch.randn(1, 2, generator=torch_gen))
         model.bias.zero_()
-    return SimpleNamespace(epoch=0, model=model, stop_training=False, max_epochs=0, **kw)
+    # evaluation_mode: the Trainer's context for evaluation weights (none here)
+    return SimpleNamespace(epoch=0, model=model, stop_training=False, max_epochs=0,
+                           evaluation_mode=contextlib.nullcontext, **kw)
 
 
 def feed(stopper: EarlyStopping, values, trainer=None, first_epoch: int = 1, key=None):

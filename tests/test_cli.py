@@ -285,3 +285,35 @@ def test_user_csv_and_image_folder(workdir):
                  "--set", "model.kind=cnn", "--set", "model.channels=[4]", "--set", "model.kernel_size=3",
                  "--set", "data.split=[0.6, 0.2, 0.2]", "--set", "train.epochs=2"]) == 0
     assert json.loads((workdir / "img" / "results.json").read_text())["n_test"] == 5
+
+
+def test_explain_backprop_prints_the_notes_numbers(workdir, capsys):
+    assert main(["explain", "backprop"]) == 0
+    out = capsys.readouterr().out
+    for number in ("0.298371109", "0.358916480", "0.408666186", "0.511301270", "0.561370121",
+                   "iteration 2"):
+        assert number in out
+    assert main(["explain", "backprop", "--spec", str(EXAMPLES / "backprop_net.json")]) == 0
+    assert main(["explain", "backprop", "--spec", "missing.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.toml" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["regularization.l2=-0.1"], ["regularization.l2", "-0.1"]),
+    (["regularization.max_norm=0"], ["regularization.max_norm", "0"]),
+    (["model.dropconnect=1.0"], ["model.dropconnect", "1.0"]),
+    (["model.input_dropout=-0.1"], ["model.input_dropout", "-0.1"]),
+    (["regularization.penalty_layers=[\"fc9\"]", "regularization.l2=0.1"],
+     ["regularization.penalty_layers", "fc9", "fc1"]),
+    (["model.dropout_mode=clasic"], ["model.dropout_mode", "did you mean 'classic'"]),
+    (["regularization.label_smoothing=0.1", "train.loss=bce"], ["label_smoothing", "bce"]),
+])
+def test_bad_regularization_values_exit_2(workdir, capsys, sets, words):
+    cfg = write(workdir / "c.toml", SMALL)
+    code = main(["train", str(cfg), "--out", "out", "--quiet", *[a for s in sets for a in ("--set", s)]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (workdir / "out").exists() and not (workdir / "runs").exists()

@@ -263,3 +263,12 @@ def test_every_key_has_a_check_and_doc():
             default = getattr(section(), f.name)
             if default is not None:
                 f.metadata["check"](f.name, default)
+
+
+def test_sections_validate_when_built_directly():
+    from regulab.config import OptimConfig, RegularizationConfig
+    with pytest.raises(ConfigError, match=r"optim\.lr.*-1"):
+        OptimConfig(lr=-1)
+    with pytest.raises(ConfigError, match=r"regularization\.max_norm.*0"):
+        RegularizationConfig(max_norm=0)
+    assert OptimConfig(lr=1).lr == 1.0

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from regulab.train import run as run_mod  # `import regulab.train.run` fails: regulab.train is the function
+from regulab.train import prepare as prepare_mod  # `import regulab.train.run` fails: regulab.train is the function
+from regulab.train import run as run_mod
 from regulab.config import load_config
 from regulab.data.loader import TensorLoader
 from regulab.errors import DivergedError
@@ -276,7 +277,7 @@ def test_run_diverging_keeps_last_good_checkpoint(workdir, monkeypatch):
                              "model.hidden=[8]", "train.epochs=5", "train.batch_size=50",
                              "train.early_stopping=false", "train.device=cpu",
                              "train.progress=false"])
-    real = run_mod.loss_function
+    real = prepare_mod.loss_function
 
     def poisoned_loss_function(name, *args, **kw):
         fn = real(name, *args, **kw)
@@ -289,7 +290,7 @@ def test_run_diverging_keeps_last_good_checkpoint(workdir, monkeypatch):
             return fn(out, y) * float("nan") if evals[0] >= 2 else fn(out, y)
         return loss
 
-    monkeypatch.setattr(run_mod, "loss_function", poisoned_loss_function)
+    monkeypatch.setattr(prepare_mod, "loss_function", poisoned_loss_function)
     out = workdir / "run"
     with pytest.raises(DivergedError, match="epoch 3") as info:
         run_mod.train(cfg, out=out, progress=False)

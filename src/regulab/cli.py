@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -65,6 +66,12 @@ def _datasets(args) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from .explain import explain_backprop
+    print(explain_backprop(args.spec, args.iterations))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="regulab", description="Train neural networks that generalize.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -93,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("explain", help="step-by-step walk-throughs of the notes' worked examples")
+    what = p.add_subparsers(dest="topic", required=True, parser_class=_Parser)
+    q = what.add_parser("backprop", help="backpropagation, every value and partial derivative")
+    q.add_argument("--spec", help="a network and data of your own (JSON or TOML); default: the "
+                                  "notes' 2-2-2 sigmoid network")
+    q.add_argument("--iterations", type=int, default=2, help="gradient steps to trace (default 2)")
+    q.set_defaults(func=_explain)
     return parser
 
 
@@ -106,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergedError as e:
         print(f"regulab: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:      # `regulab explain backprop | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("regulab: interrupted; continue with 'regulab resume RUN_DIR'", file=sys.stderr)
         return 130

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 from .errors import ConfigError
 
 __all__ = [
-    "Config", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "EvalConfig",
+    "Config", "DataConfig", "ModelConfig", "RegularizationConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "load_config", "config_from_dict", "parse_overrides", "to_toml", "INIT_SCHEMES", "ACTIVATIONS",
 ]
 
@@ -135,8 +135,17 @@ def _key(default: Any, check: Check, doc: str) -> Any:
 
 # --- sections ---------------------------------------------------------------------------------
 
+class _Section:
+    """Validates every key on construction, so ``OptimConfig(lr=-1)`` fails like the TOML would."""
+
+    def __post_init__(self) -> None:
+        section = SECTION_NAMES[type(self)]
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, f.metadata["check"](f"{section}.{f.name}", getattr(self, f.name)))
+
+
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """``[data]``: which dataset, how it is split and preprocessed."""
     dataset: str = _key("mnist1d", string, "built-in name, or csv:PATH, npz:PATH, images:DIR")
     split: list = _key([0.8, 0.15, 0.05], list_of(number(ge=0.0, le=1.0), min_len=3,
@@ -150,10 +159,12 @@ class DataConfig:
     task: str = _key("auto", choice("auto", "classification", "regression"), "learning task")
     n_samples: Any = _key(None, optional(number(ge=10, integer=True)),
                           "size of a generated dataset (mnist1d, moons, sine)")
+    label_noise: float = _key(0.0, number(ge=0.0, le=1.0),
+                              "fraction of training labels flipped to another class")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """``[model]``: the architecture and its initialization."""
     kind: str = _key("mlp", choice("mlp", "cnn", "linear"), "architecture")
     hidden: list = _key([100, 100], list_of(number(ge=1, integer=True),
@@ -163,14 +174,38 @@ class ModelConfig:
     kernel_size: int = _key(5, number(ge=1, integer=True), "cnn: kernel size")
     activation: str = _key("relu", choice(*ACTIVATIONS), "hidden activation")
     init: str = _key("default", choice(*INIT_SCHEMES), "weight initialization scheme")
-    batchnorm: bool = _key(False, boolean, "batch normalization after each hidden layer")
+    batchnorm: bool = _key(False, boolean, "batch normalization in each hidden layer")
+    batchnorm_position: str = _key("before", choice("before", "after"),
+                                   "batch norm before or after the activation")
     dropout: Any = _key(0.0, number_or_list(number(ge=0.0, lt=1.0),
                         "a drop probability in [0, 1) or a list of them, one per hidden layer"),
-                        "drop probability of each hidden layer's output (inverted dropout)")
+                        "drop probability of each hidden layer's output")
+    dropout_mode: str = _key("inverted", choice("inverted", "classic"),
+                             "inverted: scale by 1/(1-p) in training; classic: by (1-p) at inference")
+    input_dropout: float = _key(0.0, number(ge=0.0, lt=1.0), "drop probability of the inputs")
+    dropconnect: float = _key(0.0, number(ge=0.0, lt=1.0),
+                              "drop probability of each hidden dense layer's weights")
+    dropconnect_per_example: bool = _key(False, boolean, "a DropConnect mask per example")
 
 
 @dataclass
-class OptimConfig:
+class RegularizationConfig(_Section):
+    """``[regularization]``: penalties, constraints and noise added to training."""
+    l1: float = _key(0.0, number(ge=0.0), "coefficient of sum |w| added to the loss")
+    l2: float = _key(0.0, number(ge=0.0), "coefficient of sum w^2 (squared Frobenius norms)")
+    penalty_layers: Any = _key(None, optional(list_of(string, min_len=1,
+                               allowed="a non-empty list of layer names")),
+                               "layers whose weights l1/l2 penalize (default: all)")
+    penalty_bias: bool = _key(False, boolean, "penalize biases too")
+    max_norm: Any = _key(None, optional(number(gt=0.0)), "max L2 norm of each unit's incoming weights")
+    input_noise: float = _key(0.0, number(ge=0.0), "std of Gaussian noise added to the inputs")
+    weight_noise: float = _key(0.0, number(ge=0.0), "std of Gaussian noise added to the weights")
+    label_smoothing: float = _key(0.0, number(ge=0.0, lt=1.0), "label smoothing epsilon")
+    ema: float = _key(0.0, number(ge=0.0, lt=1.0), "decay of the weights' moving average (0: off)")
+
+
+@dataclass
+class OptimConfig(_Section):
     """``[optim]``: the optimizer (torch.optim)."""
     name: str = _key("adam", choice(*OPTIMIZERS), "optimizer")
     lr: float = _key(1e-3, number(gt=0.0), "learning rate")
@@ -183,7 +218,7 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """``[train]``: the training loop."""
     epochs: int = _key(50, number(ge=1, integer=True), "maximum number of epochs")
     batch_size: int = _key(100, number(ge=1, integer=True), "minibatch size")
@@ -202,15 +237,22 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     """``[eval]``: final evaluation."""
     batch_size: int = _key(1024, number(ge=1, integer=True), "batch size of evaluation")
+    dropout_inference: str = _key("scale", choice("scale", "mc_mean", "mc_geometric"),
+                                  "weight scaling, or Monte-Carlo masks averaged")
+    mc_samples: int = _key(30, number(ge=1, integer=True), "masks sampled by mc_* inference")
 
 
 SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+    "data": DataConfig, "model": ModelConfig, "regularization": RegularizationConfig,
+    "optim": OptimConfig,
     "train": TrainConfig, "eval": EvalConfig,
 }
+
+
+SECTION_NAMES = {cls: name for name, cls in SECTIONS.items()}
 
 
 @dataclass
@@ -219,6 +261,7 @@ class Config:
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

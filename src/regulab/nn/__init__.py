@@ -1,8 +1,10 @@
-"""Layers, initialization schemes and models."""
+"""Layers (the dropout family and noise), initialization schemes and models."""
 
 from .init import init_tensor, init_weights
-from .layers import Dropout, dropout, set_generator
-from .models import CNN, MLP, LinearModel, Pipeline, build_model
+from .layers import (DropConnect, Dropout, GaussianNoise, StochasticLayer, WeightNoise, dropout,
+                     gaussian_noise, set_generator)
+from .models import CNN, MLP, LinearModel, Pipeline, Regularizers, build_model
 
-__all__ = ["MLP", "CNN", "LinearModel", "Pipeline", "build_model", "Dropout", "dropout",
-           "set_generator", "init_tensor", "init_weights"]
+__all__ = ["MLP", "CNN", "LinearModel", "Pipeline", "Regularizers", "build_model", "Dropout",
+           "DropConnect", "GaussianNoise", "WeightNoise", "StochasticLayer", "dropout",
+           "gaussian_noise", "set_generator", "init_tensor", "init_weights"]

@@ -16,16 +16,18 @@ gives the same weights on every device.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, RegularizationConfig
 from .init import init_weights
-from .layers import Dropout
+from .layers import DropConnect, Dropout, GaussianNoise, WeightNoise
 
-__all__ = ["MLP", "CNN", "LinearModel", "Pipeline", "build_model", "activation"]
+__all__ = ["MLP", "CNN", "LinearModel", "Pipeline", "Regularizers", "build_model", "activation"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                 "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU}
@@ -43,16 +45,51 @@ def _per_layer(dropout: float | Sequence[float], n: int) -> list[float]:
     return [float(p) for p in dropout]
 
 
+@dataclass
+class Regularizers:
+    """What the layers of a model add to it (see ``regulab.nn.layers``); all off by default."""
+    dropout: float | Sequence[float] = 0.0     # drop probability of each hidden layer's output
+    dropout_mode: str = "inverted"             # or "classic"
+    input_dropout: float = 0.0                 # drop probability of the inputs
+    dropconnect: float = 0.0                   # drop probability of hidden dense layers' weights
+    dropconnect_per_example: bool = False
+    input_noise: float = 0.0                   # std of Gaussian noise on the inputs
+    weight_noise: float = 0.0                  # std of Gaussian noise on every weight
+    batchnorm: bool = False
+    batchnorm_position: str = "before"         # before or after the activation
+
+    def wrap(self, layer: nn.Module, hidden: bool) -> nn.Module:
+        """A Linear/Conv layer, wrapped by DropConnect (hidden dense layers) or WeightNoise."""
+        if hidden and self.dropconnect > 0 and isinstance(layer, nn.Linear):
+            return DropConnect(layer, self.dropconnect, per_example=self.dropconnect_per_example)
+        if self.weight_noise > 0:
+            return WeightNoise(layer, self.weight_noise)
+        return layer
+
+    def inputs(self) -> list[tuple[str, nn.Module]]:
+        layers: list[tuple[str, nn.Module]] = []
+        if self.input_noise > 0:
+            layers.append(("noise_in", GaussianNoise(self.input_noise)))
+        if self.input_dropout > 0:
+            layers.append(("drop_in", Dropout(self.input_dropout, mode=self.dropout_mode)))
+        return layers
+
+    def normalized(self, tag: str, layer: nn.Module, bn: nn.Module, act: str) -> list[tuple[str, nn.Module]]:
+        """``layer -> [bn] -> act`` or ``layer -> act -> [bn]``, named by ``tag`` (e.g. "1")."""
+        block = [(f"act{tag}", activation(act))]
+        if self.batchnorm:
+            block.insert(0 if self.batchnorm_position == "before" else 1, (f"bn{tag}", bn))
+        return [(tag if tag.startswith("conv") else f"fc{tag}", layer), *block]
+
+
 def _dense_blocks(in_features: int, hidden: Sequence[int], act: str,
-                  dropout: float | Sequence[float], batchnorm: bool) -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    for width, p in zip(hidden, _per_layer(dropout, len(hidden))):
-        layers.append(nn.Linear(in_features, width, bias=not batchnorm))
-        if batchnorm:
-            layers.append(nn.BatchNorm1d(width))
-        layers.append(activation(act))
+                  reg: Regularizers) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = []
+    for i, (width, p) in enumerate(zip(hidden, _per_layer(reg.dropout, len(hidden))), start=1):
+        linear = reg.wrap(nn.Linear(in_features, width, bias=not reg.batchnorm), hidden=True)
+        layers += reg.normalized(str(i), linear, nn.BatchNorm1d(width), act)
         if p > 0:
-            layers.append(Dropout(p))
+            layers.append((f"drop{i}", Dropout(p, mode=reg.dropout_mode)))
         in_features = width
     return layers
 
@@ -60,7 +97,8 @@ def _dense_blocks(in_features: int, hidden: Sequence[int], act: str,
 class MLP(nn.Sequential):
     """Multilayer perceptron: flatten, ``len(hidden)`` hidden blocks, a linear output layer.
 
-    Example::
+    Layers are named ``fc1, bn1, act1, drop1, ..., out`` (and ``noise_in``, ``drop_in`` on the
+    inputs), so ``state_dict`` keys read ``fc1.weight``. Example::
 
         >>> net = MLP(40, [100, 100], 10, activation="relu", dropout=0.3)
         >>> net(torch.zeros(8, 40)).shape
@@ -69,25 +107,34 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
                  activation: str = "relu", dropout: float | Sequence[float] = 0.0,
-                 batchnorm: bool = False):
-        blocks = _dense_blocks(in_features, hidden, activation, dropout, batchnorm)
+                 batchnorm: bool = False, regularizers: Regularizers | None = None):
+        reg = regularizers or Regularizers(dropout=dropout, batchnorm=batchnorm)
+        blocks = _dense_blocks(in_features, hidden, activation, reg)
         last = hidden[-1] if hidden else in_features
-        super().__init__(nn.Flatten(), *blocks, nn.Linear(last, out_features))
+        out = reg.wrap(nn.Linear(last, out_features), hidden=False)
+        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(), *blocks, ("out", out)]))
 
 
 class LinearModel(nn.Sequential):
     """Logistic / softmax regression (or linear regression): ``y = W x + b`` on the flattened input."""
 
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__(nn.Flatten(), nn.Linear(in_features, out_features))
+    def __init__(self, in_features: int, out_features: int, regularizers: Regularizers | None = None):
+        reg = regularizers or Regularizers()
+        out = reg.wrap(nn.Linear(in_features, out_features), hidden=False)
+        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(), ("out", out)]))
 
 
 class CNN(nn.Sequential):
-    """Conv blocks (1-D or 2-D by the sample's shape), then dense hidden layers and the output."""
+    """Conv blocks (1-D or 2-D by the sample's shape), then dense hidden layers and the output.
+
+    Layers: ``conv1, bnconv1, actconv1, pool1, ..., flatten, fc1, ..., out``.
+    """
 
     def __init__(self, sample_shape: Sequence[int], channels: Sequence[int], out_features: int, *,
                  kernel_size: int = 5, hidden: Sequence[int] = (), activation: str = "relu",
-                 dropout: float | Sequence[float] = 0.0, batchnorm: bool = False):
+                 dropout: float | Sequence[float] = 0.0, batchnorm: bool = False,
+                 regularizers: Regularizers | None = None):
+        reg = regularizers or Regularizers(dropout=dropout, batchnorm=batchnorm)
         shape = list(sample_shape)
         if len(shape) == 1:
             shape = [1, shape[0]]
@@ -96,23 +143,25 @@ class CNN(nn.Sequential):
         two_d = len(shape) == 3
         conv, bn, pool = ((nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if two_d
                           else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d))
-        layers: list[nn.Module] = [] if len(sample_shape) > 1 else [nn.Unflatten(1, (1, shape[1]))]
+        layers: list[tuple[str, nn.Module]] = reg.inputs()
+        if len(sample_shape) == 1:
+            layers.append(("unflatten", nn.Unflatten(1, (1, shape[1]))))
         in_ch, spatial = shape[0], shape[1:]
-        for ch in channels:
-            layers.append(conv(in_ch, ch, kernel_size, padding=kernel_size // 2, bias=not batchnorm))
-            if batchnorm:
-                layers.append(bn(ch))
-            layers.append(_ACTIVATIONS[activation]())
+        for i, ch in enumerate(channels, start=1):
+            layer = reg.wrap(conv(in_ch, ch, kernel_size, padding=kernel_size // 2,
+                                  bias=not reg.batchnorm), hidden=False)
+            layers += reg.normalized(f"conv{i}", layer, bn(ch), activation)
             # 'same' padding keeps an odd kernel's size; an even kernel adds one
             spatial = [s + 2 * (kernel_size // 2) - kernel_size + 1 for s in spatial]
             if min(spatial) >= 2:
-                layers.append(pool(2))
+                layers.append((f"pool{i}", pool(2)))
                 spatial = [s // 2 for s in spatial]
             in_ch = ch
         flat = in_ch * math.prod(spatial)
-        layers += [nn.Flatten(), *_dense_blocks(flat, hidden, activation, dropout, batchnorm)]
-        layers.append(nn.Linear(hidden[-1] if hidden else flat, out_features))
-        super().__init__(*layers)
+        layers += [("flatten", nn.Flatten()), *_dense_blocks(flat, hidden, activation, reg)]
+        layers.append(("out", reg.wrap(nn.Linear(hidden[-1] if hidden else flat, out_features),
+                                       hidden=False)))
+        super().__init__(OrderedDict(layers))
 
 
 class Pipeline(nn.Module):
@@ -131,19 +180,31 @@ class Pipeline(nn.Module):
         return self.net(self.preprocess(x))
 
 
+def regularizers(cfg: ModelConfig, reg: RegularizationConfig | None = None) -> Regularizers:
+    """The layer-level regularizers that ``[model]`` and ``[regularization]`` ask for."""
+    reg = reg or RegularizationConfig()
+    return Regularizers(dropout=cfg.dropout, dropout_mode=cfg.dropout_mode,
+                        input_dropout=cfg.input_dropout, dropconnect=cfg.dropconnect,
+                        dropconnect_per_example=cfg.dropconnect_per_example,
+                        input_noise=reg.input_noise, weight_noise=reg.weight_noise,
+                        batchnorm=cfg.batchnorm, batchnorm_position=cfg.batchnorm_position)
+
+
 def build_model(cfg: ModelConfig, sample_shape: Sequence[int], n_outputs: int,
-                generator: torch.Generator | None = None) -> nn.Module:
-    """The network ``cfg`` describes, initialized on the CPU by ``cfg.init`` from ``generator``."""
+                generator: torch.Generator | None = None,
+                reg: RegularizationConfig | None = None) -> nn.Module:
+    """The network ``cfg`` (and ``reg``'s noise) describes, initialized on the CPU by ``cfg.init``
+    from ``generator``."""
     in_features = math.prod(sample_shape)
+    extras = regularizers(cfg, reg)
     with torch.device("meta"):
         if cfg.kind == "linear":
-            net: nn.Module = LinearModel(in_features, n_outputs)
+            net: nn.Module = LinearModel(in_features, n_outputs, regularizers=extras)
         elif cfg.kind == "mlp":
             net = MLP(in_features, cfg.hidden, n_outputs, activation=cfg.activation,
-                      dropout=cfg.dropout, batchnorm=cfg.batchnorm)
+                      regularizers=extras)
         else:
             net = CNN(sample_shape, cfg.channels, n_outputs, kernel_size=cfg.kernel_size,
-                      hidden=cfg.hidden, activation=cfg.activation, dropout=cfg.dropout,
-                      batchnorm=cfg.batchnorm)
+                      hidden=cfg.hidden, activation=cfg.activation, regularizers=extras)
     net = net.to_empty(device="cpu")
     return init_weights(net, cfg.init, generator)

@@ -91,8 +91,10 @@ class EarlyStopping(Callback):
         value = float(logs[self.monitor])
         if improves(value, self.best, self.min_delta, self.mode):
             self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
-            if self.restore_best:
-                self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            if self.restore_best:   # the weights validation saw (an EMA's average, say)
+                with trainer.evaluation_mode():
+                    self.best_weights = {k: v.detach().clone()
+                                         for k, v in trainer.model.state_dict().items()}
         else:
             self.wait += 1
             if self.wait >= self.patience:

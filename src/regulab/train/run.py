@@ -31,23 +31,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..config import Config, load_config, to_toml
-from ..data.datasets import Dataset, load_dataset
-from ..data.loader import TensorLoader
-from ..data.preprocess import Preprocessor
-from ..data.split import split_indices, subsample
-from ..errors import CheckpointError, ConfigError, DataError, DivergedError
-from ..nn.models import Pipeline, build_model
+from ..errors import CheckpointError, ConfigError, DivergedError
+from ..nn.models import Pipeline
+from ..regularize.ensemble import mc_predict
 from ..store import RunStore
 from ..study.diagnose import diagnose
 from . import metrics
 from .callbacks import Callback, EarlyStopping, ProgressBar
 from .checkpoint import atomic_write, load_state, save_state, save_tensors
-from .optimizers import build_optimizer
-from .trainer import Trainer, loss_function
+from .prepare import Prepared, extra_columns, prepare, resolve_device
+from .trainer import Trainer
 
 __all__ = ["Run", "Prepared", "prepare", "train", "resume", "resolve_device"]
 
@@ -65,129 +62,20 @@ class Run:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Prepared:
-    """A validated run, ready to train: data on the device, model, optimizer and trainer."""
-    cfg: Config
-    dataset: Dataset
-    device: torch.device
-    task: str
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
-    pipeline: Pipeline
-    trainer: Trainer
-    loader: TensorLoader
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key 'train.device' is 'cuda' but no CUDA device is available; "
-                          "use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def _seeds(seed: int) -> tuple[int, int, int]:
-    """Independent seeds for (init, shuffle, noise) from one ``train.seed``."""
-    a, b, c = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
-    return a, b, c
-
-
-def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
-    loss = cfg.train.loss
-    if loss == "auto":
-        return "mse" if task == "regression" else "cross_entropy"
-    if (loss == "mse") != (task == "regression"):
-        raise ConfigError(f"config key 'train.loss' is '{loss}', which does not fit the dataset's "
-                          f"{task} task; use {'mse' if task == 'regression' else 'cross_entropy or bce'}")
-    if loss == "bce" and num_classes != 2:
-        raise ConfigError(f"config key 'train.loss' is 'bce', which needs 2 classes; "
-                          f"the dataset has {num_classes}")
-    return loss
-
-
-def _check_monitor(cfg: Config, task: str) -> None:
-    allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
-    if cfg.train.monitor not in allowed:
-        raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
-                          f"{task} task; got {cfg.train.monitor!r}")
-
-
-def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch.Tensor:
-    if task == "regression":
-        t = torch.as_tensor(y, dtype=torch.float32)
-        return (t.unsqueeze(1) if t.dim() == 1 else t).to(device)
-    return torch.as_tensor(y, dtype=torch.float32 if loss == "bce" else torch.int64).to(device)
-
-
-def prepare(cfg: Config) -> Prepared:
-    """Validate ``cfg`` against its data and build everything; writes nothing."""
-    d = cfg.data
-    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
-    task = ds.task
-    _check_monitor(cfg, task)
-    loss = _loss_name(cfg, task, ds.num_classes)
-    device = resolve_device(cfg.train.device)
-    stratify = d.stratify and task == "classification"
-    idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed, has_test=ds.X_test is not None)
-    if d.train_size is not None:
-        idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
-    arrays = {"train": (ds.X[idx.train], ds.y[idx.train]), "val": (ds.X[idx.val], ds.y[idx.val])}
-    if ds.X_test is not None:
-        arrays["test"] = (ds.X_test, ds.y_test)
-    elif idx.test is not None:
-        arrays["test"] = (ds.X[idx.test], ds.y[idx.test])
-
-    pre = Preprocessor(d.preprocess, ds.sample_shape).fit(torch.as_tensor(arrays["train"][0]))
-    splits = {}
-    for name, (X, y) in arrays.items():
-        with torch.no_grad():
-            Xt = pre(torch.as_tensor(X, dtype=torch.float32))
-        splits[name] = (Xt.to(device), _targets(y, task, loss, device))
-
-    init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
-    n_out = 1 if loss == "bce" else ds.n_outputs
-    try:
-        net = build_model(cfg.model, ds.sample_shape, n_out, torch.Generator().manual_seed(init_seed))
-        with torch.no_grad():
-            out = net.eval()(torch.as_tensor(arrays["train"][0][:2], dtype=torch.float32))
-    except (ValueError, RuntimeError) as e:
-        raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
-                        f"{tuple(ds.sample_shape)} from data.dataset '{d.dataset}' ({e})") from None
-    if tuple(out.shape) != (min(2, len(arrays["train"][0])), n_out):
-        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {n_out})")
-    net.train()
-    pipeline = Pipeline(pre, net).to(device)
-
-    gen_device = device if device.type == "cuda" else "cpu"
-    shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
-    noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
-    loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
-    callbacks: list[Callback] = []
-    if cfg.train.early_stopping:
-        callbacks.append(EarlyStopping(cfg.train.monitor, cfg.train.patience, cfg.train.min_delta,
-                                       cfg.train.restore_best))
-    trainer = Trainer(net, build_optimizer(cfg.optim, net.parameters()), loss_function(loss),
-                      task=task, binary=loss == "bce", callbacks=callbacks,
-                      generators={"shuffle": shuffle, "noise": noise},
-                      eval_batch_size=cfg.eval.batch_size)
-    return Prepared(cfg, ds, device, task, splits, pipeline, trainer, loader)
-
-
 # -- run directory -----------------------------------------------------------------------------
 
-def _columns(task: str) -> list[str]:
+def _columns(task: str, extra: list[str]) -> list[str]:
     score = ["mse", "r2"] if task == "regression" else ["acc"]
     return (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
-            + [f"val_{s}" for s in score] + ["lr", "penalty", "seconds"])
+            + [f"val_{s}" for s in score] + ["lr", "penalty", *extra, "seconds"])
 
 
 class RunLog(Callback):
     """Writes ``metrics.csv`` and the store's epoch rows after each epoch, and checkpoints."""
 
-    def __init__(self, run_dir: Path, store: RunStore, run_id: int, task: str, every: int):
+    def __init__(self, run_dir: Path, store: RunStore, run_id: int, columns: list[str], every: int):
         self.run_dir, self.store, self.run_id = run_dir, store, run_id
-        self.columns, self.every = _columns(task), every
+        self.columns, self.every = columns, every
 
     def _rows(self, rows: list[dict[str, float]], header: bool) -> str:
         buf = io.StringIO()
@@ -230,16 +118,36 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
+    """The final model's outputs: by weight scaling (a plain eval-mode forward), or the log of
+    Monte-Carlo dropout probabilities (``eval.dropout_inference``), which act as logits."""
+    e, t = p.cfg.eval, p.trainer
+    if e.dropout_inference == "scale":
+        return t.predict(X)
+    aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
+    with t.evaluation_mode():
+        probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
+                                      aggregate=aggregate, generator=p.noise)
+                           for i in range(0, len(X), e.batch_size)])
+    return probs.clamp_min(1e-12).log()
+
+
+def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Loss and accuracy (or MSE and R^2) of final outputs, as the Trainer logs them per epoch."""
+    mc = p.cfg.eval.dropout_inference != "scale"    # log-probabilities: the loss is their NLL
+    return p.trainer.scores(out, y, prefix, loss=F.nll_loss(out, y) if mc else None)
+
+
 def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_seconds: float) -> Run:
     """Evaluate train/val/test once with the final weights and write the result files."""
     t = p.trainer
     results: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}
     for name, (X, y) in p.splits.items():
-        results.update(t.evaluate(X, y, prefix=name))
+        out = _final_outputs(p, X)
+        results.update(_scores(p, out, y, name))
         if name == "train":
             continue
-        out = t.predict(X)
         if p.task == "regression":
             evaluation[name] = metrics.regression_report(out, y)
         else:
@@ -261,7 +169,8 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
 
 def _fit(p: Prepared, run_dir: Path, store: RunStore, run_id: int, progress: bool | None) -> Run:
     t = p.trainer
-    log = RunLog(run_dir, store, run_id, p.task, p.cfg.train.checkpoint_every)
+    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg)),
+                 p.cfg.train.checkpoint_every)
     log.write_csv(t.history)   # a resumed run drops rows written after its checkpoint
     t.callbacks += [log, ProgressBar(enabled=progress if p.cfg.train.progress else False,
                                      desc=p.cfg.name)]

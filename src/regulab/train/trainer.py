@@ -100,6 +100,12 @@ class Trainer:
             logs[f"{prefix}_acc"] = float(hits) / n
         return logs
 
+    def scores(self, out: Tensor, y: Tensor, prefix: str, loss: Tensor | None = None) -> dict[str, float]:
+        """Loss and accuracy (or MSE and R^2) of outputs ``out`` for targets ``y``; ``loss``
+        replaces the trainer's loss function when given."""
+        loss = self.loss_fn(out, y) if loss is None else loss
+        return self._summarize(prefix, loss * len(y), self._hits(out, y), len(y), y)
+
     @contextlib.contextmanager
     def evaluation_mode(self) -> Iterator[None]:
         """``model.eval()`` under the callbacks' evaluation weights; the previous mode after."""
@@ -200,7 +206,9 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, logs)
         finally:
-            for cb in self.callbacks:
+            # in reverse, like nested context managers: the EMA's final average is in place
+            # before early stopping (listed before it) restores its best snapshot
+            for cb in reversed(self.callbacks):
                 cb.on_fit_end(self)
         return self.history
 

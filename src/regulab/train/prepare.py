@@ -1,0 +1,231 @@
+"""``prepare(cfg)``: everything a run needs, built and validated, with nothing written.
+
+Data: load, split (``data.seed``), subsample (``data.train_size``), flip a fraction of the
+training labels (``data.label_noise``), fit the preprocessor on the training split, move
+the splits to the device. Model: built from ``[model]`` with the noise layers of
+``[regularization]``, and one batch passed through it so a shape mismatch is caught here.
+Training: the optimizer, the loss (with label smoothing), the penalties (L1/L2), the
+constraints (max-norm), and the callbacks (early stopping, EMA of the weights).
+
+Seeds: ``data.seed`` fixes the split and the label noise; ``train.seed`` is expanded with
+NumPy's ``SeedSequence`` into independent seeds for initialization, shuffling and the noise
+of the dropout family, so changing one never shifts the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.datasets import Dataset, load_dataset
+from ..data.label_noise import flip_labels
+from ..data.loader import TensorLoader
+from ..data.preprocess import Preprocessor
+from ..data.split import split_indices, subsample
+from ..errors import ConfigError, DataError
+from ..nn.models import Pipeline, build_model
+from ..regularize.constraints import MaxNorm
+from ..regularize.ema import EMACallback
+from ..regularize.penalties import NormPenalty
+from .callbacks import Callback, EarlyStopping
+from .optimizers import build_optimizer
+from .trainer import Trainer, loss_function
+
+__all__ = ["Prepared", "prepare", "resolve_device", "extra_columns", "RegularizationMonitor"]
+
+
+@dataclass
+class Prepared:
+    """A validated run, ready to train: data on the device, model, optimizer and trainer."""
+    cfg: Config
+    dataset: Dataset
+    device: torch.device
+    task: str
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
+    pipeline: Pipeline
+    trainer: Trainer
+    loader: TensorLoader
+    noise: torch.Generator          # also drives Monte-Carlo dropout inference
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'train.device' is 'cuda' but no CUDA device is available; "
+                          "use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def _seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds for (init, shuffle, noise) from one ``train.seed``."""
+    a, b, c = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    return a, b, c
+
+
+def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
+    loss = cfg.train.loss
+    if loss == "auto":
+        loss = "mse" if task == "regression" else "cross_entropy"
+    elif (loss == "mse") != (task == "regression"):
+        raise ConfigError(f"config key 'train.loss' is '{loss}', which does not fit the dataset's "
+                          f"{task} task; use {'mse' if task == 'regression' else 'cross_entropy or bce'}")
+    elif loss == "bce" and num_classes != 2:
+        raise ConfigError(f"config key 'train.loss' is 'bce', which needs 2 classes; "
+                          f"the dataset has {num_classes}")
+    if cfg.eval.dropout_inference != "scale" and loss != "cross_entropy":
+        raise ConfigError(f"config key 'eval.dropout_inference' {cfg.eval.dropout_inference!r} needs "
+                          f"the cross_entropy loss; got '{loss}'")
+    if cfg.regularization.label_smoothing > 0 and loss != "cross_entropy":
+        raise ConfigError(f"config key 'regularization.label_smoothing' needs the cross_entropy "
+                          f"loss; got {cfg.regularization.label_smoothing} with '{loss}'")
+    return loss
+
+
+def _check_task(cfg: Config, task: str) -> None:
+    allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
+    if cfg.train.monitor not in allowed:
+        raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
+                          f"{task} task; got {cfg.train.monitor!r}")
+    if task == "regression" and cfg.data.label_noise > 0:
+        raise ConfigError(f"config key 'data.label_noise' needs a classification task; got "
+                          f"{cfg.data.label_noise} for a regression dataset")
+    if task == "regression" and cfg.eval.dropout_inference != "scale":
+        raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
+                          f"task; got {cfg.eval.dropout_inference!r}")
+    if cfg.model.dropconnect > 0 and cfg.regularization.weight_noise > 0:
+        raise ConfigError("config keys 'model.dropconnect' and 'regularization.weight_noise' "
+                          "cannot both be set (each wraps the same weights); got "
+                          f"{cfg.model.dropconnect} and {cfg.regularization.weight_noise}")
+
+
+def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch.Tensor:
+    if task == "regression":
+        t = torch.as_tensor(y, dtype=torch.float32)
+        return (t.unsqueeze(1) if t.dim() == 1 else t).to(device)
+    return torch.as_tensor(y, dtype=torch.float32 if loss == "bce" else torch.int64).to(device)
+
+
+def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The split's raw arrays; label noise only ever touches the training split."""
+    d = cfg.data
+    stratify = d.stratify and ds.task == "classification"
+    idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed, has_test=ds.X_test is not None)
+    if d.train_size is not None:
+        idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
+    y_train = ds.y[idx.train]
+    if d.label_noise > 0:
+        y_train, _ = flip_labels(y_train, d.label_noise, ds.num_classes, seed=d.seed)
+    arrays = {"train": (ds.X[idx.train], y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
+    if ds.X_test is not None:
+        arrays["test"] = (ds.X_test, ds.y_test)
+    elif idx.test is not None:
+        arrays["test"] = (ds.X[idx.test], ds.y[idx.test])
+    return arrays
+
+
+def _build_net(cfg: Config, ds: Dataset, n_out: int, seed: int, sample: np.ndarray) -> torch.nn.Module:
+    try:
+        net = build_model(cfg.model, ds.sample_shape, n_out, torch.Generator().manual_seed(seed),
+                          cfg.regularization)
+        with torch.no_grad():
+            out = net.eval()(torch.as_tensor(sample, dtype=torch.float32))
+    except (ValueError, RuntimeError) as e:
+        raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
+                        f"{tuple(ds.sample_shape)} from data.dataset '{cfg.data.dataset}' ({e})") from None
+    if tuple(out.shape) != (len(sample), n_out):
+        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {n_out})")
+    return net.train()
+
+
+def _regularizers(cfg: Config, net: torch.nn.Module):
+    """(penalties, constraints, callbacks) of ``[regularization]``; layer names checked on ``net``."""
+    r = cfg.regularization
+    penalties, constraints, callbacks = [], [], []
+    if r.l1 > 0 or r.l2 > 0 or r.penalty_layers is not None:
+        penalty = NormPenalty(r.l1, r.l2, layers=r.penalty_layers, include_bias=r.penalty_bias)
+        penalty(net)    # an unknown layer name is bad input: fail now, before anything is written
+        penalties.append(penalty)
+    if r.max_norm is not None:
+        constraints.append(MaxNorm(r.max_norm))
+    if cfg.train.early_stopping:
+        callbacks.append(EarlyStopping(cfg.train.monitor, cfg.train.patience, cfg.train.min_delta,
+                                       cfg.train.restore_best))
+    if r.ema > 0:
+        callbacks.append(EMACallback(r.ema))    # after early stopping: see Trainer.fit
+    if extra_columns(cfg):
+        callbacks.append(RegularizationMonitor(cfg))
+    return penalties, constraints, callbacks
+
+
+def extra_columns(cfg: Config) -> list[str]:
+    """metrics.csv columns beyond the standard ones, for the techniques in use."""
+    r = cfg.regularization
+    cols = ["l1_penalty"] * (r.l1 > 0) + ["l2_penalty"] * (r.l2 > 0)
+    cols += ["max_unit_norm"] * (r.max_norm is not None)
+    cols += ["input_noise"] * (r.input_noise > 0) + ["weight_noise"] * (r.weight_noise > 0)
+    return cols
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Validate ``cfg`` against its data and build everything; writes nothing."""
+    d = cfg.data
+    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
+    _check_task(cfg, ds.task)
+    loss = _loss_name(cfg, ds.task, ds.num_classes)
+    device = resolve_device(cfg.train.device)
+    arrays = _arrays(cfg, ds)
+
+    pre = Preprocessor(d.preprocess, ds.sample_shape).fit(torch.as_tensor(arrays["train"][0]))
+    splits = {}
+    for name, (X, y) in arrays.items():
+        with torch.no_grad():
+            Xt = pre(torch.as_tensor(X, dtype=torch.float32))
+        splits[name] = (Xt.to(device), _targets(y, ds.task, loss, device))
+
+    init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
+    net = _build_net(cfg, ds, 1 if loss == "bce" else ds.n_outputs, init_seed, arrays["train"][0][:2])
+    penalties, constraints, callbacks = _regularizers(cfg, net)
+    pipeline = Pipeline(pre, net).to(device)
+
+    gen_device = device if device.type == "cuda" else "cpu"
+    shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
+    noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
+    loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
+    trainer = Trainer(net, build_optimizer(cfg.optim, net.parameters()),
+                      loss_function(loss, cfg.regularization.label_smoothing),
+                      task=ds.task, binary=loss == "bce", penalties=penalties,
+                      constraints=constraints, callbacks=callbacks,
+                      generators={"shuffle": shuffle, "noise": noise},
+                      eval_batch_size=cfg.eval.batch_size)
+    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise)
+
+
+class RegularizationMonitor(Callback):
+    """Adds the values of the techniques in use to each epoch's metrics (and so metrics.csv):
+    each penalty term at the epoch's end weights, the largest incoming-weight norm of any unit
+    (at most ``max_norm`` while the constraint holds), and the noise levels."""
+
+    def __init__(self, cfg: Config):
+        self.r = cfg.regularization
+
+    @torch.no_grad()
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        r, model = self.r, trainer.model
+        if r.l1 > 0:
+            logs["l1_penalty"] = float(NormPenalty(l1=r.l1, layers=r.penalty_layers,
+                                                   include_bias=r.penalty_bias)(model))
+        if r.l2 > 0:
+            logs["l2_penalty"] = float(NormPenalty(l2=r.l2, layers=r.penalty_layers,
+                                                   include_bias=r.penalty_bias)(model))
+        if r.max_norm is not None:
+            logs["max_unit_norm"] = max(float(m.weight.flatten(1).norm(dim=1).max())
+                                        for m in model.modules()
+                                        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
+        if r.input_noise > 0:
+            logs["input_noise"] = r.input_noise
+        if r.weight_noise > 0:
+            logs["weight_noise"] = r.weight_noise

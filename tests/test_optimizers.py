@@ -1,0 +1,218 @@
+"""The optimizers of ``[optim]`` against the notes' update rules, recomputed in NumPy.
+
+Every optimizer is built by ``build_optimizer`` and run for 5 steps, in float64, on a fixed
+quadratic ``f(w) = 1/2 (w - c)^T A (w - c)`` (A symmetric positive definite), whose gradient
+``g(w) = A (w - c)`` depends on where it is taken -- so Nesterov's look-ahead matters.
+
+The notes (file 001, "Optimizadores") and torch write some rules differently:
+
+* momentum -- notes: ``v <- mu v - lr g(w);  w <- w + v``.
+  torch:   ``b <- mu b + g(w);  w <- w - lr b``.
+  With a constant lr, ``b = -v / lr`` at every step (induction: if b = -v/lr then
+  mu b + g = -(mu v - lr g)/lr = -v'/lr, and w - lr b' = w + v'), so the weights are equal.
+* Nesterov -- notes (look-ahead form): ``v <- mu v - lr g(theta + mu v);  theta <- theta + v``.
+  torch (Sutskever et al., 2013, rewritten): ``b <- mu b + g(w);  w <- w - lr (g(w) + mu b)``.
+  torch's w is the notes' look-ahead point ``phi = theta + mu v``: with b = -v/lr,
+  phi' = theta' + mu v' = (phi - mu v) + v' + mu v' = phi - lr g(phi) + mu v'
+       = phi - lr (g(phi) + mu b'),  b' = -v'/lr = mu b + g(phi).
+  Both start at w0 (v = 0) and meet where v -> 0.
+* RMSprop / Adam -- the notes divide by ``sqrt(s + eps)``, torch by ``sqrt(s) + eps``; the two
+  agree to ~eps / sqrt(s) (relative) and differ visibly only when s is not >> eps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from regulab.config import OptimConfig
+from regulab.train.optimizers import build_optimizer
+
+STEPS = 5
+RNG = np.random.default_rng(0)
+_M = RNG.normal(size=(6, 6))
+A = _M @ _M.T / 6 + 0.5 * np.eye(6)          # symmetric positive definite
+C = RNG.normal(size=6)
+W0 = RNG.normal(size=6) * 2.0
+TOL = 1e-9                                   # float64 on both sides
+
+
+def grad(w: np.ndarray) -> np.ndarray:
+    return A @ (w - C)
+
+
+def run_torch(cfg: OptimConfig, record_state: str | None = None):
+    """The weights after each of STEPS steps (and the optimizer state ``record_state``)."""
+    w = torch.nn.Parameter(torch.tensor(W0))
+    a, c = torch.tensor(A), torch.tensor(C)
+    opt = build_optimizer(cfg, [w])
+    ws, states = [], []
+    for _ in range(STEPS):
+        loss = 0.5 * (w - c) @ a @ (w - c)
+        opt.zero_grad()
+        loss.backward()
+        np.testing.assert_allclose(w.grad.numpy(), grad(w.detach().numpy()), rtol=0, atol=1e-12)
+        opt.step()
+        ws.append(w.detach().numpy().copy())
+        if record_state:
+            states.append(opt.state[w][record_state].numpy().copy())
+    return (ws, states) if record_state else ws
+
+
+def assert_trajectories(got, expected, tol=TOL):
+    assert len(got) == len(expected) == STEPS
+    for t, (a, b) in enumerate(zip(got, expected), start=1):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol, err_msg=f"step {t}")
+
+
+# --- references: the notes' formulas -------------------------------------------------------------
+
+def ref_sgd(lr, wd=0.0):
+    w, out = W0.copy(), []
+    for _ in range(STEPS):
+        w = w - lr * (grad(w) + wd * w)
+        out.append(w)
+    return out
+
+
+def ref_momentum_notes(lr, mu):
+    """v <- mu v - lr g;  w <- w + v.  Returns the weights and the velocities."""
+    w, v, ws, vs = W0.copy(), np.zeros(6), [], []
+    for _ in range(STEPS):
+        v = mu * v - lr * grad(w)
+        w = w + v
+        ws.append(w)
+        vs.append(v)
+    return ws, vs
+
+
+def ref_nesterov_torch_form(lr, mu):
+    w, b, out = W0.copy(), np.zeros(6), []
+    for _ in range(STEPS):
+        g = grad(w)
+        b = mu * b + g
+        w = w - lr * (g + mu * b)
+        out.append(w)
+    return out
+
+
+def ref_nesterov_notes(lr, mu):
+    """v <- mu v - lr g(theta + mu v);  theta <- theta + v.  Returns theta and v per step."""
+    theta, v, thetas, vs = W0.copy(), np.zeros(6), [], []
+    for _ in range(STEPS):
+        v = mu * v - lr * grad(theta + mu * v)
+        theta = theta + v
+        thetas.append(theta)
+        vs.append(v)
+    return thetas, vs
+
+
+def ref_rmsprop(lr, alpha, eps, eps_inside=False):
+    w, s, out = W0.copy(), np.zeros(6), []
+    for _ in range(STEPS):
+        g = grad(w)
+        s = alpha * s + (1 - alpha) * g ** 2
+        w = w - lr * g / (np.sqrt(s + eps) if eps_inside else np.sqrt(s) + eps)
+        out.append(w)
+    return out
+
+
+def ref_adam(lr, b1, b2, eps, wd=0.0, decoupled=False, eps_inside=False):
+    """Adam with bias correction; ``wd`` as an L2 gradient term, or decoupled (AdamW)."""
+    w, m, v, out = W0.copy(), np.zeros(6), np.zeros(6), []
+    for t in range(1, STEPS + 1):
+        g = grad(w) + (0.0 if decoupled else wd * w)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g ** 2
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        denom = np.sqrt(v_hat + eps) if eps_inside else np.sqrt(v_hat) + eps
+        w = w - (lr * wd * w if decoupled else 0.0) - lr * m_hat / denom
+        out.append(w)
+    return out
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_sgd(wd):
+    assert_trajectories(run_torch(OptimConfig(name="sgd", lr=0.1, weight_decay=wd)), ref_sgd(0.1, wd))
+
+
+def test_momentum_is_the_notes_velocity_form():
+    lr, mu = 0.1, 0.9
+    ws, bufs = run_torch(OptimConfig(name="momentum", lr=lr, momentum=mu), "momentum_buffer")
+    ref_ws, ref_vs = ref_momentum_notes(lr, mu)
+    assert_trajectories(ws, ref_ws)
+    assert_trajectories(bufs, [-v / lr for v in ref_vs])      # torch's buffer b = -v / lr
+
+
+def test_momentum_zero_is_plain_sgd():
+    assert_trajectories(run_torch(OptimConfig(name="momentum", lr=0.1, momentum=0.0)), ref_sgd(0.1))
+
+
+def test_nesterov_torch_form():
+    lr, mu = 0.1, 0.9
+    assert_trajectories(run_torch(OptimConfig(name="nesterov", lr=lr, momentum=mu)),
+                        ref_nesterov_torch_form(lr, mu))
+
+
+def test_nesterov_is_the_notes_look_ahead_point():
+    lr, mu = 0.1, 0.9
+    ws, bufs = run_torch(OptimConfig(name="nesterov", lr=lr, momentum=mu), "momentum_buffer")
+    thetas, vs = ref_nesterov_notes(lr, mu)
+    assert_trajectories(ws, [theta + mu * v for theta, v in zip(thetas, vs)])
+    assert_trajectories(bufs, [-v / lr for v in vs])
+    # and it is not plain momentum
+    assert np.abs(ws[-1] - ref_momentum_notes(lr, mu)[0][-1]).max() > 1e-3
+
+
+def test_rmsprop():
+    lr, alpha, eps = 0.01, 0.9, 1e-8
+    assert_trajectories(run_torch(OptimConfig(name="rmsprop", lr=lr, alpha=alpha, eps=eps)),
+                        ref_rmsprop(lr, alpha, eps))
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_adam_with_bias_correction(wd):
+    lr, b1, b2, eps = 0.05, 0.9, 0.999, 1e-8
+    got = run_torch(OptimConfig(name="adam", lr=lr, betas=[b1, b2], eps=eps, weight_decay=wd))
+    # torch's Adam weight_decay is g + wd * w: the gradient of an L2 penalty wd/2 * sum w^2
+    assert_trajectories(got, ref_adam(lr, b1, b2, eps, wd=wd))
+
+
+def test_first_adam_step_is_lr_times_sign_of_gradient():
+    # t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps) ~ lr * sign(g)
+    got = run_torch(OptimConfig(name="adam", lr=0.05, betas=[0.9, 0.999], eps=1e-8))[0]
+    np.testing.assert_allclose(W0 - got, 0.05 * np.sign(grad(W0)), rtol=1e-6)
+
+
+def test_adamw_is_decoupled_weight_decay():
+    lr, b1, b2, eps, wd = 0.05, 0.9, 0.999, 1e-8, 0.1
+    got = run_torch(OptimConfig(name="adamw", lr=lr, betas=[b1, b2], eps=eps, weight_decay=wd))
+    assert_trajectories(got, ref_adam(lr, b1, b2, eps, wd=wd, decoupled=True))
+    # not the same as Adam with the decay as a gradient term
+    assert np.abs(got[-1] - ref_adam(lr, b1, b2, eps, wd=wd)[-1]).max() > 1e-4
+
+
+def test_adamw_without_decay_is_adam():
+    cfg = dict(lr=0.05, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
+    assert_trajectories(run_torch(OptimConfig(name="adamw", **cfg)), run_torch(OptimConfig(name="adam", **cfg)))
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_eps_inside_the_root_as_in_the_notes(name):
+    """The notes' sqrt(s + eps) matches torch's sqrt(s) + eps for a small eps, not a large one."""
+    def ref(eps, inside):
+        if name == "rmsprop":
+            return ref_rmsprop(0.01, 0.9, eps, eps_inside=inside)
+        return ref_adam(0.05, 0.9, 0.999, eps, eps_inside=inside)
+
+    def cfg(eps):
+        return OptimConfig(name=name, lr=0.01 if name == "rmsprop" else 0.05, alpha=0.9,
+                           betas=[0.9, 0.999], eps=eps)
+
+    assert_trajectories(run_torch(cfg(1e-8)), ref(1e-8, inside=True), tol=1e-6)
+    big = run_torch(cfg(0.5))
+    assert_trajectories(big, ref(0.5, inside=False))
+    assert np.abs(big[-1] - ref(0.5, inside=True)[-1]).max() > 1e-4
