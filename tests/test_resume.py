@@ -103,6 +103,41 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, data_cache, reference, af
     assert rows[0]["epochs"] == ref["epochs_run"]
 
 
+REGULARIZED = CONFIG.replace('[optim]', """dropout_mode = "classic"
+dropconnect = 0.2
+[regularization]
+l1 = 0.0001
+l2 = 0.001
+max_norm = 2.0
+input_noise = 0.1
+label_smoothing = 0.05
+ema = 0.9
+[eval]
+dropout_inference = "mc_geometric"
+mc_samples = 8
+[optim]""").replace("dropout = 0.2\n", "dropout = 0.2\n", 1)
+
+
+def test_kill_9_then_resume_with_every_regularizer(tmp_path, data_cache):
+    """Penalties, constraints, noise, EMA and Monte-Carlo inference resume exactly too."""
+    cfg = write(tmp_path / "reg.toml", REGULARIZED)
+    env = subprocess_env(data_cache, tmp_path / "runs.db")
+    ref = subprocess.run([sys.executable, "-m", "regulab.cli", "train", str(cfg), "--out",
+                          str(tmp_path / "ref"), "--quiet"], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    _train_and_kill(cfg, tmp_path / "run", env, 3)
+    done = subprocess.run([sys.executable, "-m", "regulab.cli", "resume", str(tmp_path / "run"),
+                           "--quiet"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "model.safetensors").read_bytes()
+    ours, theirs = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("run", "ref"))
+    ours.pop("fit_seconds"), theirs.pop("fit_seconds")
+    assert ours == theirs
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "l1_penalty,l2_penalty,max_unit_norm,input_noise" in header
+
+
 def test_resume_refuses_a_corrupted_checkpoint_and_changes_nothing(tmp_path, data_cache, capsys,
                                                                    monkeypatch):
     cfg = write(tmp_path / "resume.toml", CONFIG)
