@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import DivergedError, RegulabInputError
+from .errors import ConfigError, DivergedError, RegulabInputError
 
 __all__ = ["main"]
 
@@ -35,7 +35,19 @@ def _train(args) -> int:
     from .config import load_config
     from .train.run import train
     cfg = load_config(args.config, args.set)
-    run = train(cfg, out=args.out, db=args.db, progress=False if args.quiet else None)
+    progress = False if args.quiet else None
+    if args.members is not None:
+        from .regularize.deep_ensemble import train_ensemble
+        ens = train_ensemble(cfg, args.members, bagging=args.bagging, out=args.out, db=args.db,
+                             progress=progress)
+        r = ens.results
+        print(" ".join(f"{k}={r[k]:.4f}" for k in ("val_acc", "test_acc", "member_test_acc_mean",
+                                                    "member_test_acc_std") if k in r))
+        print(f"results: {ens.run_dir / 'ensemble.json'}")
+        return 0
+    if args.bagging:
+        raise ConfigError(f"--bagging needs --members K (K >= 2); got --members {args.members}")
+    run = train(cfg, out=args.out, db=args.db, progress=progress)
     print(_summary(run))
     return 0
 
@@ -84,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<name>-<timestamp>)")
     p.add_argument("--db", help=db_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--members", type=int, help="train an ensemble of K members (seeds seed..seed+K-1)")
+    p.add_argument("--bagging", action="store_true", help="with --members: each on a bootstrap resample")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run")

@@ -161,6 +161,8 @@ class DataConfig(_Section):
                           "size of a generated dataset (mnist1d, moons, sine)")
     label_noise: float = _key(0.0, number(ge=0.0, le=1.0),
                               "fraction of training labels flipped to another class")
+    bootstrap: bool = _key(False, boolean, "train on a bootstrap resample of the training split "
+                                           "(bagging; drawn with train.seed)")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``prepare(cfg)``: everything a run needs, built and validated, with nothing written.
 
 Data: load, split (``data.seed``), subsample (``data.train_size``), flip a fraction of the
-training labels (``data.label_noise``), fit the preprocessor on the training split, move
+training labels (``data.label_noise``), resample it for bagging (``data.bootstrap``), fit the preprocessor on the training split, move
 the splits to the device. Model: built from ``[model]`` with the noise layers of
 ``[regularization]``, and one batch passed through it so a shape mismatch is caught here.
 Training: the optimizer, the loss (with label smoothing), the penalties (L1/L2), the
@@ -116,10 +116,14 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
     idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed, has_test=ds.X_test is not None)
     if d.train_size is not None:
         idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
-    y_train = ds.y[idx.train]
+    X_train, y_train = ds.X[idx.train], ds.y[idx.train]
     if d.label_noise > 0:
         y_train, _ = flip_labels(y_train, d.label_noise, ds.num_classes, seed=d.seed)
-    arrays = {"train": (ds.X[idx.train], y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
+    if d.bootstrap:   # Breiman (1996): n draws with replacement; ~63% of examples appear
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 0xB007]))
+        draw = rng.integers(0, len(y_train), size=len(y_train))
+        X_train, y_train = X_train[draw], y_train[draw]
+    arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
     if ds.X_test is not None:
         arrays["test"] = (ds.X_test, ds.y_test)
     elif idx.test is not None:
