@@ -36,6 +36,11 @@ __all__ = ["max_norm_", "MaxNorm"]
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def unit_norms(weight: Tensor) -> Tensor:
+    """The L2 norm of each unit's incoming weight vector: ``(out,)`` for ``(out, in, *k)``."""
+    return torch.linalg.vector_norm(weight.flatten(1), dim=1)
+
+
 @torch.no_grad()
 def max_norm_(weight: Tensor, max_norm: float) -> Tensor:
     """In place: rescale each incoming weight vector ``weight[i]`` to L2 norm <= ``max_norm``.
@@ -47,7 +52,7 @@ def max_norm_(weight: Tensor, max_norm: float) -> Tensor:
         raise ValueError(f"max_norm must be a number > 0; got {max_norm!r}")
     if weight.dim() < 2:
         raise ValueError(f"max_norm_ needs a weight of shape (out, in, ...); got shape {tuple(weight.shape)}")
-    norms = torch.linalg.vector_norm(weight.flatten(1), dim=1)                 # (out,)
+    norms = unit_norms(weight)
     # c / max(norm, c): exactly 1.0 for vectors within the ball, c / norm for the others
     scale = max_norm / norms.clamp(min=max_norm)
     return weight.mul_(scale.view(-1, *[1] * (weight.dim() - 1)))
@@ -69,10 +74,18 @@ class MaxNorm:
         self.max_norm = number(gt=0.0)("regularization.max_norm", max_norm)
         self.layers = check_names(layers, "regularization.max_norm_layers")
 
+    def _layers(self, model: nn.Module) -> list[nn.Module]:
+        return [layer for _, layer in find_layers(model, self.layers, lambda m: isinstance(m, _LAYERS),
+                                                  "regularization.max_norm_layers")]
+
     def __call__(self, model: nn.Module) -> None:
-        for _, layer in find_layers(model, self.layers, lambda m: isinstance(m, _LAYERS),
-                                    "regularization.max_norm_layers"):
+        for layer in self._layers(model):
             max_norm_(layer.weight, self.max_norm)
+
+    @torch.no_grad()
+    def largest_norm(self, model: nn.Module) -> float:
+        """The largest unit norm among the constrained layers (<= max_norm after a step)."""
+        return max(float(unit_norms(layer.weight).max()) for layer in self._layers(model))
 
     def get_config(self) -> dict:
         """Plain values; ``MaxNorm(**c.get_config())`` rebuilds ``c``."""

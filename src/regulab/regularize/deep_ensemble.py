@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from ..config import Config
 from ..data.datasets import load_dataset
 from ..errors import ConfigError
 from ..train.checkpoint import atomic_write
-from ..train.run import Run, train
+from ..train.run import Run, check_out_dir, finite_json, train
 
 __all__ = ["EnsembleResult", "train_ensemble", "ensemble_probabilities"]
 
@@ -70,8 +69,7 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
         raise ConfigError(f"an ensemble averages class probabilities: config key 'train.loss' must "
                           f"be auto or cross_entropy; got {cfg.train.loss!r}")
     out = Path(out) if out is not None else Path("runs") / f"{cfg.name}-ensemble"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out: '{out}' already exists and is not an empty directory; choose a new path")
+    check_out_dir(out)
     runs = []
     for k in range(members):
         member = dataclasses.replace(
@@ -91,7 +89,5 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
         accs = [r.results[f"{name}_acc"] for r in runs]
         results[f"member_{name}_acc_mean"] = float(np.mean(accs))
         results[f"member_{name}_acc_std"] = float(np.std(accs))
-    atomic_write(out / "ensemble.json", json.dumps(
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()},
-        indent=2))
+    atomic_write(out / "ensemble.json", json.dumps(finite_json(results), indent=2))
     return EnsembleResult(runs, results, out)

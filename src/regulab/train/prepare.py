@@ -225,10 +225,9 @@ class RegularizationMonitor(Callback):
         if r.l2 > 0:
             logs["l2_penalty"] = float(NormPenalty(l2=r.l2, layers=r.penalty_layers,
                                                    include_bias=r.penalty_bias)(model))
-        if r.max_norm is not None:
-            logs["max_unit_norm"] = max(float(m.weight.flatten(1).norm(dim=1).max())
-                                        for m in model.modules()
-                                        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
+        for constraint in trainer.constraints:
+            if isinstance(constraint, MaxNorm):
+                logs["max_unit_norm"] = constraint.largest_norm(model)
         if r.input_noise > 0:
             logs["input_noise"] = r.input_noise
         if r.weight_noise > 0:

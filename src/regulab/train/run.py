@@ -99,13 +99,17 @@ class RunLog(Callback):
             save_state(self.run_dir / "checkpoint" / STATE_FILE, trainer.state_dict())
 
 
+def check_out_dir(path: Path) -> Path:
+    """``--out`` must be new or an empty directory: nothing of the user's is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
+                          "choose a new path")
+    return path
+
+
 def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
     if out is not None:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
-                              "choose a new path")
-        return path
+        return check_out_dir(Path(out))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path, n = Path("runs") / f"{cfg.name}-{stamp}", 1
     while path.exists():
@@ -114,7 +118,7 @@ def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
     return path
 
 
-def _finite(d: dict[str, Any]) -> dict[str, Any]:
+def finite_json(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
@@ -162,8 +166,8 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
         diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
     save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
     atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
-    atomic_write(run_dir / "results.json", json.dumps(_finite(results), indent=2))
-    store.finish(run_id, "completed", _finite(results))
+    atomic_write(run_dir / "results.json", json.dumps(finite_json(results), indent=2))
+    store.finish(run_id, "completed", finite_json(results))
     return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
 
 
