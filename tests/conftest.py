@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -38,3 +39,32 @@ def subprocess_env(data_cache: Path, db: Path | None = None) -> dict[str, str]:
     if db is not None:
         env["REGULAB_DB"] = f"sqlite:///{db}"
     return env
+
+
+def assert_refused(capsys, code: int, words: list[str], workdir: Path) -> None:
+    """Bad input: exit code 2, one line on stderr holding ``words``, no run directory ``out``."""
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (workdir / "out").exists()
+
+
+def assert_resume_exact(cfg, path: Path, stop: int = 2, epochs: int = 4) -> None:
+    """Training ``epochs`` in one go equals training ``stop``, checkpointing to ``path``,
+    and resuming in a freshly prepared run: same history (less timings) and weights."""
+    from regulab.train.checkpoint import load_state, save_state
+    from regulab.train.prepare import prepare
+    whole = prepare(cfg)
+    whole.trainer.fit(whole.loader, whole.splits["val"], epochs=epochs)
+    first = prepare(cfg)
+    first.trainer.fit(first.loader, first.splits["val"], epochs=stop)
+    save_state(path, first.trainer.state_dict())
+    second = prepare(cfg)
+    second.trainer.load_state_dict(load_state(path))
+    second.trainer.fit(second.loader, second.splits["val"], epochs=epochs)
+    untimed = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.trainer.history]
+    assert untimed == [{k: v for k, v in h.items() if k != "seconds"} for h in second.trainer.history]
+    resumed = second.trainer.model.state_dict()
+    for k, v in whole.trainer.model.state_dict().items():
+        assert torch.equal(v, resumed[k]), k

@@ -27,7 +27,7 @@ def test_there_is_an_example_per_technique():
     names = {p.stem for p in REGULARIZATION}
     assert {"l1", "l2", "elastic_net", "max_norm", "dropout", "dropout_classic", "input_dropout",
             "dropconnect", "input_noise", "weight_noise", "label_smoothing", "label_noise",
-            "batchnorm", "ema", "mc_dropout", "weight_decay_sgd"} <= names
+            "batchnorm", "ema", "mc_dropout", "weight_decay_sgd", "multitask"} <= names
 
 
 @pytest.mark.parametrize("path", REGULARIZATION, ids=lambda p: p.stem)
@@ -79,3 +79,16 @@ def test_ema_model_file_holds_the_averaged_weights(workdir):
         acc = int((p.trainer.model.eval()(X).argmax(1) == y).sum()) / len(y)
     results = json.loads((workdir / "out" / "results.json").read_text())
     assert acc == pytest.approx(results["val_acc"], abs=1e-9)
+
+
+def test_transfer_examples_run_as_the_readme_says(workdir):
+    """source.toml into runs/digits-0to4, then target.toml, which names that directory."""
+    assert main(["train", str(EXAMPLES / "transfer" / "source.toml"), "--out", "runs/digits-0to4",
+                 "--quiet", "--set", "train.epochs=1"]) == 0
+    assert main(["train", str(EXAMPLES / "transfer" / "target.toml"), "--out", "tgt", "--quiet",
+                 "--set", "train.epochs=2"]) == 0
+    source = load_file(workdir / "runs" / "digits-0to4" / "model.safetensors")
+    target = load_file(workdir / "tgt" / "model.safetensors")
+    for key in ("net.conv1.weight", "net.conv2.weight", "preprocess.scale"):
+        assert torch.equal(source[key], target[key]), key
+    assert not torch.equal(source["net.fc1.weight"], target["net.fc1.weight"])

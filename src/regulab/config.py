@@ -17,16 +17,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from .checks import (Check, _fail, boolean, choice, label_maps, layer_count, list_of,  # noqa: F401
+                     number, number_or_list, optional, string, train_size)
 from .errors import ConfigError
 
 __all__ = [
-    "Config", "DataConfig", "ModelConfig", "RegularizationConfig", "OptimConfig", "TrainConfig", "EvalConfig",
+    "Config", "DataConfig", "ModelConfig", "RegularizationConfig", "MultitaskConfig", "TransferConfig",
+    "OptimConfig", "TrainConfig", "EvalConfig",
     "load_config", "config_from_dict", "parse_overrides", "to_toml", "INIT_SCHEMES", "ACTIVATIONS",
 ]
 
@@ -37,99 +39,11 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 PREPROCESS = ("none", "minmax", "standardize", "unit_norm")
 
 
-# --- constraints: each takes (key, value) and returns the value, or raises ConfigError ----------
-
-Check = Callable[[str, Any], Any]
-
-
-def _fail(key: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"config key '{key}' must be {allowed}; got {value!r}")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def number(*, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-           le: float | None = None, integer: bool = False) -> Check:
-    """A number (an int when ``integer``) within the given bounds."""
-    bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None]
-    allowed = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
-
-    def check(key: str, v: Any) -> Any:
-        ok = isinstance(v, int) and not isinstance(v, bool) if integer else _is_number(v)
-        if not ok or (not integer and not math.isfinite(v)):
-            raise _fail(key, allowed, v)
-        if ((gt is not None and not v > gt) or (ge is not None and not v >= ge)
-                or (lt is not None and not v < lt) or (le is not None and not v <= le)):
-            raise _fail(key, allowed, v)
-        return v if integer else float(v)
-    return check
-
-
-def choice(*options: str) -> Check:
-    """One of the given strings; a near miss gets a suggestion."""
-    def check(key: str, v: Any) -> Any:
-        if v not in options:
-            hint = difflib.get_close_matches(str(v).lower(), options, n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise _fail(key, "one of " + ", ".join(options) + extra, v)
-        return v
-    return check
-
-
-def boolean(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _fail(key, "true or false", v)
-    return v
-
-
-def string(key: str, v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise _fail(key, "a non-empty string", v)
-    return v
-
-
-def optional(inner: Check) -> Check:
-    """``inner`` or absent (None)."""
-    def check(key: str, v: Any) -> Any:
-        return None if v is None else inner(key, v)
-    return check
-
-
-def list_of(inner: Check, *, min_len: int = 0, allowed: str = "a list") -> Check:
-    def check(key: str, v: Any) -> Any:
-        if not isinstance(v, (list, tuple)) or len(v) < min_len:
-            raise _fail(key, allowed, v)
-        return [inner(f"{key}[{i}]", x) for i, x in enumerate(v)]
-    return check
-
-
-def number_or_list(inner: Check, allowed: str) -> Check:
-    """A single number, or one number per layer."""
-    def check(key: str, v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return list_of(inner, allowed=allowed)(key, v)
-        if not _is_number(v):
-            raise _fail(key, allowed, v)
-        return inner(key, v)
-    return check
-
-
-def train_size(key: str, v: Any) -> Any:
-    """A fraction in (0, 1] of the training split, or a count >= 1 of its examples."""
-    if isinstance(v, float) and 0.0 < v <= 1.0:
-        return v
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-        return v
-    raise _fail(key, "a fraction in (0, 1] or a whole count >= 1", v)
-
-
 def _key(default: Any, check: Check, doc: str) -> Any:
     """Declare a config key with its default, constraint and one-line meaning."""
     meta = {"check": check, "doc": doc}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -163,6 +77,9 @@ class DataConfig(_Section):
                               "fraction of training labels flipped to another class")
     bootstrap: bool = _key(False, boolean, "train on a bootstrap resample of the training split "
                                            "(bagging; drawn with train.seed)")
+    classes: Any = _key(None, optional(list_of(number(ge=0, integer=True), min_len=2,
+                        allowed="a list of at least 2 class labels")),
+                        "keep only these classes, relabeled 0, 1, ... in this order")
 
 
 @dataclass
@@ -204,6 +121,31 @@ class RegularizationConfig(_Section):
     weight_noise: float = _key(0.0, number(ge=0.0), "std of Gaussian noise added to the weights")
     label_smoothing: float = _key(0.0, number(ge=0.0, lt=1.0), "label smoothing epsilon")
     ema: float = _key(0.0, number(ge=0.0, lt=1.0), "decay of the weights' moving average (0: off)")
+
+
+@dataclass
+class MultitaskConfig(_Section):
+    """``[multitask]``: auxiliary heads on the shared network (``regulab.regularize.multitask``)."""
+    tasks: list = _key([], list_of(string, allowed="a list of task names"),
+                       "auxiliary tasks: parity, greater_than_4 or a name defined in groups")
+    weights: Any = _key(None, optional(list_of(number(ge=0.0), min_len=1,
+                        allowed="a list of loss weights >= 0, one per task")),
+                        "loss weight of each auxiliary head (default 1 each)")
+    main_weight: float = _key(1.0, number(gt=0.0), "loss weight of the main head")
+    groups: dict = _key({}, label_maps, "own tasks: NAME = [label of class 0, label of class 1, ...]")
+
+
+@dataclass
+class TransferConfig(_Section):
+    """``[transfer]``: start from another run's weights (``regulab.regularize.transfer``)."""
+    source: Any = _key(None, optional(string), "a finished run directory to take the layers from")
+    layers: Any = _key("all", layer_count, "'all' (every layer but the head) or the first k layers")
+    freeze: bool = _key(True, boolean, "true: feature extraction (transferred layers fixed); "
+                                       "false: fine-tune them")
+    lr: Any = _key(None, optional(number(gt=0.0)), "learning rate of the transferred layers when "
+                                                   "fine-tuning (default: optim.lr)")
+    preprocess: str = _key("source", choice("source", "refit"),
+                           "source: the source run's fitted preprocessing; refit: fit data.preprocess anew")
 
 
 @dataclass
@@ -249,7 +191,7 @@ class EvalConfig(_Section):
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "regularization": RegularizationConfig,
-    "optim": OptimConfig,
+    "multitask": MultitaskConfig, "transfer": TransferConfig, "optim": OptimConfig,
     "train": TrainConfig, "eval": EvalConfig,
 }
 
@@ -264,6 +206,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -307,6 +251,29 @@ def _cross_checks(cfg: Config) -> None:
             f"({len(cfg.model.hidden)}); got {cfg.model.dropout!r}")
 
 
+def _multitask_checks(m: MultitaskConfig) -> None:
+    if len(set(m.tasks)) != len(m.tasks):
+        raise ConfigError(f"config key 'multitask.tasks' must not repeat a task; got {m.tasks!r}")
+    if m.weights is not None and len(m.weights) != len(m.tasks):
+        raise ConfigError(f"config key 'multitask.weights' must have one weight per task "
+                          f"({len(m.tasks)}: {m.tasks!r}); got {m.weights!r}")
+    unused = [g for g in m.groups if g not in m.tasks]
+    if unused:
+        raise ConfigError(f"config key 'multitask.groups' defines {unused!r}, which multitask.tasks "
+                          f"does not list; got tasks {m.tasks!r}")
+
+
+def _transfer_checks(t: TransferConfig) -> None:
+    if t.source is None:
+        changed = [f.name for f in dataclasses.fields(t) if getattr(t, f.name) != f.default]
+        if changed:
+            raise ConfigError(f"config key 'transfer.{changed[0]}' needs transfer.source (the run "
+                              f"to transfer from); got {getattr(t, changed[0])!r} and no source")
+    elif t.freeze and t.lr is not None:
+        raise ConfigError(f"config key 'transfer.lr' is for fine-tuning; got {t.lr!r} with "
+                          "transfer.freeze = true (frozen layers do not learn)")
+
+
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Validate a nested dict (as read from TOML) into a ``Config``."""
     kwargs: dict[str, Any] = {}
@@ -320,6 +287,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
             raise _unknown(key, options, "the top level")
     cfg = Config(**kwargs)
     _cross_checks(cfg)
+    _multitask_checks(cfg.multitask)
+    _transfer_checks(cfg.transfer)
     return cfg
 
 
@@ -390,6 +359,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)   # a JSON string is a valid TOML basic string
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):     # an inline table; quoted keys are always valid
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 

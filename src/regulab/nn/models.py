@@ -27,7 +27,10 @@ from ..config import ModelConfig, RegularizationConfig
 from .init import init_weights
 from .layers import DropConnect, Dropout, GaussianNoise, WeightNoise
 
-__all__ = ["MLP", "CNN", "LinearModel", "Pipeline", "Regularizers", "build_model", "activation"]
+__all__ = ["MLP", "CNN", "LinearModel", "MultiHead", "Pipeline", "Regularizers", "build_model",
+           "activation"]
+
+Outputs = int | Sequence[tuple[str, int]]    # one output layer's width, or named heads' widths
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                 "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU}
@@ -82,6 +85,28 @@ class Regularizers:
         return [(tag if tag.startswith("conv") else f"fc{tag}", layer), *block]
 
 
+class MultiHead(nn.ModuleDict):
+    """Several linear heads on the same features, outputs side by side: ``(B, K_1 + ... + K_H)``.
+
+    Multi-task learning with hard parameter sharing (``regulab.regularize.multitask``): head
+    ``t`` computes ``z_t = W_t h + b_t``. Named like a dict, so ``state_dict`` keys read
+    ``out.main.weight``, ``out.parity.weight``.
+    """
+
+    def __init__(self, in_features: int, heads: Sequence[tuple[str, int]], reg: "Regularizers"):
+        super().__init__({name: reg.wrap(nn.Linear(in_features, k), hidden=False) for name, k in heads})
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.cat([head(h) for head in self.values()], dim=-1)
+
+
+def _output(in_features: int, out: Outputs, reg: "Regularizers") -> nn.Module:
+    """The output layer: one linear layer, or a ``MultiHead`` for named heads."""
+    if isinstance(out, int):
+        return reg.wrap(nn.Linear(in_features, out), hidden=False)
+    return MultiHead(in_features, out, reg)
+
+
 def _dense_blocks(in_features: int, hidden: Sequence[int], act: str,
                   reg: Regularizers) -> list[tuple[str, nn.Module]]:
     layers: list[tuple[str, nn.Module]] = []
@@ -105,23 +130,23 @@ class MLP(nn.Sequential):
         torch.Size([8, 10])
     """
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: Outputs, *,
                  activation: str = "relu", dropout: float | Sequence[float] = 0.0,
                  batchnorm: bool = False, regularizers: Regularizers | None = None):
         reg = regularizers or Regularizers(dropout=dropout, batchnorm=batchnorm)
         blocks = _dense_blocks(in_features, hidden, activation, reg)
         last = hidden[-1] if hidden else in_features
-        out = reg.wrap(nn.Linear(last, out_features), hidden=False)
-        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(), *blocks, ("out", out)]))
+        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(), *blocks,
+                                      ("out", _output(last, out_features, reg))]))
 
 
 class LinearModel(nn.Sequential):
     """Logistic / softmax regression (or linear regression): ``y = W x + b`` on the flattened input."""
 
-    def __init__(self, in_features: int, out_features: int, regularizers: Regularizers | None = None):
+    def __init__(self, in_features: int, out_features: Outputs, regularizers: Regularizers | None = None):
         reg = regularizers or Regularizers()
-        out = reg.wrap(nn.Linear(in_features, out_features), hidden=False)
-        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(), ("out", out)]))
+        super().__init__(OrderedDict([("flatten", nn.Flatten()), *reg.inputs(),
+                                      ("out", _output(in_features, out_features, reg))]))
 
 
 class CNN(nn.Sequential):
@@ -130,7 +155,7 @@ class CNN(nn.Sequential):
     Layers: ``conv1, bnconv1, actconv1, pool1, ..., flatten, fc1, ..., out``.
     """
 
-    def __init__(self, sample_shape: Sequence[int], channels: Sequence[int], out_features: int, *,
+    def __init__(self, sample_shape: Sequence[int], channels: Sequence[int], out_features: Outputs, *,
                  kernel_size: int = 5, hidden: Sequence[int] = (), activation: str = "relu",
                  dropout: float | Sequence[float] = 0.0, batchnorm: bool = False,
                  regularizers: Regularizers | None = None):
@@ -159,8 +184,7 @@ class CNN(nn.Sequential):
             in_ch = ch
         flat = in_ch * math.prod(spatial)
         layers += [("flatten", nn.Flatten()), *_dense_blocks(flat, hidden, activation, reg)]
-        layers.append(("out", reg.wrap(nn.Linear(hidden[-1] if hidden else flat, out_features),
-                                       hidden=False)))
+        layers.append(("out", _output(hidden[-1] if hidden else flat, out_features, reg)))
         super().__init__(OrderedDict(layers))
 
 
@@ -190,11 +214,12 @@ def regularizers(cfg: ModelConfig, reg: RegularizationConfig | None = None) -> R
                         batchnorm=cfg.batchnorm, batchnorm_position=cfg.batchnorm_position)
 
 
-def build_model(cfg: ModelConfig, sample_shape: Sequence[int], n_outputs: int,
+def build_model(cfg: ModelConfig, sample_shape: Sequence[int], n_outputs: Outputs,
                 generator: torch.Generator | None = None,
                 reg: RegularizationConfig | None = None) -> nn.Module:
     """The network ``cfg`` (and ``reg``'s noise) describes, initialized on the CPU by ``cfg.init``
-    from ``generator``."""
+    from ``generator``. ``n_outputs``: the output width, or ``[(name, width), ...]`` for the
+    heads of a multi-task network."""
     in_features = math.prod(sample_shape)
     extras = regularizers(cfg, reg)
     with torch.device("meta"):

@@ -75,8 +75,11 @@ class MaxNorm:
         self.layers = check_names(layers, "regularization.max_norm_layers")
 
     def _layers(self, model: nn.Module) -> list[nn.Module]:
+        """The constrained layers; a frozen one (a transferred layer that does not learn) is left
+        as it is."""
         return [layer for _, layer in find_layers(model, self.layers, lambda m: isinstance(m, _LAYERS),
-                                                  "regularization.max_norm_layers")]
+                                                  "regularization.max_norm_layers")
+                if layer.weight.requires_grad]
 
     def __call__(self, model: nn.Module) -> None:
         for layer in self._layers(model):
@@ -85,7 +88,7 @@ class MaxNorm:
     @torch.no_grad()
     def largest_norm(self, model: nn.Module) -> float:
         """The largest unit norm among the constrained layers (<= max_norm after a step)."""
-        return max(float(unit_norms(layer.weight).max()) for layer in self._layers(model))
+        return max((float(unit_norms(layer.weight).max()) for layer in self._layers(model)), default=0.0)
 
     def get_config(self) -> dict:
         """Plain values; ``MaxNorm(**c.get_config())`` rebuilds ``c``."""

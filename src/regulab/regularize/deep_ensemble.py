@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..data.datasets import load_dataset
 from ..errors import ConfigError
 from ..train.checkpoint import atomic_write
 from ..train.run import Run, check_out_dir, finite_json, train
@@ -43,17 +42,18 @@ class EnsembleResult:
 
 
 @torch.no_grad()
-def ensemble_probabilities(models: list[torch.nn.Module], X: torch.Tensor) -> torch.Tensor:
-    """The mean of the members' softmax probabilities on raw inputs ``X`` (eval mode)."""
-    return torch.stack([F.softmax(m.eval()(X), dim=1) for m in models]).mean(0)
+def ensemble_probabilities(models: list[torch.nn.Module], X: torch.Tensor,
+                           num_classes: int | None = None) -> torch.Tensor:
+    """The mean of the members' softmax probabilities on raw inputs ``X`` (eval mode).
+    ``num_classes``: only the first ``num_classes`` outputs (a multi-task model's main head)."""
+    return torch.stack([F.softmax(m.eval()(X)[:, :num_classes], dim=1) for m in models]).mean(0)
 
 
 def _raw_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Raw (not preprocessed) validation and test arrays: the same for every member."""
-    from ..train.prepare import _arrays
-    d = cfg.data
-    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
-    arrays = _arrays(dataclasses.replace(cfg, data=dataclasses.replace(d, bootstrap=False)), ds)
+    from ..train.prepare import _arrays, load_data
+    arrays = _arrays(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bootstrap=False)),
+                     load_data(cfg))
     return {k: (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
             for k, (X, y) in arrays.items() if k != "train"}
 
@@ -83,7 +83,7 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
     results: dict[str, float] = {"members": members, "bagging": bagging}
     for name, (X, y) in _raw_splits(cfg).items():
         models = [r.model.to("cpu") for r in runs]
-        probs = ensemble_probabilities(models, X)
+        probs = ensemble_probabilities(models, X, len(runs[0].evaluation["val"]["classes"]))
         results[f"{name}_acc"] = float((probs.argmax(1) == y).double().mean())
         results[f"{name}_loss"] = float(F.nll_loss(probs.clamp_min(1e-12).log(), y))
         accs = [r.results[f"{name}_acc"] for r in runs]

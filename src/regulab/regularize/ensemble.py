@@ -99,13 +99,14 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 @torch.no_grad()
 def mc_predict(model: nn.Module, X: Tensor, samples: int, *, aggregate: str = "mean",
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, heads: list[int] | None = None) -> Tensor:
     """Class probabilities ``(N, C)`` averaged over ``samples`` stochastic forward passes.
 
     The model runs in eval mode (batch norm uses its running statistics and does not update
     them) with its dropout family sampling. ``aggregate="mean"``: ``1/K sum_k softmax(f_k(X))``;
     ``"geometric"``: the normalized geometric mean ``softmax(1/K sum_k log_softmax(f_k(X)))``.
-    The training flags of every module are restored afterwards.
+    The training flags of every module are restored afterwards. ``heads``: the widths of the
+    side-by-side heads of a multi-task model; each head is aggregated on its own.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"mc_predict samples must be an integer >= 1; got {samples!r}")
@@ -113,11 +114,18 @@ def mc_predict(model: nn.Module, X: Tensor, samples: int, *, aggregate: str = "m
     total = None
     with _eval_mode(model), sampling(model, generator):
         for _ in range(samples):
-            log_probs = F.log_softmax(model(X), dim=-1)
+            log_probs = _log_softmax(model(X), heads)
             term = log_probs if aggregate == "geometric" else log_probs.exp()
             total = term if total is None else total + term
     mean = total / samples
-    return F.softmax(mean, dim=-1) if aggregate == "geometric" else mean
+    return _log_softmax(mean, heads).exp() if aggregate == "geometric" else mean
+
+
+def _log_softmax(z: Tensor, heads: list[int] | None) -> Tensor:
+    """``log_softmax`` over the last dimension, or over each head's columns."""
+    if heads is None:
+        return F.log_softmax(z, dim=-1)
+    return torch.cat([F.log_softmax(part, dim=-1) for part in z.split(heads, dim=-1)], dim=-1)
 
 
 @torch.no_grad()

@@ -71,6 +71,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file '{path}' does not exist") from None
+    except OSError as e:      # a directory, no permission, ...
+        raise CheckpointError(f"checkpoint file '{path}' cannot be read ({e.strerror or e})") from None
     try:
         tensors = st_load(data)
         n = int.from_bytes(data[:8], "little")

@@ -1,11 +1,14 @@
 """``prepare(cfg)``: everything a run needs, built and validated, with nothing written.
 
-Data: load, split (``data.seed``), subsample (``data.train_size``), flip a fraction of the
-training labels (``data.label_noise``), resample it for bagging (``data.bootstrap``), fit the preprocessor on the training split, move
-the splits to the device. Model: built from ``[model]`` with the noise layers of
-``[regularization]``, and one batch passed through it so a shape mismatch is caught here.
-Training: the optimizer, the loss (with label smoothing), the penalties (L1/L2), the
-constraints (max-norm), and the callbacks (early stopping, EMA of the weights).
+Data: load, keep ``data.classes``, split (``data.seed``), subsample (``data.train_size``),
+flip a fraction of the training labels (``data.label_noise``), resample it for bagging
+(``data.bootstrap``), derive the auxiliary labels of ``[multitask]``, fit the preprocessor
+on the training split (or take the ``[transfer]`` source's), move the splits to the device.
+Model: built from ``[model]`` with the noise layers of ``[regularization]`` and the heads
+of ``[multitask]``, the ``[transfer]`` source's layers copied in (and frozen), and one batch
+passed through it so a shape mismatch is caught here. Training: the optimizer (a learning
+rate per parameter group when fine-tuning), the loss (with label smoothing), the penalties
+(L1/L2), the constraints (max-norm), and the callbacks (early stopping, EMA of the weights).
 
 Seeds: ``data.seed`` fixes the split and the label noise; ``train.seed`` is expanded with
 NumPy's ``SeedSequence`` into independent seeds for initialization, shuffling and the noise
@@ -14,6 +17,7 @@ of the dropout family, so changing one never shifts the others.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +33,14 @@ from ..errors import ConfigError, DataError
 from ..nn.models import Pipeline, build_model
 from ..regularize.constraints import MaxNorm
 from ..regularize.ema import EMACallback
+from ..regularize.multitask import Tasks
 from ..regularize.penalties import NormPenalty
+from ..regularize.transfer import SourceRun, freeze_, load_source, param_groups, transfer_weights
 from .callbacks import Callback, EarlyStopping
 from .optimizers import build_optimizer
 from .trainer import Trainer, loss_function
 
-__all__ = ["Prepared", "prepare", "resolve_device", "extra_columns", "RegularizationMonitor"]
+__all__ = ["Prepared", "prepare", "load_data", "resolve_device", "extra_columns", "RegularizationMonitor"]
 
 
 @dataclass
@@ -76,6 +82,8 @@ def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
     elif loss == "bce" and num_classes != 2:
         raise ConfigError(f"config key 'train.loss' is 'bce', which needs 2 classes; "
                           f"the dataset has {num_classes}")
+    if cfg.multitask.tasks and loss != "cross_entropy":
+        raise ConfigError(f"config key 'multitask.tasks' needs the cross_entropy loss; got '{loss}'")
     if cfg.eval.dropout_inference != "scale" and loss != "cross_entropy":
         raise ConfigError(f"config key 'eval.dropout_inference' {cfg.eval.dropout_inference!r} needs "
                           f"the cross_entropy loss; got '{loss}'")
@@ -96,6 +104,9 @@ def _check_task(cfg: Config, task: str) -> None:
     if task == "regression" and cfg.eval.dropout_inference != "scale":
         raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
                           f"task; got {cfg.eval.dropout_inference!r}")
+    if cfg.multitask.tasks and task == "regression":
+        raise ConfigError(f"config key 'multitask.tasks' needs a classification task (its labels are "
+                          f"derived from the classes); got {cfg.multitask.tasks!r} for a regression dataset")
     if cfg.model.dropconnect > 0 and cfg.regularization.weight_noise > 0:
         raise ConfigError("config keys 'model.dropconnect' and 'regularization.weight_noise' "
                           "cannot both be set (each wraps the same weights); got "
@@ -131,7 +142,7 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
     return arrays
 
 
-def _build_net(cfg: Config, ds: Dataset, n_out: int, seed: int, sample: np.ndarray) -> torch.nn.Module:
+def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
     try:
         net = build_model(cfg.model, ds.sample_shape, n_out, torch.Generator().manual_seed(seed),
                           cfg.regularization)
@@ -140,8 +151,9 @@ def _build_net(cfg: Config, ds: Dataset, n_out: int, seed: int, sample: np.ndarr
     except (ValueError, RuntimeError) as e:
         raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
                         f"{tuple(ds.sample_shape)} from data.dataset '{cfg.data.dataset}' ({e})") from None
-    if tuple(out.shape) != (len(sample), n_out):
-        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {n_out})")
+    width = n_out if isinstance(n_out, int) else sum(k for _, k in n_out)   # multi-task: heads side by side
+    if tuple(out.shape) != (len(sample), width):
+        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {width})")
     return net.train()
 
 
@@ -167,31 +179,95 @@ def _regularizers(cfg: Config, net: torch.nn.Module):
 
 def extra_columns(cfg: Config) -> list[str]:
     """metrics.csv columns beyond the standard ones, for the techniques in use."""
-    r = cfg.regularization
-    cols = ["l1_penalty"] * (r.l1 > 0) + ["l2_penalty"] * (r.l2 > 0)
+    r, tasks = cfg.regularization, cfg.multitask.tasks
+    cols = [f"{split}_{name}" for split in ("train", "val")
+            for name in ["total_loss", *(f"{t}_{s}" for t in tasks for s in ("loss", "acc"))]] if tasks else []
+    cols += ["l1_penalty"] * (r.l1 > 0) + ["l2_penalty"] * (r.l2 > 0)
     cols += ["max_unit_norm"] * (r.max_norm is not None)
     cols += ["input_noise"] * (r.input_noise > 0) + ["weight_noise"] * (r.weight_noise > 0)
     return cols
 
 
+def load_data(cfg: Config) -> Dataset:
+    """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
+    d = cfg.data
+    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
+    if d.classes is None:
+        return ds
+    if ds.task != "classification":
+        raise ConfigError(f"config key 'data.classes' needs a classification dataset; got "
+                          f"{d.classes!r} for data.dataset '{d.dataset}' ({ds.task})")
+    if len(set(d.classes)) != len(d.classes) or max(d.classes) >= ds.num_classes:
+        raise ConfigError(f"config key 'data.classes' must list distinct labels in [0, "
+                          f"{ds.num_classes - 1}] of data.dataset '{d.dataset}'; got {d.classes!r}")
+    relabel = np.full(ds.num_classes, -1)
+    relabel[d.classes] = np.arange(len(d.classes))
+
+    def keep(X, y):
+        if X is None:
+            return None, None
+        mask = relabel[y] >= 0
+        return X[mask], relabel[y[mask]]
+    X, y = keep(ds.X, ds.y)
+    X_test, y_test = keep(ds.X_test, ds.y_test)
+    return dataclasses.replace(ds, X=X, y=y, X_test=X_test, y_test=y_test,
+                               classes=[ds.classes[c] for c in d.classes])
+
+
+def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
+    m = cfg.multitask
+    if not m.tasks:
+        return None
+    return Tasks(ds.num_classes, m.tasks, m.weights, m.main_weight, m.groups, ds.classes,
+                 cfg.regularization.label_smoothing)
+
+
+def _preprocessor(cfg: Config, ds: Dataset, source: SourceRun | None, X_train: np.ndarray) -> Preprocessor:
+    """Fitted on the training split, or the transfer source's, so its layers see inputs scaled
+    as in the training they come from."""
+    if source is None or cfg.transfer.preprocess == "refit":
+        return Preprocessor(cfg.data.preprocess, ds.sample_shape).fit(torch.as_tensor(X_train))
+    pre = Preprocessor(source.config.data.preprocess, ds.sample_shape)
+    try:
+        pre.load_state_dict(source.preprocess_state)
+    except RuntimeError:
+        shape = tuple(source.preprocess_state["shift"].shape)
+        raise ConfigError(f"config key 'transfer.source': run '{source.path}' was trained on samples of "
+                          f"shape {shape}; data.dataset '{cfg.data.dataset}' has {ds.sample_shape}") from None
+    return pre
+
+
+def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> torch.optim.Optimizer:
+    if cfg.transfer.source is None:
+        return build_optimizer(cfg.optim, net.parameters())
+    if cfg.transfer.freeze:
+        freeze_(net, transferred)
+    return build_optimizer(cfg.optim, param_groups(net, transferred, cfg.optim.lr, cfg.transfer.lr))
+
+
 def prepare(cfg: Config) -> Prepared:
     """Validate ``cfg`` against its data and build everything; writes nothing."""
     d = cfg.data
-    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
+    source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
+    ds = load_data(cfg)
     _check_task(cfg, ds.task)
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
     arrays = _arrays(cfg, ds)
+    tasks = _tasks(cfg, ds)
 
-    pre = Preprocessor(d.preprocess, ds.sample_shape).fit(torch.as_tensor(arrays["train"][0]))
+    pre = _preprocessor(cfg, ds, source, arrays["train"][0])
     splits = {}
     for name, (X, y) in arrays.items():
         with torch.no_grad():
             Xt = pre(torch.as_tensor(X, dtype=torch.float32))
-        splits[name] = (Xt.to(device), _targets(y, ds.task, loss, device))
+        splits[name] = (Xt.to(device), _targets(y if tasks is None else tasks.labels(y), ds.task, loss, device))
 
     init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
-    net = _build_net(cfg, ds, 1 if loss == "bce" else ds.n_outputs, init_seed, arrays["train"][0][:2])
+    n_out = (1 if loss == "bce" else ds.n_outputs) if tasks is None else list(zip(tasks.names, tasks.sizes))
+    net = _build_net(cfg, ds, n_out, init_seed, arrays["train"][0][:2])
+    transferred = transfer_weights(net, source, cfg.transfer.layers) if source is not None else []
+    optimizer = _optimizer(cfg, net, transferred)
     penalties, constraints, callbacks = _regularizers(cfg, net)
     pipeline = Pipeline(pre, net).to(device)
 
@@ -199,12 +275,11 @@ def prepare(cfg: Config) -> Prepared:
     shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
     noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
     loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
-    trainer = Trainer(net, build_optimizer(cfg.optim, net.parameters()),
-                      loss_function(loss, cfg.regularization.label_smoothing),
+    trainer = Trainer(net, optimizer, loss_function(loss, cfg.regularization.label_smoothing),
                       task=ds.task, binary=loss == "bce", penalties=penalties,
                       constraints=constraints, callbacks=callbacks,
                       generators={"shuffle": shuffle, "noise": noise},
-                      eval_batch_size=cfg.eval.batch_size)
+                      eval_batch_size=cfg.eval.batch_size, tasks=tasks)
     return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise)
 
 

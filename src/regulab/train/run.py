@@ -129,9 +129,10 @@ def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
     if e.dropout_inference == "scale":
         return t.predict(X)
     aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
+    heads = t.tasks.sizes if t.tasks is not None else None
     with t.evaluation_mode():
         probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
-                                      aggregate=aggregate, generator=p.noise)
+                                      aggregate=aggregate, generator=p.noise, heads=heads)
                            for i in range(0, len(X), e.batch_size)])
     return probs.clamp_min(1e-12).log()
 
@@ -139,7 +140,7 @@ def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
 def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
     """Loss and accuracy (or MSE and R^2) of final outputs, as the Trainer logs them per epoch."""
     mc = p.cfg.eval.dropout_inference != "scale"    # log-probabilities: the loss is their NLL
-    return p.trainer.scores(out, y, prefix, loss=F.nll_loss(out, y) if mc else None)
+    return p.trainer.scores(out, y, prefix, log_probs=mc)
 
 
 def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_seconds: float) -> Run:
@@ -154,6 +155,8 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
             continue
         if p.task == "regression":
             evaluation[name] = metrics.regression_report(out, y)
+        elif t.tasks is not None:
+            evaluation[name] = t.tasks.report(out, y)
         else:
             logits = torch.cat([-out, out], 1) if t.binary else out
             evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)

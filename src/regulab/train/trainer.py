@@ -55,6 +55,9 @@ class Trainer:
     separately. ``constraints`` are callables ``model -> None`` applied, without gradient,
     after every optimizer step (max-norm). ``generators`` names every ``torch.Generator`` the run draws from (the
     loader's shuffling, the dropout masks under "noise"); their states are checkpointed.
+    ``tasks`` (a ``regulab.regularize.multitask.Tasks``) makes it a multi-task trainer: the
+    model's output holds the heads side by side, targets are ``(N, heads)``, the loss is their
+    weighted sum (which replaces ``loss_fn``), and each head's loss and accuracy is logged.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -62,7 +65,10 @@ class Trainer:
                  binary: bool = False, penalties: Sequence[Penalty] = (),
                  constraints: Sequence[Constraint] = (), callbacks: Sequence[Callback] = (),
                  generators: Mapping[str, torch.Generator] | None = None,
-                 eval_batch_size: int = 1024):
+                 eval_batch_size: int = 1024, tasks: Any = None):
+        self.tasks = tasks
+        if tasks is not None:
+            loss_fn = tasks.loss
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.task, self.binary = task, binary
         self.penalties = list(penalties)
@@ -81,14 +87,28 @@ class Trainer:
     # -- metrics -----------------------------------------------------------------------------
 
     def _hits(self, out: Tensor, y: Tensor) -> Tensor:
-        """Per batch: correct predictions (classification) or summed squared error (regression)."""
+        """Per batch: correct predictions (classification; per head with ``tasks``) or summed
+        squared error (regression)."""
+        if self.tasks is not None:
+            return self.tasks.hits(out, y)
         if self.task == "regression":
             return (out - y).pow(2).sum()
         pred = (out.squeeze(1) > 0).long() if self.binary else out.argmax(1)
         return (pred == y.long()).sum()
 
+    def _losses(self, out: Tensor, y: Tensor, log_probs: bool = False) -> tuple[Tensor, Tensor]:
+        """(objective, logged loss): the same scalar, or the weighted sum and per-head ``(H,)``.
+        ``log_probs``: ``out`` holds log-probabilities, scored by their negative log-likelihood."""
+        if self.tasks is not None:
+            parts = self.tasks.losses(out, y, log_probs)
+            return parts @ self.tasks.weights.to(parts.device, parts.dtype), parts
+        loss = F.nll_loss(out, y) if log_probs else self.loss_fn(out, y)
+        return loss, loss
+
     def _summarize(self, prefix: str, loss_sum: Tensor, hits: Tensor, n: int,
                    y: Tensor) -> dict[str, float]:
+        if self.tasks is not None:
+            return self.tasks.summarize(prefix, loss_sum, hits, n)
         logs = {f"{prefix}_loss": float(loss_sum) / n}
         if self.task == "regression":
             # R^2 = 1 - MSE / Var(y), pooled over outputs (sklearn's 'variance_weighted')
@@ -100,10 +120,10 @@ class Trainer:
             logs[f"{prefix}_acc"] = float(hits) / n
         return logs
 
-    def scores(self, out: Tensor, y: Tensor, prefix: str, loss: Tensor | None = None) -> dict[str, float]:
-        """Loss and accuracy (or MSE and R^2) of outputs ``out`` for targets ``y``; ``loss``
-        replaces the trainer's loss function when given."""
-        loss = self.loss_fn(out, y) if loss is None else loss
+    def scores(self, out: Tensor, y: Tensor, prefix: str, log_probs: bool = False) -> dict[str, float]:
+        """Loss and accuracy (or MSE and R^2) of outputs ``out`` for targets ``y``; with
+        ``log_probs`` the outputs are log-probabilities and the loss their negative log-likelihood."""
+        _, loss = self._losses(out, y, log_probs)
         return self._summarize(prefix, loss * len(y), self._hits(out, y), len(y), y)
 
     @contextlib.contextmanager
@@ -131,8 +151,8 @@ class Trainer:
         for i in range(0, len(X), self.eval_batch_size):
             xb, yb = X[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
             out = self.model(xb)
-            loss_sum += self.loss_fn(out, yb) * len(xb)
-            hits += self._hits(out, yb)
+            loss_sum = loss_sum + self._losses(out, yb)[1] * len(xb)
+            hits = hits + self._hits(out, yb)
         return self._summarize(prefix, loss_sum, hits, len(X), y)
 
     @torch.no_grad()
@@ -148,7 +168,8 @@ class Trainer:
         self.model.train()
         device = loader.X.device
         # per-step values stay on the device; they are reduced once, after the last step
-        losses: list[Tensor] = []
+        losses: list[Tensor] = []       # the objective
+        parts: list[Tensor] = []        # multi-task: each head's loss
         penalties: list[Tensor] = []
         hits: list[Tensor] = []
         sizes: list[int] = []
@@ -156,7 +177,7 @@ class Trainer:
                           if type(cb).on_step_end is not Callback.on_step_end]
         for xb, yb in loader:
             out = self.model(xb)
-            loss = self.loss_fn(out, yb)
+            loss, logged = self._losses(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
             self.optimizer.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty).backward()
@@ -169,6 +190,8 @@ class Trainer:
             for cb in step_callbacks:
                 cb.on_step_end(self)
             losses.append(loss.detach())
+            if logged is not loss:
+                parts.append(logged.detach())
             if penalty is not None:
                 penalties.append(penalty.detach())
             hits.append(self._hits(out.detach(), yb))
@@ -180,8 +203,9 @@ class Trainer:
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
             raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(total[bad]))
-        loss_sum = loss_t @ torch.tensor(sizes, dtype=loss_t.dtype, device=device)
-        logs = self._summarize("train", loss_sum, torch.stack(hits).sum(), sum(sizes), loader.y)
+        weights = torch.tensor(sizes, dtype=loss_t.dtype, device=device)
+        loss_sum = (torch.stack(parts).T if parts else loss_t) @ weights
+        logs = self._summarize("train", loss_sum, torch.stack(hits).sum(0), sum(sizes), loader.y)
         logs["penalty"] = float(penalty_t.mean())
         return logs
 
