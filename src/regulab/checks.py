@@ -10,13 +10,15 @@ value passed in Python is checked like one read from TOML.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
+from dataclasses import field
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["Check", "number", "choice", "boolean", "string", "optional", "list_of",
+__all__ = ["Check", "_key", "_Section", "number", "choice", "boolean", "string", "optional", "list_of",
            "number_or_list", "train_size", "label_maps", "layer_count"]
 
 Check = Callable[[str, Any], Any]
@@ -119,3 +121,22 @@ def layer_count(key: str, v: Any) -> Any:
     if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         return v
     raise _fail(key, "'all' or a whole number of layers >= 1", v)
+
+
+def _key(default: Any, check: Check, doc: str) -> Any:
+    """Declare a config key with its default, constraint and one-line meaning."""
+    meta = {"check": check, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class _Section:
+    """A config section (a dataclass of ``_key`` fields); validates every key on construction,
+    so ``OptimConfig(lr=-1)`` fails like the TOML would. ``SECTION`` is its dotted name."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, f.metadata["check"](f"{self.SECTION}.{f.name}", getattr(self, f.name)))

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .checks import (Check, _fail, boolean, choice, label_maps, layer_count, list_of,  # noqa: F401
-                     number, number_or_list, optional, string, train_size)
+from .augment.config import AugmentConfig
+from .checks import (Check, _fail, _key, _Section, boolean, choice, label_maps,  # noqa: F401
+                     layer_count, list_of, number, number_or_list, optional, string, train_size)
 from .errors import ConfigError
 
 __all__ = [
@@ -37,25 +38,6 @@ INIT_SCHEMES = ("default", "normal_0.01", "normal_1", "glorot_uniform", "glorot_
                 "he_normal", "he_uniform")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 PREPROCESS = ("none", "minmax", "standardize", "unit_norm")
-
-
-def _key(default: Any, check: Check, doc: str) -> Any:
-    """Declare a config key with its default, constraint and one-line meaning."""
-    meta = {"check": check, "doc": doc}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# --- sections ---------------------------------------------------------------------------------
-
-class _Section:
-    """Validates every key on construction, so ``OptimConfig(lr=-1)`` fails like the TOML would."""
-
-    def __post_init__(self) -> None:
-        section = SECTION_NAMES[type(self)]
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, f.metadata["check"](f"{section}.{f.name}", getattr(self, f.name)))
 
 
 @dataclass
@@ -187,6 +169,8 @@ class EvalConfig(_Section):
     dropout_inference: str = _key("scale", choice("scale", "mc_mean", "mc_geometric"),
                                   "weight scaling, or Monte-Carlo masks averaged")
     mc_samples: int = _key(30, number(ge=1, integer=True), "masks sampled by mc_* inference")
+    noise_snr: Any = _key(None, optional(number()), "audio: also score the test split with white "
+                          "noise at this SNR (dB): test_noisy_acc, a robustness check")
 
 
 SECTIONS: dict[str, type] = {
@@ -196,7 +180,8 @@ SECTIONS: dict[str, type] = {
 }
 
 
-SECTION_NAMES = {cls: name for name, cls in SECTIONS.items()}
+for _name, _cls in SECTIONS.items():
+    _cls.SECTION = _name
 
 
 @dataclass
@@ -208,6 +193,7 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -277,10 +263,12 @@ def _transfer_checks(t: TransferConfig) -> None:
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Validate a nested dict (as read from TOML) into a ``Config``."""
     kwargs: dict[str, Any] = {}
-    options = ["name", *SECTIONS]
+    options = ["name", *SECTIONS, "augment"]
     for key, value in raw.items():
         if key == "name":
             kwargs["name"] = string("name", value)
+        elif key == "augment":
+            kwargs[key] = AugmentConfig.from_tables(value, _section)
         elif key in SECTIONS:
             kwargs[key] = _section(key, SECTIONS[key], value)
         else:
@@ -315,19 +303,25 @@ def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, An
     return out
 
 
+def _copy(raw: Any) -> Any:
+    return {k: _copy(v) for k, v in raw.items()} if isinstance(raw, Mapping) else raw
+
+
 def _apply(raw: dict, overrides: Mapping[str, Any]) -> dict:
-    raw = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    raw = _copy(raw)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         if len(parts) == 1 and parts[0] == "name":
             raw["name"] = value
-        elif len(parts) == 2:
-            section = raw.setdefault(parts[0], {})
-            if not isinstance(section, dict):
-                raise ConfigError(f"config key '{parts[0]}' must be a table (section); got {section!r}")
-            section[parts[1]] = value
+        elif len(parts) == 2 or (len(parts) == 3 and parts[0] == "augment"):
+            table = raw
+            for name in parts[:-1]:     # [augment] holds one table per modality
+                table = table.setdefault(name, {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"config key '{name}' must be a table (section); got {table!r}")
+            table[parts[-1]] = value
         else:
-            raise ConfigError(f"--set key must look like section.key; got '{dotted}'")
+            raise ConfigError(f"--set key must look like section.key (or augment.image.key); got '{dotted}'")
     return raw
 
 
@@ -368,7 +362,9 @@ def to_toml(cfg: Config) -> str:
     """The resolved config as TOML; keys left unset (None) are omitted."""
     d = cfg.to_dict()
     lines = [f"name = {_toml_value(d.pop('name'))}"]
-    for section, values in d.items():
+    tables = [(s, v) for s, v in d.items() if s != "augment"]
+    tables += [(f"augment.{s}", v) for s, v in d["augment"].items()]
+    for section, values in tables:
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
     return "\n".join(lines) + "\n"

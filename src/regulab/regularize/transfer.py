@@ -139,7 +139,7 @@ def load_source(path: str | os.PathLike) -> SourceRun:
 def _state_units(state: dict[str, Tensor]) -> list[str]:
     """``transfer_units`` of the network a state dict came from: the children holding a tensor
     with ``dim() >= 2``, ordered as regulab builds them (conv1, conv2, ..., fc1, fc2, ...)."""
-    names = {k.split(".")[0] for k, t in state.items() if t.dim() >= 2} - {HEAD}
+    names = {k.split(".")[0] for k, t in state.items() if t.dim() >= 2} - {HEAD, "augment"}
 
     def order(name: str) -> tuple:
         m = _UNIT.fullmatch(name)

@@ -18,7 +18,9 @@ of the dropout family, so changing one never shifts the others.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from ..data.split import split_indices, subsample
 from ..errors import ConfigError, DataError
 from ..nn.models import Pipeline, build_model
 from ..regularize.constraints import MaxNorm
+from ..augment.layer import build_augment
 from ..regularize.ema import EMACallback
 from ..regularize.multitask import Tasks
 from ..regularize.penalties import NormPenalty
@@ -55,6 +58,7 @@ class Prepared:
     trainer: Trainer
     loader: TensorLoader
     noise: torch.Generator          # also drives Monte-Carlo dropout inference
+    text: Any = None                # the fitted TextPipeline of a text dataset
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,6 +108,9 @@ def _check_task(cfg: Config, task: str) -> None:
     if task == "regression" and cfg.eval.dropout_inference != "scale":
         raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
                           f"task; got {cfg.eval.dropout_inference!r}")
+    if cfg.eval.noise_snr is not None and not cfg.data.dataset.startswith("audio:"):
+        raise ConfigError(f"config key 'eval.noise_snr' scores audio under noise; got {cfg.eval.noise_snr} "
+                          f"for data.dataset '{cfg.data.dataset}' (allowed: an audio:DIR dataset)")
     if cfg.multitask.tasks and task == "regression":
         raise ConfigError(f"config key 'multitask.tasks' needs a classification task (its labels are "
                           f"derived from the classes); got {cfg.multitask.tasks!r} for a regression dataset")
@@ -143,14 +150,18 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
+    """The network, behind an ``Augment`` layer when the data's modality has one."""
+    augment, shape = build_augment(cfg, sample.shape[1:], audio=is_audio(ds))   # its own errors
     try:
-        net = build_model(cfg.model, ds.sample_shape, n_out, torch.Generator().manual_seed(seed),
+        net = build_model(cfg.model, shape, n_out, torch.Generator().manual_seed(seed),
                           cfg.regularization)
+        if augment is not None:
+            net = torch.nn.Sequential(OrderedDict([("augment", augment), *net.named_children()]))
         with torch.no_grad():
             out = net.eval()(torch.as_tensor(sample, dtype=torch.float32))
     except (ValueError, RuntimeError) as e:
         raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
-                        f"{tuple(ds.sample_shape)} from data.dataset '{cfg.data.dataset}' ({e})") from None
+                        f"{tuple(sample.shape[1:])} from data.dataset '{cfg.data.dataset}' ({e})") from None
     width = n_out if isinstance(n_out, int) else sum(k for _, k in n_out)   # multi-task: heads side by side
     if tuple(out.shape) != (len(sample), width):
         raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {width})")
@@ -191,7 +202,8 @@ def extra_columns(cfg: Config) -> list[str]:
 def load_data(cfg: Config) -> Dataset:
     """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
     d = cfg.data
-    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed)
+    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
+                      options=cfg.augment)
     if d.classes is None:
         return ds
     if ds.task != "classification":
@@ -214,6 +226,30 @@ def load_data(cfg: Config) -> Dataset:
                                classes=[ds.classes[c] for c in d.classes])
 
 
+def text_features(cfg: Config, arrays: dict) -> Any:
+    """Texts -> features, in place in ``arrays``: ``augment.text.copies`` augmented copies of each
+    training text are added to the training split (labels repeated), the ``TextPipeline`` is
+    fitted on the training texts only, and every split is transformed. Seeded by data.seed."""
+    from ..augment.text import TextAugment, augment_texts
+    from ..data.text_features import TextPipeline
+    t, seed = cfg.augment.text, cfg.data.seed
+    X, y = arrays["train"]
+    if t.copies > 0:
+        augment = TextAugment(t.char_prob, t.word_prob, t.ops or None, seed=seed, language=t.language)
+        extra, source = augment_texts(X, t.copies, augment.rng, augment)
+        X, y = np.concatenate([X, np.array(extra, dtype=object)]), np.concatenate([y, y[source]])
+    pipeline = TextPipeline(t.language, t.lowercase, t.strip_accents, t.strip_punctuation, t.stopwords,
+                            t.stem, t.features, t.max_features, t.min_df, t.embedding_dim)
+    arrays["train"] = (pipeline.fit_transform(list(X), seed), y)
+    for name in [k for k in arrays if k != "train"]:
+        arrays[name] = (pipeline.transform(list(arrays[name][0])), arrays[name][1])
+    return pipeline
+
+
+def is_audio(ds: Dataset) -> bool:
+    return ds.name.startswith("audio:")
+
+
 def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
     m = cfg.multitask
     if not m.tasks:
@@ -222,18 +258,18 @@ def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
                  cfg.regularization.label_smoothing)
 
 
-def _preprocessor(cfg: Config, ds: Dataset, source: SourceRun | None, X_train: np.ndarray) -> Preprocessor:
+def _preprocessor(cfg: Config, shape: tuple, source: SourceRun | None, X_train: np.ndarray) -> Preprocessor:
     """Fitted on the training split, or the transfer source's, so its layers see inputs scaled
     as in the training they come from."""
     if source is None or cfg.transfer.preprocess == "refit":
-        return Preprocessor(cfg.data.preprocess, ds.sample_shape).fit(torch.as_tensor(X_train))
-    pre = Preprocessor(source.config.data.preprocess, ds.sample_shape)
+        return Preprocessor(cfg.data.preprocess, shape).fit(torch.as_tensor(X_train))
+    pre = Preprocessor(source.config.data.preprocess, shape)
     try:
         pre.load_state_dict(source.preprocess_state)
     except RuntimeError:
-        shape = tuple(source.preprocess_state["shift"].shape)
         raise ConfigError(f"config key 'transfer.source': run '{source.path}' was trained on samples of "
-                          f"shape {shape}; data.dataset '{cfg.data.dataset}' has {ds.sample_shape}") from None
+                          f"shape {tuple(source.preprocess_state['shift'].shape)}; data.dataset "
+                          f"'{cfg.data.dataset}' has {shape}") from None
     return pre
 
 
@@ -254,9 +290,10 @@ def prepare(cfg: Config) -> Prepared:
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
     arrays = _arrays(cfg, ds)
+    text = text_features(cfg, arrays) if ds.X.dtype == object else None
     tasks = _tasks(cfg, ds)
 
-    pre = _preprocessor(cfg, ds, source, arrays["train"][0])
+    pre = _preprocessor(cfg, arrays["train"][0].shape[1:], source, arrays["train"][0])
     splits = {}
     for name, (X, y) in arrays.items():
         with torch.no_grad():
@@ -280,7 +317,7 @@ def prepare(cfg: Config) -> Prepared:
                       constraints=constraints, callbacks=callbacks,
                       generators={"shuffle": shuffle, "noise": noise},
                       eval_batch_size=cfg.eval.batch_size, tasks=tasks)
-    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise)
+    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text)
 
 
 class RegularizationMonitor(Callback):

@@ -143,6 +143,19 @@ def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dic
     return p.trainer.scores(out, y, prefix, log_probs=mc)
 
 
+def _noisy_test(p: Prepared) -> dict[str, float]:
+    """``eval.noise_snr``: the test split's scores with white noise added to every clip at that
+    SNR (drawn from ``data.seed``, the same noise for every run), as ``test_noisy_*``."""
+    snr = p.cfg.eval.noise_snr
+    if snr is None or "test" not in p.splits:
+        return {}
+    from ..augment.audio import add_noise
+    X, y = p.splits["test"]
+    g = torch.Generator(device=X.device).manual_seed(p.cfg.data.seed)
+    noisy = add_noise(X.flatten(1), snr, g).view_as(X)
+    return _scores(p, _final_outputs(p, noisy), y, "test_noisy")
+
+
 def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_seconds: float) -> Run:
     """Evaluate train/val/test once with the final weights and write the result files."""
     t = p.trainer
@@ -160,6 +173,7 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
         else:
             logits = torch.cat([-out, out], 1) if t.binary else out
             evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
+    results.update(_noisy_test(p))
     stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
     score = "r2" if p.task == "regression" else "acc"
     results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
@@ -168,6 +182,8 @@ def _finish(p: Prepared, run_dir: Path, store: RunStore, run_id: int, fit_second
         stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
         diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
     save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
+    if p.text is not None:      # the fitted text features: vocabulary and idf, or word vectors
+        atomic_write(run_dir / "text_features.json", json.dumps(p.text.state_dict()))
     atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
     atomic_write(run_dir / "results.json", json.dumps(finite_json(results), indent=2))
     store.finish(run_id, "completed", finite_json(results))

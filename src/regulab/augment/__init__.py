@@ -1,0 +1,1 @@
+"""Preprocessing and augmentation per modality: images, audio, text and video (``[augment.*]``)."""
