@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from scipy.io import wavfile
 
 import regulab as rl
+from regulab.augment.audio import add_noise
 from regulab.augment.image import center_crop, normalize, resize
 from regulab.augment.layer import Augment
 from regulab.cli import main
@@ -173,3 +174,28 @@ def test_video_run_on_generated_clips(workdir):
     p = prepare_mod.prepare(cfg)
     assert p.splits["train"][0].shape[1:] == (4 * 3, 16, 16)     # 4 frames x (gray + flow x, y)
     p.trainer.fit(p.loader, p.splits["val"], epochs=1)
+
+
+def test_noise_from_a_file_reaches_training_batches(workdir):
+    (workdir / "clips").mkdir()
+    data = _tones(workdir / "clips")
+    rng = np.random.default_rng(1)
+    noise = (0.3 * rng.standard_normal(8000)).astype(np.float32)
+    wavfile.write(workdir / "noise.wav", 8000, noise)
+    cfg = rl.load_config(None, [f'data.dataset="audio:{data}"', "data.split=[0.7, 0.3, 0.0]",
+                                "augment.audio.seconds=0.5", "augment.audio.noise_snr=0",
+                                f'augment.audio.noise_file="{workdir / "noise.wav"}"',
+                                "model.kind=cnn", "model.channels=[4]", "model.kernel_size=3", "model.hidden=[8]"])
+    p = prepare_mod.prepare(cfg)
+    pipeline = p.trainer.model.augment.pipeline
+    assert pipeline.noise.shape == (1, 8000)
+    x = torch.zeros(2, 4000)
+    x[:, ::2] = 0.5
+    out = add_noise(x, 0.0, torch.Generator().manual_seed(0), noise=pipeline.noise)
+    added = out - x                                 # a stretch of the file's noise, at 0 dB
+    assert torch.allclose(added.pow(2).mean(1), x.pow(2).mean(1), rtol=1e-4)
+    bad = rl.load_config(None, [f'data.dataset="audio:{data}"', "augment.audio.seconds=0.5",
+                                "data.split=[0.7, 0.3, 0.0]",
+                                "augment.audio.noise_snr=0", 'augment.audio.noise_file="nowhere.wav"'])
+    with pytest.raises(rl.ConfigError, match="augment.audio.noise_file"):
+        prepare_mod.prepare(bad)

@@ -354,7 +354,7 @@ class AudioPipeline:
     features: "logmel" (B, 1, n_mels, frames), "spectrogram" (log-power, B, 1, n_fft // 2 + 1,
     frames) or "waveform" (B, T). lowpass / highpass: cut-offs in Hz (both: a band-pass), every
     split. Training only: noise_snr (dB, or [low, high] drawn per example) with probability
-    noise_prob, time_shift (max fraction of T, zero-filled), SpecAugment masks (filled with each
+    noise_prob (white, or drawn from ``noise`` clips), time_shift (max fraction of T, zero-filled), SpecAugment masks (filled with each
     example's mean, as the paper's normalized log-mels are filled with 0).
     ``train`` = filter -> noise -> time shift -> features -> SpecAugment; ``eval`` = filter ->
     features = ``features_module()``, the module to save with the model.
@@ -365,6 +365,7 @@ class AudioPipeline:
                  hop_length: int = 80, n_mels: int = 40, f_min: float = 0.0, f_max: float | None = None,
                  lowpass: float | None = None, highpass: float | None = None,
                  noise_snr: float | Sequence[float] | None = None, noise_prob: float = 1.0,
+                 noise: Tensor | None = None,
                  time_shift: float = 0.0, freq_mask: int = 0, time_mask: int = 0,
                  n_freq_masks: int = 1, n_time_masks: int = 1):
         k, integer = "augment.audio", (lambda lo: number(ge=lo, integer=True))
@@ -382,6 +383,7 @@ class AudioPipeline:
                         highpass)
         self.noise_snr = optional(_snr)(f"{k}.noise_snr", noise_snr)           # dB, [low, high] or None
         self.noise_prob = number(ge=0.0, le=1.0)(f"{k}.noise_prob", noise_prob)
+        self.noise = noise      # None: white noise; else a clip (L,) or a bank (K, L) to draw from
         self.time_shift = number(ge=0.0, lt=1.0)(f"{k}.time_shift", time_shift)
         bins = {"logmel": self.n_mels, "spectrogram": self.n_fft // 2 + 1}.get(self.features, 0)
         self.freq_mask = integer(0)(f"{k}.freq_mask", freq_mask)
@@ -418,7 +420,7 @@ class AudioPipeline:
         m = self._module
         x = m.filter(_tensor("AudioPipeline", x, (2,)))
         if self.noise_snr is not None and self.noise_prob > 0:
-            x = add_noise(x, self.noise_snr, generator, prob=self.noise_prob)
+            x = add_noise(x, self.noise_snr, generator, noise=self.noise, prob=self.noise_prob)
         if self.time_shift > 0:
             x = time_shift(x, self.time_shift, generator)
         x = m.features(x)

@@ -99,6 +99,8 @@ class AudioAugmentConfig(_Section):
     highpass: Any = _key(None, optional(number(gt=0.0)), "high-pass cutoff (Hz), all splits")
     noise_snr: Any = _key(None, optional(snr), "additive white noise at this SNR (dB) or range, training only")
     noise_prob: float = _key(1.0, number(ge=0.0, le=1.0), "probability that an example gets noise")
+    noise_file: Any = _key(None, optional(string), "noise from this WAV file or folder of WAVs "
+                                                   "(random offsets) instead of white noise")
     time_shift: float = _key(0.0, number(ge=0.0, lt=1.0), "max |shift| as a fraction of the clip")
     freq_mask: int = _key(0, number(ge=0, integer=True), "SpecAugment: max width of a frequency mask")
     time_mask: int = _key(0, number(ge=0, integer=True), "SpecAugment: max width of a time mask")

@@ -47,6 +47,28 @@ class Augment(nn.Module):
         return repr(self.pipeline)
 
 
+def _noise_bank(a) -> torch.Tensor | None:
+    """``augment.audio.noise_file``: its clips at the run's sample rate, padded into a bank (K, L)."""
+    if a.noise_file is None:
+        return None
+    from pathlib import Path
+
+    from ..data.audio import read_wav, resample
+    from ..errors import ConfigError
+    path = Path(a.noise_file)
+    files = sorted(path.rglob("*.wav")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise ConfigError(f"config key 'augment.audio.noise_file' must be a WAV file or a folder of "
+                          f"WAVs; got {a.noise_file!r}")
+    clips = []
+    for f in files:
+        wave, sr = read_wav(f)
+        clips.append(resample(torch.as_tensor(wave), sr, a.sample_rate) if sr != a.sample_rate
+                     else torch.as_tensor(wave))
+    length = min(len(c) for c in clips)          # a bank of equal rows: each clip's first samples
+    return torch.stack([c[:length] for c in clips])
+
+
 def build_augment(cfg, sample_shape: Sequence[int], audio: bool) -> tuple[Augment | None, tuple]:
     """The ``Augment`` layer ``cfg.augment`` asks for and the shape of what it outputs; for an
     audio dataset always (its features), for others when ``[augment.image]`` is set."""
@@ -58,7 +80,7 @@ def build_augment(cfg, sample_shape: Sequence[int], audio: bool) -> tuple[Augmen
             n_mels=a.n_mels, f_min=a.f_min, f_max=a.f_max, lowpass=a.lowpass, highpass=a.highpass,
             noise_snr=a.noise_snr, noise_prob=a.noise_prob, time_shift=a.time_shift,
             freq_mask=a.freq_mask, time_mask=a.time_mask, n_freq_masks=a.n_freq_masks,
-            n_time_masks=a.n_time_masks)
+            n_time_masks=a.n_time_masks, noise=_noise_bank(a))
         return Augment(pipeline), tuple(pipeline.output_shape(sample_shape[-1]))
     if not cfg.augment.changed("image"):
         return None, tuple(sample_shape)
