@@ -1,14 +1,5 @@
-"""What the benchmarks record about the machine they ran on."""
+"""What the benchmarks record about the machine they ran on (the study report's own helper)."""
 
-from __future__ import annotations
+from regulab.study.aggregate import cpu_name
 
-import platform
-
-
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+__all__ = ["cpu_name"]

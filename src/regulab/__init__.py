@@ -5,6 +5,7 @@ Quick start::
     import regulab as rl
     cfg = rl.load_config("examples/quickstart.toml", overrides={"model.dropout": 0.3})
     run = rl.train(cfg)          # -> Run: results, history, model, run_dir
+    res = rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)   # -> StudyResult
 """
 
 from . import nn
@@ -16,8 +17,10 @@ from .train.callbacks import Callback, EarlyStopping
 from .train.trainer import Trainer
 # last: binds the name `train` to the function, over the `regulab.train` subpackage
 from .train.run import Run, resume, train
+from .study.study import StudyResult, run_study, study
+from .study.spec import load_study
 
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
-           "DivergedError", "RegulabInputError"]
+           "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult"]
 __version__ = "0.1.0"

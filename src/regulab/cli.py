@@ -52,6 +52,55 @@ def _train(args) -> int:
     return 0
 
 
+def _study_table(results: dict) -> str:
+    """The summary as text: rank, variant, train/val/test mean +- std, change, verdict."""
+    m = results["metric"]
+    rows = sorted(results["variants"], key=lambda v: v["rank"])
+    width = max([len(v["name"]) for v in rows] + [7])
+
+    def cell(stat):
+        return "   --        " if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    lines = [f"{'rank':>4}  {'variant':<{width}}  {'train ' + m:<13}  {'val ' + m:<13}  "
+             f"{'test ' + m:<13}  {'Δ test':>7}  verdict"]
+    for v in rows:
+        s = v["stats"]
+        delta = "" if v["delta_test"] is None else f"{v['delta_test']:+.3f}" + ("*" if v["significant"] else " ")
+        lines.append(f"{v['rank']:>4}  {v['name']:<{width}}  {cell(s['train_' + m])}  "
+                     f"{cell(s['val_' + m])}  {cell(s['test_' + m])}  {delta:>7}  {v['verdict']}")
+    return "\n".join(lines)
+
+
+def _study(args) -> int:
+    from .config import parse_overrides
+    from .study import clinic_path, load_study, run_study
+    from .study.spec import flatten
+    spec = load_study(args.study if args.study else clinic_path())
+    if args.set:
+        from .config import _apply
+        spec.base = _apply(spec.base, flatten(parse_overrides(args.set), "--set"))
+    result = run_study(spec, out=args.out, db=args.db, quick=args.quick,
+                       progress=False if args.quiet else None)
+    r = result.results
+    if r["variants"]:
+        print(_study_table(r))
+        print("* the change is larger than the seeds' standard deviation")
+    if r.get("combination"):
+        print(f"combination: {' + '.join(r['combination']['parts'])}")
+    print(f"{len(r['variants'])} variants, {sum(len(v['runs']) for v in r['variants'])} runs "
+          f"in {r['seconds']:.0f} s")
+    print(f"report: {result.report}")
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+    from .report import render_report
+    from .study import load_results
+    path = render_report(load_results(args.study_dir, db=args.db), Path(args.study_dir) / "report.html")
+    print(f"report: {path}")
+    return 0
+
+
 def _resume(args) -> int:
     from .train.run import resume
     run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None)
@@ -99,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, help="train an ensemble of K members (seeds seed..seed+K-1)")
     p.add_argument("--bagging", action="store_true", help="with --members: each on a bootstrap resample")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("study", help="a study: baseline and variants over seeds, ranked, reported "
+                                     "(no file: the built-in overfitting clinic)")
+    p.add_argument("study", nargs="?", help="study file (TOML); default: the overfitting clinic")
+    p.add_argument("--quick", action="store_true", help="the study's quick version (fewer epochs)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the study's base config (repeatable)")
+    p.add_argument("--out", help="study directory (default runs/study-<name>-<timestamp>)")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_study)
+
+    p = sub.add_parser("report", help="render a study's HTML report again from the run store")
+    p.add_argument("study_dir", help="the study directory")
+    p.add_argument("--db", help=db_help + " (default: the store the study was run with)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run")
     p.add_argument("run_dir", help="the run directory")

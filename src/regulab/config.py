@@ -30,7 +30,7 @@ from .errors import ConfigError
 __all__ = [
     "Config", "DataConfig", "ModelConfig", "RegularizationConfig", "MultitaskConfig", "TransferConfig",
     "OptimConfig", "TrainConfig", "EvalConfig",
-    "load_config", "config_from_dict", "parse_overrides", "to_toml", "INIT_SCHEMES", "ACTIVATIONS",
+    "load_config", "config_from_dict", "parse_overrides", "read_toml", "to_toml", "INIT_SCHEMES", "ACTIVATIONS",
 ]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
@@ -62,6 +62,9 @@ class DataConfig(_Section):
     classes: Any = _key(None, optional(list_of(number(ge=0, integer=True), min_len=2,
                         allowed="a list of at least 2 class labels")),
                         "keep only these classes, relabeled 0, 1, ... in this order")
+    folds: Any = _key(None, optional(number(ge=2, integer=True)),
+                      "K-fold cross-validation: hold out fold data.fold of K as the test split")
+    fold: Any = _key(None, optional(number(ge=0, integer=True)), "which fold is held out (0..K-1)")
 
 
 @dataclass
@@ -230,6 +233,10 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.split' must sum to 1; got {split!r} (sum {sum(split):g})")
     if split[0] <= 0 or split[1] <= 0:
         raise ConfigError(f"config key 'data.split' needs train and validation fractions > 0; got {split!r}")
+    d = cfg.data
+    if (d.folds is None) != (d.fold is None) or (d.folds is not None and d.fold >= d.folds):
+        raise ConfigError(f"config keys 'data.folds' and 'data.fold' go together, with 0 <= fold < "
+                          f"folds; got folds={d.folds!r}, fold={d.fold!r}")
     if cfg.model.kind != "linear" and isinstance(cfg.model.dropout, list) \
             and len(cfg.model.dropout) != len(cfg.model.hidden):
         raise ConfigError(
@@ -328,18 +335,21 @@ def _apply(raw: dict, overrides: Mapping[str, Any]) -> dict:
 def load_config(path: str | Path | None = None,
                 overrides: Mapping[str, Any] | list[str] | None = None) -> Config:
     """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file '{path}' is not valid TOML: {e}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file '{path}' is not UTF-8 text") from None
+    raw = read_toml(path) if path is not None else {}
     return config_from_dict(_apply(raw, parse_overrides(overrides)))
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """A TOML file as a dict; a missing, unreadable or invalid file is a ``ConfigError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{what} '{path}' is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} '{path}' is not UTF-8 text") from None
 
 
 # --- writing ----------------------------------------------------------------------------------

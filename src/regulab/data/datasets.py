@@ -18,6 +18,7 @@ so their states are saved and restored around it. Nothing here leaves global RNG
 from __future__ import annotations
 
 import difflib
+import functools
 import gzip
 import importlib.util
 import os
@@ -176,7 +177,23 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     if n_samples is not None and spec not in GENERATED:
         raise DataError(f"data.n_samples: got {n_samples} for built-in '{spec}', which has a fixed "
                         f"size ({info.samples}); n_samples is only for {', '.join(GENERATED)}")
+    if spec in _SLOW:
+        return _loaded_once(spec, n_samples, seed)
     return _LOADERS[spec](n_samples, seed)
+
+
+_SLOW = ("mnist", "mnist5k", "rotten_tomatoes")    # parsed from text or pickles: seconds each
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded_once(spec: str, n_samples: int | None, seed: int) -> Dataset:
+    """A slow built-in, loaded once per process (a study trains many runs on it); its arrays
+    are read-only, so no caller can change what the next one gets."""
+    ds = _LOADERS[spec](n_samples, seed)
+    for a in (ds.X, ds.y, ds.X_test, ds.y_test):
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)
+    return ds
 
 
 def _load_file(spec, source, path, *, target, task, n_samples, options=None) -> Dataset:

@@ -5,7 +5,9 @@ keeps it as *the* test set; its pool is then split into train and validation in 
 ``train : val`` (the test fraction is not used). Splits are made once per ``data.seed`` so
 that runs with different training seeds see the same examples. The test set is evaluated
 once, at the end of a run. K-fold cross-validation uses scikit-learn's
-``StratifiedKFold`` / ``KFold``.
+``StratifiedKFold`` / ``KFold`` (``data.folds``, ``data.fold``): the held-out fold is the test
+split, and the validation split that early stopping watches comes from the other folds.
+A dataset's own test set takes no part in cross-validation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from ..errors import DataError
 
-__all__ = ["SplitIndices", "split_indices", "subsample", "kfold"]
+__all__ = ["SplitIndices", "split_indices", "fold_indices", "subsample", "kfold"]
 
 
 @dataclass
@@ -52,6 +54,18 @@ def split_indices(y: np.ndarray, fractions: list[float], *, stratify: bool, seed
     rest = val_f / (train_f + val_f)
     train, val = _split(idx, strat, rest, seed + 1, "validation")
     return SplitIndices(np.sort(train), np.sort(val), None if test is None else np.sort(test))
+
+
+def fold_indices(y: np.ndarray, fractions: list[float], k: int, fold: int, *, stratify: bool,
+                 seed: int) -> SplitIndices:
+    """Fold ``fold`` of ``k`` held out as the test split; the other folds split into train and
+    validation in the ratio ``train : val`` (the *inner* split early stopping watches), so
+    nothing of the held-out fold reaches training, preprocessing or early stopping."""
+    rest, held_out = kfold(y, k, stratify=stratify, seed=seed)[fold]
+    train_f, val_f, _ = fractions
+    train, val = _split(rest, y if stratify else None, val_f / (train_f + val_f), seed + 1,
+                        "inner validation")
+    return SplitIndices(np.sort(train), np.sort(val), np.sort(held_out))
 
 
 def subsample(train: np.ndarray, y: np.ndarray, size: float | int, *, stratify: bool,

@@ -50,12 +50,13 @@ def ensemble_probabilities(models: list[torch.nn.Module], X: torch.Tensor,
 
 
 def _raw_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Raw (not preprocessed) validation and test arrays: the same for every member."""
+    """Raw (not preprocessed) train, validation and test arrays: the same for every member
+    (the training split without any bootstrap resample)."""
     from ..train.prepare import _arrays, load_data
     arrays = _arrays(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bootstrap=False)),
                      load_data(cfg))
     return {k: (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
-            for k, (X, y) in arrays.items() if k != "train"}
+            for k, (X, y) in arrays.items()}
 
 
 def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,

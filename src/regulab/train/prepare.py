@@ -30,7 +30,7 @@ from ..data.datasets import Dataset, load_dataset
 from ..data.label_noise import flip_labels
 from ..data.loader import TensorLoader
 from ..data.preprocess import Preprocessor
-from ..data.split import split_indices, subsample
+from ..data.split import fold_indices, split_indices, subsample
 from ..errors import ConfigError, DataError
 from ..nn.models import Pipeline, build_model
 from ..regularize.constraints import MaxNorm
@@ -131,7 +131,11 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
     """The split's raw arrays; label noise only ever touches the training split."""
     d = cfg.data
     stratify = d.stratify and ds.task == "classification"
-    idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed, has_test=ds.X_test is not None)
+    if d.folds is not None:     # cross-validation of the pool; its own test set takes no part
+        idx = fold_indices(ds.y, d.split, d.folds, d.fold, stratify=stratify, seed=d.seed)
+    else:
+        idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed,
+                            has_test=ds.X_test is not None)
     if d.train_size is not None:
         idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
     X_train, y_train = ds.X[idx.train], ds.y[idx.train]
@@ -142,7 +146,7 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
         draw = rng.integers(0, len(y_train), size=len(y_train))
         X_train, y_train = X_train[draw], y_train[draw]
     arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
-    if ds.X_test is not None:
+    if ds.X_test is not None and d.folds is None:
         arrays["test"] = (ds.X_test, ds.y_test)
     elif idx.test is not None:
         arrays["test"] = (ds.X[idx.test], ds.y[idx.test])

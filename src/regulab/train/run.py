@@ -107,14 +107,15 @@ def check_out_dir(path: Path) -> Path:
     return path
 
 
-def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
+def new_dir(stem: str, out: str | Path | None) -> Path:
+    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path."""
     if out is not None:
         return check_out_dir(Path(out))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = Path("runs") / f"{cfg.name}-{stamp}", 1
+    path, n = Path("runs") / f"{stem}-{stamp}", 1
     while path.exists():
         n += 1
-        path = Path("runs") / f"{cfg.name}-{stamp}-{n}"
+        path = Path("runs") / f"{stem}-{stamp}-{n}"
     return path
 
 
@@ -212,7 +213,7 @@ def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
     """Train one run of ``cfg`` and write its run directory; see the module docstring."""
     store = RunStore(db)
     p = prepare(cfg)
-    run_dir = _new_run_dir(cfg, out)
+    run_dir = new_dir(cfg.name, out)
     # the directory appears whole, config.toml inside, or not at all
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))

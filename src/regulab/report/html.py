@@ -1,0 +1,356 @@
+"""The study report: one self-contained HTML page (inline CSS and SVG; no script, nothing
+fetched), written atomically.
+
+Sections, in order: the question and its answer (best variant on validation, its test score
+and change against the baseline); the summary table (rank, train/val/test score mean ± std,
+gap = train - val, change in test score against the baseline, verdict, advice); the plots
+(``plot_plan``); the combination; each variant's resolved config; the machine. Every string
+that comes from the study (names, labels, description, overrides, config values, machine) goes
+through ``html.escape(quote=True)``; a missing value (JSON null) shows as "–".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from ..train.checkpoint import atomic_write
+from . import plots
+from .plots import by_rank, init_activations, score_key, score_name
+
+__all__ = ["render_report", "render_html", "plot_plan", "Plot"]
+
+MISSING = "–"
+GRID_KINDS = ("grid", "learning_curve", "capacity")
+
+CSS = """
+body{margin:0;background:#eef0f3;color:#1d2330;
+ font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+main{max-width:1100px;margin:0 auto;padding:20px 28px 48px;background:#fff;box-sizing:border-box}
+h1{font-size:1.65rem;margin:.3em 0 .2em;overflow-wrap:anywhere}
+h2{font-size:1.2rem;margin:1.8em 0 .5em;border-bottom:1px solid #e3e6eb;padding-bottom:.2em}
+.kind{font-size:.8rem;font-weight:600;background:#e8effc;color:#2e5aac;padding:2px 8px;
+ border-radius:10px;vertical-align:middle;white-space:nowrap}
+.answer{background:#f3f7ff;border-left:4px solid #2e6fd8;padding:10px 14px}
+.meta{color:#555;font-size:.9rem}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:.85rem;width:100%}
+th,td{padding:5px 6px;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
+th{background:#f6f7f9}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.variant{min-width:9rem;max-width:18rem;overflow-wrap:anywhere}
+td.advice{min-width:9rem;max-width:22rem;color:#444}
+.name{color:#667085;font-size:.8rem}
+.tag{font-size:.72rem;background:#eef0f3;border-radius:8px;padding:0 6px;margin-left:4px;
+ white-space:nowrap;overflow-wrap:normal;display:inline-block}
+.sig{font-weight:700}
+.overfit{color:#b42318}.underfit{color:#b54708}.good{color:#067647}
+figure.plot{margin:22px 0}
+figure.plot svg{display:block;width:100%;height:auto;margin:0 auto}
+figcaption{font-size:.88rem;color:#475467;margin:6px auto 0;max-width:60rem}
+details{margin:4px 0;border:1px solid #e3e6eb;border-radius:4px;padding:4px 10px}
+summary{cursor:pointer;overflow-wrap:anywhere}
+pre{overflow-x:auto;background:#f6f7f9;padding:10px;font-size:.8rem;margin:6px 0}
+"""
+
+
+class Plot(NamedTuple):
+    """One figure of the report: its id, its caption (HTML, already escaped) and how to draw
+    it (a function returning the SVG)."""
+    id: str
+    caption: str
+    draw: Callable[[], str]
+
+
+def render_report(results: dict[str, Any], path: str | Path) -> Path:
+    """Write the report of a study's ``results`` (the ``results.json`` dict) to ``path``, a
+    single self-contained HTML file, atomically (a temp file in the same directory, then
+    ``os.replace``); return the path."""
+    path = Path(path)
+    atomic_write(path, render_html(results))
+    return path
+
+
+def render_html(results: dict[str, Any]) -> str:
+    """The report page as a string (see the module docstring for its sections)."""
+    name = _e(results.get("name") or "study")
+    body = [f'<h1>{name} <span class="kind">{_e(results.get("kind") or "?")}</span></h1>',
+            _intro(results), '<h2 id="summary">Summary</h2>', _table(results)]
+    figures = [f'<figure class="plot" id="plot-{p.id}">\n{p.draw()}\n<figcaption>{p.caption}'
+               "</figcaption>\n</figure>" for p in plot_plan(results)]
+    if figures:
+        body += ['<h2 id="plots">Plots</h2>', *figures]
+    body += [_combination(results), _configs(results), _machine(results)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{name} · regulab study report</title>\n<style>{CSS}</style>\n</head>\n"
+            "<body>\n<main>\n" + "\n".join(b for b in body if b) + "\n</main>\n</body>\n</html>\n")
+
+
+def plot_plan(results: dict[str, Any]) -> list[Plot]:
+    """The report's figures, in order. Counting rule: the summary chart when there is at least
+    one variant; the training curves when any run has a history; then per kind: grid,
+    learning_curve, capacity, transfer: one when a variant has an x (transfer: outside the
+    "scratch" group); kfold: one when there are variants; multitask: one when there are
+    variants and heads; dropout_activations, weights: one when there are histograms; init: per
+    activation, one (statistics) plus one when its curves hold histograms; compare: none."""
+    vs, kind, a = results.get("variants") or [], results.get("kind"), results.get("analysis") or {}
+    score, n = score_name(results), len(vs)
+    out: list[Plot] = []
+    if vs:
+        base = next((v for v in vs if v["name"] == results.get("baseline")), None)
+        line = f"; dashed line: the baseline, {_e(base.get('label'))}" if base else ""
+        out.append(Plot("summary", f"Test {score} of each variant, mean ± std over runs (error "
+                        f"bars), best ranked on top{line}. The axis is zoomed to the scores.",
+                        lambda: plots.summary_chart(results)))
+    if any(r.get("history") for v in vs for r in v.get("runs") or []):
+        cut = f" Showing the {plots.MAX_PANELS} best ranked of {n} variants." \
+            if n > plots.MAX_PANELS else ""
+        out.append(Plot("curves", f"Training curves: train and validation {score} per epoch, "
+                        "mean over runs with a ± std band (thin lines: runs of unequal length); "
+                        "dashed vertical line: the mean best epoch where early stopping cut "
+                        f"training.{cut}", lambda: plots.training_curves(results)))
+    xs = [v for v in vs if v.get("x") is not None]
+    if kind in GRID_KINDS and xs:
+        what = f"Error (1 − {score})" if kind == "capacity" else f"Train, validation and test {score}"
+        axis = _e(a.get("x_label") or a.get("key") or "x")
+        out.append(Plot("score-curve", f"{what} against {axis}, mean ± std band over runs"
+                        f"{', log scale' if a.get('log_x') else ''}; one line style per group.",
+                        lambda: plots.score_curve(results)))
+    if kind == "kfold" and vs:
+        out.append(Plot("kfold", f"Test {score} on each held-out fold (dots; k = "
+                        f"{_e(a.get('k', MISSING))}) and the mean ± std over folds.",
+                        lambda: plots.kfold_chart(results)))
+    if kind == "transfer" and any(v.get("group") != "scratch" for v in xs):
+        src = a.get("source") or {}
+        out.append(Plot("transfer", f"Test {score} against layers transferred from the source "
+                        f"network (classes {_e(src.get('classes', MISSING))}, validation accuracy "
+                        f"{_num(src.get('val_acc'))}), one line per group; dashed: trained from "
+                        "scratch (band ± std).", lambda: plots.transfer_chart(results)))
+    if kind == "multitask" and vs and a.get("heads"):
+        out.append(Plot("heads", "Test accuracy of each auxiliary head, mean ± std over runs, "
+                        "one bar per variant.", lambda: plots.head_chart(results)))
+    if kind in ("dropout_activations", "weights") and a.get("hist"):
+        what = ("Weights of each variant's first run, log counts; titles: sparsity (fraction of "
+                "zeros), L1 and L2 norms" if kind == "weights" else "Hidden activations of each "
+                "variant's first run on the validation split, log counts; titles: sparsity "
+                "(fraction of zeros)")
+        out.append(Plot("hist", f"{what}. At most {plots.MAX_ROWS} variants × {plots.MAX_COLS} "
+                        "layers.", lambda: plots.layer_histograms(results)))
+    if kind == "init":
+        for i, act in enumerate(init_activations(results)):
+            e = _e(act)
+            out.append(Plot(f"init-stats-{i}", f"{e}: standard deviation of the activations and "
+                            f"of the gradients per layer at initialization (log scale), one line "
+                            f"per scheme; depth {_e(a.get('depth', MISSING))}, width "
+                            f"{_e(a.get('width', MISSING))}.",
+                            lambda act=act: plots.init_statistics(results, act)))
+            if any(c.get("hist") for c in a.get("curves") or [] if str(c.get("activation")) == act):
+                out.append(Plot(f"init-hist-{i}", f"{e}: histograms of the activations per "
+                                "scheme (rows) at a few layers (columns).",
+                                lambda act=act: plots.init_histograms(results, act)))
+    return out
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+def _e(x: Any) -> str:
+    return escape(str(x), quote=True)
+
+
+def _num(x: Any, signed: bool = False) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+        return MISSING
+    return f"{x:+.3f}".replace("-", "−") if signed else f"{x:.3f}"
+
+
+def _ms(stat: Any) -> str:
+    """'mean ± std' with 3 decimals; '–' when the mean is missing."""
+    stat = stat or {}
+    m, s = _num(stat.get("mean")), _num(stat.get("std"))
+    return m if m == MISSING or s == MISSING else f"{m} ± {s}"
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return MISSING
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{seconds:.1f} s"
+
+
+def _variant(results: dict[str, Any], name: Any) -> dict[str, Any] | None:
+    return next((v for v in results.get("variants") or [] if v["name"] == name), None)
+
+
+def _answer(results: dict[str, Any]) -> str:
+    vs, score = results.get("variants") or [], score_key(results)
+    if not vs:
+        return _init_answer(results)
+    best = _variant(results, results.get("best")) or by_rank(vs)[0]
+    base = _variant(results, results.get("baseline"))
+    out = (f"Best on validation: <strong>{_e(best.get('label'))}</strong> (validation "
+           f"{_ms(best['stats'].get(f'val_{score}'))}, test {_ms(best['stats'].get(f'test_{score}'))}")
+    if base is best:
+        out += "); it is the baseline: no variant beats it on validation"
+    elif base is not None:
+        d = _num(best.get("delta_test"), signed=True)
+        spread = ("larger than the spread over runs" if best.get("significant")
+                  else "within the spread over runs")
+        out += f", {d} against the baseline {_e(base.get('label'))}: {spread})"
+    else:
+        out += ")"
+    return out + f". Verdict: {_e(best.get('verdict') or MISSING)}."
+
+
+def _init_answer(results: dict[str, Any]) -> str:
+    """Per activation, the scheme whose activation std changes least from the first to the
+    last layer (|log(std_L / std_1)| smallest)."""
+    curves = (results.get("analysis") or {}).get("curves") or []
+    if not curves:
+        return "This study trains no variants and holds no measurements."
+    picks = []
+    for act in init_activations(results):
+        best, drift = None, math.inf
+        for c in curves:
+            s = [x for x in c.get("act_std") or [] if isinstance(x, (int, float))]
+            if str(c.get("activation")) == act and len(s) > 1 and s[0] > 0 and s[-1] > 0:
+                if abs(math.log(s[-1] / s[0])) < drift:
+                    best, drift = c.get("scheme"), abs(math.log(s[-1] / s[0]))
+        picks.append(f"{_e(act)}: <strong>{_e(best if best is not None else MISSING)}</strong>")
+    return ("Initialization scheme that keeps the activations' scale steadiest through the "
+            "layers (last / first layer std closest to 1): " + "; ".join(picks) + ".")
+
+
+def _intro(results: dict[str, Any]) -> str:
+    seeds = ", ".join(_e(s) for s in results.get("seeds") or []) or MISSING
+    runs = sum(len(v.get("runs") or []) for v in results.get("variants") or [])
+    desc = results.get("description")
+    quick = " · quick mode" if results.get("quick") else ""
+    return ((f"<p>{_e(desc)}</p>\n" if desc else "") + f'<p class="answer">{_answer(results)}</p>\n'
+            f'<p class="meta">Seeds: {seeds} · {runs} runs · score: {score_name(results)} · '
+            f"total time: {_duration(results.get('seconds'))}{quick}</p>")
+
+
+def _table(results: dict[str, Any]) -> str:
+    vs, score = by_rank(results.get("variants") or []), score_key(results)
+    if not vs:
+        return "<p>This study trains no variants.</p>"
+    short = "R²" if score == "r2" else "acc"
+    head = ["Rank", "Variant", "Params", f"Train {short}", f"Val {short}", f"Test {short}",
+            "Gap (train − val)", "Δ test vs baseline", "Verdict"]
+    rows = []
+    for v in vs:
+        st = v.get("stats") or {}
+        tags = "".join(f'<span class="tag">{t}</span>' for t, on in
+                       (("baseline", v["name"] == results.get("baseline")),
+                        ("best", v["name"] == results.get("best"))) if on)
+        delta = _num(v.get("delta_test"), signed=True)
+        if v.get("significant") and delta != MISSING:
+            delta = f'<span class="sig" title="larger than the std over runs">{delta} ✱</span>'
+        verdict = v.get("verdict") or MISSING
+        params = f"{v['params']:,}" if isinstance(v.get("params"), int) else MISSING
+        cells = [f'<td class="num">{_e(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
+                 f'<td class="variant">{_e(v.get("label"))}{tags}<br><span class="name">'
+                 f'{_e(v["name"])}</span></td>', f'<td class="num">{params}</td>',
+                 *(f'<td class="num">{_ms(st.get(k))}</td>'
+                   for k in (f"train_{score}", f"val_{score}", f"test_{score}", "gap")),
+                 f'<td class="num">{delta}</td>',
+                 f'<td class="{_e(verdict.split()[0])}">{_e(verdict)}</td>']
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ('<div class="scroll"><table class="summary">\n<thead><tr>'
+            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>\n<tbody>\n"
+            + "\n".join(rows) + "\n</tbody></table></div>\n<p class=\"meta\">Mean ± std over "
+            "runs; ranked on validation (the test set chooses nothing); ✱: the change is larger "
+            "than both the variant's and the baseline's std.</p>\n" + _diagnosis(vs))
+
+
+def _diagnosis(vs: list[dict[str, Any]]) -> str:
+    """Each verdict once: the rule that gives it, the notes' remedies, the variants it fits."""
+    from ..study.diagnose import FLOOR, GAP
+    rules = {"overfit": f"train − validation score &gt; {GAP}",
+             "underfit": f"gap ≤ {GAP} and train score &lt; {FLOOR}",
+             "good fit": f"gap ≤ {GAP} and train score ≥ {FLOOR}"}
+    items = []
+    for verdict in ("overfit", "underfit", "good fit"):
+        with_it = [v for v in vs if v.get("verdict") == verdict]
+        if not with_it:
+            continue
+        advice = with_it[0].get("advice") or "nothing to fix"
+        names = ", ".join(_e(v.get("label")) for v in with_it)
+        items.append(f'<li><span class="{verdict.split()[0]}">{verdict}</span> ({rules[verdict]}): '
+                     f"<em>{_e(advice)}</em>. {len(with_it)} variant(s): {names}.</li>")
+    return '<h3 id="diagnosis">Diagnosis</h3>\n<ul class="diagnosis">' + "".join(items) + "</ul>" \
+        if items else ""
+
+
+def _combination(results: dict[str, Any]) -> str:
+    combo = results.get("combination")
+    if not combo:
+        return ""
+    v = _variant(results, combo.get("name"))
+    parts = [_variant(results, p) for p in combo.get("parts") or []]
+    items = "".join(f"<li>{_e(p.get('label') if p else name)} <span class=\"name\">{_e(name)}"
+                    "</span></li>" for p, name in zip(parts, combo.get("parts") or []))
+    score = score_key(results)
+    result = (f" It reached test {_ms(v['stats'].get(f'test_{score}'))} (rank "
+              f"{_e(v.get('rank', MISSING))}, {_e(v.get('verdict') or MISSING)})." if v else "")
+    label = _e(v.get("label") or combo.get("name")) if v else _e(combo.get("name"))
+    return (f'<h2 id="combination">Combination</h2>\n<p><strong>{label}</strong> <span '
+            f'class="name">{_e(combo.get("name"))}</span> merges the overrides of:</p>\n'
+            f"<ul>{items}</ul>\n<p>{result}</p>")
+
+
+def _toml_value(x: Any) -> str:
+    if x is None:
+        return '"–"  # unset'
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, (int, float)):
+        return repr(x)
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_toml_value(i) for i in x) + "]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(i)}" for k, i in x.items()) + "}"
+    return json.dumps(str(x), ensure_ascii=False)
+
+
+def _toml(cfg: dict[str, Any], prefix: str = "") -> list[str]:
+    """A config as TOML-like text: plain keys first, then one [table] per section."""
+    lines = [f"{k} = {_toml_value(x)}" for k, x in cfg.items() if not isinstance(x, dict)]
+    for k, x in cfg.items():
+        if isinstance(x, dict):
+            lines += ["", f"[{prefix}{k}]", *_toml(x, f"{prefix}{k}.")]
+    return lines
+
+
+def _configs(results: dict[str, Any]) -> str:
+    configs = results.get("configs") or {}
+    if not configs:
+        return ""
+    order = [v["name"] for v in by_rank(results.get("variants") or []) if v["name"] in configs]
+    out = ['<h2 id="configs">Resolved configs</h2>']
+    for name in order + [n for n in configs if n not in order]:
+        v = _variant(results, name) or {}
+        over = ", ".join(f"{k} = {_toml_value(x)}" for k, x in (v.get("overrides") or {}).items())
+        if (v.get("members") or 1) > 1:     # a deep ensemble per run
+            over = ", ".join(x for x in (over, f"members = {v['members']}") if x)
+        text = "\n".join(_toml(configs[name])).strip()
+        out.append(f"<details><summary><strong>{_e(v.get('label') or name)}</strong> "
+                   f'<span class="name">{_e(name)}</span>'
+                   f"{' — overrides: <code>' + _e(over) + '</code>' if over else ''}</summary>"
+                   f"<pre>{_e(text)}</pre></details>")
+    return "\n".join(out)
+
+
+def _machine(results: dict[str, Any]) -> str:
+    m = results.get("machine") or {}
+    keys = ["cpu", "cores", "device", "python", "torch", "numpy", "regulab", "platform"]
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(m[k]) if m.get(k) is not None else MISSING}"
+                   "</td></tr>" for k in keys + [k for k in m if k not in keys])
+    return (f'<h2 id="machine">Machine and versions</h2>\n<div class="scroll">'
+            f'<table class="machine">{rows}</table></div>')
