@@ -42,7 +42,7 @@ from ..config import SECTIONS, Config, _apply, config_from_dict, read_toml
 from ..errors import ConfigError
 
 __all__ = ["Variant", "StudySpec", "load_study", "study_from_dict", "source_variant", "flatten",
-           "KINDS", "META_KEYS"]
+           "KINDS", "GENERATED", "META_KEYS"]
 
 KINDS = {   # kind -> its table's keys: (required, optional)
     "compare": ((), ()),
@@ -56,6 +56,7 @@ KINDS = {   # kind -> its table's keys: (required, optional)
     "init": ((), ("schemes", "activations", "depth", "width", "n", "bins")),
     "transfer": (("source_classes", "target_classes", "layers"), ("source", "target_train_size")),
 }
+GENERATED = ("grid", "learning_curve", "capacity", "transfer", "init")   # make their own variants
 META_KEYS = ("label", "group", "x", "members", "combine")
 _STUDY_KEYS = ("name", "kind", "description", "seeds", "base", "baseline", "quick", "quick_seeds",
                "combine")
@@ -252,7 +253,7 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
         raise _fail("base", "a table of config sections", inline)
     base = _apply(base, flatten(inline, "base"))
     given = [_variant(n, t) for n, t in raw.get("variants", {}).items()]
-    if given and kind in ("grid", "learning_curve", "capacity", "transfer", "init"):
+    if given and kind in GENERATED:
         raise _fail("variants", f"absent for kind '{kind}' (it makes its own from [{kind}])",
                     [v.name for v in given])
     options = _options(kind, raw.get(kind))
@@ -260,8 +261,7 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise _fail("variants", "distinct names", names)
-    baseline = s.get("baseline", names[0] if kind in ("compare", "multitask", "weights",
-                                                      "dropout_activations", "kfold") else None)
+    baseline = s.get("baseline", names[0] if kind not in GENERATED else None)
     if kind == "transfer":
         baseline = "scratch"
     if baseline is not None and baseline not in names:

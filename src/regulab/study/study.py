@@ -30,7 +30,7 @@ from ..train.prepare import prepare, resolve_device
 from ..errors import CheckpointError
 from ..train.run import finite_json, new_dir, train
 from . import aggregate, kinds
-from .spec import StudySpec, Variant, source_variant
+from .spec import GENERATED, StudySpec, Variant, source_variant
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
 
@@ -63,9 +63,13 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(what, refresh=True)
 
-    def done(self, extra: int = 0) -> None:
+    def set_total(self, total: int) -> None:
         if self.bar is not None:
-            self.bar.total += extra
+            self.bar.total = total
+            self.bar.refresh()
+
+    def done(self) -> None:
+        if self.bar is not None:
             self.bar.update(1)
 
     def close(self) -> None:
@@ -87,16 +91,15 @@ class _Runner:
         self.params: dict[str, int] = {}
         self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
 
-    def _jobs(self, v: Variant) -> list[tuple[int, int | None]]:
+    @property
+    def jobs(self) -> list[tuple[int, int | None]]:
+        """(seed, fold) of each run of one variant; fold is None outside K-fold studies."""
         folds = self.spec.options["k"] if self.spec.kind == "kfold" else None
         return [(s, f) for s in self.spec.seeds for f in (range(folds) if folds else [None])]
 
-    def count(self, variants: list[Variant]) -> int:
-        return sum(len(self._jobs(v)) for v in variants)
-
     def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
         runs = []
-        for seed, fold in self._jobs(v):
+        for seed, fold in self.jobs:
             extra: dict[str, Any] = {}
             if fold is not None:
                 extra.update({"data.folds": self.spec.options["k"], "data.fold": fold})
@@ -183,8 +186,7 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
     sources = [source_variant(spec)] if spec.kind == "transfer" else []
     bar = _Progress(0, progress, spec.name)
     runner = _Runner(spec, study_dir, db, bar)
-    if bar.bar is not None:
-        bar.bar.total = runner.count(sources + spec.variants) + (len(spec.seeds) if spec.combine else 0)
+    bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants) + bool(spec.combine)))
     try:
         source_runs = []
         for v in sources:
@@ -200,9 +202,8 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
                              "combination: " + " + ".join(p.label for p in parts))
             entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
             combination = {"name": merged.name, "parts": [p.name for p in parts]}
-        elif bar.bar is not None and spec.combine:
-            bar.bar.total -= len(spec.seeds)
-            bar.bar.refresh()
+        elif spec.combine:        # no combination: its runs leave the bar's total
+            bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants)))
     finally:
         bar.close()
     for e in entries:
@@ -235,7 +236,7 @@ def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | l
     """
     from .spec import study_from_dict
     variants = dict(variants or {})
-    raw_variants = {} if kind in ("grid", "learning_curve", "capacity", "transfer", "init") \
+    raw_variants = {} if kind in GENERATED \
         else ({"baseline": {}} if baseline == "baseline" and "baseline" not in variants else {})
     raw_variants.update(variants)
     study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
