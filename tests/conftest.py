@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def workdir(tmp_path, monkeypatch, data_cache) -> Path:
     monkeypatch.delenv("REGULAB_DB", raising=False)
     monkeypatch.setenv("REGULAB_CACHE", str(data_cache))
     return tmp_path
+
+
+def epochs_logged(run_dir: Path) -> int:
+    """Rows in a run's metrics.csv (0 while it has none)."""
+    try:
+        with open(run_dir / "metrics.csv") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    except (FileNotFoundError, csv.Error):
+        return 0
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,7 +15,7 @@ import pytest
 
 from regulab.cli import main
 
-from .conftest import subprocess_env, write
+from .conftest import epochs_logged, subprocess_env, write
 
 # ~0.1 s per epoch on 2 cores: long enough to land a kill between epochs, short enough to test.
 CONFIG = """
@@ -39,14 +39,6 @@ min_delta = 0.001
 """
 
 
-def _epochs_logged(run_dir: Path) -> int:
-    try:
-        with open(run_dir / "metrics.csv") as f:
-            return sum(1 for _ in csv.DictReader(f))
-    except (FileNotFoundError, csv.Error):
-        return 0
-
-
 def _train_and_kill(cfg: Path, run_dir: Path, env: dict, after_epochs: int) -> None:
     """Start ``regulab train``, SIGKILL it once ``after_epochs`` epochs are logged (0: as soon as
     the run directory exists)."""
@@ -55,7 +47,7 @@ def _train_and_kill(cfg: Path, run_dir: Path, env: dict, after_epochs: int) -> N
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if (run_dir / "config.toml").exists() and _epochs_logged(run_dir) >= after_epochs:
+        if (run_dir / "config.toml").exists() and epochs_logged(run_dir) >= after_epochs:
             break
         time.sleep(0.002)
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"

@@ -6,6 +6,7 @@ Quick start::
     cfg = rl.load_config("examples/quickstart.toml", overrides={"model.dropout": 0.3})
     run = rl.train(cfg)          # -> Run: results, history, model, run_dir
     res = rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)   # -> StudyResult
+    best = rl.sweep(rl.load_sweep("examples/sweeps/tpe_digits.toml")).best   # Optuna search
 """
 
 from . import nn
@@ -19,8 +20,19 @@ from .train.trainer import Trainer
 from .train.run import Run, resume, train
 from .study.study import StudyResult, run_study, study
 from .study.spec import load_study
+from .study.population import train_population
 
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
-           "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult"]
+           "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult",
+           "sweep", "load_sweep", "train_population"]
 __version__ = "0.1.0"
+
+_LAZY = {"sweep": "regulab.study.sweep", "load_sweep": "regulab.study.sweep_spec"}   # Optuna on use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,8 @@ def _summary(run) -> str:
 def _train(args) -> int:
     from .config import load_config
     from .train.run import train
-    cfg = load_config(args.config, args.set)
+    sets = args.set + ([f"train.nproc={args.nproc}"] if args.nproc is not None else [])
+    cfg = load_config(args.config, sets)
     progress = False if args.quiet else None
     if args.members is not None:
         from .regularize.deep_ensemble import train_ensemble
@@ -48,7 +49,8 @@ def _train(args) -> int:
     if args.bagging:
         raise ConfigError(f"--bagging needs --members K (K >= 2); got --members {args.members}")
     run = train(cfg, out=args.out, db=args.db, progress=progress)
-    print(_summary(run))
+    if os.environ.get("RANK", "0") == "0":     # under torchrun: once, by rank 0
+        print(_summary(run))
     return 0
 
 
@@ -92,6 +94,24 @@ def _study(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    import optuna
+    from .config import parse_overrides
+    from .study.sweep import format_trials, sweep
+    from .study.sweep_spec import load_sweep
+    spec = load_sweep(args.sweep, parse_overrides(args.set), trials=args.trials)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)    # the table below says it all
+    result = sweep(spec, out=args.out, db=args.db, progress=False if args.quiet else None)
+    print(format_trials(result.trials, spec.metric))
+    b = result.best
+    if b is not None:
+        test = " ".join(f"{k}={v:.4f}" for k, v in b["test"].items() if k in ("test_acc", "test_r2"))
+        print(f"best: trial {b['trial']} {spec.metric}={b['value']:.4f} {test} "
+              f"params={json.dumps(b['params'])}")
+        print(f"config: {result.sweep_dir / 'best.toml'}")
+    return 0
+
+
 def _report(args) -> int:
     from pathlib import Path
     from .report import render_report
@@ -103,8 +123,9 @@ def _report(args) -> int:
 
 def _resume(args) -> int:
     from .train.run import resume
-    run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None)
-    print(_summary(run))
+    run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None, nproc=args.nproc)
+    if os.environ.get("RANK", "0") == "0":     # under torchrun: once, by rank 0
+        print(_summary(run))
     return 0
 
 
@@ -136,6 +157,7 @@ def _explain(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="regulab", description="Train neural networks that generalize.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    nproc_help = "processes for data-parallel training (torch.distributed)"
     db_help = "run store URL (sqlite:///path.db, postgresql://...); default $REGULAB_DB or runs/regulab.db"
 
     p = sub.add_parser("train", help="train one model from a TOML config")
@@ -147,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--members", type=int, help="train an ensemble of K members (seeds seed..seed+K-1)")
     p.add_argument("--bagging", action="store_true", help="with --members: each on a bootstrap resample")
+    p.add_argument("--nproc", metavar="N", help=nproc_help + " (same as --set train.nproc=N)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("study", help="a study: baseline and variants over seeds, ranked, reported "
@@ -160,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_study)
 
+    p = sub.add_parser("sweep", help="hyperparameter search with Optuna; start one per core or "
+                                     "machine on one database to share the sweep")
+    p.add_argument("sweep", help="sweep file (TOML)")
+    p.add_argument("--db", help=db_help + "; holds the Optuna study too")
+    p.add_argument("--out", help="sweep directory (default runs/sweep-<name>-<timestamp>; "
+                                 "workers on one machine may share it)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the sweep's base config (repeatable)")
+    p.add_argument("--trials", type=int, help="the trial budget, over [sweep] trials")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
+
     p = sub.add_parser("report", help="render a study's HTML report again from the run store")
     p.add_argument("study_dir", help="the study directory")
     p.add_argument("--db", help=db_help + " (default: the store the study was run with)")
@@ -169,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--db", help=db_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", metavar="N", help=nproc_help + " (default: the run's train.nproc)")
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("runs", help="list the runs in the run store")

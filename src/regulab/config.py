@@ -163,6 +163,9 @@ class TrainConfig(_Section):
     restore_best: bool = _key(True, boolean, "keep the best epoch's weights at the end")
     checkpoint_every: int = _key(1, number(ge=1, integer=True), "epochs between checkpoints")
     progress: bool = _key(True, boolean, "progress bar (only on a terminal)")
+    nproc: int = _key(1, number(ge=1, integer=True),
+                      "processes for data-parallel training (torch.distributed); each takes a "
+                      "share of every batch of train.batch_size")
 
 
 @dataclass
@@ -174,6 +177,7 @@ class EvalConfig(_Section):
     mc_samples: int = _key(30, number(ge=1, integer=True), "masks sampled by mc_* inference")
     noise_snr: Any = _key(None, optional(number()), "audio: also score the test split with white "
                           "noise at this SNR (dB): test_noisy_acc, a robustness check")
+    test: bool = _key(True, boolean, "score the test split at the end (a sweep's trials do not)")
 
 
 SECTIONS: dict[str, type] = {
@@ -242,6 +246,14 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'model.dropout' must have one probability per hidden layer "
             f"({len(cfg.model.hidden)}); got {cfg.model.dropout!r}")
+    if cfg.train.nproc > cfg.train.batch_size:
+        raise ConfigError(f"config key 'train.nproc' must be <= train.batch_size (each process takes "
+                          f"a share of every batch); got nproc={cfg.train.nproc}, "
+                          f"batch_size={cfg.train.batch_size}")
+    if cfg.model.batchnorm and cfg.train.nproc > 1 and cfg.train.batch_size // cfg.train.nproc < 2:
+        raise ConfigError(f"config key 'train.nproc' must leave each process >= 2 rows of a batch "
+                          f"for batch norm (train.batch_size // nproc); got nproc={cfg.train.nproc}, "
+                          f"batch_size={cfg.train.batch_size}")
 
 
 def _multitask_checks(m: MultitaskConfig) -> None:

@@ -44,7 +44,7 @@ from regulab.errors import RegulabInputError
 
 __all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table"]
 
-STATUSES = ("completed", "diverged", "failed", "killed", "running")
+STATUSES = ("completed", "diverged", "failed", "killed", "pruned", "running")
 _DEFAULT_URL = "sqlite:///runs/regulab.db"
 _ALLOWED = "sqlite:///PATH, postgresql[+DRIVER]://USER:PASSWORD@HOST/DB or a file path"
 _BUSY_TIMEOUT_MS = 30_000
@@ -277,6 +277,23 @@ class RunStore:
             stmt = self._insert(_epochs).values(run_id=run_id, epoch=epoch, metrics_json=text)
             new = {"metrics_json": stmt.excluded.metrics_json}
             conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "epoch"], set_=new))
+
+    def log_epochs(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
+        """``log_epoch`` for many ``(run_id, epoch, metrics)`` rows in one transaction (a
+        population's members at the end of an epoch)."""
+        for run_id, epoch, metrics in rows:
+            _check_int("epoch", epoch, minimum=0)
+            if not isinstance(metrics, dict):
+                raise RegulabInputError(f"metrics must be a dict; got {type(metrics).__name__}")
+        if not rows:
+            return
+        with self._write_conn() as conn, conn.begin():
+            for run_id, epoch, metrics in rows:
+                self._update_run(conn, run_id)
+                stmt = self._insert(_epochs).values(run_id=run_id, epoch=epoch,
+                                                    metrics_json=_dumps(metrics, "metrics"))
+                new = {"metrics_json": stmt.excluded.metrics_json}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "epoch"], set_=new))
 
     def truncate_epochs(self, run_id: int, after_epoch: int) -> None:
         """Delete the epochs > ``after_epoch`` (resume rewinds to its checkpoint)."""

@@ -63,7 +63,9 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
                    out: str | Path | None = None, db: str | None = None,
                    progress: bool | None = None) -> EnsembleResult:
     """Train ``members`` runs of ``cfg`` (seeds train.seed, train.seed + 1, ...), each on a
-    bootstrap resample when ``bagging``, and evaluate their averaged predictions once."""
+    bootstrap resample when ``bagging``, and evaluate their averaged predictions once. The
+    members train as one population (``regulab.study.population``) when their network has a
+    stacked form, else one after another; the results are the same."""
     if not isinstance(members, int) or isinstance(members, bool) or members < 2:
         raise ConfigError(f"ensemble members must be an integer >= 2; got {members!r}")
     if cfg.train.loss not in ("auto", "cross_entropy"):
@@ -71,13 +73,16 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
                           f"be auto or cross_entropy; got {cfg.train.loss!r}")
     out = Path(out) if out is not None else Path("runs") / f"{cfg.name}-ensemble"
     check_out_dir(out)
-    runs = []
-    for k in range(members):
-        member = dataclasses.replace(
-            cfg, name=f"{cfg.name}-member{k}",
-            train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k),
-            data=dataclasses.replace(cfg.data, bootstrap=bagging or cfg.data.bootstrap))
-        runs.append(train(member, out=out / f"member-{k}", db=db, progress=progress))
+    cfgs = [dataclasses.replace(cfg, name=f"{cfg.name}-member{k}",
+                                train=dataclasses.replace(cfg.train, seed=cfg.train.seed + k),
+                                data=dataclasses.replace(cfg.data, bootstrap=bagging or cfg.data.bootstrap))
+            for k in range(members)]
+    outs = [out / f"member-{k}" for k in range(members)]
+    from ..study.population import population_key, train_population
+    if population_key(cfgs[0]) is not None:     # members differ only in their seeds: at once
+        runs = train_population(cfgs, outs, db=db, progress=progress)
+    else:
+        runs = [train(c, out=o, db=db, progress=progress) for c, o in zip(cfgs, outs)]
     if runs[0].results.get("val_acc") is None:
         raise ConfigError("an ensemble averages class probabilities: the dataset must be a "
                           "classification task")

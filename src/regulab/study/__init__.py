@@ -8,10 +8,11 @@ The names below load on first use: ``regulab.train`` imports ``study.diagnose``,
 from importlib import import_module
 
 __all__ = ["StudySpec", "Variant", "StudyResult", "load_study", "study_from_dict", "run_study",
-           "study", "load_results", "clinic_path"]
+           "study", "load_results", "clinic_path", "SweepSpec", "load_sweep", "SweepResult"]
 
 _WHERE = {"StudySpec": "spec", "Variant": "spec", "load_study": "spec", "study_from_dict": "spec",
-          "StudyResult": "study", "run_study": "study", "study": "study", "load_results": "study"}
+          "StudyResult": "study", "run_study": "study", "study": "study", "load_results": "study",
+          "SweepSpec": "sweep_spec", "load_sweep": "sweep_spec", "SweepResult": "sweep"}
 
 
 def __getattr__(name: str):

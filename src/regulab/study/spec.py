@@ -12,6 +12,8 @@ A study file is TOML::
     baseline = "baseline"         # the variant the others are compared with (default: the first)
     quick = { "train.epochs" = 10 }   # config overrides applied with --quick
     quick_seeds = 2               # seeds with --quick (default: the same)
+    population = 64               # runs that differ only in seeds and regularization strengths
+                                  # train as one batched model, up to this many (0: one by one)
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -59,7 +61,7 @@ KINDS = {   # kind -> its table's keys: (required, optional)
 GENERATED = ("grid", "learning_curve", "capacity", "transfer", "init")   # make their own variants
 META_KEYS = ("label", "group", "x", "members", "combine")
 _STUDY_KEYS = ("name", "kind", "description", "seeds", "base", "baseline", "quick", "quick_seeds",
-               "combine")
+               "combine", "population")
 
 
 @dataclass
@@ -90,6 +92,7 @@ class StudySpec:
     options: dict[str, Any] = field(default_factory=dict)   # the kind's own table
     quick: dict[str, Any] = field(default_factory=dict)
     quick_seeds: list[int] | None = None
+    population: int = 64                # largest population trained as one model (< 2: none)
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
         """The resolved config of ``variant`` at ``seed``; errors name the variant."""
@@ -109,6 +112,7 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "seeds": self.seeds, "baseline": self.baseline, "combine": self.combine,
+                "population": self.population,
                 "options": self.options, "base": self.base,
                 "variants": [vars(v) for v in self.variants]}
 
@@ -242,16 +246,7 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
     name = s.get("name", where.stem if where else "study")
     if not isinstance(name, str) or not name or "/" in name:
         raise _fail("study.name", "a non-empty string without '/'", name)
-    base: dict[str, Any] = {}
-    if "base" in s:
-        path = Path(s["base"]) if where is None else where.parent / s["base"]
-        if not path.is_file():
-            raise _fail("study.base", "an existing config file (relative to the study file)", s["base"])
-        base = read_toml(path, "study.base: config file")
-    inline = raw.get("base", {})
-    if not isinstance(inline, Mapping):
-        raise _fail("base", "a table of config sections", inline)
-    base = _apply(base, flatten(inline, "base"))
+    base = read_base(raw, where, "study", _fail)
     given = [_variant(n, t) for n, t in raw.get("variants", {}).items()]
     if given and kind in GENERATED:
         raise _fail("variants", f"absent for kind '{kind}' (it makes its own from [{kind}])",
@@ -275,9 +270,13 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
     description = s.get("description", "")
     if not isinstance(description, str):
         raise _fail("study.description", "a string", description)
+    population = s.get("population", 64)
+    if not isinstance(population, int) or isinstance(population, bool) or population < 0:
+        raise _fail("study.population", "an integer >= 0 (0 or 1: train runs one by one)", population)
     spec = StudySpec(name, kind, base, variants, _seeds(s.get("seeds", 3), "study.seeds"),
                      description, baseline, combine, options, flatten(quick, "study.quick"),
-                     _seeds(s["quick_seeds"], "study.quick_seeds") if "quick_seeds" in s else None)
+                     _seeds(s["quick_seeds"], "study.quick_seeds") if "quick_seeds" in s else None,
+                     population)
     if kind == "transfer":
         spec.options["source"] = flatten(options.get("source", {}), "transfer.source")
     for v in [*variants, *([source_variant(spec)] if kind == "transfer" else [])]:
@@ -286,6 +285,23 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
         spec.config(v, spec.seeds[0])
         spec.for_quick().config(v, spec.seeds[0])
     return spec
+
+
+def read_base(raw: Mapping[str, Any], where: Path | None, table: str, fail) -> dict[str, Any]:
+    """The base config of a study or sweep file: ``[<table>] base`` (a config file, relative
+    to ``where``) with the file's ``[base]`` tables over it; ``fail(key, allowed, value)``
+    makes the file kind's error."""
+    s = raw.get(table, {})
+    base: dict[str, Any] = {}
+    if "base" in s:
+        path = Path(s["base"]) if where is None else where.parent / s["base"]
+        if not path.is_file():
+            raise fail(f"{table}.base", f"an existing config file (relative to the {table} file)", s["base"])
+        base = read_toml(path, f"{table}.base: config file")
+    inline = raw.get("base", {})
+    if not isinstance(inline, Mapping):
+        raise fail("base", "a table of config sections", inline)
+    return _apply(base, flatten(inline, "base"))
 
 
 def source_variant(spec: StudySpec) -> Variant:

@@ -30,6 +30,7 @@ from ..train.prepare import prepare, resolve_device
 from ..errors import CheckpointError
 from ..train.run import finite_json, new_dir, train
 from . import aggregate, kinds
+from .population import population_key, train_population
 from .spec import GENERATED, StudySpec, Variant, source_variant
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
@@ -68,9 +69,9 @@ class _Progress:
             self.bar.total = total
             self.bar.refresh()
 
-    def done(self) -> None:
+    def done(self, runs: int = 1) -> None:
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(runs)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -90,6 +91,7 @@ class _Runner:
         self.configs: dict[str, Any] = {}       # variant -> first run's resolved config
         self.params: dict[str, int] = {}
         self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
+        self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
 
     @property
     def jobs(self) -> list[tuple[int, int | None]]:
@@ -97,23 +99,62 @@ class _Runner:
         folds = self.spec.options["k"] if self.spec.kind == "kfold" else None
         return [(s, f) for s in self.spec.seeds for f in (range(folds) if folds else [None])]
 
+    def _job(self, v: Variant, seed: int, fold: int | None, where: str) -> tuple[dict, str]:
+        """(config overrides beyond the variant's, run directory relative to the study's)."""
+        extra: dict[str, Any] = {}
+        if fold is not None:
+            extra.update({"data.folds": self.spec.options["k"], "data.fold": fold})
+        if "transfer.source" in v.overrides:
+            extra["transfer.source"] = str(self.sources[seed].resolve())
+        rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{seed}" \
+            + ("" if fold is None else f"-fold-{fold}")
+        return extra, rel
+
+    def train_populations(self, variants: list[Variant], where: str = "runs") -> None:
+        """Train the runs of ``variants`` that differ only in population member keys (seeds,
+        regularization strengths) as populations of up to ``[study] population`` members;
+        ``run_variant`` then takes their results instead of training them again."""
+        if self.spec.population < 2:
+            return
+        groups: dict[str, list[tuple]] = {}
+        for v in variants:
+            if v.members > 1 or "transfer.source" in v.overrides:
+                continue
+            for seed, fold in self.jobs:
+                extra, rel = self._job(v, seed, fold, where)
+                cfg = self.spec.config(v, seed, extra)
+                key = population_key(cfg)
+                if key is not None:
+                    groups.setdefault(key, []).append(((v.name, seed, fold), cfg, rel))
+        size = self.spec.population
+        for jobs in groups.values():
+            for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
+                chunk = jobs[i:i + size]
+                names = sorted({job[0][0] for job in chunk})
+                self.progress.start(f"population of {len(chunk)}: {', '.join(names)}")
+                runs = train_population([c for _, c, _ in chunk], [self.dir / r for _, _, r in chunk],
+                                        db=self.db, progress=False)
+                for (job, cfg, _), run in zip(chunk, runs):
+                    self.trained[job] = (cfg, run)
+                self.progress.done(len(chunk))
+
     def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
         runs = []
         for seed, fold in self.jobs:
-            extra: dict[str, Any] = {}
-            if fold is not None:
-                extra.update({"data.folds": self.spec.options["k"], "data.fold": fold})
-            if "transfer.source" in v.overrides:
-                extra["transfer.source"] = str(self.sources[seed].resolve())
-            rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{seed}" \
-                + ("" if fold is None else f"-fold-{fold}")
-            self.progress.start(f"{v.name} seed {seed}" + ("" if fold is None else f" fold {fold}"))
+            extra, rel = self._job(v, seed, fold, where)
+            pooled = (v.name, seed, fold) in self.trained      # trained in a population
+            if not pooled:
+                self.progress.start(f"{v.name} seed {seed}" + ("" if fold is None else f" fold {fold}"))
             runs.append(self._one(v, seed, fold, extra, rel))
-            self.progress.done()
+            if not pooled:
+                self.progress.done()
         return runs
 
     def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
-        if v.members > 1:    # a deep ensemble per seed; member seeds do not overlap across seeds
+        if (v.name, seed, fold) in self.trained:
+            cfg, run = self.trained.pop((v.name, seed, fold))
+            results, model, history = run.results, run.model, run.history
+        elif v.members > 1:    # a deep ensemble per seed; member seeds do not overlap across seeds
             from ..regularize.deep_ensemble import train_ensemble
             cfg = self.spec.config(v, seed * v.members, extra)
             ens = train_ensemble(cfg, v.members, out=self.dir / rel, db=self.db, progress=False)
@@ -192,6 +233,7 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
         for v in sources:
             source_runs = runner.run_variant(v, where="")     # source/seed-<s>
             runner.sources = {r["seed"]: study_dir / r["run_dir"] for r in source_runs}
+        runner.train_populations(spec.variants)
         entries = [aggregate.summarize(v, runner.run_variant(v), 0) for v in spec.variants]
         score = aggregate.score_name(entries[0]["runs"][0]["results"]) if entries else "acc"
         combination = None
@@ -200,6 +242,7 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
         if parts:
             merged = Variant("combination", {k: x for p in parts for k, x in p.overrides.items()},
                              "combination: " + " + ".join(p.label for p in parts))
+            runner.train_populations([merged])
             entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
             combination = {"name": merged.name, "parts": [p.name for p in parts]}
         elif spec.combine:        # no combination: its runs leave the bar's total

@@ -58,6 +58,8 @@ class Trainer:
     ``tasks`` (a ``regulab.regularize.multitask.Tasks``) makes it a multi-task trainer: the
     model's output holds the heads side by side, targets are ``(N, heads)``, the loss is their
     weighted sum (which replaces ``loss_fn``), and each head's loss and accuracy is logged.
+    ``data_parallel`` (a ``regulab.train.distributed.DataParallel``, set after construction)
+    makes this process one rank of a data-parallel run: it trains on its shard of each batch.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -78,6 +80,7 @@ class Trainer:
         if "noise" in self.generators:
             set_generator(model, self.generators["noise"])
         self.eval_batch_size = eval_batch_size
+        self.data_parallel: Any = None
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
         self.max_epochs = 0
@@ -167,6 +170,9 @@ class Trainer:
     def _train_epoch(self, loader) -> dict[str, float]:
         self.model.train()
         device = loader.X.device
+        dp = self.data_parallel
+        if dp is not None:
+            dp.start_epoch(self.epoch)
         # per-step values stay on the device; they are reduced once, after the last step
         losses: list[Tensor] = []       # the objective
         parts: list[Tensor] = []        # multi-task: each head's loss
@@ -176,11 +182,16 @@ class Trainer:
         step_callbacks = [cb for cb in self.callbacks
                           if type(cb).on_step_end is not Callback.on_step_end]
         for xb, yb in loader:
+            if dp is not None:      # this rank's rows of the global batch
+                xb, yb, share = dp.shard(xb, yb)
             out = self.model(xb)
             loss, logged = self._losses(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
             self.optimizer.zero_grad(set_to_none=True)
-            (loss if penalty is None else loss + penalty).backward()
+            if dp is None:
+                (loss if penalty is None else loss + penalty).backward()
+            else:
+                dp.backward(self.model, loss, share, penalty)
             self.optimizer.step()
             self.step += 1
             if self.constraints:
@@ -197,6 +208,10 @@ class Trainer:
             hits.append(self._hits(out.detach(), yb))
             sizes.append(len(xb))
         loss_t = torch.stack(losses)
+        parts_t = torch.stack(parts) if parts else None     # (steps, heads)
+        hits_t = torch.stack(hits).sum(0)
+        if dp is not None:      # the global batches', the same on every rank
+            loss_t, parts_t, hits_t, sizes = dp.gather_epoch(loss_t, parts_t, hits_t, sizes)
         penalty_t = torch.stack(penalties) if penalties else torch.zeros_like(loss_t)
         total = loss_t + penalty_t
         finite = torch.isfinite(total)
@@ -204,8 +219,8 @@ class Trainer:
             bad = int((~finite).nonzero()[0])
             raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(total[bad]))
         weights = torch.tensor(sizes, dtype=loss_t.dtype, device=device)
-        loss_sum = (torch.stack(parts).T if parts else loss_t) @ weights
-        logs = self._summarize("train", loss_sum, torch.stack(hits).sum(0), sum(sizes), loader.y)
+        loss_sum = (parts_t.T if parts_t is not None else loss_t) @ weights
+        logs = self._summarize("train", loss_sum, hits_t, sum(sizes), loader.y)
         logs["penalty"] = float(penalty_t.mean())
         return logs
 

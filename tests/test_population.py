@@ -1,0 +1,309 @@
+"""Population training: stacked networks and optimizers, and each member equal to its own run.
+
+Members and separate runs agree to float rounding: the batched matmuls sum in another order
+than a single network's. With tanh that stays at rounding level; with ReLU a pre-activation
+within rounding of 0 can fall on the other side of the kink, and Adam, which normalizes
+each gradient, then moves that weight by up to lr on one side only: the ReLU case compares
+the weights to a few lr (``test_relu_members_agree_up_to_kinks``), the losses as tightly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import regulab as rl
+from regulab.config import _apply, config_from_dict
+from regulab.errors import DivergedError
+from regulab.nn.models import build_model
+from regulab.store import RunStore
+from regulab.study import population as population_module
+from regulab.study.population import Population, population_key, train_population
+from regulab.train.prepare import prepare
+from regulab.train.stacked import FlatParams, StackedNet, StackedOptimizer, Unsupported
+
+BASE = {"name": "pop", "data": {"dataset": "digits", "preprocess": "standardize", "train_size": 500},
+        "model": {"kind": "mlp", "hidden": [24, 24], "activation": "tanh"},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 3, "batch_size": 64, "early_stopping": False, "progress": False}}
+
+
+def config(base=BASE, **overrides):
+    return config_from_dict(_apply(base, {k.replace("__", "."): v for k, v in overrides.items()}))
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def assert_same_run(a, b, atol=1e-4):
+    """``a`` (population member) and ``b`` (separate run): history, results, weights, files."""
+    assert len(a.history) == len(b.history)
+    for ha, hb in zip(a.history, b.history):
+        assert set(ha) == set(hb)
+        for key in ha:
+            if key != "seconds":
+                assert ha[key] == pytest.approx(hb[key], rel=1e-4, abs=1e-5), key
+    n_val = a.results["n_val"]
+    for key, value in b.results.items():
+        if key == "fit_seconds":
+            continue
+        if isinstance(value, float):    # an accuracy may differ by one near-tie example
+            assert a.results[key] == pytest.approx(value, rel=1e-4, abs=1.01 / min(n_val, 100)), key
+        else:
+            assert a.results[key] == value, key
+    wa, wb = weights(a.run_dir), weights(b.run_dir)
+    assert set(wa) == set(wb)
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], atol=atol, rtol=1e-4, msg=name)
+    assert (a.run_dir / "metrics.csv").read_text().splitlines()[0] == \
+        (b.run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert (a.run_dir / "evaluation.json").is_file()
+    assert (a.run_dir / "checkpoint" / "state.safetensors").is_file()
+
+
+MEMBERS = {
+    "adam": [{}, {"train__seed": 1, "model__dropout": 0.3},
+             {"regularization__l2": 1e-3, "optim__lr": 2e-3},
+             {"regularization__input_noise": 0.3, "model__dropout": [0.1, 0.5]},
+             {"regularization__weight_noise": 0.05, "regularization__l1": 1e-4, "train__seed": 3},
+             {"regularization__label_smoothing": 0.1, "model__input_dropout": 0.2, "train__seed": 5},
+             {"optim__weight_decay": 1e-2, "model__dropout": 0.2}],
+    "momentum": [{"optim__lr": 0.05}, {"optim__lr": 0.02, "model__dropout": 0.2, "train__seed": 2},
+                 {"optim__lr": 0.05, "optim__weight_decay": 1e-3, "regularization__input_noise": 0.2}],
+    "nesterov": [{"optim__lr": 0.05}, {"optim__lr": 0.03, "regularization__l2": 1e-3, "train__seed": 1}],
+    "sgd": [{"optim__lr": 0.1}, {"optim__lr": 0.05, "model__dropout": 0.1, "regularization__l1": 1e-4}],
+    "rmsprop": [{"optim__lr": 1e-3}, {"optim__lr": 5e-4, "regularization__weight_noise": 0.05}],
+    "adamw": [{"optim__weight_decay": 0.01}, {"optim__weight_decay": 0.1, "model__dropout": 0.3}],
+}
+
+
+@pytest.mark.parametrize("optimizer", list(MEMBERS))
+def test_each_member_equals_a_separate_run(tmp_path, optimizer):
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(optim__name=optimizer, **m) for m in MEMBERS[optimizer]]
+    assert len({population_key(c) for c in cfgs}) == 1
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        alone = rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False)
+        assert_same_run(member, alone)
+    rows = RunStore(db).runs()
+    assert sum(r["status"] == "completed" for r in rows) == 2 * len(cfgs)
+
+
+def test_relu_members_agree_up_to_kinks(tmp_path):
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(model__activation="relu", **m) for m in MEMBERS["adam"][:4]]
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        alone = rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False)
+        assert_same_run(member, alone, atol=3 * c.optim.lr)
+
+
+def test_regression_and_classic_dropout_members(tmp_path):
+    base = _apply(BASE, {"data.dataset": "sine", "data.train_size": None,
+                         "model.dropout_mode": "classic", "train.batch_size": 32})
+    cfgs = [config(base, model__dropout=0.2), config(base, model__dropout=0.4, train__seed=1),
+            config(base, regularization__l2=1e-3)]
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(3)], db=f"sqlite:///{tmp_path}/r.db")
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert "val_r2" in member.results
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=f"sqlite:///{tmp_path}/r.db",
+                                         progress=False))
+
+
+def test_early_stopping_is_per_member(tmp_path):
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(optim__name="momentum", optim__lr=lr, train__seed=s, train__epochs=12,
+                   train__early_stopping=True, train__patience=2, train__monitor="val_loss")
+            for lr, s in [(0.3, 0), (0.05, 1), (0.2, 2)]]
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(3)], db=db)
+    alone = [rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False) for k, c in enumerate(cfgs)]
+    for member, run in zip(members, alone):
+        assert_same_run(member, run)
+    assert len({m.results["epochs_run"] for m in members}) > 1, "members should stop at different epochs"
+    assert any(m.results["stopped_early"] for m in members)
+
+
+def test_a_killed_population_resumes_member_by_member(tmp_path):
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(train__epochs=4, train__seed=s, model__dropout=p) for s, p in [(0, 0.0), (1, 0.3)]]
+    outs = [tmp_path / f"pop-{k}" for k in range(2)]
+
+    def kill(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_population(cfgs, outs, db=db, on_epoch=kill)
+    assert not any((o / "results.json").exists() for o in outs)
+    assert {r["status"] for r in RunStore(db).runs()} == {"failed"}
+    for k, (c, out) in enumerate(zip(cfgs, outs)):
+        resumed = rl.resume(out, progress=False)
+        assert_same_run(resumed, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+
+
+def test_a_diverging_member_leaves_the_others_finished(tmp_path):
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(optim__name="sgd", optim__lr=lr, model__activation="relu") for lr in (0.05, 1e12, 0.1)]
+    outs = [tmp_path / f"pop-{k}" for k in range(3)]
+    with pytest.raises(DivergedError):
+        train_population(cfgs, outs, db=db)
+    assert [(o / "results.json").exists() for o in outs] == [True, False, True]
+    status = {r["run_dir"]: r["status"] for r in RunStore(db).runs()}
+    assert status[str(outs[1].resolve())] == "diverged"
+
+
+# -- the pieces, against torch's own ---------------------------------------------------------
+
+def member_nets(overrides: list[dict], shape=(64,), n_out=10):
+    nets, gens = [], []
+    for k, o in enumerate(overrides):
+        c = config(**o)
+        nets.append(build_model(c.model, shape, n_out, torch.Generator().manual_seed(k), c.regularization))
+        gens.append(torch.Generator().manual_seed(100 + k))
+    return nets, gens
+
+
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_stacked_forward_draws_what_each_network_draws(mode):
+    overrides = [{"model__dropout": [0.1, 0.5], "model__dropout_mode": mode},
+                 {"model__dropout_mode": mode},
+                 {"model__input_dropout": 0.2, "regularization__input_noise": 0.3, "model__dropout_mode": mode},
+                 {"regularization__weight_noise": 0.1, "model__dropout": 0.3, "model__dropout_mode": mode}]
+    nets, gens = member_nets(overrides)
+    twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
+    for net, g in zip(twins, twin_gens):
+        rl.nn.layers.set_generator(net, g)
+    stacked = StackedNet(nets, gens)
+    x = torch.randn(len(nets), 16, 64)
+    for step, predraw in [(None, False), (0, True), (1, True)]:
+        if predraw and step == 0:
+            stacked.predraw(16, 2)
+        out = stacked.forward(x, True, step)
+        for k, net in enumerate(twins):
+            torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
+    out = stacked.forward(x, False)
+    for k, net in enumerate(twins):
+        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+
+
+def test_optimizers_differing_beyond_lr_and_decay_are_refused():
+    own = [[torch.zeros(3, requires_grad=True)] for _ in range(2)]
+    opts = [torch.optim.Adam(own[0], betas=(0.9, 0.999)), torch.optim.Adam(own[1], betas=(0.8, 0.999))]
+    with pytest.raises(Unsupported, match="differ"):
+        StackedOptimizer(FlatParams(own), opts)
+
+
+def test_layers_without_a_stacked_form_are_refused():
+    nets, gens = member_nets([{"model__batchnorm": True}] * 2)
+    with pytest.raises(Unsupported, match="BatchNorm"):
+        StackedNet(nets, gens)
+    nets, gens = member_nets([{"model__hidden": [8]}, {"model__hidden": [16]}])
+    with pytest.raises(Unsupported, match="differ"):
+        StackedNet(nets, gens)
+
+
+OPTIMIZERS = [   # members differ in lr and weight decay (population keys), share the rest
+    (torch.optim.SGD, [{"lr": 0.1}, {"lr": 0.05, "weight_decay": 0.01}]),
+    (torch.optim.SGD, [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}]),
+    (torch.optim.SGD, [{"lr": 0.1, "momentum": 0.8, "nesterov": True}, {"lr": 0.2, "momentum": 0.8, "nesterov": True}]),
+    (torch.optim.Adam, [{"lr": 1e-3, "betas": (0.8, 0.99), "eps": 1e-6},
+                        {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}]),
+    (torch.optim.AdamW, [{"lr": 1e-3, "weight_decay": 0.1}, {"lr": 3e-3, "weight_decay": 0.0}]),
+    (torch.optim.RMSprop, [{"lr": 1e-3, "alpha": 0.9}, {"lr": 1e-2, "alpha": 0.9, "weight_decay": 0.01}]),
+]
+
+
+@pytest.mark.parametrize("cls, options", OPTIMIZERS)
+def test_stacked_optimizer_follows_torch_member_by_member(cls, options):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (5,)]
+    own = [[torch.randn(s, generator=gen).requires_grad_() for s in shapes] for _ in options]
+    opts = [cls(params, **o) for params, o in zip(own, options)]
+    flat = FlatParams(own)
+    stacked = flat.params
+    sopt = StackedOptimizer(flat, opts)
+    for _ in range(5):
+        grads = [torch.randn(len(options), *s, generator=gen) for s in shapes]
+        for k, (params, opt) in enumerate(zip(own, opts)):
+            for p, g in zip(params, grads):
+                p.grad = g[k].clone()
+            opt.step()
+        for p, g in zip(stacked, grads):
+            p.grad.copy_(g)
+        sopt.step()
+    for k, params in enumerate(own):
+        for p, s in zip(params, stacked):
+            torch.testing.assert_close(s[k], p.detach(), atol=1e-6, rtol=1e-5)
+        exported = cls([torch.zeros_like(p) for p in params], **options[k])
+        sopt.export(k, exported, exported.param_groups[0]["params"])
+        theirs = opts[k].state_dict()["state"]
+        mine = exported.state_dict()["state"]
+        assert set(mine) == set(theirs)
+        for i in theirs:
+            assert set(mine[i]) == set(theirs[i])
+            for name, value in theirs[i].items():
+                torch.testing.assert_close(mine[i][name], value, atol=1e-6, rtol=1e-5)
+
+
+def test_stacked_penalty_recomputes_l1_and_l2():
+    cfgs = [config(regularization__l1=1e-3), config(regularization__l2=1e-2, train__seed=1), config()]
+    pop = Population([prepare(c) for c in cfgs])
+    penalty = pop._penalty().detach().numpy()
+    for k, p in enumerate(pop.preps):
+        ws = [w.detach().numpy() for name, w in p.trainer.model.named_parameters() if name.endswith("weight")]
+        r = cfgs[k].regularization
+        expected = r.l1 * sum(np.abs(w).sum() for w in ws) + r.l2 * sum((w ** 2).sum() for w in ws)
+        assert penalty[k] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+
+
+def test_population_key_groups_only_member_differences():
+    base = population_key(config())
+    assert base is not None
+    for o in [{"train__seed": 4}, {"model__dropout": 0.5}, {"regularization__l2": 0.1},
+              {"regularization__label_smoothing": 0.2}, {"optim__lr": 0.1}, {"name": "other"},
+              {"eval__dropout_inference": "mc_mean"}]:
+        assert population_key(config(**o)) == base, o
+    for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
+              {"data__train_size": 300}, {"model__dropout_mode": "classic"}]:
+        assert population_key(config(**o)) not in (None, base), o
+    for o in [{"model__batchnorm": True}, {"model__dropconnect": 0.2}, {"regularization__ema": 0.9},
+              {"regularization__max_norm": 3.0}, {"model__kind": "cnn"}]:
+        assert population_key(config(**o)) is None, o
+    with pytest.raises(ValueError, match="differ only in"):
+        train_population([config(), config(optim__name="sgd")])
+
+
+def test_studies_train_populations_automatically(tmp_path, monkeypatch):
+    calls = []
+    real = population_module.train_population
+
+    def spy(cfgs, *args, **kwargs):
+        calls.append(len(cfgs))
+        return real(cfgs, *args, **kwargs)
+    from regulab.study import study as study_module
+    monkeypatch.setattr(study_module, "train_population", spy)
+    cfg = config(train__epochs=2)
+    variants = {"l2": {"regularization.l2": 1e-3}, "dropout": {"model.dropout": 0.3},
+                "bn": {"model.batchnorm": True}}
+    pooled = rl.study(cfg, variants=variants, seeds=2, out=tmp_path / "pooled",
+                      db=f"sqlite:///{tmp_path}/a.db", progress=False)
+    assert calls == [6]         # baseline, l2 and dropout x 2 seeds; batch norm one by one
+    monkeypatch.setattr(study_module, "train_population", real)
+    raw = json.loads((tmp_path / "pooled" / "study.json").read_text())
+    assert raw["population"] == 64
+    alone = rl.run_study(_spec(cfg, variants, population=0),
+                         out=tmp_path / "alone", db=f"sqlite:///{tmp_path}/b.db", progress=False)
+    for name in ["baseline", "l2", "dropout", "bn"]:
+        a, b = pooled.variant(name), alone.variant(name)
+        assert a["stats"]["test_acc"]["mean"] == pytest.approx(b["stats"]["test_acc"]["mean"], abs=0.02), name
+
+
+def _spec(cfg, variants, population):
+    from regulab.study.spec import study_from_dict
+    return study_from_dict({"study": {"name": "alone", "seeds": 2, "population": population},
+                            "base": cfg.to_dict(), "variants": {"baseline": {}, **variants}})
