@@ -121,6 +121,7 @@ def _check_task(cfg: Config, task: str) -> None:
 
 
 def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch.Tensor:
+    y = np.require(y, requirements="W")      # a cached dataset's arrays are read-only
     if task == "regression":
         t = torch.as_tensor(y, dtype=torch.float32)
         return (t.unsqueeze(1) if t.dim() == 1 else t).to(device)
@@ -301,7 +302,8 @@ def prepare(cfg: Config) -> Prepared:
     splits = {}
     for name, (X, y) in arrays.items():
         with torch.no_grad():
-            Xt = pre(torch.as_tensor(X, dtype=torch.float32))
+            # a cached dataset's own arrays are read-only: torch gets a copy, not a view
+            Xt = pre(torch.as_tensor(np.require(X, requirements="W"), dtype=torch.float32))
         splits[name] = (Xt.to(device), _targets(y if tasks is None else tasks.labels(y), ds.task, loss, device))
 
     init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
