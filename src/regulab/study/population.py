@@ -20,6 +20,7 @@ augmentation, EMA, max-norm, multi-task heads and transfer do not, and train one
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,9 +73,11 @@ def population_key(cfg: Config) -> str | None:
 class Population:
     """Trains prepared runs ``preps`` (same population key) at once; see the module docstring.
 
-    ``logs[k]`` are member k's extra callbacks (its RunLog); ``seconds`` per epoch count the
-    whole population's time. ``fit`` returns, per member, None or the ``DivergedError`` that
-    ended it.
+    At each epoch's end a member's weights and optimizer state are copied into its own network
+    and optimizer, and its own callbacks run (early stopping, its RunLog, a sweep's pruning),
+    as ``Trainer.fit`` would run them; a member they stop is frozen. Each epoch's ``seconds``
+    is the whole population's time. ``fit`` returns, per member, None or the
+    ``DivergedError`` that ended it.
     """
 
     def __init__(self, preps: Sequence[Prepared]):
@@ -287,8 +290,18 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
     for p, (run_dir, run_id) in zip(preps, runs):
         p.trainer.callbacks.append(run_log(p, run_dir, epochs, run_id))
 
+    show = (sys.stderr.isatty() if progress is None else progress) and cfgs[0].train.progress
+    bar = None
+    if show:    # one bar over the population's epochs
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfgs[0].train.epochs, desc=f"population of {len(cfgs)}", unit="epoch",
+                   leave=False, dynamic_ncols=True)
+
     def flush(epoch: int) -> None:
         epochs.flush()
+        if bar is not None:
+            bar.set_postfix_str(f"{sum(pop.net.active)} training", refresh=False)
+            bar.update(1)
         if on_epoch is not None:
             on_epoch(epoch)
     start = time.perf_counter()
@@ -298,6 +311,9 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
         for _, run_id in runs:
             store.set_status(run_id, "failed")
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
     done: list[Any] = []
     for p, (run_dir, run_id), error in zip(preps, runs, errors):

@@ -131,9 +131,12 @@ class _Runner:
             for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
                 chunk = jobs[i:i + size]
                 names = sorted({job[0][0] for job in chunk})
-                self.progress.start(f"population of {len(chunk)}: {', '.join(names)}")
+                what = f"population of {len(chunk)} ({', '.join(names)})"
+                epochs = chunk[0][1].train.epochs
+                self.progress.start(what)
                 runs = train_population([c for _, c, _ in chunk], [self.dir / r for _, _, r in chunk],
-                                        db=self.db, progress=False)
+                                        db=self.db, progress=False,
+                                        on_epoch=lambda e: self.progress.start(f"{what}: epoch {e}/{epochs}"))
                 for (job, cfg, _), run in zip(chunk, runs):
                     self.trained[job] = (cfg, run)
                 self.progress.done(len(chunk))
