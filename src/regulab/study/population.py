@@ -35,6 +35,7 @@ from ..train.callbacks import Callback
 from ..train.prepare import Prepared, prepare
 from ..train.run import Run, _finish, open_run, run_log
 from ..train.stacked import StackedNet, StackedOptimizer, Unsupported
+from ..train.trainer import divergence
 
 __all__ = ["MEMBER_KEYS", "population_key", "train_population", "Population"]
 
@@ -193,9 +194,7 @@ class Population:
         """Train every member until it stops or ``epochs`` are done; ``on_epoch(epoch)`` after each."""
         errors: list[DivergedError | None] = [None] * self.net.K
         for p in self.preps:
-            p.trainer.max_epochs = epochs
-            for cb in p.trainer.callbacks:
-                cb.on_fit_start(p.trainer)
+            p.trainer.begin_fit(epochs)
         try:
             epoch = 0
             while epoch < epochs and any(self.net.active):
@@ -213,33 +212,24 @@ class Population:
         finally:
             for k, p in enumerate(self.preps):
                 if errors[k] is None:
-                    for cb in reversed(p.trainer.callbacks):
-                        cb.on_fit_end(p.trainer)
+                    p.trainer.end_fit()
         return errors
 
     def _member_epoch(self, k: int, p: Prepared, loss, pen, hits, w, val_loss, val_hits,
                       seconds: float) -> DivergedError | None:
         """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks."""
         t = p.trainer
-        total = loss + pen
-        finite = torch.isfinite(total)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
+        error = divergence(loss + pen, t.epoch + 1, t.step)
+        if error is not None:
             self.net.active[k] = False
-            return DivergedError(t.epoch + 1, t.step + bad + 1, float(total[bad]))
-        n_val = len(self.val[0])
+            return error
         logs = t._summarize("train", loss @ w, hits.sum(), len(self.X), self.y)
         logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
-        logs.update(t._summarize("val", val_loss, val_hits, n_val, self.val[1]))
-        t.epoch += 1
+        logs.update(t._summarize("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
         t.step += len(w)
-        logs = {"epoch": t.epoch, **logs, "lr": float(t.optimizer.param_groups[0]["lr"]),
-                "seconds": seconds}
-        t.history.append(logs)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])
-        for cb in t.callbacks:
-            cb.on_epoch_end(t, logs)
+        t.end_epoch(logs, seconds)
         if t.stop_training or t.epoch >= t.max_epochs:
             self.net.active[k] = False
         return None

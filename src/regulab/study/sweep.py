@@ -56,7 +56,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from ..config import load_config, to_toml
+from ..config import Config, load_config, to_toml
 from ..errors import ConfigError, DivergedError, RegulabInputError
 from ..store import RunStore, _mask
 from ..train.callbacks import Callback
@@ -222,20 +222,30 @@ def _make_sweep_dir(path: Path, spec: SweepSpec, url: str) -> None:
 
 # -- the worker --------------------------------------------------------------------------------
 
+def _start_trial(spec: SweepSpec, trial: optuna.Trial, sweep_dir: Path) -> tuple[Config, Path]:
+    """A trial's config and run directory; the directory and this worker go in its user attrs
+    (first, so a config the trial's params break still says where it ran)."""
+    params = {k: d.suggest(trial) for k, d in spec.space.items()}
+    run_dir = sweep_dir / "trials" / f"trial-{trial.number}"
+    trial.set_user_attr("run_dir", str(run_dir.resolve()))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return spec.config(params, f"{spec.name}-{trial.number}"), run_dir
+
+
+def _mark_pruned(store: RunStore, run_dir: Path) -> None:
+    run_id = store.find_run(str(run_dir.resolve()))
+    if run_id is not None:
+        store.set_status(run_id, "pruned")
+
+
 def _objective(spec: SweepSpec, sweep_dir: Path, store: RunStore, lock):
     def objective(trial: optuna.Trial) -> float:
         lock.release()      # the trial exists (RUNNING): other workers may ask now
-        params = {k: d.suggest(trial) for k, d in spec.space.items()}
-        run_dir = sweep_dir / "trials" / f"trial-{trial.number}"
-        trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        cfg, run_dir = _start_trial(spec, trial, sweep_dir)
         pruning = Pruning(trial, spec.metric)
-        run = train(spec.config(params, f"{spec.name}-{trial.number}"), out=run_dir, db=store.url,
-                    progress=False, callbacks=[pruning])
+        run = train(cfg, out=run_dir, db=store.url, progress=False, callbacks=[pruning])
         if pruning.pruned_at is not None:
-            run_id = store.find_run(str(run_dir.resolve()))
-            if run_id is not None:
-                store.set_status(run_id, "pruned")
+            _mark_pruned(store, run_dir)
             raise optuna.TrialPruned(f"{spec.metric} at epoch {pruning.pruned_at}")
         return float(run.results[spec.metric])
     return objective
@@ -282,16 +292,13 @@ def _train_batch(spec: SweepSpec, study: optuna.Study, trials: list[optuna.Trial
     with _Heartbeat(study._storage, trials, spec.heartbeat):
         cfgs, outs, prunings, live = [], [], [], []
         for t in trials:
-            params = {k: d.suggest(t) for k, d in spec.space.items()}
-            run_dir = sweep_dir / "trials" / f"trial-{t.number}"
-            t.set_user_attr("run_dir", str(run_dir.resolve()))
-            t.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             t.set_user_attr("population", len(trials))
             try:
-                cfgs.append(spec.config(params, f"{spec.name}-{t.number}"))
+                cfg, run_dir = _start_trial(spec, t, sweep_dir)
             except RegulabInputError:
                 _tell(study, t, state=TrialState.FAIL)
                 continue
+            cfgs.append(cfg)
             outs.append(run_dir)
             prunings.append(Pruning(t, spec.metric))
             live.append(t)
@@ -304,9 +311,7 @@ def _train_batch(spec: SweepSpec, study: optuna.Study, trials: list[optuna.Trial
         if run is None or isinstance(run, BaseException):
             _tell(study, t, state=TrialState.FAIL)
         elif pruning.pruned_at is not None:
-            run_id = store.find_run(str(out.resolve()))
-            if run_id is not None:
-                store.set_status(run_id, "pruned")
+            _mark_pruned(store, out)
             _tell(study, t, state=TrialState.PRUNED)
         else:
             _tell(study, t, float(run.results[spec.metric]))

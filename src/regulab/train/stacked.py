@@ -57,11 +57,10 @@ class _Op:
     weight: int = -1                                # linear: index of W in params
     bias: int | None = None                         # linear: index of b (None: no bias)
     members: list[int] = field(default_factory=list)    # members that draw (value > 0)
-    values: list[float] = field(default_factory=list)   # per member: p, noise std, weight std
     width: int = 0                                  # dropout/noise: features per example
     mode: str = "inverted"                          # dropout
     offset: int = 0                                 # dropout: where its uniforms start in a step
-    value: Tensor | None = None                     # (K, 1, 1) float32 of ``values``
+    value: Tensor | None = None                     # (K, 1, 1) float32: p, noise std, weight std
     scale: Tensor | None = None                     # dropout: (K, 1, 1), a kept unit's factor
 
 
@@ -158,7 +157,7 @@ class StackedNet:
                 used.update({w, b} - {None})
                 stds = [p[0][i][2] for p in parsed]
                 op = _Op("linear", weight=w, bias=b, members=[k for k, s in enumerate(stds) if s > 0],
-                         values=stds, value=_column(stds, device))
+                         value=_column(stds, device))
                 self.ops.append(op)
                 width = layer.out_features
             else:
@@ -168,8 +167,8 @@ class StackedNet:
 
     @staticmethod
     def _stochastic(kind: str, values: list[float], width: int, mode: str, device) -> _Op:
-        op = _Op(kind, members=[k for k, v in enumerate(values) if v > 0], values=values,
-                 width=width, mode=mode, value=_column(values, device))
+        op = _Op(kind, members=[k for k, v in enumerate(values) if v > 0], width=width, mode=mode,
+                 value=_column(values, device))
         if kind == "dropout":   # inverted: y = m * x / (1 - p); classic: y = m * x
             op.scale = _column([1.0 / (1.0 - v) if mode == "inverted" else 1.0 for v in values], device)
         return op

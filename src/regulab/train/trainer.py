@@ -29,7 +29,7 @@ from ..errors import DivergedError
 from ..nn.layers import set_generator
 from .callbacks import Callback
 
-__all__ = ["Trainer", "loss_function"]
+__all__ = ["Trainer", "loss_function", "divergence"]
 
 Penalty = Callable[[nn.Module], Tensor]
 Constraint = Callable[[nn.Module], None]
@@ -45,6 +45,16 @@ def loss_function(name: str, label_smoothing: float = 0.0) -> Callable[[Tensor, 
     if name == "mse":
         return lambda out, y: F.mse_loss(out, y)
     raise ValueError(f"loss must be cross_entropy, bce or mse; got {name!r}")
+
+
+def divergence(total: Tensor, epoch: int, steps_before: int) -> DivergedError | None:
+    """The ``DivergedError`` of the first non-finite value in one epoch's per-step objective
+    ``total`` (steps numbered from ``steps_before + 1``), or None when all are finite."""
+    finite = torch.isfinite(total)
+    if bool(finite.all()):
+        return None
+    bad = int((~finite).nonzero()[0])
+    return DivergedError(epoch, steps_before + bad + 1, float(total[bad]))
 
 
 class Trainer:
@@ -214,10 +224,9 @@ class Trainer:
             loss_t, parts_t, hits_t, sizes = dp.gather_epoch(loss_t, parts_t, hits_t, sizes)
         penalty_t = torch.stack(penalties) if penalties else torch.zeros_like(loss_t)
         total = loss_t + penalty_t
-        finite = torch.isfinite(total)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            raise DivergedError(self.epoch + 1, self.step - len(losses) + bad + 1, float(total[bad]))
+        error = divergence(total, self.epoch + 1, self.step - len(losses))
+        if error is not None:
+            raise error
         weights = torch.tensor(sizes, dtype=loss_t.dtype, device=device)
         loss_sum = (parts_t.T if parts_t is not None else loss_t) @ weights
         logs = self._summarize("train", loss_sum, hits_t, sum(sizes), loader.y)
@@ -228,28 +237,41 @@ class Trainer:
             epochs: int = 1) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are done (counting those before a resume) or a callback
         stops it; returns the history, one dict of metrics per epoch."""
-        self.max_epochs = epochs
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
+        self.begin_fit(epochs)
         try:
             while self.epoch < epochs and not self.stop_training:
                 start = time.perf_counter()
                 logs = self._train_epoch(train_loader)
                 if val is not None:
                     logs.update(self.evaluate(*val, prefix="val"))
-                self.epoch += 1
-                logs = {"epoch": self.epoch, **logs,
-                        "lr": float(self.optimizer.param_groups[0]["lr"]),
-                        "seconds": time.perf_counter() - start}
-                self.history.append(logs)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, logs)
+                self.end_epoch(logs, time.perf_counter() - start)
         finally:
-            # in reverse, like nested context managers: the EMA's final average is in place
-            # before early stopping (listed before it) restores its best snapshot
-            for cb in reversed(self.callbacks):
-                cb.on_fit_end(self)
+            self.end_fit()
         return self.history
+
+    # the epoch bookkeeping of ``fit``, also driven from outside by a population's members
+
+    def begin_fit(self, epochs: int) -> None:
+        self.max_epochs = epochs
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+
+    def end_epoch(self, logs: dict[str, float], seconds: float) -> dict[str, float]:
+        """Count the epoch, complete ``logs`` (epoch, lr, seconds), add them to the history and
+        run the callbacks' ``on_epoch_end``; returns the completed logs."""
+        self.epoch += 1
+        logs = {"epoch": self.epoch, **logs, "lr": float(self.optimizer.param_groups[0]["lr"]),
+                "seconds": seconds}
+        self.history.append(logs)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, logs)
+        return logs
+
+    def end_fit(self) -> None:
+        # in reverse, like nested context managers: the EMA's final average is in place
+        # before early stopping (listed before it) restores its best snapshot
+        for cb in reversed(self.callbacks):
+            cb.on_fit_end(self)
 
     # -- resume ------------------------------------------------------------------------------
 
