@@ -137,7 +137,8 @@ def test_median_pruner_stops_a_much_worse_trial(workdir, population):
 
 # -- several workers ------------------------------------------------------------------------------
 
-SLOW = TINY.replace("hidden = [16]", "hidden = [128, 128]").replace("epochs = 2", "epochs = 6")
+# long enough (seconds) for the kill tests' polls to see a trial running after its first epoch
+SLOW = TINY.replace("hidden = [16]", "hidden = [128, 128]").replace("epochs = 2", "epochs = 100")
 
 
 def _start(path: Path, url: str, workdir: Path, data_cache: Path) -> subprocess.Popen:
@@ -221,11 +222,13 @@ def test_a_killed_workers_trial_is_failed_and_retried(workdir, data_cache, reque
 
 def test_a_killed_workers_population_is_failed_and_retried(workdir, data_cache):
     """One worker asks both trials as one population and is killed: both fail by heartbeat and
-    the other worker trains their retries (again as a population)."""
+    the other worker trains their retries (again as a population). A population trains an epoch
+    of this config in ~25 ms, so 300 epochs leave the poll below seconds to see it running."""
     url, name = f"sqlite:///{workdir / 'r.db'}", "kill-population"
     path = _sweep(workdir, f'name = "{name}"\nsampler = "random"\ntrials = 2\nseed = 0\n'
                   "heartbeat = 1\ngrace = 2\npopulation = 2",
-                  '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }', SLOW)
+                  '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }',
+                  SLOW.replace("epochs = 100", "epochs = 300"))
     procs = [_start(path, url, workdir, data_cache) for _ in range(2)]
     batch, deadline = [], time.time() + 120
     while len(batch) < 2 and time.time() < deadline:
