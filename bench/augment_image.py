@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from regulab.augment.image import ImagePipeline, RandomAffine
+from regulab.modalities.image.augment import ImagePipeline, RandomAffine
 from machine import cpu_name  # bench/machine.py, beside this script
 
 BATCH, SIDE = 256, 28

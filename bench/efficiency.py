@@ -32,8 +32,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from regulab.config import config_from_dict
-from regulab.train.prepare import prepare
+from regulab.config.core import config_from_dict
+from regulab.runs.prepare import prepare
 from machine import cpu_name  # bench/machine.py, beside this script
 
 LAYERS = [784, 1024, 1024, 10]

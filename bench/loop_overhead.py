@@ -28,9 +28,9 @@ import torch.nn.functional as F
 import regulab as rl
 from regulab.data.loader import TensorLoader
 from regulab.nn.models import build_model
-from regulab.train.optimizers import build_optimizer
-from regulab.train.run import prepare
-from regulab.train.trainer import Trainer, loss_function
+from regulab.engine.optimizers import build_optimizer
+from regulab.runs.run import prepare
+from regulab.engine.trainer import Trainer, loss_function
 from machine import cpu_name  # bench/machine.py, beside this script
 
 

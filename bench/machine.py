@@ -1,5 +1,5 @@
 """What the benchmarks record about the machine they ran on (the study report's own helper)."""
 
-from regulab.study.aggregate import cpu_name
+from regulab.studies.aggregate import cpu_name
 
 __all__ = ["cpu_name"]

@@ -33,9 +33,9 @@ import time
 import torch
 
 import regulab as rl
-from regulab.config import config_from_dict
-from regulab.study.population import Population, train_population
-from regulab.train.prepare import prepare
+from regulab.config.core import config_from_dict
+from regulab.runs.population import Population, train_population
+from regulab.runs.prepare import prepare
 from machine import cpu_name  # bench/machine.py, beside this script
 
 BASE = {"name": "bench", "data": {"dataset": "mnist1d", "split": [0.8, 0.2, 0.0], "preprocess": "none"},

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 import regulab as rl
-from regulab.study.sweep_spec import sweep_from_dict
-from regulab.train.run import prepare
+from regulab.sweeps.spec import sweep_from_dict
+from regulab.runs.run import prepare
 from machine import cpu_name  # bench/machine.py, beside this script
 
 BASE = {"data": {"dataset": "mnist1d"}, "model": {"hidden": [100, 100]},

@@ -63,8 +63,8 @@ def assert_refused(capsys, code: int, words: list[str], workdir: Path) -> None:
 def assert_resume_exact(cfg, path: Path, stop: int = 2, epochs: int = 4) -> None:
     """Training ``epochs`` in one go equals training ``stop``, checkpointing to ``path``,
     and resuming in a freshly prepared run: same history (less timings) and weights."""
-    from regulab.train.checkpoint import load_state, save_state
-    from regulab.train.prepare import prepare
+    from regulab.io import load_state, save_state
+    from regulab.runs.prepare import prepare
     whole = prepare(cfg)
     whole.trainer.fit(whole.loader, whole.splits["val"], epochs=epochs)
     first = prepare(cfg)

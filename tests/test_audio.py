@@ -18,13 +18,14 @@ import scipy.signal
 import torch
 from scipy.io import wavfile
 
-from regulab.augment.audio import (AudioPipeline, LogMelSpectrogram, add_noise, bandpass, fir_kernel,
-                                   highpass, lowpass, mel_filterbank, spec_augment, spectrogram,
-                                   time_shift)
-from regulab.augment.config import AudioAugmentConfig, AugmentConfig
-from regulab.augment.layer import Augment
-from regulab.data.audio import load_audio_dir, natural_key, read_wav, resample
-from regulab.data.datasets import load_dataset
+from regulab.modalities.audio.augment import (AudioPipeline, LogMelSpectrogram, add_noise, bandpass,
+                                              fir_kernel, highpass, lowpass, mel_filterbank,
+                                              spec_augment, spectrogram, time_shift)
+from regulab.modalities.audio.section import AudioAugmentConfig
+from regulab.config.sections import AugmentConfig
+from regulab.modalities.layer import Augment
+from regulab.modalities.audio.reader import load_audio_dir, natural_key, read_wav, resample
+from regulab.data.sources import load_dataset
 from regulab.errors import ConfigError, DataError
 
 FSDD = Path(os.environ.get("REGULAB_FSDD", Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))

@@ -8,7 +8,7 @@ import pytest
 
 import regulab as rl
 from regulab.cli import main
-from regulab.config import config_from_dict, to_toml
+from regulab.config.core import config_from_dict, to_toml
 
 from .conftest import assert_refused, write
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regulab.augment.image import (ImagePipeline, RandomAffine, RandomShiftScale1d, affine_matrices,
-                                   center_crop, normalize, random_crop, resize, shift_scale_1d, warp)
+from regulab.modalities.image.augment import (ImagePipeline, RandomAffine, RandomShiftScale1d,
+                                              affine_matrices, center_crop, normalize, random_crop,
+                                              resize, shift_scale_1d, warp)
 from regulab.errors import ConfigError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -341,7 +342,7 @@ def test_pipeline_on_1d_samples_maps_translate_and_scale():
 
 def test_the_augment_layer_builds_it_from_config():
     import regulab as rl
-    from regulab.augment.layer import build_augment
+    from regulab.modalities.layer import build_augment
     cfg = rl.load_config(None, ["augment.image.resize=32", "augment.image.random_crop=28",
                                 "augment.image.rotation=30", "augment.image.mean=[0.5]", "augment.image.std=[0.5]"])
     layer, shape = build_augment(cfg, (1, 28, 28), audio=False)

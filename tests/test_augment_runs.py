@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 from scipy.io import wavfile
 
 import regulab as rl
-from regulab.augment.audio import add_noise
-from regulab.augment.image import center_crop, normalize, resize
-from regulab.augment.layer import Augment
+from regulab.modalities.audio.augment import add_noise
+from regulab.modalities.image.augment import center_crop, normalize, resize
+from regulab.modalities.layer import Augment
 from regulab.cli import main
-from regulab.train import prepare as prepare_mod
+from regulab.runs import prepare as prepare_mod
 
 from .conftest import assert_resume_exact, write
 

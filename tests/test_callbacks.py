@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from regulab.train.callbacks import Callback, EarlyStopping, ProgressBar, improves, monitor_mode
-from regulab.train.checkpoint import load_state, save_state
+from regulab.callbacks import Callback, EarlyStopping, ProgressBar, improves, monitor_mode
+from regulab.io import load_state, save_state
 
 NAN, INF = float("nan"), float("inf")
 

@@ -13,7 +13,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from regulab.errors import CheckpointError
-from regulab.train.checkpoint import atomic_write, load_state, load_tensors, save_state, save_tensors
+from regulab.io import atomic_write, load_state, load_tensors, save_state, save_tensors
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from regulab.cli import main
-from regulab.store import RunStore
+from regulab.runs.store import RunStore
 
 from .conftest import EXAMPLES, assert_refused, write
 
@@ -220,7 +220,7 @@ def test_runs_and_datasets_commands(workdir, capsys):
 def test_python_api_train_is_the_function(workdir):
     """`rl.train` must stay the function even after the `regulab.train` subpackage is imported."""
     import regulab as rl
-    import regulab.train.metrics  # noqa: F401
+    import regulab.metrics  # noqa: F401
     cfg = rl.load_config(write(workdir / "small.toml", SMALL), {"train.epochs": 1})
     run = rl.train(cfg, out="api", progress=False)
     assert run.results["epochs_run"] == 1 and run.run_dir.name == "api"

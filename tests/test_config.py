@@ -6,18 +6,8 @@ import dataclasses
 
 import pytest
 
-from regulab.config import (
-    Config,
-    DataConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    config_from_dict,
-    load_config,
-    parse_overrides,
-    to_toml,
-)
+from regulab.config.core import Config, config_from_dict, load_config, parse_overrides, to_toml
+from regulab.config.sections import DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig
 from regulab.errors import ConfigError
 
 
@@ -266,7 +256,7 @@ def test_every_key_has_a_check_and_doc():
 
 
 def test_sections_validate_when_built_directly():
-    from regulab.config import OptimConfig, RegularizationConfig
+    from regulab.config.sections import OptimConfig, RegularizationConfig
     with pytest.raises(ConfigError, match=r"optim\.lr.*-1"):
         OptimConfig(lr=-1)
     with pytest.raises(ConfigError, match=r"regularization\.max_norm.*0"):

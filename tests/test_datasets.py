@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from regulab.data import datasets
-from regulab.data.datasets import BUILTINS, Dataset, DatasetInfo, list_datasets, load_dataset
+from regulab.data import builtins as datasets
+from regulab.data.builtins import BUILTINS, DatasetInfo, list_datasets
+from regulab.data.dataset import Dataset
+from regulab.data.sources import load_dataset
 from regulab.errors import DataError
 
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.cli import main
-from regulab.train.prepare import _arrays, prepare
-from regulab.data.datasets import load_dataset
+from regulab.runs.prepare import _arrays, prepare
+from regulab.data.sources import load_dataset
 
 from .conftest import write
 

@@ -13,8 +13,8 @@ from torch import nn
 from regulab.data.loader import TensorLoader
 from regulab.errors import ConfigError
 from regulab.regularize.ema import EMA, EMACallback
-from regulab.train.checkpoint import load_state, save_state
-from regulab.train.trainer import Trainer, loss_function
+from regulab.io import load_state, save_state
+from regulab.engine.trainer import Trainer, loss_function
 
 
 def small_net() -> nn.Module:

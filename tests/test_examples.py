@@ -71,7 +71,7 @@ def test_ema_model_file_holds_the_averaged_weights(workdir):
                  "--set", "train.early_stopping=false"]) == 0
     import regulab as rl
     cfg = rl.load_config(workdir / "out" / "config.toml")
-    from regulab.train.prepare import prepare
+    from regulab.runs.prepare import prepare
     p = prepare(cfg)
     p.pipeline.load_state_dict(load_file(workdir / "out" / "model.safetensors"))
     X, y = p.splits["val"]

@@ -17,10 +17,10 @@ from sklearn.model_selection import StratifiedKFold
 
 import regulab as rl
 
-run_module = importlib.import_module("regulab.train.run")
+run_module = importlib.import_module("regulab.runs.run")
 from regulab.data.split import fold_indices
 from regulab.errors import ConfigError
-from regulab.train.prepare import prepare
+from regulab.runs.prepare import prepare
 
 K = 4
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from regulab.train.trainer import loss_function
+from regulab.engine.trainer import loss_function
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:

@@ -14,11 +14,11 @@ import regulab as rl
 from regulab.cli import main
 from regulab.errors import ConfigError
 from regulab.nn.models import MLP, MultiHead, Regularizers
-from regulab.regularize.deep_ensemble import ensemble_probabilities
-from regulab.regularize.ensemble import mc_predict
+from regulab.runs.ensemble import ensemble_probabilities
+from regulab.regularize.mc_dropout import mc_predict
 from regulab.regularize.multitask import Tasks
-from regulab.train import prepare as prepare_mod
-from regulab.train.trainer import Trainer
+from regulab.runs import prepare as prepare_mod
+from regulab.engine.trainer import Trainer
 
 from .conftest import assert_refused, assert_resume_exact, write
 

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from regulab.config import OptimConfig
-from regulab.train.optimizers import build_optimizer
+from regulab.config.sections import OptimConfig
+from regulab.engine.optimizers import build_optimizer
 
 STEPS = 5
 RNG = np.random.default_rng(0)

@@ -17,14 +17,14 @@ import torch
 from safetensors.torch import load_file
 
 import regulab as rl
-from regulab.config import _apply, config_from_dict
+from regulab.config.core import _apply, config_from_dict
 from regulab.errors import DivergedError
 from regulab.nn.models import build_model
-from regulab.store import RunStore
-from regulab.study import population as population_module
-from regulab.study.population import Population, population_key, train_population
-from regulab.train.prepare import prepare
-from regulab.train.stacked import FlatParams, StackedNet, StackedOptimizer, Unsupported
+from regulab.runs.store import RunStore
+from regulab.runs import population as population_module
+from regulab.runs.population import Population, population_key, train_population
+from regulab.runs.prepare import prepare
+from regulab.engine.population.stacked import FlatParams, StackedNet, StackedOptimizer, Unsupported
 
 BASE = {"name": "pop", "data": {"dataset": "digits", "preprocess": "standardize", "train_size": 500},
         "model": {"kind": "mlp", "hidden": [24, 24], "activation": "tanh"},
@@ -285,7 +285,7 @@ def test_studies_train_populations_automatically(tmp_path, monkeypatch):
     def spy(cfgs, *args, **kwargs):
         calls.append(len(cfgs))
         return real(cfgs, *args, **kwargs)
-    from regulab.study import study as study_module
+    from regulab.studies import study as study_module
     monkeypatch.setattr(study_module, "train_population", spy)
     cfg = config(train__epochs=2)
     variants = {"l2": {"regularization.l2": 1e-3}, "dropout": {"model.dropout": 0.3},
@@ -304,6 +304,6 @@ def test_studies_train_populations_automatically(tmp_path, monkeypatch):
 
 
 def _spec(cfg, variants, population):
-    from regulab.study.spec import study_from_dict
+    from regulab.studies.spec import study_from_dict
     return study_from_dict({"study": {"name": "alone", "seeds": 2, "population": population},
                             "base": cfg.to_dict(), "variants": {"baseline": {}, **variants}})

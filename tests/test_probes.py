@@ -14,7 +14,7 @@ from torch import nn
 from regulab.data.preprocess import Preprocessor
 from regulab.nn.init import init_weights
 from regulab.nn.models import CNN, MLP, Pipeline, Regularizers
-from regulab.study.probes import activation_histograms, histogram, init_statistics, weight_histograms
+from regulab.studies.probes import activation_histograms, histogram, init_statistics, weight_histograms
 
 SMALL = dict(depth=6, width=64, in_features=64, n=256)
 

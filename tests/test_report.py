@@ -145,7 +145,7 @@ def test_missing_values_render_as_a_dash(tmp_path):
 
 
 def test_render_is_atomic(tmp_path, monkeypatch):
-    checkpoint = importlib.import_module("regulab.train.checkpoint")  # `regulab.train` is a function
+    checkpoint = importlib.import_module("regulab.io")
     path = tmp_path / "report.html"
     path.write_text("old")
     render_report(fake_study("compare", n_variants=2, seeds=1), path)

@@ -89,7 +89,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, data_cache, reference, af
     assert (run_dir / "evaluation.json").read_text() == (reference / "evaluation.json").read_text()
 
     # the store holds one run, completed, with every epoch exactly once
-    from regulab.store import RunStore
+    from regulab.runs.store import RunStore
     rows = RunStore(f"sqlite:///{db}").runs()
     assert len(rows) == 1 and rows[0]["status"] == "completed"
     assert rows[0]["epochs"] == ref["epochs_run"]

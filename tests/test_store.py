@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from regulab.errors import RegulabInputError
-from regulab.store import RunStore, default_db_url, format_runs_table
+from regulab.runs.store import RunStore, default_db_url, format_runs_table
 
 
 def _store(tmp_path, name="sub/regulab.db"):

@@ -9,9 +9,10 @@ import pytest
 
 import regulab as rl
 from regulab.cli import main
-from regulab.store import RunStore
-from regulab.study import aggregate, load_results
-from regulab.study.spec import Variant
+from regulab.runs.store import RunStore
+from regulab.studies import aggregate
+from regulab.studies.study import load_results
+from regulab.studies.spec import Variant
 from .conftest import assert_refused, write
 
 STUDY = """

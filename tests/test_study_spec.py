@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from regulab.errors import ConfigError
-from regulab.study import clinic_path, load_study, study_from_dict
-from regulab.study.spec import KINDS, flatten
+from regulab.studies.spec import clinic_path
+from regulab.studies.spec import load_study, study_from_dict
+from regulab.studies.spec import KINDS, flatten
 from .conftest import EXAMPLES, write
 
 STUDIES = sorted((EXAMPLES / "studies").glob("*.toml"))

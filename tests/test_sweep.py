@@ -17,9 +17,9 @@ import pytest
 from optuna.trial import TrialState
 
 from regulab.cli import main
-from regulab.config import load_config
-from regulab.store import RunStore
-from regulab.study.sweep_spec import load_sweep
+from regulab.config.core import load_config
+from regulab.runs.store import RunStore
+from regulab.sweeps.spec import load_sweep
 
 from .conftest import EXAMPLES, assert_refused, subprocess_env, write
 from .postgres import postgres_url  # noqa: F401  (fixture)

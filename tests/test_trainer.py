@@ -13,16 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from regulab.train import prepare as prepare_mod  # `import regulab.train.run` fails: regulab.train is the function
-from regulab.train import run as run_mod
-from regulab.config import load_config
+from regulab.runs import prepare as prepare_mod
+from regulab.runs import run as run_mod
+from regulab.config.core import load_config
 from regulab.data.loader import TensorLoader
 from regulab.errors import DivergedError
 from regulab.nn import Dropout
-from regulab.store import RunStore
-from regulab.train.callbacks import Callback, EarlyStopping
-from regulab.train.checkpoint import load_state, save_state
-from regulab.train.trainer import Trainer, loss_function
+from regulab.runs.store import RunStore
+from regulab.callbacks import Callback, EarlyStopping
+from regulab.io import load_state, save_state
+from regulab.engine.trainer import Trainer, loss_function
 
 
 def init_(model: nn.Module, seed: int) -> nn.Module:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.cli import main
-from regulab.train import prepare as prepare_mod
+from regulab.runs import prepare as prepare_mod
 
 from .conftest import assert_refused, assert_resume_exact, write
 
@@ -142,7 +142,7 @@ def test_bad_transfer_config_exits_2_and_writes_nothing(workdir, capsys, source,
 
 
 def _store_rows(workdir) -> list:
-    from regulab.store import RunStore
+    from regulab.runs.store import RunStore
     return [r["run_dir"] for r in RunStore(f"sqlite:///{workdir / 'runs' / 'regulab.db'}").runs()]
 
 

@@ -17,14 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from regulab.config import Config, ModelConfig, RegularizationConfig, to_toml
+from regulab.config.core import Config, to_toml
+from regulab.config.sections import ModelConfig, RegularizationConfig
 from regulab.data.preprocess import Preprocessor
 from regulab.errors import CheckpointError, ConfigError
 from regulab.nn.layers import DropConnect, WeightNoise
 from regulab.nn.models import Pipeline, build_model
 from regulab.regularize.transfer import (canonical, freeze_, load_source, param_groups, transfer_units,
                                          transfer_weights, unit_modules)
-from regulab.train.checkpoint import load_tensors, save_tensors
+from regulab.io import load_tensors, save_tensors
 
 MLP_SHAPE, CNN_SHAPE, IMG_SHAPE = (8,), (16,), (1, 8, 8)
 

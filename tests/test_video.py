@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from regulab.augment.config import AugmentConfig, VideoAugmentConfig
-from regulab.data.datasets import load_dataset
-from regulab.data.video import (VideoPipeline, frame_change, load_video_dir, optical_flow, read_video,
-                                sample_motion, sample_uniform, with_flow)
+from regulab.config.sections import AugmentConfig
+from regulab.modalities.video.section import VideoAugmentConfig
+from regulab.data.sources import load_dataset
+from regulab.modalities.video.reader import (VideoPipeline, frame_change, load_video_dir, optical_flow,
+                                             read_video, sample_motion, sample_uniform, with_flow)
 from regulab.errors import ConfigError, DataError
 
 H, W, S = 48, 64, 16  # frame height, width; side of the square

@@ -9,18 +9,18 @@ Quick start::
     best = rl.sweep(rl.load_sweep("examples/sweeps/tpe_digits.toml")).best   # Optuna search
 """
 
-from . import nn
-from .config import Config, load_config
-from .data.datasets import load_dataset
-from .data.loader import TensorLoader
-from .errors import ConfigError, DataError, DivergedError, RegulabInputError
-from .train.callbacks import Callback, EarlyStopping
-from .train.trainer import Trainer
+from regulab import nn
+from regulab.config.core import Config, load_config
+from regulab.data.sources import load_dataset
+from regulab.data.loader import TensorLoader
+from regulab.errors import ConfigError, DataError, DivergedError, RegulabInputError
+from regulab.callbacks import Callback, EarlyStopping
+from regulab.engine.trainer import Trainer
 # last: binds the name `train` to the function, over the `regulab.train` subpackage
-from .train.run import Run, resume, train
-from .study.study import StudyResult, run_study, study
-from .study.spec import load_study
-from .study.population import train_population
+from regulab.runs.run import Run, resume, train
+from regulab.studies.study import StudyResult, run_study, study
+from regulab.studies.spec import load_study
+from regulab.runs.population import train_population
 
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
@@ -28,7 +28,7 @@ __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Ru
            "sweep", "load_sweep", "train_population"]
 __version__ = "0.1.0"
 
-_LAZY = {"sweep": "regulab.study.sweep", "load_sweep": "regulab.study.sweep_spec"}   # Optuna on use
+_LAZY = {"sweep": "regulab.sweeps.worker", "load_sweep": "regulab.sweeps.spec"}   # Optuna on use
 
 
 def __getattr__(name: str):

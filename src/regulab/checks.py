@@ -16,10 +16,10 @@ import math
 from dataclasses import field
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError
+from regulab.errors import ConfigError
 
 __all__ = ["Check", "_key", "_Section", "number", "choice", "boolean", "string", "optional", "list_of",
-           "number_or_list", "train_size", "label_maps", "layer_count"]
+           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr", "did_you_mean"]
 
 Check = Callable[[str, Any], Any]
 
@@ -121,6 +121,44 @@ def layer_count(key: str, v: Any) -> Any:
     if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         return v
     raise _fail(key, "'all' or a whole number of layers >= 1", v)
+
+
+def size(key: str, v: Any) -> Any:
+    """A side length >= 1, or [height, width]."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return v
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+        return list(v)
+    raise _fail(key, "a size >= 1 or [height, width]", v)
+
+
+def interval(lo: float | None = None, hi: float | None = None) -> Any:
+    """[low, high] with lo <= low <= high (<= hi)."""
+    allowed = ("[low, high] with " + (f"{lo} <= " if lo is not None else "") + "low <= high"
+               + (f" <= {hi}" if hi is not None else ""))
+
+    def check(key: str, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise _fail(key, allowed, v)
+        a, b = (number()(key, x) for x in v)
+        if a > b or (lo is not None and a < lo) or (hi is not None and b > hi):
+            raise _fail(key, allowed, v)
+        return [a, b]
+    return check
+
+
+def snr(key: str, v: Any) -> Any:
+    """A signal-to-noise ratio in dB, or a [low, high] range drawn per example."""
+    if isinstance(v, (list, tuple)):
+        return interval()(key, v)
+    return number()(key, v)
+
+
+def did_you_mean(value: str, options) -> str:
+    """``"; did you mean 'x'?"`` for the closest option (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _key(default: Any, check: Check, doc: str) -> Any:

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import ConfigError, DivergedError, RegulabInputError
+from regulab.errors import ConfigError, DivergedError, RegulabInputError
 
 __all__ = ["main"]
 
@@ -32,13 +32,13 @@ def _summary(run) -> str:
 
 
 def _train(args) -> int:
-    from .config import load_config
-    from .train.run import train
+    from regulab.config.core import load_config
+    from regulab.runs.run import train
     sets = args.set + ([f"train.nproc={args.nproc}"] if args.nproc is not None else [])
     cfg = load_config(args.config, sets)
     progress = False if args.quiet else None
     if args.members is not None:
-        from .regularize.deep_ensemble import train_ensemble
+        from regulab.runs.ensemble import train_ensemble
         ens = train_ensemble(cfg, args.members, bagging=args.bagging, out=args.out, db=args.db,
                              progress=progress)
         r = ens.results
@@ -73,12 +73,14 @@ def _study_table(results: dict) -> str:
 
 
 def _study(args) -> int:
-    from .config import parse_overrides
-    from .study import clinic_path, load_study, run_study
-    from .study.spec import flatten
+    from regulab.config.core import parse_overrides
+    from regulab.studies.spec import clinic_path
+    from regulab.studies.spec import load_study
+    from regulab.studies.study import run_study
+    from regulab.studies.spec import flatten
     spec = load_study(args.study if args.study else clinic_path())
     if args.set:
-        from .config import _apply
+        from regulab.config.core import _apply
         spec.base = _apply(spec.base, flatten(parse_overrides(args.set), "--set"))
     result = run_study(spec, out=args.out, db=args.db, quick=args.quick,
                        progress=False if args.quiet else None)
@@ -96,9 +98,9 @@ def _study(args) -> int:
 
 def _sweep(args) -> int:
     import optuna
-    from .config import parse_overrides
-    from .study.sweep import format_trials, sweep
-    from .study.sweep_spec import load_sweep
+    from regulab.config.core import parse_overrides
+    from regulab.sweeps.worker import format_trials, sweep
+    from regulab.sweeps.spec import load_sweep
     spec = load_sweep(args.sweep, parse_overrides(args.set), trials=args.trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)    # the table below says it all
     result = sweep(spec, out=args.out, db=args.db, progress=False if args.quiet else None)
@@ -114,15 +116,15 @@ def _sweep(args) -> int:
 
 def _report(args) -> int:
     from pathlib import Path
-    from .report import render_report
-    from .study import load_results
+    from regulab.report import render_report
+    from regulab.studies.study import load_results
     path = render_report(load_results(args.study_dir, db=args.db), Path(args.study_dir) / "report.html")
     print(f"report: {path}")
     return 0
 
 
 def _resume(args) -> int:
-    from .train.run import resume
+    from regulab.runs.run import resume
     run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None, nproc=args.nproc)
     if os.environ.get("RANK", "0") == "0":     # under torchrun: once, by rank 0
         print(_summary(run))
@@ -130,14 +132,14 @@ def _resume(args) -> int:
 
 
 def _runs(args) -> int:
-    from .store import RunStore, format_runs_table
+    from regulab.runs.store import RunStore, format_runs_table
     rows = RunStore(args.db).runs(limit=args.limit)
     print(json.dumps(rows, indent=2, default=str) if args.json else format_runs_table(rows))
     return 0
 
 
 def _datasets(args) -> int:
-    from .data.datasets import list_datasets
+    from regulab.data.builtins import list_datasets
     infos = list_datasets()
     width = max(len(i.name) for i in infos)
     for i in infos:
@@ -149,7 +151,7 @@ def _datasets(args) -> int:
 
 
 def _explain(args) -> int:
-    from .explain import explain_backprop
+    from regulab.explain import explain_backprop
     print(explain_backprop(args.spec, args.iterations))
     return 0
 

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import ConfigError
+from regulab.errors import ConfigError
 
 __all__ = ["NOTES_SPEC", "ACTIVATIONS", "load_spec", "validate_spec", "backprop_trace",
            "format_trace", "explain_backprop"]

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regulab.data.datasets import Dataset, did_you_mean
+from regulab.data.dataset import Dataset
+from regulab.checks import did_you_mean
 from regulab.errors import DataError
 
 __all__ = ["read_csv", "read_npz", "read_images", "MAX_AUTO_CLASSES"]

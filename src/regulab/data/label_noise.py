@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import number
-from ..errors import DataError
+from regulab.checks import number
+from regulab.errors import DataError
 
 __all__ = ["flip_labels"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..config import PREPROCESS
+from regulab.config.sections import PREPROCESS
 
 __all__ = ["Preprocessor"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from ..errors import DataError
+from regulab.errors import DataError
 
 __all__ = ["SplitIndices", "split_indices", "fold_indices", "subsample", "kfold"]
 

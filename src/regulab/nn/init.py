@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..config import INIT_SCHEMES
+from regulab.config.sections import INIT_SCHEMES
 
 __all__ = ["init_tensor", "init_weights", "fans", "INIT_SCHEMES"]
 

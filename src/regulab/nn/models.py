@@ -23,9 +23,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig, RegularizationConfig
-from .init import init_weights
-from .layers import DropConnect, Dropout, GaussianNoise, WeightNoise
+from regulab.config.sections import ModelConfig, RegularizationConfig
+from regulab.nn.init import init_weights
+from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
 
 __all__ = ["MLP", "CNN", "LinearModel", "MultiHead", "Pipeline", "Regularizers", "build_model",
            "activation"]

@@ -26,8 +26,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import number
-from .penalties import check_names, find_layers
+from regulab.checks import number
+from regulab.regularize.penalties import check_names, find_layers
 
 __all__ = ["max_norm_", "MaxNorm"]
 

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..config import number
-from ..train.callbacks import Callback
+from regulab.checks import number
+from regulab.callbacks import Callback
 
 if TYPE_CHECKING:
-    from ..train.trainer import Trainer
+    from regulab.engine.trainer import Trainer
 
 __all__ = ["EMA", "EMACallback"]
 

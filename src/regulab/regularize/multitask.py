@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..train.metrics import classification_report
+from regulab.errors import ConfigError
+from regulab.metrics import classification_report
 
 __all__ = ["BUILTIN_TASKS", "Tasks"]
 

@@ -50,8 +50,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import boolean, number
-from ..errors import ConfigError
+from regulab.checks import boolean, number
+from regulab.errors import ConfigError
 
 __all__ = ["selected_parameters", "find_layers", "check_names", "l1_penalty", "l2_penalty", "NormPenalty"]
 

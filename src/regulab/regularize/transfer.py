@@ -42,9 +42,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..config import Config, layer_count, load_config, number
-from ..errors import CheckpointError, ConfigError
-from ..train.checkpoint import load_tensors
+from regulab.config.core import Config, load_config
+from regulab.checks import layer_count, number
+from regulab.errors import CheckpointError, ConfigError
+from regulab.io import load_tensors
 
 __all__ = ["SourceRun", "load_source", "transfer_units", "unit_modules", "canonical",
            "transfer_weights", "freeze_", "param_groups"]

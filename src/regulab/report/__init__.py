@@ -5,6 +5,6 @@
 drawing them; ``render_html(results)`` returns the page as a string.
 """
 
-from .html import Plot, plot_plan, render_html, render_report
+from regulab.report.html import Plot, plot_plan, render_html, render_report
 
 __all__ = ["render_report", "render_html", "plot_plan", "Plot"]

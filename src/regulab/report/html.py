@@ -17,9 +17,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from ..train.checkpoint import atomic_write
-from . import plots
-from .plots import by_rank, init_activations, score_key, score_name
+from regulab.io import atomic_write
+from regulab.report import plots
+from regulab.report.plots import by_rank, init_activations, score_key, score_name
 
 __all__ = ["render_report", "render_html", "plot_plan", "Plot"]
 
@@ -271,7 +271,7 @@ def _table(results: dict[str, Any]) -> str:
 
 def _diagnosis(vs: list[dict[str, Any]]) -> str:
     """Each verdict once: the rule that gives it, the notes' remedies, the variants it fits."""
-    from ..study.diagnose import FLOOR, GAP
+    from regulab.diagnose import FLOOR, GAP
     rules = {"overfit": f"train − validation score &gt; {GAP}",
              "underfit": f"gap ≤ {GAP} and train score &lt; {FLOOR}",
              "good fit": f"gap ≤ {GAP} and train score ≥ {FLOOR}"}

@@ -1,1 +1,0 @@
-"""Preprocessing and augmentation per modality: images, audio, text and video (``[augment.*]``)."""

@@ -1,0 +1,145 @@
+"""Callbacks: small objects the Trainer calls at the start and end of fitting and after each epoch.
+
+A callback that has state (early stopping's best score and patience counter, say) returns
+it from ``state_dict()`` and takes it back in ``load_state_dict()``, so a resumed run
+continues exactly where the killed one stopped -- patience included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from typing import TYPE_CHECKING, Any, ContextManager
+
+import torch
+
+if TYPE_CHECKING:
+    from regulab.engine.trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "improves", "monitor_mode"]
+
+
+class Callback:
+    """Base class: override the hooks you need. ``logs`` holds the epoch's metrics.
+
+    ``on_step_end`` runs after every optimizer step (and after the constraints); the Trainer
+    calls it only on callbacks that override it. ``evaluation_weights`` may return a context
+    manager under which the model is evaluated (EMA swaps in its averaged weights there).
+    """
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer") -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def evaluation_weights(self, trainer: "Trainer") -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for accuracy and R^2, 'min' for losses and errors."""
+    return "max" if monitor.endswith(("acc", "r2")) else "min"
+
+
+def improves(value: float, best: float | None, min_delta: float, mode: str) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (NaN never improves)."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best`` (the default) the weights of the best epoch are put back at the end
+    of fitting, so the final model is the one validation liked most (Prechelt, 1998, "Early
+    stopping -- but when?"). Example::
+
+        >>> stopper = EarlyStopping(monitor="val_loss", patience=10, min_delta=0.0)
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
+                 restore_best: bool = True, mode: str | None = None):
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.restore_best = restore_best
+        self.mode = mode or monitor_mode(monitor)
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.trained_weights: dict[str, torch.Tensor] | None = None  # set while best is restored
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        # fitting again after a restore continues from the weights training reached
+        if self.trained_weights is not None:
+            trainer.model.load_state_dict(self.trained_weights)
+            self.trained_weights = None
+
+    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            raise KeyError(f"early stopping monitors '{self.monitor}', which this run does not log "
+                           f"(it logs {', '.join(logs)})")
+        value = float(logs[self.monitor])
+        if improves(value, self.best, self.min_delta, self.mode):
+            self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
+            if self.restore_best:   # the weights validation saw (an EMA's average, say)
+                with trainer.evaluation_mode():
+                    self.best_weights = {k: v.detach().clone()
+                                         for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = trainer.epoch
+                trainer.stop_training = True
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        if self.restore_best and self.best_weights is not None:
+            self.trained_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights,
+                "trained_weights": self.trained_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
+        self.best_weights = state["best_weights"]
+        self.trained_weights = state.get("trained_weights")
+
+
+class ProgressBar(Callback):
+    """One tqdm bar over the epochs with the latest losses and accuracies; silent off a terminal."""
+
+    KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_r2")
+
+    def __init__(self, enabled: bool | None = None, desc: str = "train"):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.desc = desc
+        self.bar = None
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=trainer.max_epochs, initial=trainer.epoch, desc=self.desc,
+                            unit="epoch", leave=False, dynamic_ncols=True)
+
+    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{logs[k]:.4g}" for k in self.KEYS if k in logs}, refresh=False)
+            self.bar.update(1)
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

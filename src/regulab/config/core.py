@@ -1,0 +1,232 @@
+"""Typed configuration: the one way anything in regulab is configured.
+
+A ``Config`` holds one dataclass per TOML section (``[data]``, ``[model]``, ``[optim]``,
+``[train]``, ...). It is built from a TOML file, a dict, or defaults, plus overrides
+(``--set section.key=value`` on the command line, a dict in Python). Every key is declared
+with a constraint; validation raises ``ConfigError`` with one line that names the key, the
+value received and what is allowed, e.g.::
+
+    config key 'optim.lr' must be a number > 0; got -0.1
+
+Unknown keys get a "did you mean" suggestion. ``to_toml`` writes the fully resolved config,
+which ``load_config`` reads back to an equal ``Config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from regulab.checks import string
+from regulab.config.sections import (SECTIONS, AugmentConfig, DataConfig, EvalConfig, ModelConfig,
+                                     MultitaskConfig, OptimConfig, RegularizationConfig, TrainConfig,
+                                     TransferConfig)
+from regulab.errors import ConfigError
+
+__all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "read_toml", "to_toml"]
+
+
+@dataclass
+class Config:
+    """A whole run's configuration: ``name`` plus one object per section."""
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- building and validating ------------------------------------------------------------------
+
+def _unknown(key: str, options: list[str], where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key.rsplit(".", 1)[-1], options, n=1)
+    extra = f"; did you mean '{hint[0]}'?" if hint else ""
+    return ConfigError(f"unknown config key '{key}'{extra} (keys of {where}: {', '.join(options)})")
+
+
+def _section(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config key '{name}' must be a table (section); got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(f"{name}.{key}", list(fields), f"[{name}]")
+        kwargs[key] = fields[key].metadata["check"](f"{name}.{key}", value)
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config) -> None:
+    split = cfg.data.split
+    if len(split) != 3:
+        raise ConfigError(f"config key 'data.split' must be [train, val, test] (3 fractions); got {split!r}")
+    if abs(sum(split) - 1.0) > 1e-6:
+        raise ConfigError(f"config key 'data.split' must sum to 1; got {split!r} (sum {sum(split):g})")
+    if split[0] <= 0 or split[1] <= 0:
+        raise ConfigError(f"config key 'data.split' needs train and validation fractions > 0; got {split!r}")
+    d = cfg.data
+    if (d.folds is None) != (d.fold is None) or (d.folds is not None and d.fold >= d.folds):
+        raise ConfigError(f"config keys 'data.folds' and 'data.fold' go together, with 0 <= fold < "
+                          f"folds; got folds={d.folds!r}, fold={d.fold!r}")
+    if cfg.model.kind != "linear" and isinstance(cfg.model.dropout, list) \
+            and len(cfg.model.dropout) != len(cfg.model.hidden):
+        raise ConfigError(
+            f"config key 'model.dropout' must have one probability per hidden layer "
+            f"({len(cfg.model.hidden)}); got {cfg.model.dropout!r}")
+    if cfg.train.nproc > cfg.train.batch_size:
+        raise ConfigError(f"config key 'train.nproc' must be <= train.batch_size (each process takes "
+                          f"a share of every batch); got nproc={cfg.train.nproc}, "
+                          f"batch_size={cfg.train.batch_size}")
+    if cfg.model.batchnorm and cfg.train.nproc > 1 and cfg.train.batch_size // cfg.train.nproc < 2:
+        raise ConfigError(f"config key 'train.nproc' must leave each process >= 2 rows of a batch "
+                          f"for batch norm (train.batch_size // nproc); got nproc={cfg.train.nproc}, "
+                          f"batch_size={cfg.train.batch_size}")
+
+
+def _multitask_checks(m: MultitaskConfig) -> None:
+    if len(set(m.tasks)) != len(m.tasks):
+        raise ConfigError(f"config key 'multitask.tasks' must not repeat a task; got {m.tasks!r}")
+    if m.weights is not None and len(m.weights) != len(m.tasks):
+        raise ConfigError(f"config key 'multitask.weights' must have one weight per task "
+                          f"({len(m.tasks)}: {m.tasks!r}); got {m.weights!r}")
+    unused = [g for g in m.groups if g not in m.tasks]
+    if unused:
+        raise ConfigError(f"config key 'multitask.groups' defines {unused!r}, which multitask.tasks "
+                          f"does not list; got tasks {m.tasks!r}")
+
+
+def _transfer_checks(t: TransferConfig) -> None:
+    if t.source is None:
+        changed = [f.name for f in dataclasses.fields(t) if getattr(t, f.name) != f.default]
+        if changed:
+            raise ConfigError(f"config key 'transfer.{changed[0]}' needs transfer.source (the run "
+                              f"to transfer from); got {getattr(t, changed[0])!r} and no source")
+    elif t.freeze and t.lr is not None:
+        raise ConfigError(f"config key 'transfer.lr' is for fine-tuning; got {t.lr!r} with "
+                          "transfer.freeze = true (frozen layers do not learn)")
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Validate a nested dict (as read from TOML) into a ``Config``."""
+    kwargs: dict[str, Any] = {}
+    options = ["name", *SECTIONS, "augment"]
+    for key, value in raw.items():
+        if key == "name":
+            kwargs["name"] = string("name", value)
+        elif key == "augment":
+            kwargs[key] = AugmentConfig.from_tables(value, _section)
+        elif key in SECTIONS:
+            kwargs[key] = _section(key, SECTIONS[key], value)
+        else:
+            raise _unknown(key, options, "the top level")
+    cfg = Config(**kwargs)
+    _cross_checks(cfg)
+    _multitask_checks(cfg.multitask)
+    _transfer_checks(cfg.transfer)
+    return cfg
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (``0.3``, ``[64, 64]``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """``["model.dropout=0.3"]`` or ``{"model.dropout": 0.3}`` -> ``{"model.dropout": 0.3}``."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value; got {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _copy(raw: Any) -> Any:
+    return {k: _copy(v) for k, v in raw.items()} if isinstance(raw, Mapping) else raw
+
+
+def _apply(raw: dict, overrides: Mapping[str, Any]) -> dict:
+    raw = _copy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if len(parts) == 1 and parts[0] == "name":
+            raw["name"] = value
+        elif len(parts) == 2 or (len(parts) == 3 and parts[0] == "augment"):
+            table = raw
+            for name in parts[:-1]:     # [augment] holds one table per modality
+                table = table.setdefault(name, {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"config key '{name}' must be a table (section); got {table!r}")
+            table[parts[-1]] = value
+        else:
+            raise ConfigError(f"--set key must look like section.key (or augment.image.key); got '{dotted}'")
+    return raw
+
+
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Any] | list[str] | None = None) -> Config:
+    """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
+    raw = read_toml(path) if path is not None else {}
+    return config_from_dict(_apply(raw, parse_overrides(overrides)))
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """A TOML file as a dict; a missing, unreadable or invalid file is a ``ConfigError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{what} '{path}' is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} '{path}' is not UTF-8 text") from None
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)   # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):     # an inline table; quoted keys are always valid
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML; keys left unset (None) are omitted."""
+    d = cfg.to_dict()
+    lines = [f"name = {_toml_value(d.pop('name'))}"]
+    tables = [(s, v) for s, v in d.items() if s != "augment"]
+    tables += [(f"augment.{s}", v) for s, v in d["augment"].items()]
+    for section, values in tables:
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"

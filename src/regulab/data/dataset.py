@@ -1,0 +1,58 @@
+"""``Dataset``: arrays plus what training needs to know about them.
+
+Arrays: ``X`` is float32 ``(N, *sample_shape)`` -- images as ``(N, C, H, W)`` in [0, 1]
+(texts: an object array of strings until their features are computed); classification ``y``
+is int64 labels ``0..C-1`` of shape ``(N,)``; regression ``y`` is float32 ``(N, k)``.
+``X``/``y`` is the pool that a run splits into train/validation (and test); ``X_test``/
+``y_test`` is the data set's own test set when it has one, which is then kept as THE test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from regulab.errors import DataError
+
+__all__ = ["Dataset", "TASKS"]
+
+TASKS = ("auto", "classification", "regression")
+
+
+@dataclass
+class Dataset:
+    """Arrays plus what the trainer needs to know about them (task, class names, test set)."""
+
+    name: str
+    X: np.ndarray = field(repr=False)  # float32 (N, *sample_shape)
+    y: np.ndarray = field(repr=False)  # int64 (N,) or float32 (N, k)
+    task: str
+    classes: list[str] | None
+    X_test: np.ndarray | None = field(default=None, repr=False)
+    y_test: np.ndarray | None = field(default=None, repr=False)
+    description: str = ""
+    feature_names: list[str] | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS[1:]:
+            raise DataError(f"Dataset.task: got {self.task!r}; allowed: classification, regression")
+        if len(self.X) != len(self.y):
+            raise DataError(f"Dataset '{self.name}': X has {len(self.X)} samples but y has {len(self.y)}")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes; 0 for regression."""
+        return len(self.classes) if self.task == "classification" and self.classes else 0
+
+    @property
+    def sample_shape(self) -> tuple:
+        """Shape of one sample, e.g. ``(1, 28, 28)`` or ``(40,)``."""
+        return tuple(self.X.shape[1:])
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the network's output: num_classes, or the regression target width."""
+        if self.task == "classification":
+            return self.num_classes
+        return 1 if self.y.ndim == 1 else int(self.y.shape[1])

@@ -1,0 +1,1 @@
+"""Population training: K networks of one architecture as one batched model."""

@@ -1,0 +1,430 @@
+"""K networks of one architecture as one: stacked weights and batched matrix products.
+
+A population of K MLPs (or softmax regressions) with the same layer sizes is held as one
+tensor per parameter -- ``W: (K, out, in)``, ``b: (K, out)`` -- and each layer of the forward
+pass is one batched matrix product for all members, ``h_k <- h_k W_k^T + b_k``
+(``torch.baddbmm``). The objective is the sum of the members' losses; member k's loss depends
+only on member k's weights, so one backward pass gives every member its own gradient,
+
+    d(sum_j L_j) / d W_k = d L_k / d W_k,
+
+and the optimizer's update is elementwise, so ``StackedOptimizer`` applies each member's own
+rule (its learning rate, weight decay, betas) to its slice.
+
+Exactness. Each member keeps its own drop probabilities, noise levels and ``torch.Generator``
+(the one its run would use) and draws from it in the order and shapes its network alone would:
+per training step, layer by layer, a mask ``rand((B, F)) >= p`` per dropout layer, a
+``randn((B, F))`` per noise layer, a ``randn(W.shape)`` per noisy weight. So a member's masks,
+noise and updates are those of a separate run; only the matmuls' summation order differs, so
+the two agree to float rounding (tests/test_population.py compares them).
+
+Speed. Per step, the work of K small networks costs one batched kernel per layer instead of K
+launches. All parameters live in one flat buffer (``FlatParams``: parameter i of every member
+side by side, ``(K, *shape_i)``), and so do their gradients, so an optimizer step is a dozen
+elementwise kernels over one tensor, whatever the number of layers and members. The dropout
+masks of members that draw only uniforms (no Gaussian noise) are drawn for a block of steps
+at once (``predraw``): on the CPU, ``rand(n)`` then ``rand(m)`` from one generator equals
+``rand(n + m)`` split, so this changes no value.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from regulab.nn.layers import Dropout, GaussianNoise, WeightNoise
+
+__all__ = ["Unsupported", "FlatParams", "StackedNet", "StackedOptimizer"]
+
+_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
+_STOCHASTIC = ("noise", "dropout")     # their order inside a slot (as the model builder adds them)
+
+
+class Unsupported(ValueError):
+    """The networks (or optimizers) cannot be trained as one population; says why."""
+
+
+@dataclass(eq=False)
+class _Op:
+    """One step of the stacked forward pass."""
+    kind: str                       # flatten | act | linear | noise | dropout
+    module: nn.Module | None = None                 # act: the activation
+    weight: int = -1                                # linear: index of W in params
+    bias: int | None = None                         # linear: index of b (None: no bias)
+    members: list[int] = field(default_factory=list)    # members that draw (value > 0)
+    width: int = 0                                  # dropout/noise: features per example
+    mode: str = "inverted"                          # dropout
+    offset: int = 0                                 # dropout: where its uniforms start in a step
+    value: Tensor | None = None                     # (K, 1, 1) float32: p, noise std, weight std
+    scale: Tensor | None = None                     # dropout: (K, 1, 1), a kept unit's factor
+
+
+def _tokens(net: nn.Module) -> list[tuple]:
+    """A member's layers as (kind, ...) tuples, or ``Unsupported`` naming the first other layer."""
+    out = []
+    for name, m in net.named_children():
+        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
+            out.append(("flatten",))
+        elif isinstance(m, WeightNoise) and type(m.layer) is nn.Linear:
+            out.append(("linear", m.layer, m.std))
+        elif type(m) is nn.Linear:
+            out.append(("linear", m, 0.0))
+        elif isinstance(m, _ACTIVATIONS):
+            out.append(("act", m))
+        elif isinstance(m, GaussianNoise):
+            out.append(("noise", m.std))
+        elif isinstance(m, Dropout):
+            out.append(("dropout", m.drop_prob, m.mode))
+        else:
+            raise Unsupported(f"layer '{name}' ({type(m).__name__}) has no stacked form")
+    return out
+
+
+def _signature(token: tuple) -> tuple:
+    if token[0] == "linear":
+        layer = token[1]
+        return ("linear", tuple(layer.weight.shape), layer.bias is not None)
+    if token[0] == "act":
+        return ("act", repr(token[1]))
+    return token
+
+
+def _slots(tokens: list[tuple]) -> tuple[list[tuple], list[dict[str, tuple]]]:
+    """(skeleton, stochastic layers before each skeleton layer and after the last)."""
+    skeleton, slots = [], [{}]
+    for t in tokens:
+        if t[0] in _STOCHASTIC:
+            slot = slots[-1]
+            if t[0] in slot or any(_STOCHASTIC.index(k) > _STOCHASTIC.index(t[0]) for k in slot):
+                raise Unsupported(f"{t[0]} layers in an order the stacked network does not follow")
+            slot[t[0]] = t
+        else:
+            skeleton.append(t)
+            slots.append({})
+    return skeleton, slots
+
+
+class StackedNet:
+    """The members' networks ``nets`` (same layer sizes) as stacked leaf tensors ``params``.
+
+    ``generators[k]`` is member k's noise generator (its dropout masks and noise). Members may
+    differ in drop probabilities (0 included), noise stds and weight noise; anything else that
+    differs, or a layer other than flatten/linear/activation/dropout/noise, is ``Unsupported``.
+    ``active[k] = False`` stops member k drawing (a member that stopped or diverged).
+    """
+
+    def __init__(self, nets: Sequence[nn.Module], generators: Sequence[torch.Generator]):
+        self.K = len(nets)
+        parsed = [_slots(_tokens(net)) for net in nets]
+        skeleton = parsed[0][0]
+        for k, (skel, _) in enumerate(parsed):
+            if [_signature(t) for t in skel] != [_signature(t) for t in skeleton]:
+                raise Unsupported(f"member {k}'s layers differ from member 0's")
+        members_params = [list(net.parameters()) for net in nets]
+        index = {id(p): i for i, p in enumerate(members_params[0])}
+        self.member_params = members_params
+        device = members_params[0][0].device
+        self.flat = FlatParams(members_params)
+        self.params = self.flat.params
+        self.generators = list(generators)
+        self.active = [True] * self.K
+        self.ops: list[_Op] = []
+        self._masks: dict[int, Tensor] | None = None    # predrawn: id(op) -> (steps, K, B * F)
+        self._slow: dict[int, list[int]] = {}          # predrawn: id(op) -> members drawing per step
+        width = next(t[1].in_features for t in skeleton if t[0] == "linear") \
+            if any(t[0] == "linear" for t in skeleton) else 0
+        used = set()
+        for i in range(len(skeleton) + 1):
+            for kind in _STOCHASTIC:
+                values = [(slots[i][kind][1] if kind in slots[i] else 0.0) for _, slots in parsed]
+                if any(values):
+                    modes = {slots[i][kind][2] for _, slots in parsed if kind in slots[i]} \
+                        if kind == "dropout" else {"inverted"}
+                    if len(modes) > 1:
+                        raise Unsupported("members mix inverted and classic dropout")
+                    self.ops.append(self._stochastic(kind, values, width, modes.pop(), device))
+            if i == len(skeleton):
+                break
+            t = skeleton[i]
+            if t[0] == "linear":
+                layer = t[1]
+                w, b = index[id(layer.weight)], (index[id(layer.bias)] if layer.bias is not None else None)
+                used.update({w, b} - {None})
+                stds = [p[0][i][2] for p in parsed]
+                op = _Op("linear", weight=w, bias=b, members=[k for k, s in enumerate(stds) if s > 0],
+                         value=_column(stds, device))
+                self.ops.append(op)
+                width = layer.out_features
+            else:
+                self.ops.append(_Op(t[0], module=t[1] if t[0] == "act" else None))
+        if used != set(range(len(self.params))):
+            raise Unsupported("the networks have parameters outside their linear layers")
+
+    @staticmethod
+    def _stochastic(kind: str, values: list[float], width: int, mode: str, device) -> _Op:
+        op = _Op(kind, members=[k for k, v in enumerate(values) if v > 0], width=width, mode=mode,
+                 value=_column(values, device))
+        if kind == "dropout":   # inverted: y = m * x / (1 - p); classic: y = m * x
+            op.scale = _column([1.0 / (1.0 - v) if mode == "inverted" else 1.0 for v in values], device)
+        return op
+
+    # -- randomness ------------------------------------------------------------------------
+
+    def _draw(self, op: _Op, shape: tuple, normal: bool, like: Tensor) -> Tensor:
+        """(K, *shape): member k's draw from its generator, zeros for members that do not draw."""
+        rows = []
+        for k in range(self.K):
+            if k in op.members and self.active[k]:
+                fn = torch.randn if normal else torch.rand
+                rows.append(fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype))
+            else:
+                rows.append(torch.zeros(shape, device=like.device, dtype=like.dtype))
+        return torch.stack(rows)
+
+    def _uniform_only(self, k: int) -> bool:
+        return all(k not in op.members for op in self.ops if op.kind in ("noise", "linear"))
+
+    @staticmethod
+    def _mask(u: Tensor, value: Tensor, scale: Tensor) -> Tensor:
+        """Kept units' factors from uniforms ``u``: ``(u >= p) / (1 - p)`` (inverted) or ``u >= p``."""
+        return (u >= value) * scale
+
+    def predraw(self, batch: int, steps: int, dtype=torch.float32) -> None:
+        """Draw the dropout masks of the next ``steps`` full steps of ``batch`` examples, for
+        the members whose only draws are dropout masks (see the module docstring); the forward
+        passes of those steps then take their ``step`` (0, 1, ...) instead of drawing. Members
+        draw in parallel threads (each from its own generator; torch releases the GIL)."""
+        drops = [op for op in self.ops if op.kind == "dropout"]
+        device = self.flat.data.device
+        fast = [k for k in range(self.K) if self.active[k] and self._uniform_only(k)
+                and any(k in op.members for op in drops)]
+        self._masks = None
+        if device.type != "cpu" or not fast:
+            return
+        masks = {id(op): torch.empty(steps, self.K, batch * op.width, dtype=dtype) for op in drops}
+        for op in drops:        # members that draw no mask here (or draw it per step) keep all
+            idle = [k for k in range(self.K) if k not in fast or k not in op.members]
+            masks[id(op)][:, idle] = 1.0
+
+        def draw(k: int) -> None:   # member k's stream: per step, its masks layer by layer
+            mine = [op for op in drops if k in op.members]
+            u = torch.rand(steps * sum(batch * op.width for op in mine),
+                           generator=self.generators[k], dtype=dtype).view(steps, -1)
+            start = 0
+            for op in mine:
+                part = u[:, start:start + batch * op.width]
+                masks[id(op)][:, k] = self._mask(part, op.value[k, 0], op.scale[k, 0])
+                start += batch * op.width
+        list(_pool().map(draw, fast))
+        self._masks = masks
+        self._slow = {id(op): [k for k in op.members if self.active[k] and k not in fast] for op in drops}
+
+    def _dropout_mask(self, op: _Op, x: Tensor, step: int | None) -> Tensor:
+        """(K, B, F) factors of this step's dropout ``op``: predrawn, or drawn now."""
+        B = x.shape[1]
+        if step is None or self._masks is None:
+            return self._mask(self._draw(op, (B, op.width), False, x), op.value, op.scale)
+        mask = self._masks[id(op)][step].view(self.K, B, op.width)
+        slow = self._slow[id(op)]
+        if slow:
+            mask = mask.clone()
+            for k in slow:
+                u = torch.rand((B, op.width), generator=self.generators[k], device=x.device, dtype=x.dtype)
+                mask[k] = self._mask(u, op.value[k], op.scale[k])
+        return mask
+
+    # -- the forward pass -------------------------------------------------------------------
+
+    def forward(self, x: Tensor, training: bool, step: int | None = None) -> Tensor:
+        """``x: (K, B, *sample)``, member k's examples in ``x[k]`` -> ``(K, B, out)``.
+        ``training``: draw masks and noise; else the inference rules (classic dropout scales).
+        ``step``: index of this step in the block ``predraw`` prepared, if any."""
+        h = x
+        for op in self.ops:
+            if op.kind == "flatten":
+                h = h.flatten(2)
+            elif op.kind == "act":
+                h = op.module(h)
+            elif op.kind == "linear":
+                w = self.params[op.weight]                                  # (K, out, in)
+                if training and any(self.active[k] for k in op.members):
+                    w = w + op.value * self._draw(op, tuple(w.shape[1:]), True, w)
+                wt = w.transpose(1, 2)
+                h = torch.bmm(h, wt) if op.bias is None else \
+                    torch.baddbmm(self.params[op.bias].unsqueeze(1), h, wt)   # (K, B, out)
+            elif op.kind == "noise":
+                if training:
+                    h = h + op.value * self._draw(op, (h.shape[1], op.width), True, h)
+            elif training:                                                   # dropout
+                h = h * self._dropout_mask(op, h, step)
+            elif op.mode == "classic":                                       # y = (1 - p) x
+                h = h * (1 - op.value)
+        return h
+
+    @torch.no_grad()
+    def write_back(self, k: int) -> None:
+        """Copy member k's slices into its own network's parameters."""
+        for stacked, own in zip(self.params, self.member_params[k]):
+            own.copy_(stacked[k])
+
+
+class FlatParams:
+    """The parameters of K members in one flat buffer ``data``, gradients in ``grad``.
+
+    Parameter i of all members is the contiguous view ``params[i]: (K, *shape_i)`` of ``data``
+    (a leaf that requires grad, its ``.grad`` the same view of ``grad``, so backward adds into
+    ``grad`` in place); ``member[j]`` is the member that element j of ``data`` belongs to.
+    ``members[k]`` lists member k's own tensors, whose values the buffer starts from.
+    """
+
+    def __init__(self, members: Sequence[Sequence[Tensor]]):
+        K, first = len(members), members[0]
+        sizes = [p.numel() for p in first]
+        like = first[0]
+        self.data = torch.empty(K * sum(sizes), dtype=like.dtype, device=like.device)
+        self.grad = torch.zeros_like(self.data)
+        self.member = torch.cat([torch.arange(K, device=like.device).repeat_interleave(n) for n in sizes])
+        self.params: list[Tensor] = []
+        start = 0
+        for i, (p0, n) in enumerate(zip(first, sizes)):
+            view = self.data[start:start + K * n].view(K, *p0.shape)
+            with torch.no_grad():
+                view.copy_(torch.stack([ps[i].detach() for ps in members]))
+            view.requires_grad_()
+            view.grad = self.grad[start:start + K * n].view(K, *p0.shape)
+            self.params.append(view)
+            start += K * n
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def per_element(self, values: Tensor) -> Tensor:
+        """(K,) per-member values -> (numel,) one per element of ``data``."""
+        return values.to(self.data.device, self.data.dtype)[self.member]
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="regulab-rng")
+
+
+def _column(values: Sequence[float], device) -> Tensor:
+    """(K, 1, 1) float32, each value rounded from double as a Python scalar operand would be."""
+    return torch.tensor(list(values), dtype=torch.float32, device=device).view(-1, 1, 1)
+
+
+class StackedOptimizer:
+    """The members' ``torch.optim`` optimizers applied to ``FlatParams``, each member's rule to
+    its own elements.
+
+    Supported: SGD (with momentum and Nesterov), Adam, AdamW and RMSprop, one parameter group
+    each, all members the same class with the same betas, eps, momentum and alpha; the
+    learning rate and the weight decay may differ per member. The updates are torch's
+    single-tensor forms (``torch/optim/{sgd,adam,rmsprop}.py``), with g the gradient, t the step:
+
+    * SGD: ``g += wd w``; momentum ``b = g`` (first step), then ``b = mu b + g``; ``w -= lr b``
+      (Nesterov: ``w -= lr (g + mu b)``);
+    * Adam: ``g += wd w`` (AdamW instead ``w *= 1 - lr wd``); ``m = lerp(m, g, 1 - beta1)``,
+      ``v = beta2 v + (1 - beta2) g^2``; ``w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 -
+      beta2^t) + eps)``;
+    * RMSprop: ``g += wd w``; ``s = alpha s + (1 - alpha) g^2``; ``w -= lr g / (sqrt(s) + eps)``.
+
+    ``l1``, ``l2`` (per element of ``flat.data``, 0 where not penalized) add the gradient of a
+    norm penalty ``l1 * sum |w| + l2 * sum w^2`` first, ``g += l1 sign(w) + 2 l2 w``, as if the
+    penalty were in the loss (``NormPenalty``), without a backward pass through it.
+
+    ``export`` puts member k's state into its own optimizer, in the layout ``state_dict`` saves,
+    so a member's checkpoint resumes as a separate run.
+    """
+
+    def __init__(self, flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer],
+                 l1: Tensor | None = None, l2: Tensor | None = None):
+        kinds = {self._kind(o) for o in optimizers}
+        if len(kinds) != 1:
+            raise Unsupported(f"members' optimizers differ in more than lr and weight decay: "
+                              f"{sorted(map(str, kinds))}")
+        self.kind = kinds.pop()
+        self.flat = flat
+        groups = [o.param_groups[0] for o in optimizers]
+        self.hyper = {k: v for k, v in groups[0].items() if k in ("betas", "eps", "momentum", "alpha")}
+        lr, wd = (torch.tensor([float(g[k]) for g in groups], dtype=torch.float64) for k in ("lr", "weight_decay"))
+        self.lr, self.wd = flat.per_element(lr), flat.per_element(wd)      # (numel,)
+        self.decay = flat.per_element(1 - lr * wd)                         # AdamW's factor
+        self.has_wd = bool((wd != 0).any())
+        names = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}.get(self.kind[0], ())
+        if self.kind[:2] == ("sgd", True):
+            names = ("momentum_buffer",)
+        self.state = {name: torch.zeros_like(flat.data) for name in names}
+        self.l1, self.l2 = l1, (2 * l2 if l2 is not None else None)
+        self.t = 0
+
+    @staticmethod
+    def _kind(o: torch.optim.Optimizer) -> tuple:
+        if len(o.param_groups) != 1:
+            raise Unsupported("an optimizer with several parameter groups")
+        g = o.param_groups[0]
+        if type(o) is torch.optim.SGD and not g["dampening"]:
+            return ("sgd", g["momentum"] > 0, bool(g["nesterov"]), g["momentum"])
+        if type(o) in (torch.optim.Adam, torch.optim.AdamW) and not g["amsgrad"] and not g["maximize"]:
+            return ("adam", type(o) is torch.optim.AdamW or bool(g.get("decoupled_weight_decay")),
+                    tuple(g["betas"]), g["eps"])
+        if type(o) is torch.optim.RMSprop and not g["centered"] and not g["momentum"]:
+            return ("rmsprop", g["alpha"], g["eps"])
+        raise Unsupported(f"optimizer {type(o).__name__} with these options has no stacked form")
+
+    def zero_grad(self) -> None:
+        self.flat.zero_grad()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        w, g, h = self.flat.data, self.flat.grad, self.hyper
+        kind = self.kind[0]
+        if self.l2 is not None:
+            g = g.addcmul(self.l2, w)                          # d(l2 w^2)/dw = 2 l2 w
+        if self.l1 is not None:
+            g = g.addcmul(self.l1, w.sign())                   # d(l1 |w|)/dw = l1 sign(w)
+        if kind == "adam" and self.kind[1]:
+            w.mul_(self.decay)                                 # AdamW: decoupled decay
+        elif self.has_wd:
+            g = g.addcmul(self.wd, w)                          # the gradient of wd/2 * w^2
+        if kind == "adam":
+            (beta1, beta2), m, v = h["betas"], self.state["exp_avg"], self.state["exp_avg_sq"]
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = v.sqrt().div_((1 - beta2 ** self.t) ** 0.5).add_(h["eps"])
+            w.addcdiv_(m * self.lr, denom, value=-1 / (1 - beta1 ** self.t))
+        elif kind == "rmsprop":
+            s = self.state["square_avg"]
+            s.mul_(h["alpha"]).addcmul_(g, g, value=1 - h["alpha"])
+            w.addcdiv_(g * self.lr, s.sqrt().add_(h["eps"]), value=-1)
+        else:
+            if self.kind[1]:                                   # momentum: b <- mu b + g
+                b = self.state["momentum_buffer"]
+                if self.t == 1:
+                    b.copy_(g)
+                else:
+                    b.mul_(h["momentum"]).add_(g)
+                g = g.add(b, alpha=h["momentum"]) if self.kind[2] else b
+            w.addcmul_(g, self.lr, value=-1)
+
+    @torch.no_grad()
+    def export(self, k: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        """Member k's state into ``optimizer`` (over ``params``, its network's parameters)."""
+        for i, p in enumerate(params):
+            own = {name: self._view(t, i)[k].clone() for name, t in self.state.items()}
+            if self.kind[0] in ("adam", "rmsprop"):
+                own["step"] = torch.tensor(float(self.t))
+            if own:
+                optimizer.state[p] = own
+
+    def _view(self, t: Tensor, i: int) -> Tensor:
+        """Parameter i's part of a buffer shaped like ``flat.data``, as (K, *shape_i)."""
+        p = self.flat.params[i]
+        offset = p.storage_offset() - self.flat.data.storage_offset()
+        return t[offset:offset + p.numel()].view(p.shape)

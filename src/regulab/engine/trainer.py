@@ -1,0 +1,313 @@
+"""The training loop: loss (+ penalties) -> backward -> optimizer step, epoch by epoch.
+
+Each epoch: ``model.train()``, one pass over the shuffled minibatches, then
+``model.eval()`` and an evaluation of the validation split under ``torch.no_grad()``.
+Training metrics are running averages over the epoch's minibatches (as Keras reports
+them), kept as device tensors so the loop never waits on the device mid-epoch.
+
+NaN/Inf guard: each step's loss is kept on the device; at the end of the epoch one check
+finds the first non-finite one and raises ``DivergedError`` naming the epoch and step
+*before* any callback runs, so the last checkpoint written stays the last good one.
+
+Everything a resumed run needs -- weights, optimizer state, generator states, callback
+state, history, epoch and step -- is in ``state_dict()``; ``load_state_dict()`` puts it
+back, and ``fit`` continues from ``self.epoch`` to give the same result as a run that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from regulab.errors import DivergedError
+from regulab.nn.layers import set_generator
+from regulab.callbacks import Callback
+
+__all__ = ["Trainer", "loss_function", "divergence"]
+
+Penalty = Callable[[nn.Module], Tensor]
+Constraint = Callable[[nn.Module], None]
+
+
+def loss_function(name: str, label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
+    """Mean loss over the batch: ``cross_entropy`` (logits, int labels), ``bce`` (one logit per
+    example, 0/1 labels) or ``mse``."""
+    if name == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, label_smoothing=label_smoothing)
+    if name == "bce":
+        return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
+    if name == "mse":
+        return lambda out, y: F.mse_loss(out, y)
+    raise ValueError(f"loss must be cross_entropy, bce or mse; got {name!r}")
+
+
+def divergence(total: Tensor, epoch: int, steps_before: int) -> DivergedError | None:
+    """The ``DivergedError`` of the first non-finite value in one epoch's per-step objective
+    ``total`` (steps numbered from ``steps_before + 1``), or None when all are finite."""
+    finite = torch.isfinite(total)
+    if bool(finite.all()):
+        return None
+    bad = int((~finite).nonzero()[0])
+    return DivergedError(epoch, steps_before + bad + 1, float(total[bad]))
+
+
+class Trainer:
+    """Fit ``model`` with ``optimizer`` on a ``TensorLoader``; see the module docstring.
+
+    ``task`` is "classification" (logs loss and accuracy) or "regression" (loss, MSE, R^2).
+    ``penalties`` are callables ``model -> scalar`` added to the data loss and logged
+    separately. ``constraints`` are callables ``model -> None`` applied, without gradient,
+    after every optimizer step (max-norm). ``generators`` names every ``torch.Generator`` the run draws from (the
+    loader's shuffling, the dropout masks under "noise"); their states are checkpointed.
+    ``tasks`` (a ``regulab.regularize.multitask.Tasks``) makes it a multi-task trainer: the
+    model's output holds the heads side by side, targets are ``(N, heads)``, the loss is their
+    weighted sum (which replaces ``loss_fn``), and each head's loss and accuracy is logged.
+    ``data_parallel`` (a ``regulab.train.distributed.DataParallel``, set after construction)
+    makes this process one rank of a data-parallel run: it trains on its shard of each batch.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 loss_fn: Callable[[Tensor, Tensor], Tensor], *, task: str = "classification",
+                 binary: bool = False, penalties: Sequence[Penalty] = (),
+                 constraints: Sequence[Constraint] = (), callbacks: Sequence[Callback] = (),
+                 generators: Mapping[str, torch.Generator] | None = None,
+                 eval_batch_size: int = 1024, tasks: Any = None):
+        self.tasks = tasks
+        if tasks is not None:
+            loss_fn = tasks.loss
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.task, self.binary = task, binary
+        self.penalties = list(penalties)
+        self.constraints = list(constraints)
+        self.callbacks = list(callbacks)
+        self.generators = dict(generators or {})
+        if "noise" in self.generators:
+            set_generator(model, self.generators["noise"])
+        self.eval_batch_size = eval_batch_size
+        self.data_parallel: Any = None
+        self.epoch = 0          # epochs completed
+        self.step = 0           # optimizer steps taken
+        self.max_epochs = 0
+        self.stop_training = False
+        self.history: list[dict[str, float]] = []
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def _hits(self, out: Tensor, y: Tensor) -> Tensor:
+        """Per batch: correct predictions (classification; per head with ``tasks``) or summed
+        squared error (regression)."""
+        if self.tasks is not None:
+            return self.tasks.hits(out, y)
+        if self.task == "regression":
+            return (out - y).pow(2).sum()
+        pred = (out.squeeze(1) > 0).long() if self.binary else out.argmax(1)
+        return (pred == y.long()).sum()
+
+    def _losses(self, out: Tensor, y: Tensor, log_probs: bool = False) -> tuple[Tensor, Tensor]:
+        """(objective, logged loss): the same scalar, or the weighted sum and per-head ``(H,)``.
+        ``log_probs``: ``out`` holds log-probabilities, scored by their negative log-likelihood."""
+        if self.tasks is not None:
+            parts = self.tasks.losses(out, y, log_probs)
+            return parts @ self.tasks.weights.to(parts.device, parts.dtype), parts
+        loss = F.nll_loss(out, y) if log_probs else self.loss_fn(out, y)
+        return loss, loss
+
+    def _summarize(self, prefix: str, loss_sum: Tensor, hits: Tensor, n: int,
+                   y: Tensor) -> dict[str, float]:
+        if self.tasks is not None:
+            return self.tasks.summarize(prefix, loss_sum, hits, n)
+        logs = {f"{prefix}_loss": float(loss_sum) / n}
+        if self.task == "regression":
+            # R^2 = 1 - MSE / Var(y), pooled over outputs (sklearn's 'variance_weighted')
+            mse = float(hits) / (n * y[0].numel())
+            var = float((y - y.mean(0)).pow(2).mean())
+            logs[f"{prefix}_mse"] = mse
+            logs[f"{prefix}_r2"] = 1.0 - mse / var if var > 0 else float("nan")
+        else:
+            logs[f"{prefix}_acc"] = float(hits) / n
+        return logs
+
+    def scores(self, out: Tensor, y: Tensor, prefix: str, log_probs: bool = False) -> dict[str, float]:
+        """Loss and accuracy (or MSE and R^2) of outputs ``out`` for targets ``y``; with
+        ``log_probs`` the outputs are log-probabilities and the loss their negative log-likelihood."""
+        _, loss = self._losses(out, y, log_probs)
+        return self._summarize(prefix, loss * len(y), self._hits(out, y), len(y), y)
+
+    @contextlib.contextmanager
+    def evaluation_mode(self) -> Iterator[None]:
+        """``model.eval()`` under the callbacks' evaluation weights; the previous mode after."""
+        was_training = self.model.training
+        with contextlib.ExitStack() as stack:
+            for cb in self.callbacks:
+                stack.enter_context(cb.evaluation_weights(self))
+            self.model.eval()
+            try:
+                yield
+            finally:
+                self.model.train(was_training)
+
+    @torch.no_grad()
+    def evaluate(self, X: Tensor, y: Tensor, prefix: str = "val") -> dict[str, float]:
+        """Loss and accuracy (or MSE and R^2) of the model in eval mode on ``X``, ``y``."""
+        with self.evaluation_mode():
+            return self._evaluate(X, y, prefix)
+
+    def _evaluate(self, X: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
+        loss_sum = torch.zeros((), device=X.device)
+        hits = torch.zeros((), device=X.device)
+        for i in range(0, len(X), self.eval_batch_size):
+            xb, yb = X[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
+            out = self.model(xb)
+            loss_sum = loss_sum + self._losses(out, yb)[1] * len(xb)
+            hits = hits + self._hits(out, yb)
+        return self._summarize(prefix, loss_sum, hits, len(X), y)
+
+    @torch.no_grad()
+    def predict(self, X: Tensor) -> Tensor:
+        """The model's outputs on ``X`` in eval mode, in evaluation-sized batches."""
+        with self.evaluation_mode():
+            return torch.cat([self.model(X[i:i + self.eval_batch_size])
+                              for i in range(0, len(X), self.eval_batch_size)])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _train_epoch(self, loader) -> dict[str, float]:
+        self.model.train()
+        device = loader.X.device
+        dp = self.data_parallel
+        if dp is not None:
+            dp.start_epoch(self.epoch)
+        # per-step values stay on the device; they are reduced once, after the last step
+        losses: list[Tensor] = []       # the objective
+        parts: list[Tensor] = []        # multi-task: each head's loss
+        penalties: list[Tensor] = []
+        hits: list[Tensor] = []
+        sizes: list[int] = []
+        step_callbacks = [cb for cb in self.callbacks
+                          if type(cb).on_step_end is not Callback.on_step_end]
+        for xb, yb in loader:
+            if dp is not None:      # this rank's rows of the global batch
+                xb, yb, share = dp.shard(xb, yb)
+            out = self.model(xb)
+            loss, logged = self._losses(out, yb)
+            penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
+            self.optimizer.zero_grad(set_to_none=True)
+            if dp is None:
+                (loss if penalty is None else loss + penalty).backward()
+            else:
+                dp.backward(self.model, loss, share, penalty)
+            self.optimizer.step()
+            self.step += 1
+            if self.constraints:
+                with torch.no_grad():
+                    for constrain in self.constraints:
+                        constrain(self.model)
+            for cb in step_callbacks:
+                cb.on_step_end(self)
+            losses.append(loss.detach())
+            if logged is not loss:
+                parts.append(logged.detach())
+            if penalty is not None:
+                penalties.append(penalty.detach())
+            hits.append(self._hits(out.detach(), yb))
+            sizes.append(len(xb))
+        loss_t = torch.stack(losses)
+        parts_t = torch.stack(parts) if parts else None     # (steps, heads)
+        hits_t = torch.stack(hits).sum(0)
+        if dp is not None:      # the global batches', the same on every rank
+            loss_t, parts_t, hits_t, sizes = dp.gather_epoch(loss_t, parts_t, hits_t, sizes)
+        penalty_t = torch.stack(penalties) if penalties else torch.zeros_like(loss_t)
+        total = loss_t + penalty_t
+        error = divergence(total, self.epoch + 1, self.step - len(losses))
+        if error is not None:
+            raise error
+        weights = torch.tensor(sizes, dtype=loss_t.dtype, device=device)
+        loss_sum = (parts_t.T if parts_t is not None else loss_t) @ weights
+        logs = self._summarize("train", loss_sum, hits_t, sum(sizes), loader.y)
+        logs["penalty"] = float(penalty_t.mean())
+        return logs
+
+    def fit(self, train_loader, val: tuple[Tensor, Tensor] | None = None,
+            epochs: int = 1) -> list[dict[str, float]]:
+        """Train until ``epochs`` epochs are done (counting those before a resume) or a callback
+        stops it; returns the history, one dict of metrics per epoch."""
+        self.begin_fit(epochs)
+        try:
+            while self.epoch < epochs and not self.stop_training:
+                start = time.perf_counter()
+                logs = self._train_epoch(train_loader)
+                if val is not None:
+                    logs.update(self.evaluate(*val, prefix="val"))
+                self.end_epoch(logs, time.perf_counter() - start)
+        finally:
+            self.end_fit()
+        return self.history
+
+    # the epoch bookkeeping of ``fit``, also driven from outside by a population's members
+
+    def begin_fit(self, epochs: int) -> None:
+        self.max_epochs = epochs
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+
+    def end_epoch(self, logs: dict[str, float], seconds: float) -> dict[str, float]:
+        """Count the epoch, complete ``logs`` (epoch, lr, seconds), add them to the history and
+        run the callbacks' ``on_epoch_end``; returns the completed logs."""
+        self.epoch += 1
+        logs = {"epoch": self.epoch, **logs, "lr": float(self.optimizer.param_groups[0]["lr"]),
+                "seconds": seconds}
+        self.history.append(logs)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, logs)
+        return logs
+
+    def end_fit(self) -> None:
+        # in reverse, like nested context managers: the EMA's final average is in place
+        # before early stopping (listed before it) restores its best snapshot
+        for cb in reversed(self.callbacks):
+            cb.on_fit_end(self)
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def _callback_keys(self) -> list[str]:
+        """A stable name per callback: its class name, numbered from the second of a kind."""
+        seen: dict[str, int] = {}
+        keys = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+        return keys
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: weights, optimizer, generators, callbacks with state."""
+        return {
+            "epoch": self.epoch, "step": self.step, "stop_training": self.stop_training,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+            "callbacks": {k: s for k, s in zip(self._callback_keys(), (cb.state_dict() for cb in self.callbacks)) if s},
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.stop_training = bool(state["stop_training"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+        keys = self._callback_keys()
+        missing = set(state["callbacks"]) - set(keys)
+        if missing:
+            raise ValueError(f"checkpoint has state for callbacks {sorted(missing)} that this trainer "
+                             f"does not have ({', '.join(keys) or 'none'})")
+        for key, cb in zip(keys, self.callbacks):
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        self.history = [dict(h) for h in state["history"]]

@@ -1,0 +1,2 @@
+"""Modalities: images, audio, text and video, each with its config section, reader, features
+and augmentation."""

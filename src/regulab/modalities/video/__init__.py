@@ -1,0 +1,1 @@
+"""The video modality: its config section, reader, features and augmentation."""

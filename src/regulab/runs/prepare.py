@@ -1,0 +1,353 @@
+"""``prepare(cfg)``: everything a run needs, built and validated, with nothing written.
+
+Data: load, keep ``data.classes``, split (``data.seed``), subsample (``data.train_size``),
+flip a fraction of the training labels (``data.label_noise``), resample it for bagging
+(``data.bootstrap``), derive the auxiliary labels of ``[multitask]``, fit the preprocessor
+on the training split (or take the ``[transfer]`` source's), move the splits to the device.
+Model: built from ``[model]`` with the noise layers of ``[regularization]`` and the heads
+of ``[multitask]``, the ``[transfer]`` source's layers copied in (and frozen), and one batch
+passed through it so a shape mismatch is caught here. Training: the optimizer (a learning
+rate per parameter group when fine-tuning), the loss (with label smoothing), the penalties
+(L1/L2), the constraints (max-norm), and the callbacks (early stopping, EMA of the weights).
+
+Seeds: ``data.seed`` fixes the split and the label noise; ``train.seed`` is expanded with
+NumPy's ``SeedSequence`` into independent seeds for initialization, shuffling and the noise
+of the dropout family, so changing one never shifts the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from regulab.config.core import Config
+from regulab.data.dataset import Dataset
+from regulab.data.sources import load_dataset
+from regulab.data.label_noise import flip_labels
+from regulab.data.loader import TensorLoader
+from regulab.data.preprocess import Preprocessor
+from regulab.data.split import fold_indices, split_indices, subsample
+from regulab.errors import ConfigError, DataError
+from regulab.nn.models import Pipeline, build_model
+from regulab.regularize.constraints import MaxNorm
+from regulab.modalities.layer import build_augment
+from regulab.regularize.ema import EMACallback
+from regulab.regularize.multitask import Tasks
+from regulab.regularize.penalties import NormPenalty
+from regulab.regularize.transfer import SourceRun, freeze_, load_source, param_groups, transfer_weights
+from regulab.callbacks import Callback, EarlyStopping
+from regulab.engine.optimizers import build_optimizer
+from regulab.engine.trainer import Trainer, loss_function
+
+__all__ = ["Prepared", "prepare", "load_data", "resolve_device", "extra_columns", "RegularizationMonitor"]
+
+
+@dataclass
+class Prepared:
+    """A validated run, ready to train: data on the device, model, optimizer and trainer."""
+    cfg: Config
+    dataset: Dataset
+    device: torch.device
+    task: str
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
+    pipeline: Pipeline
+    trainer: Trainer
+    loader: TensorLoader
+    noise: torch.Generator          # also drives Monte-Carlo dropout inference
+    text: Any = None                # the fitted TextPipeline of a text dataset
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'train.device' is 'cuda' but no CUDA device is available; "
+                          "use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def _seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds for (init, shuffle, noise) from one ``train.seed``."""
+    a, b, c = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+    return a, b, c
+
+
+def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
+    loss = cfg.train.loss
+    if loss == "auto":
+        loss = "mse" if task == "regression" else "cross_entropy"
+    elif (loss == "mse") != (task == "regression"):
+        raise ConfigError(f"config key 'train.loss' is '{loss}', which does not fit the dataset's "
+                          f"{task} task; use {'mse' if task == 'regression' else 'cross_entropy or bce'}")
+    elif loss == "bce" and num_classes != 2:
+        raise ConfigError(f"config key 'train.loss' is 'bce', which needs 2 classes; "
+                          f"the dataset has {num_classes}")
+    if cfg.multitask.tasks and loss != "cross_entropy":
+        raise ConfigError(f"config key 'multitask.tasks' needs the cross_entropy loss; got '{loss}'")
+    if cfg.eval.dropout_inference != "scale" and loss != "cross_entropy":
+        raise ConfigError(f"config key 'eval.dropout_inference' {cfg.eval.dropout_inference!r} needs "
+                          f"the cross_entropy loss; got '{loss}'")
+    if cfg.regularization.label_smoothing > 0 and loss != "cross_entropy":
+        raise ConfigError(f"config key 'regularization.label_smoothing' needs the cross_entropy "
+                          f"loss; got {cfg.regularization.label_smoothing} with '{loss}'")
+    return loss
+
+
+def _check_task(cfg: Config, task: str) -> None:
+    allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
+    if cfg.train.monitor not in allowed:
+        raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
+                          f"{task} task; got {cfg.train.monitor!r}")
+    if task == "regression" and cfg.data.label_noise > 0:
+        raise ConfigError(f"config key 'data.label_noise' needs a classification task; got "
+                          f"{cfg.data.label_noise} for a regression dataset")
+    if task == "regression" and cfg.eval.dropout_inference != "scale":
+        raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
+                          f"task; got {cfg.eval.dropout_inference!r}")
+    if cfg.eval.noise_snr is not None and not cfg.data.dataset.startswith("audio:"):
+        raise ConfigError(f"config key 'eval.noise_snr' scores audio under noise; got {cfg.eval.noise_snr} "
+                          f"for data.dataset '{cfg.data.dataset}' (allowed: an audio:DIR dataset)")
+    if cfg.multitask.tasks and task == "regression":
+        raise ConfigError(f"config key 'multitask.tasks' needs a classification task (its labels are "
+                          f"derived from the classes); got {cfg.multitask.tasks!r} for a regression dataset")
+    if cfg.model.dropconnect > 0 and cfg.regularization.weight_noise > 0:
+        raise ConfigError("config keys 'model.dropconnect' and 'regularization.weight_noise' "
+                          "cannot both be set (each wraps the same weights); got "
+                          f"{cfg.model.dropconnect} and {cfg.regularization.weight_noise}")
+
+
+def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch.Tensor:
+    y = np.require(y, requirements="W")      # a cached dataset's arrays are read-only
+    if task == "regression":
+        t = torch.as_tensor(y, dtype=torch.float32)
+        return (t.unsqueeze(1) if t.dim() == 1 else t).to(device)
+    return torch.as_tensor(y, dtype=torch.float32 if loss == "bce" else torch.int64).to(device)
+
+
+def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The split's raw arrays; label noise only ever touches the training split."""
+    d = cfg.data
+    stratify = d.stratify and ds.task == "classification"
+    if d.folds is not None:     # cross-validation of the pool; its own test set takes no part
+        idx = fold_indices(ds.y, d.split, d.folds, d.fold, stratify=stratify, seed=d.seed)
+    else:
+        idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed,
+                            has_test=ds.X_test is not None)
+    if d.train_size is not None:
+        idx.train = subsample(idx.train, ds.y, d.train_size, stratify=stratify, seed=d.seed)
+    X_train, y_train = ds.X[idx.train], ds.y[idx.train]
+    if d.label_noise > 0:
+        y_train, _ = flip_labels(y_train, d.label_noise, ds.num_classes, seed=d.seed)
+    if d.bootstrap:   # Breiman (1996): n draws with replacement; ~63% of examples appear
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 0xB007]))
+        draw = rng.integers(0, len(y_train), size=len(y_train))
+        X_train, y_train = X_train[draw], y_train[draw]
+    arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
+    if ds.X_test is not None and d.folds is None:
+        arrays["test"] = (ds.X_test, ds.y_test)
+    elif idx.test is not None:
+        arrays["test"] = (ds.X[idx.test], ds.y[idx.test])
+    return arrays
+
+
+def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
+    """The network, behind an ``Augment`` layer when the data's modality has one."""
+    augment, shape = build_augment(cfg, sample.shape[1:], audio=is_audio(ds))   # its own errors
+    try:
+        net = build_model(cfg.model, shape, n_out, torch.Generator().manual_seed(seed),
+                          cfg.regularization)
+        if augment is not None:
+            net = torch.nn.Sequential(OrderedDict([("augment", augment), *net.named_children()]))
+        with torch.no_grad():
+            out = net.eval()(torch.as_tensor(sample, dtype=torch.float32))
+    except (ValueError, RuntimeError) as e:
+        raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
+                        f"{tuple(sample.shape[1:])} from data.dataset '{cfg.data.dataset}' ({e})") from None
+    width = n_out if isinstance(n_out, int) else sum(k for _, k in n_out)   # multi-task: heads side by side
+    if tuple(out.shape) != (len(sample), width):
+        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {width})")
+    return net.train()
+
+
+def _regularizers(cfg: Config, net: torch.nn.Module):
+    """(penalties, constraints, callbacks) of ``[regularization]``; layer names checked on ``net``."""
+    r = cfg.regularization
+    penalties, constraints, callbacks = [], [], []
+    if r.l1 > 0 or r.l2 > 0 or r.penalty_layers is not None:
+        penalty = NormPenalty(r.l1, r.l2, layers=r.penalty_layers, include_bias=r.penalty_bias)
+        penalty(net)    # an unknown layer name is bad input: fail now, before anything is written
+        penalties.append(penalty)
+    if r.max_norm is not None:
+        constraints.append(MaxNorm(r.max_norm))
+    if cfg.train.early_stopping:
+        callbacks.append(EarlyStopping(cfg.train.monitor, cfg.train.patience, cfg.train.min_delta,
+                                       cfg.train.restore_best))
+    if r.ema > 0:
+        callbacks.append(EMACallback(r.ema))    # after early stopping: see Trainer.fit
+    if extra_columns(cfg):
+        callbacks.append(RegularizationMonitor(cfg))
+    return penalties, constraints, callbacks
+
+
+def extra_columns(cfg: Config) -> list[str]:
+    """metrics.csv columns beyond the standard ones, for the techniques in use."""
+    r, tasks = cfg.regularization, cfg.multitask.tasks
+    cols = [f"{split}_{name}" for split in ("train", "val")
+            for name in ["total_loss", *(f"{t}_{s}" for t in tasks for s in ("loss", "acc"))]] if tasks else []
+    cols += ["l1_penalty"] * (r.l1 > 0) + ["l2_penalty"] * (r.l2 > 0)
+    cols += ["max_unit_norm"] * (r.max_norm is not None)
+    cols += ["input_noise"] * (r.input_noise > 0) + ["weight_noise"] * (r.weight_noise > 0)
+    return cols
+
+
+def load_data(cfg: Config) -> Dataset:
+    """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
+    d = cfg.data
+    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
+                      options=cfg.augment)
+    if d.classes is None:
+        return ds
+    if ds.task != "classification":
+        raise ConfigError(f"config key 'data.classes' needs a classification dataset; got "
+                          f"{d.classes!r} for data.dataset '{d.dataset}' ({ds.task})")
+    if len(set(d.classes)) != len(d.classes) or max(d.classes) >= ds.num_classes:
+        raise ConfigError(f"config key 'data.classes' must list distinct labels in [0, "
+                          f"{ds.num_classes - 1}] of data.dataset '{d.dataset}'; got {d.classes!r}")
+    relabel = np.full(ds.num_classes, -1)
+    relabel[d.classes] = np.arange(len(d.classes))
+
+    def keep(X, y):
+        if X is None:
+            return None, None
+        mask = relabel[y] >= 0
+        return X[mask], relabel[y[mask]]
+    X, y = keep(ds.X, ds.y)
+    X_test, y_test = keep(ds.X_test, ds.y_test)
+    return dataclasses.replace(ds, X=X, y=y, X_test=X_test, y_test=y_test,
+                               classes=[ds.classes[c] for c in d.classes])
+
+
+def text_features(cfg: Config, arrays: dict) -> Any:
+    """Texts -> features, in place in ``arrays``: ``augment.text.copies`` augmented copies of each
+    training text are added to the training split (labels repeated), the ``TextPipeline`` is
+    fitted on the training texts only, and every split is transformed. Seeded by data.seed."""
+    from regulab.modalities.text.augment import TextAugment, augment_texts
+    from regulab.modalities.text.features import TextPipeline
+    t, seed = cfg.augment.text, cfg.data.seed
+    X, y = arrays["train"]
+    if t.copies > 0:
+        augment = TextAugment(t.char_prob, t.word_prob, t.ops or None, seed=seed, language=t.language)
+        extra, source = augment_texts(X, t.copies, augment.rng, augment)
+        X, y = np.concatenate([X, np.array(extra, dtype=object)]), np.concatenate([y, y[source]])
+    pipeline = TextPipeline(t.language, t.lowercase, t.strip_accents, t.strip_punctuation, t.stopwords,
+                            t.stem, t.features, t.max_features, t.min_df, t.embedding_dim)
+    arrays["train"] = (pipeline.fit_transform(list(X), seed), y)
+    for name in [k for k in arrays if k != "train"]:
+        arrays[name] = (pipeline.transform(list(arrays[name][0])), arrays[name][1])
+    return pipeline
+
+
+def is_audio(ds: Dataset) -> bool:
+    return ds.name.startswith("audio:")
+
+
+def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
+    m = cfg.multitask
+    if not m.tasks:
+        return None
+    return Tasks(ds.num_classes, m.tasks, m.weights, m.main_weight, m.groups, ds.classes,
+                 cfg.regularization.label_smoothing)
+
+
+def _preprocessor(cfg: Config, shape: tuple, source: SourceRun | None, X_train: np.ndarray) -> Preprocessor:
+    """Fitted on the training split, or the transfer source's, so its layers see inputs scaled
+    as in the training they come from."""
+    if source is None or cfg.transfer.preprocess == "refit":
+        return Preprocessor(cfg.data.preprocess, shape).fit(torch.as_tensor(X_train))
+    pre = Preprocessor(source.config.data.preprocess, shape)
+    try:
+        pre.load_state_dict(source.preprocess_state)
+    except RuntimeError:
+        raise ConfigError(f"config key 'transfer.source': run '{source.path}' was trained on samples of "
+                          f"shape {tuple(source.preprocess_state['shift'].shape)}; data.dataset "
+                          f"'{cfg.data.dataset}' has {shape}") from None
+    return pre
+
+
+def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> torch.optim.Optimizer:
+    if cfg.transfer.source is None:
+        return build_optimizer(cfg.optim, net.parameters())
+    if cfg.transfer.freeze:
+        freeze_(net, transferred)
+    return build_optimizer(cfg.optim, param_groups(net, transferred, cfg.optim.lr, cfg.transfer.lr))
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Validate ``cfg`` against its data and build everything; writes nothing."""
+    d = cfg.data
+    source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
+    ds = load_data(cfg)
+    _check_task(cfg, ds.task)
+    loss = _loss_name(cfg, ds.task, ds.num_classes)
+    device = resolve_device(cfg.train.device)
+    arrays = _arrays(cfg, ds)
+    text = text_features(cfg, arrays) if ds.X.dtype == object else None
+    tasks = _tasks(cfg, ds)
+
+    pre = _preprocessor(cfg, arrays["train"][0].shape[1:], source, arrays["train"][0])
+    splits = {}
+    for name, (X, y) in arrays.items():
+        with torch.no_grad():
+            # a cached dataset's own arrays are read-only: torch gets a copy, not a view
+            Xt = pre(torch.as_tensor(np.require(X, requirements="W"), dtype=torch.float32))
+        splits[name] = (Xt.to(device), _targets(y if tasks is None else tasks.labels(y), ds.task, loss, device))
+
+    init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
+    n_out = (1 if loss == "bce" else ds.n_outputs) if tasks is None else list(zip(tasks.names, tasks.sizes))
+    net = _build_net(cfg, ds, n_out, init_seed, arrays["train"][0][:2])
+    transferred = transfer_weights(net, source, cfg.transfer.layers) if source is not None else []
+    optimizer = _optimizer(cfg, net, transferred)
+    penalties, constraints, callbacks = _regularizers(cfg, net)
+    pipeline = Pipeline(pre, net).to(device)
+
+    gen_device = device if device.type == "cuda" else "cpu"
+    shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
+    noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
+    loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
+    trainer = Trainer(net, optimizer, loss_function(loss, cfg.regularization.label_smoothing),
+                      task=ds.task, binary=loss == "bce", penalties=penalties,
+                      constraints=constraints, callbacks=callbacks,
+                      generators={"shuffle": shuffle, "noise": noise},
+                      eval_batch_size=cfg.eval.batch_size, tasks=tasks)
+    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text)
+
+
+class RegularizationMonitor(Callback):
+    """Adds the values of the techniques in use to each epoch's metrics (and so metrics.csv):
+    each penalty term at the epoch's end weights, the largest incoming-weight norm of any unit
+    (at most ``max_norm`` while the constraint holds), and the noise levels."""
+
+    def __init__(self, cfg: Config):
+        self.r = cfg.regularization
+
+    @torch.no_grad()
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        r, model = self.r, trainer.model
+        if r.l1 > 0:
+            logs["l1_penalty"] = float(NormPenalty(l1=r.l1, layers=r.penalty_layers,
+                                                   include_bias=r.penalty_bias)(model))
+        if r.l2 > 0:
+            logs["l2_penalty"] = float(NormPenalty(l2=r.l2, layers=r.penalty_layers,
+                                                   include_bias=r.penalty_bias)(model))
+        for constraint in trainer.constraints:
+            if isinstance(constraint, MaxNorm):
+                logs["max_unit_norm"] = constraint.largest_norm(model)
+        if r.input_noise > 0:
+            logs["input_noise"] = r.input_noise
+        if r.weight_noise > 0:
+            logs["weight_noise"] = r.weight_noise

@@ -1,0 +1,381 @@
+"""``train(cfg)`` and ``resume(run_dir)``: a whole run, from config to run directory.
+
+A run happens in two phases. ``prepare`` does everything that can fail on bad input --
+load and split the data, fit the preprocessor, build the model and pass one batch through
+it -- and writes nothing. Only then is the run directory created and a row added to the
+run store, so a rejected config leaves no trace.
+
+Run directory (DESIGN.md)::
+
+    config.toml        the fully resolved config
+    metrics.csv        one row per epoch
+    results.json       final metrics and split sizes, written last (marks a finished run)
+    evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
+    model.safetensors  preprocessor + network weights (the best epoch's, when restored)
+    checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+
+Seeds: ``data.seed`` fixes the split; ``train.seed`` is expanded with NumPy's
+``SeedSequence`` into independent seeds for initialization, shuffling and dropout masks.
+
+Data-parallel runs (``train.nproc`` > 1, or under ``torchrun``; ``distributed``): the config is
+validated and the run directory made once, here; then every rank prepares the same run, trains
+on its shard of each batch, and only rank 0 writes metrics, checkpoints and results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from regulab.config.core import Config, load_config, to_toml
+from regulab.errors import CheckpointError, ConfigError, DivergedError
+from regulab.nn.models import Pipeline
+from regulab.regularize.mc_dropout import mc_predict
+from regulab.runs.store import RunStore
+from regulab.diagnose import diagnose
+from regulab.engine import distributed
+from regulab import metrics
+from regulab.callbacks import Callback, EarlyStopping, ProgressBar
+from regulab.io import atomic_write, load_state, load_tensors, save_state, save_tensors
+from regulab.runs.prepare import Prepared, extra_columns, prepare, resolve_device
+from regulab.engine.trainer import Trainer
+
+__all__ = ["Run", "Prepared", "prepare", "train", "resume", "resolve_device"]
+
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class Run:
+    """What a finished run returns: results, per-epoch history, the model and where it lives."""
+    config: Config
+    results: dict[str, Any]
+    history: list[dict[str, float]]
+    model: Pipeline
+    run_dir: Path
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+# -- run directory -----------------------------------------------------------------------------
+
+def _columns(task: str, extra: list[str]) -> list[str]:
+    score = ["mse", "r2"] if task == "regression" else ["acc"]
+    return (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
+            + [f"val_{s}" for s in score] + ["lr", "penalty", *extra, "seconds"])
+
+
+class RunLog(Callback):
+    """Writes ``metrics.csv`` and the store's epoch rows after each epoch, and checkpoints."""
+
+    def __init__(self, run_dir: Path, store: RunStore, run_id: int, columns: list[str], every: int):
+        self.run_dir, self.store, self.run_id = run_dir, store, run_id
+        self.columns, self.every = columns, every
+
+    def _rows(self, rows: list[dict[str, float]], header: bool) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, self.columns, extrasaction="ignore", lineterminator="\n")
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    def write_csv(self, history: list[dict[str, float]]) -> None:
+        """Rewrite ``metrics.csv`` from the history (at the start of a run or a resume)."""
+        atomic_write(self.run_dir / "metrics.csv", self._rows(history, header=True))
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        # appended, not fsynced: a resume rewrites the file from the checkpoint's history
+        with open(self.run_dir / "metrics.csv", "a", encoding="utf-8") as f:
+            f.write(self._rows([logs], header=False))
+        self.store.log_epoch(self.run_id, trainer.epoch, logs)
+        last = trainer.stop_training or trainer.epoch >= trainer.max_epochs
+        if last or trainer.epoch % self.every == 0:
+            save_state(self.run_dir / "checkpoint" / STATE_FILE, trainer.state_dict())
+
+
+def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
+    """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
+    resumed run drops the rows written after its checkpoint)."""
+    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg)),
+                 p.cfg.train.checkpoint_every)
+    log.write_csv(p.trainer.history)
+    return log
+
+
+def check_out_dir(path: Path) -> Path:
+    """``--out`` must be new or an empty directory: nothing of the user's is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
+                          "choose a new path")
+    return path
+
+
+def new_dir(stem: str, out: str | Path | None) -> Path:
+    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path."""
+    if out is not None:
+        return check_out_dir(Path(out))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = Path("runs") / f"{stem}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{stem}-{stamp}-{n}"
+    return path
+
+
+def finite_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
+    """The final model's outputs: by weight scaling (a plain eval-mode forward), or the log of
+    Monte-Carlo dropout probabilities (``eval.dropout_inference``), which act as logits."""
+    e, t = p.cfg.eval, p.trainer
+    if e.dropout_inference == "scale":
+        return t.predict(X)
+    aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
+    heads = t.tasks.sizes if t.tasks is not None else None
+    with t.evaluation_mode():
+        probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
+                                      aggregate=aggregate, generator=p.noise, heads=heads)
+                           for i in range(0, len(X), e.batch_size)])
+    return probs.clamp_min(1e-12).log()
+
+
+def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Loss and accuracy (or MSE and R^2) of final outputs, as the Trainer logs them per epoch."""
+    mc = p.cfg.eval.dropout_inference != "scale"    # log-probabilities: the loss is their NLL
+    return p.trainer.scores(out, y, prefix, log_probs=mc)
+
+
+def _noisy_test(p: Prepared) -> dict[str, float]:
+    """``eval.noise_snr``: the test split's scores with white noise added to every clip at that
+    SNR (drawn from ``data.seed``, the same noise for every run), as ``test_noisy_*``."""
+    snr = p.cfg.eval.noise_snr
+    if snr is None or "test" not in p.splits or not p.cfg.eval.test:
+        return {}
+    from regulab.modalities.audio.augment import add_noise
+    X, y = p.splits["test"]
+    g = torch.Generator(device=X.device).manual_seed(p.cfg.data.seed)
+    noisy = add_noise(X.flatten(1), snr, g).view_as(X)
+    return _scores(p, _final_outputs(p, noisy), y, "test_noisy")
+
+
+def _finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
+            fit_seconds: float) -> Run:
+    """Evaluate train/val/test once with the final weights and write the result files
+    (``store`` None: a data-parallel rank other than 0, which writes nothing)."""
+    t = p.trainer
+    results: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    for name, (X, y) in p.splits.items():
+        if name == "test" and not p.cfg.eval.test:
+            continue            # a sweep's trials: the test split is scored once, at the end
+        out = _final_outputs(p, X)
+        results.update(_scores(p, out, y, name))
+        if name == "train":
+            continue
+        if p.task == "regression":
+            evaluation[name] = metrics.regression_report(out, y)
+        elif t.tasks is not None:
+            evaluation[name] = t.tasks.report(out, y)
+        else:
+            logits = torch.cat([-out, out], 1) if t.binary else out
+            evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
+    results.update(_noisy_test(p))
+    stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
+    score = "r2" if p.task == "regression" else "acc"
+    results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
+    results.update(
+        best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
+        stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
+        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
+    if store is None:
+        return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
+    save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
+    if p.text is not None:      # the fitted text features: vocabulary and idf, or word vectors
+        atomic_write(run_dir / "text_features.json", json.dumps(p.text.state_dict()))
+    atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+    atomic_write(run_dir / "results.json", json.dumps(finite_json(results), indent=2))
+    store.finish(run_id, "completed", finite_json(results))
+    return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
+
+
+def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
+         progress: bool | None) -> Run:
+    """Train and finish; ``store`` None: a data-parallel rank other than 0 (no files, no bar)."""
+    t = p.trainer
+    if store is not None:
+        t.callbacks.append(run_log(p, run_dir, store, run_id))
+    show = progress if p.cfg.train.progress and store is not None else False
+    t.callbacks.append(ProgressBar(enabled=show, desc=p.cfg.name))
+    start = time.perf_counter()
+    seconds_before = sum(h["seconds"] for h in t.history)
+    try:
+        t.fit(p.loader, p.splits["val"], epochs=p.cfg.train.epochs)
+    except BaseException as e:
+        if store is not None:
+            store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+        raise
+    return _finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+
+
+def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
+          progress: bool | None = None, callbacks: list[Callback] | None = None) -> Run:
+    """Train one run of ``cfg`` and write its run directory; see the module docstring.
+    ``callbacks`` run after the config's own (a sweep's pruning, say) and before the log.
+    ``train.nproc`` > 1: data-parallel in that many new processes; inside a ``torchrun`` job,
+    this process is one rank of it (``regulab.train.distributed``)."""
+    store = RunStore(db)
+    if callbacks and cfg.train.nproc > 1 and not distributed.in_job():
+        raise ConfigError(f"config key 'train.nproc' must be 1 when train() is given callbacks "
+                          f"(they live in this process); got {cfg.train.nproc}")
+    with _job(cfg) as cfg:
+        p = prepare(cfg)
+        p.trainer.callbacks += callbacks or []
+        return _launch(p, store, progress, lambda: open_run(cfg, out, store))
+
+
+# -- data-parallel runs (distributed.py) -------------------------------------------------------
+
+@contextlib.contextmanager
+def _job(cfg: Config) -> Iterator[Config]:
+    """Inside a ``torchrun`` job: joined to it, and ``cfg`` with ``train.nproc`` its size
+    (recorded in config.toml, so ``regulab resume`` takes as many); else just ``cfg``."""
+    if not distributed.in_job():
+        yield cfg
+        return
+    with distributed.process_group(resolve_device(cfg.train.device)):
+        world = distributed.world_size()
+        if cfg.train.nproc not in (1, world):
+            raise ConfigError(f"config key 'train.nproc' must be 1 or the size of the torchrun job "
+                              f"({world}); got {cfg.train.nproc}")
+        yield dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, nproc=world))
+
+
+def _launch(p: Prepared, store: RunStore, progress: bool | None,
+            start: Callable[[], tuple[Path, int]], restore: bool = False) -> Run:
+    """``start()`` makes the run directory and store row -- once: on rank 0 in a job -- then
+    the run is fitted here, by every rank of this job, or by ``train.nproc`` new processes
+    (which load the checkpoint again when ``restore``)."""
+    if distributed.in_job():
+        run_dir, run_id = distributed.on_main(start)
+        return _rank_fit(p, run_dir, store, run_id, progress)
+    n, gpus = p.cfg.train.nproc, torch.cuda.device_count()
+    if n > 1 and p.device.type == "cuda" and n > gpus:
+        raise ConfigError(f"config key 'train.nproc' must be <= the number of CUDA devices ({gpus}) "
+                          f"on train.device cuda (one per process); got {n}")
+    run_dir, run_id = start()
+    if n == 1:
+        return _fit(p, run_dir, store, run_id, progress)
+    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore)
+    return _collect(p, run_dir)
+
+
+def _rank_fit(p: Prepared, run_dir: Path, store: RunStore, run_id: int,
+              progress: bool | None) -> Run:
+    """Fit as one rank of a data-parallel job: a shard of every batch; only rank 0 writes."""
+    p.trainer.data_parallel = distributed.DataParallel(distributed.rank(),
+                                                       distributed.world_size(), p.noise)
+    return _fit(p, run_dir, store if distributed.is_main() else None, run_id, progress)
+
+
+def _spawned_rank(run_dir: Path, db: str, run_id: int, progress: bool | None,
+                  restore: bool) -> None:
+    """One process of ``spawn``: the run prepared again from its config.toml (and checkpoint)."""
+    p = prepare(load_config(run_dir / "config.toml"))
+    if restore:
+        _restore(p, run_dir)
+    _rank_fit(p, run_dir, RunStore(db), run_id, progress)
+
+
+def _collect(p: Prepared, run_dir: Path) -> Run:
+    """The ``Run`` of spawned processes, read back from what rank 0 wrote (non-finite
+    results are None, as in results.json)."""
+    _restore(p, run_dir)     # history and epoch
+    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
+    results, evaluation = (json.loads((run_dir / f).read_text())
+                           for f in ("results.json", "evaluation.json"))
+    return Run(p.cfg, results, p.trainer.history, p.pipeline, run_dir, evaluation)
+
+
+def _restore(p: Prepared, run_dir: Path) -> bool:
+    """Load the run's last checkpoint into ``p.trainer``; False when it has none yet."""
+    state_path = run_dir / "checkpoint" / STATE_FILE
+    if not state_path.exists():
+        return False
+    state = load_state(state_path)
+    try:
+        p.trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint file '{state_path}' does not match "
+                              f"{run_dir / 'config.toml'} ({e})") from None
+    return True
+
+
+def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
+    """Create the run directory (``out``, else a new ``runs/<name>-<timestamp>``) with
+    ``config.toml`` inside, and the run's row in ``store``: (run directory, run id)."""
+    run_dir = new_dir(cfg.name, out)
+    # the directory appears whole, config.toml inside, or not at all
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    (tmp / "checkpoint").mkdir()
+    atomic_write(tmp / "config.toml", to_toml(cfg))
+    if run_dir.exists():
+        run_dir.rmdir()     # an empty --out directory
+    tmp.rename(run_dir)
+    return run_dir, _register(run_dir, store, cfg)
+
+
+def _register(run_dir: Path, store: RunStore, cfg: Config) -> int:
+    """The run's row in the store (made once, found again after a kill) and ``checkpoint/run.json``."""
+    run_id = store.find_run(str(run_dir.resolve()))
+    if run_id is None:
+        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict())
+    atomic_write(run_dir / "checkpoint" / "run.json", json.dumps({"run_id": run_id, "db": store.url}))
+    return run_id
+
+
+def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = None,
+           nproc: int | str | None = None) -> Run:
+    """Continue a stopped or killed run from its last checkpoint (or from the start if none),
+    with the run's ``train.nproc`` processes unless ``nproc`` is given (a different count gives
+    the same result within float tolerance, not bitwise)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise CheckpointError(f"run directory '{run_dir}' has no config.toml; is it a regulab run?")
+    if (run_dir / "results.json").is_file():
+        raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
+    info_path = run_dir / "checkpoint" / "run.json"
+    info: dict[str, Any] = {}
+    if info_path.exists():     # absent when the run was killed right after it started
+        try:
+            info = json.loads(info_path.read_text())
+            int(info["run_id"]), str(info["db"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint file '{info_path}' is corrupted ({e})") from None
+    store = RunStore(db or info.get("db"))
+    cfg = load_config(run_dir / "config.toml", None if nproc is None else [f"train.nproc={nproc}"])
+    with _job(cfg) as cfg:
+        p = prepare(cfg)
+        restore = _restore(p, run_dir)
+
+        def start() -> tuple[Path, int]:
+            run_id = int(info["run_id"]) if info and not db else _register(run_dir, store, p.cfg)
+            store.truncate_epochs(run_id, p.trainer.epoch)
+            store.set_status(run_id, "running")
+            return run_dir, run_id
+        return _launch(p, store, progress, start, restore)

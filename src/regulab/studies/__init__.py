@@ -1,0 +1,6 @@
+"""Studies: many runs of one question (compare, grid, learning curve, capacity, K-fold, init,
+dropout activations, weights, transfer, multi-task), aggregated over seeds and reported.
+
+``regulab.studies.spec`` reads study files, ``regulab.studies.study`` runs them
+(``rl.study``, ``rl.run_study``), ``regulab.studies.aggregate`` turns runs into answers.
+"""

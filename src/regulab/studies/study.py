@@ -1,0 +1,320 @@
+"""``run_study(spec)``: train every variant over every seed, aggregate, write the report.
+
+A study directory (``--out DIR``, default ``runs/study-<name>-<timestamp>``)::
+
+    study.json        the study as run (base config, variants, seeds, kind options)
+    runs/<variant>/seed-<s>[-fold-<f>]/   one ordinary run directory per run
+    source/seed-<s>/  a transfer study's source runs
+    results.json      per-variant aggregates, every run's results and history, the analysis
+    report.html       the report (``regulab report DIR`` renders it again from the run store)
+
+Every run goes to the run store as usual, and the study itself gets a row of kind "study"
+whose results are ``results.json``. Each run's test split is evaluated once, at its end;
+variants are ranked on validation only (``study.aggregate``); ``study.kinds`` adds each kind's
+measurements (``analysis``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from regulab.runs.store import RunStore
+from regulab.io import atomic_write
+from regulab.runs.prepare import prepare, resolve_device
+from regulab.errors import CheckpointError
+from regulab.runs.run import finite_json, new_dir, train
+from regulab.studies import aggregate, kinds
+from regulab.runs.population import population_key, train_population
+from regulab.studies.spec import GENERATED, StudySpec, Variant, source_variant
+
+__all__ = ["StudyResult", "run_study", "study", "load_results"]
+
+
+@dataclass
+class StudyResult:
+    """What a finished study returns: its results (the ``results.json`` dict) and where it lives."""
+    results: dict[str, Any]
+    study_dir: Path
+
+    @property
+    def report(self) -> Path:
+        return self.study_dir / "report.html"
+
+    def variant(self, name: str) -> dict[str, Any]:
+        return next(v for v in self.results["variants"] if v["name"] == name)
+
+
+class _Progress:
+    """One bar over the whole study's runs (off when stderr is not a terminal)."""
+
+    def __init__(self, total: int, enabled: bool | None, desc: str):
+        enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
+
+    def start(self, what: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(what, refresh=True)
+
+    def set_total(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def done(self, runs: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(runs)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class _Runner:
+    """Trains the runs of one study into its directory and remembers what analysis needs."""
+
+    def __init__(self, spec: StudySpec, study_dir: Path, db: str | None, progress: _Progress):
+        self.spec, self.dir, self.db, self.progress = spec, study_dir, db, progress
+        self.models: dict[str, Any] = {}        # variant -> first run's model (for the analysis)
+        self.configs: dict[str, Any] = {}       # variant -> first run's resolved config
+        self.params: dict[str, int] = {}
+        self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
+        self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
+
+    @property
+    def jobs(self) -> list[tuple[int, int | None]]:
+        """(seed, fold) of each run of one variant; fold is None outside K-fold studies."""
+        folds = self.spec.options["k"] if self.spec.kind == "kfold" else None
+        return [(s, f) for s in self.spec.seeds for f in (range(folds) if folds else [None])]
+
+    def _job(self, v: Variant, seed: int, fold: int | None, where: str) -> tuple[dict, str]:
+        """(config overrides beyond the variant's, run directory relative to the study's)."""
+        extra: dict[str, Any] = {}
+        if fold is not None:
+            extra.update({"data.folds": self.spec.options["k"], "data.fold": fold})
+        if "transfer.source" in v.overrides:
+            extra["transfer.source"] = str(self.sources[seed].resolve())
+        rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{seed}" \
+            + ("" if fold is None else f"-fold-{fold}")
+        return extra, rel
+
+    def train_populations(self, variants: list[Variant], where: str = "runs") -> None:
+        """Train the runs of ``variants`` that differ only in population member keys (seeds,
+        regularization strengths) as populations of up to ``[study] population`` members;
+        ``run_variant`` then takes their results instead of training them again."""
+        if self.spec.population < 2:
+            return
+        groups: dict[str, list[tuple]] = {}
+        for v in variants:
+            if v.members > 1 or "transfer.source" in v.overrides:
+                continue
+            for seed, fold in self.jobs:
+                extra, rel = self._job(v, seed, fold, where)
+                cfg = self.spec.config(v, seed, extra)
+                key = population_key(cfg)
+                if key is not None:
+                    groups.setdefault(key, []).append(((v.name, seed, fold), cfg, rel))
+        size = self.spec.population
+        for jobs in groups.values():
+            for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
+                chunk = jobs[i:i + size]
+                names = sorted({job[0][0] for job in chunk})
+                what = f"population of {len(chunk)} ({', '.join(names)})"
+                epochs = chunk[0][1].train.epochs
+                self.progress.start(what)
+                runs = train_population([c for _, c, _ in chunk], [self.dir / r for _, _, r in chunk],
+                                        db=self.db, progress=False,
+                                        on_epoch=lambda e: self.progress.start(f"{what}: epoch {e}/{epochs}"))
+                for (job, cfg, _), run in zip(chunk, runs):
+                    self.trained[job] = (cfg, run)
+                self.progress.done(len(chunk))
+
+    def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
+        runs = []
+        for seed, fold in self.jobs:
+            extra, rel = self._job(v, seed, fold, where)
+            pooled = (v.name, seed, fold) in self.trained      # trained in a population
+            if not pooled:
+                self.progress.start(f"{v.name} seed {seed}" + ("" if fold is None else f" fold {fold}"))
+            runs.append(self._one(v, seed, fold, extra, rel))
+            if not pooled:
+                self.progress.done()
+        return runs
+
+    def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
+        if (v.name, seed, fold) in self.trained:
+            cfg, run = self.trained.pop((v.name, seed, fold))
+            results, model, history = run.results, run.model, run.history
+        elif v.members > 1:    # a deep ensemble per seed; member seeds do not overlap across seeds
+            from regulab.runs.ensemble import train_ensemble
+            cfg = self.spec.config(v, seed * v.members, extra)
+            ens = train_ensemble(cfg, v.members, out=self.dir / rel, db=self.db, progress=False)
+            first = ens.members[0]
+            results = {**first.results, **ens.results}
+            model, history = first.model, first.history
+        else:
+            cfg = self.spec.config(v, seed, extra)
+            run = train(cfg, out=self.dir / rel, db=self.db, progress=False)
+            results, model, history = run.results, run.model, run.history
+        if v.name not in self.models:
+            self.models[v.name], self.configs[v.name] = model, cfg.to_dict()
+            self.params[v.name] = _params(model)
+        return {"seed": seed, "fold": fold, "run_dir": rel, "results": finite_json(results),
+                "history": [finite_json(h) for h in history]}
+
+
+def _validate_data(spec: StudySpec) -> None:
+    """Load the data and build the first variant's model now, so bad input fails before the
+    study directory exists (``prepare`` writes nothing)."""
+    if spec.kind == "init":
+        return
+    v = spec.variants[0] if spec.kind != "transfer" else source_variant(spec)
+    extra = {"data.folds": spec.options["k"], "data.fold": 0} if spec.kind == "kfold" else None
+    p = prepare(spec.config(v, spec.seeds[0], extra))
+    layers = spec.options.get("layers")      # names of layers to measure: checked on the model
+    if spec.kind == "weights":
+        from regulab.studies.probes import weight_histograms
+        weight_histograms(p.pipeline, layers=layers)
+    elif spec.kind == "dropout_activations":
+        from regulab.studies.probes import activation_histograms
+        activation_histograms(p.pipeline.net, p.splits["val"][0][:2], layers=layers)
+
+
+def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
+              quick: bool = False, progress: bool | None = None,
+              render: bool = True) -> StudyResult:
+    """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory."""
+    if quick:
+        spec = spec.for_quick()
+    store = RunStore(db)
+    _validate_data(spec)
+    study_dir = new_dir(f"study-{spec.name}", out)
+    study_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{study_dir.name}.", dir=study_dir.parent))
+    atomic_write(tmp / "study.json", json.dumps({**spec.to_dict(), "db": store.url}, indent=1,
+                                                 default=str))
+    if study_dir.exists():
+        study_dir.rmdir()
+    tmp.rename(study_dir)
+    study_id = store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
+    start = time.perf_counter()
+    try:
+        results = _execute(spec, study_dir, db, progress)
+    except BaseException:
+        store.set_status(study_id, "failed")
+        raise
+    results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
+    atomic_write(study_dir / "results.json", json.dumps(results, indent=1))
+    store.finish(study_id, "completed", results)
+    if render:
+        from regulab.report import render_report
+        render_report(results, study_dir / "report.html")
+    return StudyResult(results, study_dir)
+
+
+def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | None) -> dict:
+    device = resolve_device(spec.config(spec.variants[0], 0).train.device).type \
+        if spec.variants else "cpu"
+    sources = [source_variant(spec)] if spec.kind == "transfer" else []
+    bar = _Progress(0, progress, spec.name)
+    runner = _Runner(spec, study_dir, db, bar)
+    bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants) + bool(spec.combine)))
+    try:
+        source_runs = []
+        for v in sources:
+            source_runs = runner.run_variant(v, where="")     # source/seed-<s>
+            runner.sources = {r["seed"]: study_dir / r["run_dir"] for r in source_runs}
+        runner.train_populations(spec.variants)
+        entries = [aggregate.summarize(v, runner.run_variant(v), 0) for v in spec.variants]
+        score = aggregate.score_name(entries[0]["runs"][0]["results"]) if entries else "acc"
+        combination = None
+        parts = aggregate.pick_combination(entries, spec.variants, spec.baseline, score,
+                                           spec.combine) if spec.combine else []
+        if parts:
+            merged = Variant("combination", {k: x for p in parts for k, x in p.overrides.items()},
+                             "combination: " + " + ".join(p.label for p in parts))
+            runner.train_populations([merged])
+            entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
+            combination = {"name": merged.name, "parts": [p.name for p in parts]}
+        elif spec.combine:        # no combination: its runs leave the bar's total
+            bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants)))
+    finally:
+        bar.close()
+    for e in entries:
+        e["params"] = runner.params.get(e["name"], 0)
+    if spec.kind == "capacity":        # the x axis: parameter count
+        for e in entries:
+            e["x"] = float(e["params"])
+    aggregate.rank(entries, score)
+    aggregate.against_baseline(entries, spec.baseline, score)
+    best = min(entries, key=lambda e: e["rank"])["name"] if entries else None
+    return {"name": spec.name, "kind": spec.kind, "description": spec.description,
+            "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
+            "machine": aggregate.machine_info(device), "variants": entries, "best": best,
+            "combination": combination,
+            "analysis": kinds.analysis(spec, runner.models, runner.configs, source_runs),
+            "configs": runner.configs}
+
+
+
+def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | list[int] = 3, *,
+          kind: str = "compare", name: str | None = None, baseline: str | None = "baseline",
+          options: dict[str, Any] | None = None, combine: int = 0, out: str | Path | None = None,
+          db: str | None = None, progress: bool | None = None) -> StudyResult:
+    """A study from Python: ``cfg`` is the base, ``variants`` maps names to config overrides
+    (a "baseline" with none is added first unless given), e.g.::
+
+        rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)
+
+    Other kinds take their table as ``options`` (``kind="grid", options={"key": ..., "values": [...]}``).
+    """
+    from regulab.studies.spec import study_from_dict
+    variants = dict(variants or {})
+    raw_variants = {} if kind in GENERATED \
+        else ({"baseline": {}} if baseline == "baseline" and "baseline" not in variants else {})
+    raw_variants.update(variants)
+    study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
+    if raw_variants and baseline is not None:
+        study_table["baseline"] = baseline
+    raw = {"study": study_table, "base": cfg.to_dict(), "variants": raw_variants}
+    if options is not None:
+        raw[kind] = options
+    return run_study(study_from_dict(raw), out=out, db=db, progress=progress)
+
+
+def load_results(study_dir: str | Path, db: str | None = None) -> dict[str, Any]:
+    """A finished study's results read back from the run store (``study.json`` names the store
+    it was written to; ``db`` overrides), each run's history from the store's epoch rows."""
+    study_dir = Path(study_dir)
+    meta_path = study_dir / "study.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"'{study_dir}' is not a study directory (no study.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"'{meta_path}' is corrupted ({e})") from None
+    store = RunStore(db or meta.get("db"))
+    study_id = store.find_run(str(study_dir))
+    row = store.get_run(study_id) if study_id is not None else None
+    if row is None or row["results"] is None:
+        raise CheckpointError(f"the run store {store.url} holds no finished study for "
+                              f"'{study_dir}'; pass --db with the store it was run with")
+    results = row["results"]
+    for v in results["variants"]:
+        for r in v["runs"]:
+            run_id = store.find_run(str(study_dir / r["run_dir"]))
+            if run_id is not None:
+                r["history"] = store.get_run(run_id)["history"]
+    return results

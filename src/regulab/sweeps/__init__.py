@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps with Optuna: sweep files (``spec``) and the worker (``worker``)."""

@@ -1,1 +1,0 @@
-"""Training: the trainer loop, callbacks, metrics and checkpoints."""
