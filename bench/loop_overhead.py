@@ -29,7 +29,7 @@ import regulab as rl
 from regulab.data.loader import TensorLoader
 from regulab.nn.models import build_model
 from regulab.engine.optimizers import build_optimizer
-from regulab.runs.run import prepare
+from regulab.runs.prepare import prepare
 from regulab.engine.trainer import Trainer, loss_function
 from machine import cpu_name  # bench/machine.py, beside this script
 

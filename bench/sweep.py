@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 import regulab as rl
 from regulab.sweeps.spec import sweep_from_dict
-from regulab.runs.run import prepare
+from regulab.runs.prepare import prepare
 from machine import cpu_name  # bench/machine.py, beside this script
 
 BASE = {"data": {"dataset": "mnist1d"}, "model": {"hidden": [100, 100]},

@@ -1,4 +1,4 @@
-"""Tests for regulab.data.audio (WAV reading, resampling, ``audio:DIR``) and regulab.augment.audio
+"""Tests for regulab.modalities.audio.reader (WAV reading, resampling, ``audio:DIR``) and regulab.modalities.audio.augment
 (filters, spectrogram, mel filterbank, noise, time shift, SpecAugment, the pipeline).
 
 WAVs are written into tmp_path with ``scipy.io.wavfile.write``: tones whose frequency says the
@@ -18,14 +18,15 @@ import scipy.signal
 import torch
 from scipy.io import wavfile
 
+import regulab as rl
+
 from regulab.modalities.audio.augment import (AudioPipeline, LogMelSpectrogram, add_noise, bandpass,
                                               fir_kernel, highpass, lowpass, mel_filterbank,
                                               spec_augment, spectrogram, time_shift)
-from regulab.modalities.audio.section import AudioAugmentConfig
-from regulab.config.sections import AugmentConfig
+from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.layer import Augment
 from regulab.modalities.audio.reader import load_audio_dir, natural_key, read_wav, resample
-from regulab.data.sources import load_dataset
+from regulab.modalities.sources import load_dataset
 from regulab.errors import ConfigError, DataError
 
 FSDD = Path(os.environ.get("REGULAB_FSDD", Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))
@@ -144,8 +145,7 @@ def test_load_audio_dir_folders_and_load_dataset(tmp_path):
             write_tone(tmp_path / "d" / label / f"clip{i}.wav", f, 8000, 4000)
     ds = load_audio_dir(tmp_path / "d", seconds=0.25)                         # auto -> folder
     assert ds.classes == ["high", "low"] and ds.X.shape == (6, 2000) and ds.X_test is None
-    opts = AugmentConfig(audio=AudioAugmentConfig(seconds=0.25, label="folder"))
-    via = load_dataset(f"audio:{tmp_path / 'd'}", options=opts)
+    via = load_dataset(f"audio:{tmp_path / 'd'}", sections=rl.Config(audio=AudioConfig(seconds=0.25, label="folder")))
     assert via.name == f"audio:{tmp_path / 'd'}" and np.array_equal(via.X, ds.X)
 
 
@@ -371,13 +371,13 @@ def test_pipeline_train_augments_reproducibly():
 
 
 @pytest.mark.parametrize("kwargs,words", [
-    (dict(features="mfcc"), ["augment.audio.features", "'mfcc'"]),
-    (dict(lowpass=1000.0, highpass=2000.0), ["augment.audio.highpass", "2000"]),
-    (dict(lowpass=4000.0), ["augment.audio.lowpass", "4000"]),
-    (dict(freq_mask=41), ["augment.audio.freq_mask", "41"]),
-    (dict(features="waveform", time_mask=5), ["augment.audio.time_mask", "waveform"]),
-    (dict(noise_snr=[20, 10]), ["augment.audio.noise_snr", "[20, 10]"]),
-    (dict(noise_prob=1.5), ["augment.audio.noise_prob", "1.5"]),
+    (dict(features="mfcc"), ["audio.features", "'mfcc'"]),
+    (dict(lowpass=1000.0, highpass=2000.0), ["audio.highpass", "2000"]),
+    (dict(lowpass=4000.0), ["audio.lowpass", "4000"]),
+    (dict(freq_mask=41), ["audio.freq_mask", "41"]),
+    (dict(features="waveform", time_mask=5), ["audio.time_mask", "waveform"]),
+    (dict(noise_snr=[20, 10]), ["audio.noise_snr", "[20, 10]"]),
+    (dict(noise_prob=1.5), ["audio.noise_prob", "1.5"]),
 ])
 def test_pipeline_refuses_bad_keys_in_one_line(kwargs, words):
     with pytest.raises(ConfigError) as info:

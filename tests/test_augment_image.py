@@ -1,4 +1,4 @@
-"""``regulab.augment.image``: the notes' matrices recomputed in NumPy, warps against naive per-pixel
+"""``regulab.modalities.image.augment``: the notes' matrices recomputed in NumPy, warps against naive per-pixel
 loops and exact tensor ops, per-sample draws, crops, resize, normalize, 1-D shifts and errors."""
 
 from __future__ import annotations
@@ -343,8 +343,8 @@ def test_pipeline_on_1d_samples_maps_translate_and_scale():
 def test_the_augment_layer_builds_it_from_config():
     import regulab as rl
     from regulab.modalities.layer import build_augment
-    cfg = rl.load_config(None, ["augment.image.resize=32", "augment.image.random_crop=28",
-                                "augment.image.rotation=30", "augment.image.mean=[0.5]", "augment.image.std=[0.5]"])
+    cfg = rl.load_config(None, ["image.resize=32", "image.random_crop=28",
+                                "image.rotation=30", "image.mean=[0.5]", "image.std=[0.5]"])
     layer, shape = build_augment(cfg, (1, 28, 28), audio=False)
     assert shape == (1, 28, 28)
     layer.generator = gen()
@@ -363,13 +363,13 @@ def test_the_augment_layer_builds_it_from_config():
     (lambda: RandomAffine(hflip=1.5), ["RandomAffine.hflip", "1.5"]),
     (lambda: RandomAffine(mode="cubic"), ["RandomAffine.mode", "'cubic'", "bicubic"]),
     (lambda: RandomShiftScale1d(shift=-0.1), ["RandomShiftScale1d.shift", "-0.1"]),
-    (lambda: ImagePipeline(aspect="fit"), ["augment.image.aspect", "'fit'"]),
-    (lambda: ImagePipeline(random_crop=0), ["augment.image.random_crop", "0"]),
-    (lambda: ImagePipeline(std=[0.0]), ["augment.image.std[0]", "> 0"]),
-    (lambda: ImagePipeline(rotation=10).output_shape((40,)), ["augment.image.rotation", "(40,)"]),
-    (lambda: ImagePipeline(random_crop=28).output_shape((1, 8, 8)), ["augment.image.random_crop", "28"]),
-    (lambda: ImagePipeline(mean=[0.1, 0.2]).output_shape((3, 8, 8)), ["augment.image.mean", "3"]),
-    (lambda: ImagePipeline(hflip=0.5).train(torch.rand(2, 40), gen()), ["augment.image.hflip"]),
+    (lambda: ImagePipeline(aspect="fit"), ["image.aspect", "'fit'"]),
+    (lambda: ImagePipeline(random_crop=0), ["image.random_crop", "0"]),
+    (lambda: ImagePipeline(std=[0.0]), ["image.std[0]", "> 0"]),
+    (lambda: ImagePipeline(rotation=10).output_shape((40,)), ["image.rotation", "(40,)"]),
+    (lambda: ImagePipeline(random_crop=28).output_shape((1, 8, 8)), ["image.random_crop", "28"]),
+    (lambda: ImagePipeline(mean=[0.1, 0.2]).output_shape((3, 8, 8)), ["image.mean", "3"]),
+    (lambda: ImagePipeline(hflip=0.5).train(torch.rand(2, 40), gen()), ["image.hflip"]),
     (lambda: random_crop(torch.rand(2, 1, 8, 8), 10, generator=gen()), ["random_crop", "(10, 10)", "(8, 8)"]),
     (lambda: resize(torch.rand(1, 1, 4, 4), 0), ["resize.size", "0"]),
     (lambda: normalize(torch.rand(1, 3, 4, 4), [0.1, 0.2], 1.0), ["normalize.mean", "3"]),

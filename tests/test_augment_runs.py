@@ -30,7 +30,7 @@ kind = "cnn"
 channels = [4]
 kernel_size = 3
 hidden = [16]
-[augment.image]
+[image]
 resize = 12
 random_crop = 10
 rotation = 30
@@ -76,8 +76,8 @@ def test_resume_with_augmentation_is_exact(workdir):
 
 
 def test_mnist1d_shift_and_stretch(workdir):
-    cfg = rl.load_config(None, ["data.n_samples=600", "augment.image.translate=0.1",
-                                "augment.image.scale=[0.9, 1.1]", "train.epochs=2"])
+    cfg = rl.load_config(None, ["data.n_samples=600", "image.translate=0.1",
+                                "image.scale=[0.9, 1.1]", "train.epochs=2"])
     p = prepare_mod.prepare(cfg)
     assert isinstance(p.trainer.model.augment, Augment)
     p.trainer.fit(p.loader, p.splits["val"], epochs=2)
@@ -85,10 +85,10 @@ def test_mnist1d_shift_and_stretch(workdir):
 
 
 def test_image_only_keys_on_1d_samples_exit_2(workdir, capsys):
-    cfg = write(workdir / "c.toml", "[train]\nepochs = 1\n[augment.image]\nrotation = 10\n")
+    cfg = write(workdir / "c.toml", "[train]\nepochs = 1\n[image]\nrotation = 10\n")
     assert main(["train", str(cfg), "--out", "out", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "augment.image.rotation" in err and "(40,)" in err and err.count("\n") == 1
+    assert "image.rotation" in err and "(40,)" in err and err.count("\n") == 1
 
 
 def _tones(root, per_class=6, sr=8000):
@@ -114,7 +114,7 @@ kind = "cnn"
 channels = [4]
 kernel_size = 3
 hidden = [8]
-[augment.audio]
+[audio]
 seconds = 0.5
 test_indices = [0]
 n_mels = 16
@@ -141,8 +141,8 @@ def test_text_run_adds_augmented_copies_and_saves_its_features(workdir):
                                 "model.hidden=[16]", "train.epochs=1"])
     plain = prepare_mod.prepare(cfg)
     aug = prepare_mod.prepare(rl.load_config(None, ["data.dataset=rotten_tomatoes", "data.n_samples=300",
-                                                    "model.hidden=[16]", "augment.text.copies=2",
-                                                    "augment.text.char_prob=0.1"]))
+                                                    "model.hidden=[16]", "text.copies=2",
+                                                    "text.char_prob=0.1"]))
     n = len(plain.splits["train"][1])
     assert len(aug.splits["train"][1]) == 3 * n
     assert torch.equal(aug.splits["train"][1][n:], plain.splits["train"][1].repeat_interleave(2))
@@ -169,8 +169,8 @@ def test_video_run_on_generated_clips(workdir):
             w.release()
     cfg = rl.load_config(None, [f'data.dataset="video:{root}"', "data.split=[0.5, 0.5, 0.0]",
                                 "model.kind=cnn", "model.channels=[4]", "model.kernel_size=3",
-                                "model.hidden=[8]", "augment.video.frames=4", "augment.video.size=[16, 16]",
-                                "augment.video.flow=true", "train.epochs=1"])
+                                "model.hidden=[8]", "video.frames=4", "video.size=[16, 16]",
+                                "video.flow=true", "train.epochs=1"])
     p = prepare_mod.prepare(cfg)
     assert p.splits["train"][0].shape[1:] == (4 * 3, 16, 16)     # 4 frames x (gray + flow x, y)
     p.trainer.fit(p.loader, p.splits["val"], epochs=1)
@@ -183,8 +183,8 @@ def test_noise_from_a_file_reaches_training_batches(workdir):
     noise = (0.3 * rng.standard_normal(8000)).astype(np.float32)
     wavfile.write(workdir / "noise.wav", 8000, noise)
     cfg = rl.load_config(None, [f'data.dataset="audio:{data}"', "data.split=[0.7, 0.3, 0.0]",
-                                "augment.audio.seconds=0.5", "augment.audio.noise_snr=0",
-                                f'augment.audio.noise_file="{workdir / "noise.wav"}"',
+                                "audio.seconds=0.5", "audio.noise_snr=0",
+                                f'audio.noise_file="{workdir / "noise.wav"}"',
                                 "model.kind=cnn", "model.channels=[4]", "model.kernel_size=3", "model.hidden=[8]"])
     p = prepare_mod.prepare(cfg)
     pipeline = p.trainer.model.augment.pipeline
@@ -194,8 +194,8 @@ def test_noise_from_a_file_reaches_training_batches(workdir):
     out = add_noise(x, 0.0, torch.Generator().manual_seed(0), noise=pipeline.noise)
     added = out - x                                 # a stretch of the file's noise, at 0 dB
     assert torch.allclose(added.pow(2).mean(1), x.pow(2).mean(1), rtol=1e-4)
-    bad = rl.load_config(None, [f'data.dataset="audio:{data}"', "augment.audio.seconds=0.5",
+    bad = rl.load_config(None, [f'data.dataset="audio:{data}"', "audio.seconds=0.5",
                                 "data.split=[0.7, 0.3, 0.0]",
-                                "augment.audio.noise_snr=0", 'augment.audio.noise_file="nowhere.wav"'])
-    with pytest.raises(rl.ConfigError, match="augment.audio.noise_file"):
+                                "audio.noise_snr=0", 'audio.noise_file="nowhere.wav"'])
+    with pytest.raises(rl.ConfigError, match="audio.noise_file"):
         prepare_mod.prepare(bad)

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from regulab.data import builtins as datasets
-from regulab.data.builtins import BUILTINS, DatasetInfo, list_datasets
+from regulab.data.builtins import Builtin as DatasetInfo
+from regulab.modalities.sources import BUILTINS, list_datasets
 from regulab.data.dataset import Dataset
-from regulab.data.sources import load_dataset
+from regulab.modalities.sources import load_dataset
 from regulab.errors import DataError
 
 

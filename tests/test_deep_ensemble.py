@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.cli import main
-from regulab.runs.prepare import _arrays, prepare
-from regulab.data.sources import load_dataset
+from regulab.runs.prepare import prepare, split_arrays
+from regulab.modalities.sources import load_dataset
 
 from .conftest import write
 
@@ -35,8 +35,8 @@ early_stopping = false
 def test_bootstrap_resamples_the_training_split_only():
     cfg = rl.load_config(None, ["data.dataset=moons", "data.n_samples=400", "data.bootstrap=true"])
     ds = load_dataset("moons", n_samples=400)
-    plain = _arrays(rl.load_config(None, ["data.dataset=moons", "data.n_samples=400"]), ds)
-    boot = _arrays(cfg, ds)
+    plain = split_arrays(rl.load_config(None, ["data.dataset=moons", "data.n_samples=400"]), ds)
+    boot = split_arrays(cfg, ds)
     X0, Xb = plain["train"][0], boot["train"][0]
     assert len(Xb) == len(X0)
     rows0 = {tuple(r) for r in X0}
@@ -46,7 +46,7 @@ def test_bootstrap_resamples_the_training_split_only():
     assert 0.55 < unique < 0.72                      # ...with replacement: ~1 - 1/e distinct
     for split in ("val", "test"):
         assert np.array_equal(plain[split][0], boot[split][0])
-    other = _arrays(rl.load_config(None, ["data.dataset=moons", "data.n_samples=400",
+    other = split_arrays(rl.load_config(None, ["data.dataset=moons", "data.n_samples=400",
                                           "data.bootstrap=true", "train.seed=1"]), ds)
     assert not np.array_equal(other["train"][0], Xb)   # each member its own resample
 
@@ -60,7 +60,7 @@ def test_ensemble_averages_member_probabilities(workdir, capsys, bagging):
     result = json.loads((workdir / "ens" / "ensemble.json").read_text())
     # recompute: each member's saved pipeline on the raw test inputs, probabilities averaged
     ds = load_dataset("moons", n_samples=400)
-    X, y = _arrays(rl.load_config(workdir / "ens" / "member-0" / "config.toml"), ds)["test"]
+    X, y = split_arrays(rl.load_config(workdir / "ens" / "member-0" / "config.toml"), ds)["test"]
     X = torch.as_tensor(X)
     probs = []
     for k in range(3):

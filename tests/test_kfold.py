@@ -76,14 +76,14 @@ def test_held_out_fold_never_reaches_training_or_early_stopping(id_data, monkeyp
             lambda mod, args: seen[phase["now"]].update(args[0][:, 0].round().long().tolist()))
         return p
 
-    real_finish = run_module._finish
+    real_finish = run_module.finish
 
     def spy_finish(*args, **kwargs):
         phase["now"] = "final"
         return real_finish(*args, **kwargs)
 
     monkeypatch.setattr(run_module, "prepare", spy_prepare)
-    monkeypatch.setattr(run_module, "_finish", spy_finish)
+    monkeypatch.setattr(run_module, "finish", spy_finish)
     run = run_module.train(_cfg(path, fold, **{"train.early_stopping": True}), out="out")
     assert seen["fit"], "the hook saw nothing"
     assert not (seen["fit"] & held), sorted(seen["fit"] & held)     # no leak while training

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import regulab as rl
-from regulab.config.core import _apply, config_from_dict
+from regulab.config.core import apply_overrides as _apply, config_from_dict
 from regulab.errors import DivergedError
 from regulab.nn.models import build_model
 from regulab.runs.store import RunStore

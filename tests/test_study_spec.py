@@ -34,7 +34,7 @@ def test_clinic_covers_the_notes():
     for key in ("regularization.l2", "regularization.l1", "model.dropout", "model.dropout_mode",
                 "model.dropconnect", "regularization.max_norm", "regularization.input_noise",
                 "regularization.weight_noise", "regularization.label_smoothing", "model.batchnorm",
-                "train.early_stopping", "augment.image.translate", "regularization.ema",
+                "train.early_stopping", "image.translate", "regularization.ema",
                 "eval.dropout_inference"):
         assert key in keys, key
     assert any(v.members > 1 for v in spec.variants)             # an ensemble
@@ -45,12 +45,14 @@ def test_clinic_covers_the_notes():
 
 
 def test_flatten_nested_and_dotted_keys_agree():
-    nested = {"model": {"dropout": 0.3}, "augment": {"image": {"translate": 0.1}},
+    nested = {"model": {"dropout": 0.3}, "image": {"translate": 0.1},
               "multitask": {"groups": {"odd": [0, 1]}}}
-    dotted = {"model.dropout": 0.3, "augment.image.translate": 0.1,
+    dotted = {"model.dropout": 0.3, "image.translate": 0.1,
               "multitask.groups": {"odd": [0, 1]}}
     assert flatten(nested, "x") == dotted == flatten(dotted, "x")
-    assert flatten({"augment.image": {"scale": [0.9, 1.1]}}, "x") == {"augment.image.scale": [0.9, 1.1]}
+    # the old names of the modality sections flatten to the new ones
+    assert flatten({"augment": {"image": {"translate": 0.1}}}, "x") == {"image.translate": 0.1}
+    assert flatten({"augment.image": {"scale": [0.9, 1.1]}}, "x") == {"image.scale": [0.9, 1.1]}
 
 
 def test_generated_variants():

@@ -53,7 +53,7 @@ def _study(name: str, url: str) -> optuna.Study:
     ('sampler = "cmaes"', '"optim.lr" = { low = 0.01, high = 0.1 }', ["sweep.sampler", "tpe, random, grid"]),
     ('metric = "val_r2"', '"optim.lr" = { low = 0.01, high = 0.1 }', ["sweep.metric", "val_acc"]),
     ('pruner = "median"\nwarmup = -1', '"optim.lr" = { low = 0.01, high = 0.1 }', ["sweep.warmup", ">= 0"]),
-    ('trails = 3', '"optim.lr" = { low = 0.01, high = 0.1 }', ["sweep.trails", "one of name"]),
+    ('trails = 3', '"optim.lr" = { low = 0.01, high = 0.1 }', ["sweep.trails", "did you mean 'trials'"]),
 ])
 def test_bad_sweep_files_are_refused_and_write_nothing(workdir, capsys, sweep, space, words):
     path = _sweep(workdir, sweep, space)

@@ -17,7 +17,7 @@ from regulab.modalities.text.augment import (KEYBOARD, MISSPELLINGS, OCR, OPS, T
                                              augment_texts, keyboard_typo, misspell, ocr_error,
                                              random_delete, random_insert, random_substitute,
                                              random_swap, synonym_replace, word_delete, word_swap)
-from regulab.data.sources import load_dataset
+from regulab.modalities.sources import load_dataset
 from regulab.modalities.text.reader import load_rotten_tomatoes, load_text
 from regulab.modalities.text.features import (TextPipeline, Vocabulary, Word2Vec, bag_of_words,
                                               normalize, sgns_loss, stem, stopwords, tfidf, tokenize)
@@ -212,14 +212,14 @@ def test_pipeline_state_roundtrip(features):
     fresh = TextPipeline(features=features, embedding_dim=8, epochs=2)
     fresh.load_state_dict(state)
     assert np.array_equal(fresh.transform(TRAIN), X[:4])
-    with pytest.raises(CheckpointError, match="augment.text.stem was False when fitted; this pipeline has True"):
+    with pytest.raises(CheckpointError, match="text.stem was False when fitted; this pipeline has True"):
         TextPipeline(features=features, embedding_dim=8, epochs=2, stem=True).load_state_dict(state)
 
 
 def test_pipeline_errors():
-    with pytest.raises(ConfigError, match=r"'augment.text.features' must be one of tfidf, bow, word2vec.*'tfidif'"):
+    with pytest.raises(ConfigError, match=r"'text.features' must be one of tfidf, bow, word2vec.*'tfidif'"):
         TextPipeline(features="tfidif")
-    with pytest.raises(ConfigError, match=r"'augment.text.min_df' must be an integer >= 1; got 0"):
+    with pytest.raises(ConfigError, match=r"'text.min_df' must be an integer >= 1; got 0"):
         TextPipeline(min_df=0)
     with pytest.raises(ConfigError, match="not fitted"):
         TextPipeline().transform(["x"])

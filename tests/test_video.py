@@ -1,4 +1,4 @@
-"""Tests for regulab.data.video: reading, frame sampling, Farneback flow and ``video:DIR``.
+"""Tests for regulab.modalities.video.reader: reading, frame sampling, Farneback flow and ``video:DIR``.
 
 Clips are written into tmp_path with cv2.VideoWriter (MJPG .avi, and mp4v .mp4) from scenes
 whose motion is known: a square moving a fixed number of pixels per frame, or a still scene that
@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from regulab.config.sections import AugmentConfig
-from regulab.modalities.video.section import VideoAugmentConfig
-from regulab.data.sources import load_dataset
+from regulab.config.core import Config
+from regulab.modalities.video.section import VideoConfig
+from regulab.modalities.sources import load_dataset
 from regulab.modalities.video.reader import (VideoPipeline, frame_change, load_video_dir, optical_flow,
                                              read_video, sample_motion, sample_uniform, with_flow)
 from regulab.errors import ConfigError, DataError
@@ -239,9 +239,9 @@ def test_pipeline_errors(tmp_path):
         VideoPipeline(frames=4, flow=True)(path)  # ...but flow needs a successor per frame
     msg = one_line(info)
     assert "short.avi" in msg and "4 frame(s)" in msg and "at least 5" in msg
-    for kwargs, key in [({"frames": 0}, "augment.video.frames"),
-                        ({"sampling": "random"}, "augment.video.sampling"),
-                        ({"size": (0, 4)}, "augment.video.size"), ({"flow": "yes"}, "augment.video.flow")]:
+    for kwargs, key in [({"frames": 0}, "video.frames"),
+                        ({"sampling": "random"}, "video.sampling"),
+                        ({"size": (0, 4)}, "video.size"), ({"flow": "yes"}, "video.flow")]:
         with pytest.raises(ConfigError) as info:
             VideoPipeline(**kwargs)
         assert key in one_line(info)
@@ -273,8 +273,8 @@ def test_load_video_dir_shapes_labels_and_flow_sign(tmp_path):
 
 def test_load_dataset_video_spec_uses_augment_video(tmp_path):
     root = make_video_dir(tmp_path / "clips", n_per_class=2, T=6)
-    options = AugmentConfig(video=VideoAugmentConfig(frames=3, sampling="motion", size=[16, 16], gray=False))
-    ds = load_dataset(f"video:{root}", options=options)
+    options = Config(video=VideoConfig(frames=3, sampling="motion", size=[16, 16], gray=False))
+    ds = load_dataset(f"video:{root}", sections=options)
     assert ds.name == f"video:{root}" and ds.sample_shape == (3 * 3, 16, 16) and len(ds.y) == 4
 
 

@@ -10,8 +10,9 @@ Quick start::
 """
 
 from regulab import nn
+from regulab.version import __version__
 from regulab.config.core import Config, load_config
-from regulab.data.sources import load_dataset
+from regulab.modalities.sources import load_dataset
 from regulab.data.loader import TensorLoader
 from regulab.errors import ConfigError, DataError, DivergedError, RegulabInputError
 from regulab.callbacks import Callback, EarlyStopping
@@ -26,7 +27,6 @@ __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Ru
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
            "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult",
            "sweep", "load_sweep", "train_population"]
-__version__ = "0.1.0"
 
 _LAZY = {"sweep": "regulab.sweeps.worker", "load_sweep": "regulab.sweeps.spec"}   # Optuna on use
 

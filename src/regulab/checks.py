@@ -1,8 +1,17 @@
-"""Constraints of config keys: each takes ``(key, value)`` and returns the value or raises.
+"""Constraints of config keys, and how a key is declared.
 
-The one error template (scikit-learn's, shortened)::
+A constraint takes ``(key, value)`` and returns the (normalized) value or raises the one error
+of ``regulab.errors.invalid``::
 
     config key 'optim.lr' must be a number > 0; got -0.1
+
+``key(default, check, doc, population=...)`` declares a key of a config section (a dataclass
+deriving from ``Section``, which validates every key when it is constructed). Each key also
+says how it behaves in a population -- K runs trained as one batched model
+(``regulab.engine.population``): ``MEMBER`` (members may differ in it: a seed, a strength),
+``SHARED`` (every member has the same value: the data, the architecture), ``IGNORED`` (it does
+not change training: names, logging, the final evaluation) or ``blocks(...)`` (a value other
+than the default, or than those listed, makes the run train alone: batch norm, EMA, ...).
 
 Used by the config sections (``regulab.config``) and by the techniques' own objects, so a
 value passed in Python is checked like one read from TOML.
@@ -11,21 +20,17 @@ value passed in Python is checked like one read from TOML.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from regulab.errors import ConfigError
+from regulab.errors import Field, invalid, unknown
 
-__all__ = ["Check", "_key", "_Section", "number", "choice", "boolean", "string", "optional", "list_of",
-           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr", "did_you_mean"]
+__all__ = ["Check", "key", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
+           "choice", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list", "train_size",
+           "label_maps", "layer_count", "size", "interval", "snr"]
 
 Check = Callable[[str, Any], Any]
-
-
-def _fail(key: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"config key '{key}' must be {allowed}; got {value!r}")
 
 
 def _is_number(v: Any) -> bool:
@@ -41,10 +46,10 @@ def number(*, gt: float | None = None, ge: float | None = None, lt: float | None
     def check(key: str, v: Any) -> Any:
         ok = isinstance(v, int) and not isinstance(v, bool) if integer else _is_number(v)
         if not ok or (not integer and not math.isfinite(v)):
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         if ((gt is not None and not v > gt) or (ge is not None and not v >= ge)
                 or (lt is not None and not v < lt) or (le is not None and not v <= le)):
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         return v if integer else float(v)
     return check
 
@@ -53,22 +58,34 @@ def choice(*options: str) -> Check:
     """One of the given strings; a near miss gets a suggestion."""
     def check(key: str, v: Any) -> Any:
         if v not in options:
-            hint = difflib.get_close_matches(str(v).lower(), options, n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise _fail(key, "one of " + ", ".join(options) + extra, v)
+            raise invalid(key, "one of " + ", ".join(options), v, options=options)
         return v
     return check
 
 
 def boolean(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise _fail(key, "true or false", v)
+        raise invalid(key, "true or false", v)
     return v
 
 
 def string(key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise _fail(key, "a non-empty string", v)
+        raise invalid(key, "a non-empty string", v)
+    return v
+
+
+def text(key: str, v: Any) -> str:
+    """A string, empty or not."""
+    if not isinstance(v, str):
+        raise invalid(key, "a string", v)
+    return v
+
+
+def name(key: str, v: Any) -> str:
+    """A non-empty string without '/' (it names a directory)."""
+    if not isinstance(v, str) or not v or "/" in v:
+        raise invalid(key, "a non-empty string without '/'", v)
     return v
 
 
@@ -82,8 +99,8 @@ def optional(inner: Check) -> Check:
 def list_of(inner: Check, *, min_len: int = 0, allowed: str = "a list") -> Check:
     def check(key: str, v: Any) -> Any:
         if not isinstance(v, (list, tuple)) or len(v) < min_len:
-            raise _fail(key, allowed, v)
-        return [inner(f"{key}[{i}]", x) for i, x in enumerate(v)]
+            raise invalid(key, allowed, v)
+        return [inner(Field(f"{key}[{i}]", getattr(key, "kind", "config key")), x) for i, x in enumerate(v)]
     return check
 
 
@@ -93,7 +110,7 @@ def number_or_list(inner: Check, allowed: str) -> Check:
         if isinstance(v, (list, tuple)):
             return list_of(inner, allowed=allowed)(key, v)
         if not _is_number(v):
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         return inner(key, v)
     return check
 
@@ -104,13 +121,13 @@ def train_size(key: str, v: Any) -> Any:
         return v
     if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
         return v
-    raise _fail(key, "a fraction in (0, 1] or a whole count >= 1", v)
+    raise invalid(key, "a fraction in (0, 1] or a whole count >= 1", v)
 
 
 def label_maps(key: str, v: Any) -> dict:
     """A table ``NAME = [label, ...]`` of lists of integer labels >= 0 (one per class)."""
     if not isinstance(v, Mapping):
-        raise _fail(key, "a table NAME = [label of class 0, label of class 1, ...]", v)
+        raise invalid(key, "a table NAME = [label of class 0, label of class 1, ...]", v)
     allowed = "a non-empty list of integer labels >= 0, one per class"
     return {string(f"{key}.{name}", name): list_of(number(ge=0, integer=True), min_len=1, allowed=allowed)(
         f"{key}.{name}", labels) for name, labels in v.items()}
@@ -120,7 +137,7 @@ def layer_count(key: str, v: Any) -> Any:
     """``"all"`` or a whole number of layers >= 1."""
     if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         return v
-    raise _fail(key, "'all' or a whole number of layers >= 1", v)
+    raise invalid(key, "'all' or a whole number of layers >= 1", v)
 
 
 def size(key: str, v: Any) -> Any:
@@ -130,7 +147,7 @@ def size(key: str, v: Any) -> Any:
     if isinstance(v, (list, tuple)) and len(v) == 2 and all(
             isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
         return list(v)
-    raise _fail(key, "a size >= 1 or [height, width]", v)
+    raise invalid(key, "a size >= 1 or [height, width]", v)
 
 
 def interval(lo: float | None = None, hi: float | None = None) -> Any:
@@ -140,10 +157,10 @@ def interval(lo: float | None = None, hi: float | None = None) -> Any:
 
     def check(key: str, v: Any) -> Any:
         if not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         a, b = (number()(key, x) for x in v)
         if a > b or (lo is not None and a < lo) or (hi is not None and b > hi):
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         return [a, b]
     return check
 
@@ -155,26 +172,64 @@ def snr(key: str, v: Any) -> Any:
     return number()(key, v)
 
 
-def did_you_mean(value: str, options) -> str:
-    """``"; did you mean 'x'?"`` for the closest option (difflib), or ``""``."""
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+@dataclass(frozen=True)
+class Stack:
+    """How a config key behaves in a population (module docstring): ``role`` is "member",
+    "shared", "ignored" or "blocks"; a blocking key stacks at its default and at ``allowed``."""
+    role: str
+    allowed: tuple = ()
+
+    def blocks_at(self, value: Any, default: Any) -> bool:
+        """Whether ``value`` of a key with this tag keeps a run out of populations."""
+        return self.role == "blocks" and value != default and value not in self.allowed
 
 
-def _key(default: Any, check: Check, doc: str) -> Any:
-    """Declare a config key with its default, constraint and one-line meaning."""
-    meta = {"check": check, "doc": doc}
+MEMBER, SHARED, IGNORED = Stack("member"), Stack("shared"), Stack("ignored")
+
+
+def blocks(*allowed: Any) -> Stack:
+    """The tag of a key whose non-default values (other than ``allowed``) train alone."""
+    return Stack("blocks", tuple(allowed))
+
+
+def key(default: Any, check: Check, doc: str, *, population: Stack | None = None) -> Any:
+    """Declare a config key: its default, constraint, one-line meaning and population tag."""
+    meta = {"check": check, "doc": doc, "population": population}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-class _Section:
-    """A config section (a dataclass of ``_key`` fields); validates every key on construction,
-    so ``OptimConfig(lr=-1)`` fails like the TOML would. ``SECTION`` is its dotted name."""
+class Section:
+    """A config section (a dataclass of ``key`` fields); validates every key on construction,
+    so ``OptimConfig(lr=-1)`` fails like the TOML would. ``SECTION`` is its dotted name,
+    ``KIND`` what its errors call a key (a study file's ``[study]`` says "study key")."""
 
     SECTION = ""
+    KIND = "config key"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            setattr(self, f.name, f.metadata["check"](f"{self.SECTION}.{f.name}", getattr(self, f.name)))
+            setattr(self, f.name, self.check(f.name, getattr(self, f.name)))
+
+    @classmethod
+    def check(cls, name: str, value: Any) -> Any:
+        """``value`` of key ``name`` validated by the key's own constraint (the one validation
+        of that key, for a technique's Python object too)."""
+        f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        if f is None:
+            raise unknown(f"{cls.SECTION}.{name}", [f.name for f in dataclasses.fields(cls)],
+                          f"keys of [{cls.SECTION}]", kind=cls.KIND)
+        return f.metadata["check"](Field(f"{cls.SECTION}.{name}", cls.KIND), value)
+
+    @classmethod
+    def from_table(cls, values: Any, name: str | None = None) -> "Section":
+        """The section of a TOML table (a mapping); an unknown key gets a "did you mean"."""
+        name = name or cls.SECTION
+        if not isinstance(values, Mapping):
+            raise invalid(name, "a table (section)", values, kind=cls.KIND)
+        names = [f.name for f in dataclasses.fields(cls)]
+        for k in values:
+            if k not in names:
+                raise unknown(f"{name}.{k}", names, f"keys of [{name}]", kind=cls.KIND)
+        return cls(**values)

@@ -74,14 +74,9 @@ def _study_table(results: dict) -> str:
 
 def _study(args) -> int:
     from regulab.config.core import parse_overrides
-    from regulab.studies.spec import clinic_path
-    from regulab.studies.spec import load_study
+    from regulab.studies.spec import clinic_path, load_study
     from regulab.studies.study import run_study
-    from regulab.studies.spec import flatten
-    spec = load_study(args.study if args.study else clinic_path())
-    if args.set:
-        from regulab.config.core import _apply
-        spec.base = _apply(spec.base, flatten(parse_overrides(args.set), "--set"))
+    spec = load_study(args.study if args.study else clinic_path(), parse_overrides(args.set))
     result = run_study(spec, out=args.out, db=args.db, quick=args.quick,
                        progress=False if args.quiet else None)
     r = result.results
@@ -139,7 +134,7 @@ def _runs(args) -> int:
 
 
 def _datasets(args) -> int:
-    from regulab.data.builtins import list_datasets
+    from regulab.modalities.sources import list_datasets
     infos = list_datasets()
     width = max(len(i.name) for i in infos)
     for i in infos:

@@ -1,15 +1,26 @@
-"""Error types that map onto the CLI's exit codes.
+"""Error types that map onto the CLI's exit codes, the one message template and "did you mean".
 
 Every error about something the user handed in (config, data, arguments, checkpoint
 files) is a ``RegulabInputError`` -- a ``ValueError`` -- whose message is one line
 naming the field or file, the value received and what is allowed. The CLI prints it
 and exits with code 2. ``DivergedError`` (exit code 3) is raised when training
 produced a NaN or Inf loss.
+
+The one template for a bad value (scikit-learn's, shortened), built by ``invalid``::
+
+    config key 'optim.lr' must be a number > 0; got -0.1
+    study key 'grid.values' must be a non-empty list; got []
+
+and the one suggestion for a near miss, ``did_you_mean`` (``"; did you mean 'dropout'?"``).
 """
 
 from __future__ import annotations
 
-__all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError"]
+import difflib
+from typing import Any, Iterable
+
+__all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
+           "Field", "invalid", "unknown", "did_you_mean"]
 
 
 class RegulabInputError(ValueError):
@@ -37,3 +48,37 @@ class DivergedError(RuntimeError):
             f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
             "the last good checkpoint is kept (try a smaller optim.lr)"
         )
+
+
+def did_you_mean(value: Any, options: Iterable[Any]) -> str:
+    """``"; did you mean 'x'?"`` for the closest option (difflib, cutoff 0.6, ignoring case),
+    or ``""``."""
+    lowered = {str(o).lower(): str(o) for o in options}
+    close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""
+
+
+class Field(str):
+    """A key's dotted name that knows what kind of key it is (``"study key"``), so a check
+    deep down names it right: ``invalid`` reads ``field.kind``."""
+
+    def __new__(cls, name: str, kind: str = "config key") -> "Field":
+        field = super().__new__(cls, name)
+        field.kind = kind
+        return field
+
+
+def invalid(field: str, allowed: str, value: Any, *, kind: str = "config key",
+            error: type[RegulabInputError] = ConfigError, options: Iterable[Any] = ()) -> RegulabInputError:
+    """The error of a bad value: ``<kind> '<field>' must be <allowed>; got <value!r>``, with
+    a "did you mean" among ``options`` when one is close (``field.kind`` wins over ``kind``)."""
+    kind = getattr(field, "kind", kind)
+    return error(f"{kind} '{field}' must be {allowed}; got {value!r}{did_you_mean(value, options)}")
+
+
+def unknown(field: str, options: Iterable[str], where: str, *, kind: str = "config key") -> ConfigError:
+    """The error of an unknown key: ``unknown <kind> '<field>'; did you mean ..? (keys of
+    <where>: ...)``; the suggestion compares the last dotted part of ``field``."""
+    options = list(options)
+    hint = did_you_mean(field.rsplit(".", 1)[-1], options)
+    return ConfigError(f"unknown {kind} '{field}'{hint} ({where}: {', '.join(options) or 'none'})")

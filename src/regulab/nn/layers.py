@@ -48,7 +48,7 @@ DROPOUT_MODES = ("inverted", "classic")
 _WRAPPABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def _check_drop_prob(owner: str, drop_prob: float) -> float:
+def check_drop_prob(owner: str, drop_prob: float) -> float:
     if not 0.0 <= drop_prob < 1.0:   # also rejects NaN
         raise ValueError(f"{owner} drop_prob must be in [0, 1) (the probability of dropping); "
                          f"got {drop_prob!r}")
@@ -83,7 +83,7 @@ def dropout(x: Tensor, drop_prob: float, training: bool = True,
     ``mode="classic"``: train ``x * m``, otherwise ``x * (1 - p)`` (weight scaling rule).
     Nothing is drawn when ``training`` is False or ``drop_prob`` is 0.
     """
-    drop_prob = _check_drop_prob("dropout", drop_prob)
+    drop_prob = check_drop_prob("dropout", drop_prob)
     _check_mode("dropout", mode)
     if drop_prob == 0.0:
         return x
@@ -135,7 +135,7 @@ class Dropout(StochasticLayer):
 
     def __init__(self, drop_prob: float = 0.5, mode: str = "inverted"):
         super().__init__()
-        self.drop_prob = _check_drop_prob("Dropout", drop_prob)
+        self.drop_prob = check_drop_prob("Dropout", drop_prob)
         self.mode = _check_mode("Dropout", mode)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -164,7 +164,7 @@ class DropConnect(StochasticLayer):
     def __init__(self, layer: nn.Module, drop_prob: float = 0.5, per_example: bool = False):
         super().__init__()
         self.layer = _check_layer("DropConnect", layer)
-        self.drop_prob = _check_drop_prob("DropConnect", drop_prob)
+        self.drop_prob = check_drop_prob("DropConnect", drop_prob)
         if per_example and not isinstance(layer, nn.Linear):
             raise ValueError(f"DropConnect per_example=True needs an nn.Linear layer; "
                              f"got {type(layer).__name__}")

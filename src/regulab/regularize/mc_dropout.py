@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regulab.nn.layers import DROPOUT_MODES, StochasticLayer, _check_drop_prob
+from regulab.nn.layers import DROPOUT_MODES, StochasticLayer, check_drop_prob
 
 __all__ = ["dropout_modules", "sampling", "mc_predict", "weight_scaling_predict",
            "geometric_mean", "enumerate_masks", "exact_ensemble", "exact_dropout_ensemble",
@@ -164,7 +164,7 @@ def exact_ensemble(head: Callable[[Tensor], Tensor], x: Tensor, drop_prob: float
     ``softmax(sum_m P(m) log_softmax(head(.)))``; ``"mean"``: ``sum_m P(m) softmax(head(.))``.
     Returns probabilities ``(N, C)``; masks are processed ``chunk`` at a time.
     """
-    p = _check_drop_prob("exact_ensemble", drop_prob)
+    p = check_drop_prob("exact_ensemble", drop_prob)
     _check_aggregate("exact_ensemble", aggregate)
     if mode not in DROPOUT_MODES:
         raise ValueError(f"exact_ensemble mode must be one of {', '.join(map(repr, DROPOUT_MODES))}; got {mode!r}")

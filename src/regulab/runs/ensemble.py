@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from regulab.config.core import Config
 from regulab.errors import ConfigError
 from regulab.io import atomic_write
-from regulab.runs.run import Run, check_out_dir, finite_json, train
+from regulab.io import check_out_dir, finite_json
+from regulab.runs.evaluate import Run
+from regulab.runs.run import train
 
 __all__ = ["EnsembleResult", "train_ensemble", "ensemble_probabilities"]
 
@@ -52,8 +54,8 @@ def ensemble_probabilities(models: list[torch.nn.Module], X: torch.Tensor,
 def _raw_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Raw (not preprocessed) train, validation and test arrays: the same for every member
     (the training split without any bootstrap resample)."""
-    from regulab.runs.prepare import _arrays, load_data
-    arrays = _arrays(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bootstrap=False)),
+    from regulab.runs.prepare import load_data, split_arrays
+    arrays = split_arrays(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bootstrap=False)),
                      load_data(cfg))
     return {k: (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
             for k, (X, y) in arrays.items()}

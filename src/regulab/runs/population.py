@@ -33,7 +33,8 @@ from regulab.errors import DivergedError
 from regulab.runs.store import RunStore
 from regulab.callbacks import Callback
 from regulab.runs.prepare import Prepared, prepare
-from regulab.runs.run import Run, _finish, open_run, run_log
+from regulab.runs.evaluate import Run, finish
+from regulab.runs.run import open_run, run_log
 from regulab.engine.population.stacked import StackedNet, StackedOptimizer, Unsupported
 from regulab.engine.trainer import divergence
 
@@ -311,7 +312,7 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
             store.set_status(run_id, "diverged")
             done.append(error)
         else:
-            done.append(_finish(p, run_dir, store, run_id, seconds))
+            done.append(finish(p, run_dir, store, run_id, seconds))
     first_error = next((e for e in errors if e is not None), None)
     if first_error is not None and not return_errors:
         raise first_error

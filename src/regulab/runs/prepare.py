@@ -27,7 +27,7 @@ import torch
 
 from regulab.config.core import Config
 from regulab.data.dataset import Dataset
-from regulab.data.sources import load_dataset
+from regulab.modalities.sources import load_dataset
 from regulab.data.label_noise import flip_labels
 from regulab.data.loader import TensorLoader
 from regulab.data.preprocess import Preprocessor
@@ -36,6 +36,7 @@ from regulab.errors import ConfigError, DataError
 from regulab.nn.models import Pipeline, build_model
 from regulab.regularize.constraints import MaxNorm
 from regulab.modalities.layer import build_augment
+from regulab.modalities.text.features import featurize
 from regulab.regularize.ema import EMACallback
 from regulab.regularize.multitask import Tasks
 from regulab.regularize.penalties import NormPenalty
@@ -44,7 +45,8 @@ from regulab.callbacks import Callback, EarlyStopping
 from regulab.engine.optimizers import build_optimizer
 from regulab.engine.trainer import Trainer, loss_function
 
-__all__ = ["Prepared", "prepare", "load_data", "resolve_device", "extra_columns", "RegularizationMonitor"]
+__all__ = ["Prepared", "prepare", "load_data", "split_arrays", "resolve_device", "extra_columns",
+           "RegularizationMonitor"]
 
 
 @dataclass
@@ -129,7 +131,7 @@ def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch
     return torch.as_tensor(y, dtype=torch.float32 if loss == "bce" else torch.int64).to(device)
 
 
-def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The split's raw arrays; label noise only ever touches the training split."""
     d = cfg.data
     stratify = d.stratify and ds.task == "classification"
@@ -157,7 +159,7 @@ def _arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
     """The network, behind an ``Augment`` layer when the data's modality has one."""
-    augment, shape = build_augment(cfg, sample.shape[1:], audio=is_audio(ds))   # its own errors
+    augment, shape = build_augment(cfg, sample.shape[1:], audio=ds.modality == "audio")   # its own errors
     try:
         net = build_model(cfg.model, shape, n_out, torch.Generator().manual_seed(seed),
                           cfg.regularization)
@@ -209,7 +211,7 @@ def load_data(cfg: Config) -> Dataset:
     """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
     d = cfg.data
     ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
-                      options=cfg.augment)
+                      sections=cfg)
     if d.classes is None:
         return ds
     if ds.task != "classification":
@@ -230,30 +232,6 @@ def load_data(cfg: Config) -> Dataset:
     X_test, y_test = keep(ds.X_test, ds.y_test)
     return dataclasses.replace(ds, X=X, y=y, X_test=X_test, y_test=y_test,
                                classes=[ds.classes[c] for c in d.classes])
-
-
-def text_features(cfg: Config, arrays: dict) -> Any:
-    """Texts -> features, in place in ``arrays``: ``augment.text.copies`` augmented copies of each
-    training text are added to the training split (labels repeated), the ``TextPipeline`` is
-    fitted on the training texts only, and every split is transformed. Seeded by data.seed."""
-    from regulab.modalities.text.augment import TextAugment, augment_texts
-    from regulab.modalities.text.features import TextPipeline
-    t, seed = cfg.augment.text, cfg.data.seed
-    X, y = arrays["train"]
-    if t.copies > 0:
-        augment = TextAugment(t.char_prob, t.word_prob, t.ops or None, seed=seed, language=t.language)
-        extra, source = augment_texts(X, t.copies, augment.rng, augment)
-        X, y = np.concatenate([X, np.array(extra, dtype=object)]), np.concatenate([y, y[source]])
-    pipeline = TextPipeline(t.language, t.lowercase, t.strip_accents, t.strip_punctuation, t.stopwords,
-                            t.stem, t.features, t.max_features, t.min_df, t.embedding_dim)
-    arrays["train"] = (pipeline.fit_transform(list(X), seed), y)
-    for name in [k for k in arrays if k != "train"]:
-        arrays[name] = (pipeline.transform(list(arrays[name][0])), arrays[name][1])
-    return pipeline
-
-
-def is_audio(ds: Dataset) -> bool:
-    return ds.name.startswith("audio:")
 
 
 def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
@@ -295,8 +273,8 @@ def prepare(cfg: Config) -> Prepared:
     _check_task(cfg, ds.task)
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
-    arrays = _arrays(cfg, ds)
-    text = text_features(cfg, arrays) if ds.X.dtype == object else None
+    arrays = split_arrays(cfg, ds)
+    text = featurize(cfg.text, arrays, cfg.data.seed) if ds.modality == "text" else None
     tasks = _tasks(cfg, ds)
 
     pre = _preprocessor(cfg, arrays["train"][0].shape[1:], source, arrays["train"][0])

@@ -29,44 +29,26 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 
+from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config, to_toml
-from regulab.errors import CheckpointError, ConfigError, DivergedError
-from regulab.nn.models import Pipeline
-from regulab.regularize.mc_dropout import mc_predict
-from regulab.runs.store import RunStore
-from regulab.diagnose import diagnose
 from regulab.engine import distributed
-from regulab import metrics
-from regulab.callbacks import Callback, EarlyStopping, ProgressBar
-from regulab.io import atomic_write, load_state, load_tensors, save_state, save_tensors
-from regulab.runs.prepare import Prepared, extra_columns, prepare, resolve_device
 from regulab.engine.trainer import Trainer
+from regulab.errors import CheckpointError, ConfigError, DivergedError
+from regulab.io import atomic_write, load_state, load_tensors, new_dir, save_state
+from regulab.runs.evaluate import Run, finish
+from regulab.runs.prepare import Prepared, extra_columns, prepare, resolve_device
+from regulab.runs.store import RunStore
 
-__all__ = ["Run", "Prepared", "prepare", "train", "resume", "resolve_device"]
+__all__ = ["Run", "train", "resume", "open_run", "run_log", "RunLog", "STATE_FILE"]
 
 STATE_FILE = "state.safetensors"
-
-
-@dataclass
-class Run:
-    """What a finished run returns: results, per-epoch history, the model and where it lives."""
-    config: Config
-    results: dict[str, Any]
-    history: list[dict[str, float]]
-    model: Pipeline
-    run_dir: Path
-    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 # -- run directory -----------------------------------------------------------------------------
@@ -115,104 +97,6 @@ def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     return log
 
 
-def check_out_dir(path: Path) -> Path:
-    """``--out`` must be new or an empty directory: nothing of the user's is overwritten."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
-                          "choose a new path")
-    return path
-
-
-def new_dir(stem: str, out: str | Path | None) -> Path:
-    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path."""
-    if out is not None:
-        return check_out_dir(Path(out))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = Path("runs") / f"{stem}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{stem}-{stamp}-{n}"
-    return path
-
-
-def finite_json(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
-    """The final model's outputs: by weight scaling (a plain eval-mode forward), or the log of
-    Monte-Carlo dropout probabilities (``eval.dropout_inference``), which act as logits."""
-    e, t = p.cfg.eval, p.trainer
-    if e.dropout_inference == "scale":
-        return t.predict(X)
-    aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
-    heads = t.tasks.sizes if t.tasks is not None else None
-    with t.evaluation_mode():
-        probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
-                                      aggregate=aggregate, generator=p.noise, heads=heads)
-                           for i in range(0, len(X), e.batch_size)])
-    return probs.clamp_min(1e-12).log()
-
-
-def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
-    """Loss and accuracy (or MSE and R^2) of final outputs, as the Trainer logs them per epoch."""
-    mc = p.cfg.eval.dropout_inference != "scale"    # log-probabilities: the loss is their NLL
-    return p.trainer.scores(out, y, prefix, log_probs=mc)
-
-
-def _noisy_test(p: Prepared) -> dict[str, float]:
-    """``eval.noise_snr``: the test split's scores with white noise added to every clip at that
-    SNR (drawn from ``data.seed``, the same noise for every run), as ``test_noisy_*``."""
-    snr = p.cfg.eval.noise_snr
-    if snr is None or "test" not in p.splits or not p.cfg.eval.test:
-        return {}
-    from regulab.modalities.audio.augment import add_noise
-    X, y = p.splits["test"]
-    g = torch.Generator(device=X.device).manual_seed(p.cfg.data.seed)
-    noisy = add_noise(X.flatten(1), snr, g).view_as(X)
-    return _scores(p, _final_outputs(p, noisy), y, "test_noisy")
-
-
-def _finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
-            fit_seconds: float) -> Run:
-    """Evaluate train/val/test once with the final weights and write the result files
-    (``store`` None: a data-parallel rank other than 0, which writes nothing)."""
-    t = p.trainer
-    results: dict[str, Any] = {}
-    evaluation: dict[str, Any] = {}
-    for name, (X, y) in p.splits.items():
-        if name == "test" and not p.cfg.eval.test:
-            continue            # a sweep's trials: the test split is scored once, at the end
-        out = _final_outputs(p, X)
-        results.update(_scores(p, out, y, name))
-        if name == "train":
-            continue
-        if p.task == "regression":
-            evaluation[name] = metrics.regression_report(out, y)
-        elif t.tasks is not None:
-            evaluation[name] = t.tasks.report(out, y)
-        else:
-            logits = torch.cat([-out, out], 1) if t.binary else out
-            evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
-    results.update(_noisy_test(p))
-    stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
-    score = "r2" if p.task == "regression" else "acc"
-    results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
-    results.update(
-        best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
-        stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
-        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
-    if store is None:
-        return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
-    save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
-    if p.text is not None:      # the fitted text features: vocabulary and idf, or word vectors
-        atomic_write(run_dir / "text_features.json", json.dumps(p.text.state_dict()))
-    atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
-    atomic_write(run_dir / "results.json", json.dumps(finite_json(results), indent=2))
-    store.finish(run_id, "completed", finite_json(results))
-    return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
-
-
 def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
          progress: bool | None) -> Run:
     """Train and finish; ``store`` None: a data-parallel rank other than 0 (no files, no bar)."""
@@ -229,7 +113,7 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
         if store is not None:
             store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
         raise
-    return _finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+    return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
 
 
 def train(cfg: Config, out: str | Path | None = None, db: str | None = None,

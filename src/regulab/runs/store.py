@@ -42,7 +42,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from regulab.errors import RegulabInputError
 
-__all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table"]
+__all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table", "mask_url"]
 
 STATUSES = ("completed", "diverged", "failed", "killed", "pruned", "running")
 _DEFAULT_URL = "sqlite:///runs/regulab.db"
@@ -73,7 +73,7 @@ def default_db_url() -> str:
     return os.environ.get("REGULAB_DB") or _DEFAULT_URL
 
 
-def _mask(url: str) -> str:
+def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -82,7 +82,7 @@ def _mask(url: str) -> str:
 
 
 def _bad_url(url: str, why: str) -> RegulabInputError:
-    return RegulabInputError(f"--db/REGULAB_DB: {why}: {_mask(url)!r}; allowed: {_ALLOWED}")
+    return RegulabInputError(f"--db/REGULAB_DB: {why}: {mask_url(url)!r}; allowed: {_ALLOWED}")
 
 
 def _first_line(e: exc.DBAPIError) -> str:
@@ -180,12 +180,12 @@ class RunStore:
         backend = parsed.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise _bad_url(raw, f"unsupported database scheme {backend!r}")
-        self._sqlite_path: str | None = None
+        self.sqlite_path: str | None = None      # the database file, for SQLite on a file
         if backend == "sqlite":
             db = parsed.database or ""
             if db and db != ":memory:" and not db.startswith("file:"):
-                self._sqlite_path = os.path.abspath(db)
-                parsed = parsed.set(database=self._sqlite_path)
+                self.sqlite_path = os.path.abspath(db)
+                parsed = parsed.set(database=self.sqlite_path)
         self.url: str = parsed.render_as_string(hide_password=False)
         try:
             self._engine = sa.create_engine(parsed)
@@ -197,7 +197,7 @@ class RunStore:
         self._ready = False  # tables known to exist
 
     def __repr__(self) -> str:
-        return f"RunStore({_mask(self.url)!r})"
+        return f"RunStore({mask_url(self.url)!r})"
 
     def close(self) -> None:
         """Close pooled connections (the store stays usable; it reconnects on demand)."""
@@ -212,9 +212,9 @@ class RunStore:
 
     def _write_conn(self) -> Connection:
         """A connection to a store whose tables exist (created on the first write)."""
-        if not self._ready and self._sqlite_path is not None:
+        if not self._ready and self.sqlite_path is not None:
             try:
-                Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise _bad_url(self.url, f"cannot create the directory ({e.strerror})") from None
         conn = self._connect()
@@ -233,7 +233,7 @@ class RunStore:
 
     def _read_conn(self) -> Connection | None:
         """A connection, or None when the store holds nothing yet (nothing is created)."""
-        if self._sqlite_path is not None and not os.path.exists(self._sqlite_path):
+        if self.sqlite_path is not None and not os.path.exists(self.sqlite_path):
             return None
         conn = self._connect()
         if not self._ready and not sa.inspect(conn).has_table("runs"):
@@ -242,7 +242,7 @@ class RunStore:
         return conn
 
     def _not_found(self, run_id: int) -> RegulabInputError:
-        return RegulabInputError(f"run_id {run_id} not found in the run store {_mask(self.url)!r}")
+        return RegulabInputError(f"run_id {run_id} not found in the run store {mask_url(self.url)!r}")
 
     def _update_run(self, conn: Connection, run_id: int, **values) -> None:
         _check_int("run_id", run_id)

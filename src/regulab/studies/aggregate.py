@@ -125,7 +125,7 @@ def cpu_name() -> str:
 def machine_info(device: str) -> dict[str, Any]:
     """What the report says about where the study ran."""
     import torch
-    from regulab import __version__
+    from regulab.version import __version__
     if device == "cuda":
         device = f"cuda ({torch.cuda.get_device_name()})"
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "device": device,

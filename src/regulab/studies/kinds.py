@@ -30,9 +30,9 @@ INIT_DEFAULTS = {"schemes": ["normal_0.01", "normal_1", "glorot_normal", "he_nor
 def _val_inputs(cfg: dict[str, Any]) -> torch.Tensor:
     """The raw validation inputs of a run's config (what its ``Pipeline`` takes)."""
     from regulab.config.core import config_from_dict
-    from regulab.runs.prepare import _arrays, load_data
+    from regulab.runs.prepare import load_data, split_arrays
     c = config_from_dict(cfg)
-    X, _ = _arrays(c, load_data(c))["val"]
+    X, _ = split_arrays(c, load_data(c))["val"]
     return torch.as_tensor(np.asarray(X, dtype=np.float32))
 
 

@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from regulab.config.sections import SECTIONS
-from regulab.config.core import Config, _apply, config_from_dict, read_toml
-from regulab.errors import ConfigError
+from regulab.checks import Section, key, name, number, optional, string, text
+from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
+from regulab.config.files import flatten as flatten_config
+from regulab.config.files import read_spec_file
+from regulab.errors import ConfigError, invalid
 
-__all__ = ["Variant", "StudySpec", "load_study", "study_from_dict", "source_variant", "flatten",
-           "KINDS", "GENERATED", "META_KEYS", "clinic_path"]
+__all__ = ["Variant", "StudySpec", "StudySection", "load_study", "study_from_dict", "source_variant",
+           "flatten", "KINDS", "GENERATED", "META_KEYS", "clinic_path"]
 
 KINDS = {   # kind -> its table's keys: (required, optional)
     "compare": ((), ()),
@@ -61,8 +63,41 @@ KINDS = {   # kind -> its table's keys: (required, optional)
 }
 GENERATED = ("grid", "learning_curve", "capacity", "transfer", "init")   # make their own variants
 META_KEYS = ("label", "group", "x", "members", "combine")
-_STUDY_KEYS = ("name", "kind", "description", "seeds", "base", "baseline", "quick", "quick_seeds",
-               "combine", "population")
+KIND = "study key"
+
+
+def seed_list(field: str, value: Any) -> list[int]:
+    """A count n >= 1 (seeds 0..n-1) or a list of distinct seeds >= 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return list(range(value))
+    if (isinstance(value, list) and value and len(set(value)) == len(value)
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+        return list(value)
+    raise invalid(field, "a count >= 1 or a list of distinct seeds >= 0", value)
+
+
+def _table(field: str, value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise invalid(field, "a table of config overrides", value)
+    return dict(value)
+
+
+@dataclass
+class StudySection(Section):
+    """``[study]``: what the study is, its seeds, its base config and how it runs."""
+    SECTION, KIND = "study", KIND
+    name: Any = key(None, optional(name), "the study's name; default: the file's")
+    kind: str = key("compare", lambda field, v: _kind(field, v), "what the study shows (KINDS)")
+    description: str = key("", text, "the question, shown in the report")
+    seeds: list = key(3, seed_list, "seeds 0..n-1, or a list of seeds")
+    base: Any = key(None, optional(string), "a config file, relative to the study file")
+    baseline: Any = key(None, optional(string), "the variant the others are compared with")
+    quick: dict = key({}, _table, "config overrides applied with --quick")
+    quick_seeds: Any = key(None, optional(seed_list), "seeds with --quick (default: the same)")
+    combine: int = key(0, number(ge=0, integer=True), "merge the N best variants (0: no combination)")
+    population: int = key(64, number(ge=0, integer=True),
+                          "runs that differ only in member keys train as one model, up to this many "
+                          "(0 or 1: one by one)")
 
 
 @dataclass
@@ -100,14 +135,14 @@ class StudySpec:
         overrides = {**variant.overrides, **(extra or {}), "train.seed": seed,
                      "name": f"{self.name}-{variant.name}"}
         try:
-            return config_from_dict(_apply(self.base, overrides))
+            return config_from_dict(apply_overrides(self.base, overrides))
         except ConfigError as e:
             raise ConfigError(f"study '{self.name}', variant '{variant.name}': {e}") from None
 
     def for_quick(self) -> "StudySpec":
         """The ``--quick`` version: its overrides applied to the base, its seeds."""
         import dataclasses
-        return dataclasses.replace(self, base=_apply(self.base, self.quick),
+        return dataclasses.replace(self, base=apply_overrides(self.base, self.quick),
                                    seeds=self.quick_seeds or self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,57 +153,38 @@ class StudySpec:
                 "variants": [vars(v) for v in self.variants]}
 
 
-def _fail(key: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"study key '{key}' must be {allowed}; got {value!r}")
+def _fail(field: str, allowed: str, value: Any) -> ConfigError:
+    raise invalid(field, allowed, value, kind=KIND)
 
 
-def _depth(path: list[str]) -> int:
-    """How many parts a full config key starting with ``path`` has."""
-    return 3 if path and path[0] == "augment" else 2
+def _kind(field: str, value: Any) -> str:
+    if value not in KINDS:
+        _fail(field, f"one of {', '.join(KINDS)}", value)
+    return value
 
 
-def flatten(table: Mapping[str, Any], where: str, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Nested config tables -> dotted keys: ``{"model": {"dropout": 0.3}}`` -> ``model.dropout``.
-    A dict found at a full key's depth (``multitask.groups``) is a value, not a table."""
-    out: dict[str, Any] = {}
-    for k, v in table.items():
-        parts = [*prefix, *k.split(".")]
-        if parts[0] not in (*SECTIONS, "augment", "name"):
-            raise ConfigError(f"study key '{where}.{k}' is not a config key (section.key) or one "
-                              f"of {', '.join(META_KEYS)}; got {v!r}")
-        if isinstance(v, Mapping) and len(parts) < _depth(parts):
-            out.update(flatten(v, where, tuple(parts)))
-        else:
-            out[".".join(parts)] = v
-    return out
-
-
-def _seeds(value: Any, key: str) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return list(range(value))
-    if (isinstance(value, list) and value and len(set(value)) == len(value)
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
-        return list(value)
-    raise _fail(key, "a count >= 1 or a list of distinct seeds >= 0", value)
+def flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Nested config tables of a study file -> dotted keys (``regulab.config.files.flatten``)."""
+    return flatten_config(table, where, KIND, META_KEYS)
 
 
 def _variant(name: str, table: Any) -> Variant:
     where = f"variants.{name}"
     if not isinstance(table, Mapping):
-        raise _fail(where, "a table of config keys", table)
+        _fail(where, "a table of config keys", table)
     meta = {k: table[k] for k in META_KEYS if k in table}
     overrides = flatten({k: v for k, v in table.items() if k not in META_KEYS}, where)
     members = meta.get("members", 1)
     if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise _fail(f"{where}.members", "an integer >= 2 (a deep ensemble) or 1", members)
+        _fail(f"{where}.members", "an integer >= 2 (a deep ensemble) or 1", members)
     x = meta.get("x")
     if x is not None and (not isinstance(x, (int, float)) or isinstance(x, bool)):
-        raise _fail(f"{where}.x", "a number", x)
+        _fail(f"{where}.x", "a number", x)
     for k in ("label", "group"):
         if k in meta and not isinstance(meta[k], str):
-            raise _fail(f"{where}.{k}", "a string", meta[k])
+            _fail(f"{where}.{k}", "a string", meta[k])
     if not isinstance(meta.get("combine", True), bool):
-        raise _fail(f"{where}.combine", "true or false", meta["combine"])
+        _fail(f"{where}.combine", "true or false", meta["combine"])
     return Variant(name, overrides, meta.get("label", ""), meta.get("group"),
                    None if x is None else float(x), members, meta.get("combine", True))
 
@@ -185,16 +201,16 @@ def _options(kind: str, raw: Any) -> dict[str, Any]:
     required, optional = KINDS[kind]
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
-        raise _fail(kind, f"a table with keys {', '.join(required + optional)}", raw)
+        _fail(kind, f"a table with keys {', '.join(required + optional)}", raw)
     for k in raw:
         if k not in required + optional:
-            raise _fail(f"{kind}.{k}", f"one of {', '.join(required + optional) or '(no keys)'}", k)
+            _fail(f"{kind}.{k}", f"one of {', '.join(required + optional) or '(no keys)'}", k)
     for k in required:
         if k not in raw:
             raise ConfigError(f"study key '{kind}.{k}' is required for kind '{kind}'; got nothing")
     for k in ("values", "sizes", "layers", "source_classes", "target_classes"):
         if k in raw and (not isinstance(raw[k], list) or not raw[k]):
-            raise _fail(f"{kind}.{k}", "a non-empty list", raw[k])
+            _fail(f"{kind}.{k}", "a non-empty list", raw[k])
     return dict(raw)
 
 
@@ -207,7 +223,7 @@ def _generated(kind: str, o: dict[str, Any], given: list[Variant]) -> list[Varia
     if kind == "learning_curve":
         models = o.get("models") or {"model": {}}
         if not isinstance(models, Mapping):
-            raise _fail("learning_curve.models", "a table: series name -> config overrides", models)
+            _fail("learning_curve.models", "a table: series name -> config overrides", models)
         out = []
         for group, table in models.items():
             over = flatten(table, f"learning_curve.models.{group}")
@@ -231,53 +247,29 @@ def _generated(kind: str, o: dict[str, Any], given: list[Variant]) -> list[Varia
     return given or [Variant("baseline")]
 
 
-def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudySpec:
-    """Validate a study (as read from TOML); ``where`` is the file, for relative base paths."""
-    for k in raw:
-        if k not in ("study", "base", "variants", *KINDS):
-            raise _fail(k, "one of study, base, variants or a kind's table "
-                        f"({', '.join(KINDS)})", k)
-    s = raw.get("study", {})
-    for k in s:
-        if k not in _STUDY_KEYS:
-            raise _fail(f"study.{k}", f"one of {', '.join(_STUDY_KEYS)}", k)
-    kind = s.get("kind", "compare")
-    if kind not in KINDS:
-        raise _fail("study.kind", f"one of {', '.join(KINDS)}", kind)
-    name = s.get("name", where.stem if where else "study")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise _fail("study.name", "a non-empty string without '/'", name)
-    base = read_base(raw, where, "study", _fail)
+def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Validate a study (as read from TOML); ``where`` is the file, for relative base paths;
+    ``overrides`` (dotted config keys, ``--set``) go over its base config."""
+    s, base = read_spec_file(raw, where, StudySection, ("variants", *KINDS), overrides)
+    kind = s.kind
+    study_name = s.name or (where.stem if where else "study")
     given = [_variant(n, t) for n, t in raw.get("variants", {}).items()]
     if given and kind in GENERATED:
-        raise _fail("variants", f"absent for kind '{kind}' (it makes its own from [{kind}])",
-                    [v.name for v in given])
+        _fail("variants", f"absent for kind '{kind}' (it makes its own from [{kind}])",
+              [v.name for v in given])
     options = _options(kind, raw.get(kind))
     variants = _generated(kind, options, given)
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        raise _fail("variants", "distinct names", names)
-    baseline = s.get("baseline", names[0] if kind not in GENERATED else None)
+        _fail("variants", "distinct names", names)
+    baseline = s.baseline if s.baseline is not None else (names[0] if kind not in GENERATED else None)
     if kind == "transfer":
         baseline = "scratch"
     if baseline is not None and baseline not in names:
-        raise _fail("study.baseline", f"one of the variants ({', '.join(names)})", baseline)
-    combine = s.get("combine", 0)
-    if not isinstance(combine, int) or isinstance(combine, bool) or combine < 0:
-        raise _fail("study.combine", "an integer >= 0 (0: no combination)", combine)
-    quick = s.get("quick", {})
-    if not isinstance(quick, Mapping):
-        raise _fail("study.quick", "a table of config overrides", quick)
-    description = s.get("description", "")
-    if not isinstance(description, str):
-        raise _fail("study.description", "a string", description)
-    population = s.get("population", 64)
-    if not isinstance(population, int) or isinstance(population, bool) or population < 0:
-        raise _fail("study.population", "an integer >= 0 (0 or 1: train runs one by one)", population)
-    spec = StudySpec(name, kind, base, variants, _seeds(s.get("seeds", 3), "study.seeds"),
-                     description, baseline, combine, options, flatten(quick, "study.quick"),
-                     _seeds(s["quick_seeds"], "study.quick_seeds") if "quick_seeds" in s else None,
-                     population)
+        _fail("study.baseline", f"one of the variants ({', '.join(names)})", baseline)
+    spec = StudySpec(study_name, kind, base, variants, s.seeds, s.description, baseline, s.combine,
+                     options, flatten(s.quick, "study.quick"), s.quick_seeds, s.population)
     if kind == "transfer":
         spec.options["source"] = flatten(options.get("source", {}), "transfer.source")
     for v in [*variants, *([source_variant(spec)] if kind == "transfer" else [])]:
@@ -286,23 +278,6 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> StudyS
         spec.config(v, spec.seeds[0])
         spec.for_quick().config(v, spec.seeds[0])
     return spec
-
-
-def read_base(raw: Mapping[str, Any], where: Path | None, table: str, fail) -> dict[str, Any]:
-    """The base config of a study or sweep file: ``[<table>] base`` (a config file, relative
-    to ``where``) with the file's ``[base]`` tables over it; ``fail(key, allowed, value)``
-    makes the file kind's error."""
-    s = raw.get(table, {})
-    base: dict[str, Any] = {}
-    if "base" in s:
-        path = Path(s["base"]) if where is None else where.parent / s["base"]
-        if not path.is_file():
-            raise fail(f"{table}.base", f"an existing config file (relative to the {table} file)", s["base"])
-        base = read_toml(path, f"{table}.base: config file")
-    inline = raw.get("base", {})
-    if not isinstance(inline, Mapping):
-        raise fail("base", "a table of config sections", inline)
-    return _apply(base, flatten(inline, "base"))
 
 
 def source_variant(spec: StudySpec) -> Variant:
@@ -318,6 +293,6 @@ def clinic_path():
     return files("regulab.studies") / "clinic.toml"
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a study file."""
-    return study_from_dict(read_toml(path, "study file"), Path(path))
+def load_study(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Read and validate a study file; ``overrides`` (dotted config keys) go over its base."""
+    return study_from_dict(read_toml(path, "study file"), Path(path), overrides)

@@ -28,7 +28,8 @@ from regulab.runs.store import RunStore
 from regulab.io import atomic_write
 from regulab.runs.prepare import prepare, resolve_device
 from regulab.errors import CheckpointError
-from regulab.runs.run import finite_json, new_dir, train
+from regulab.io import finite_json, new_dir
+from regulab.runs.run import train
 from regulab.studies import aggregate, kinds
 from regulab.runs.population import population_key, train_population
 from regulab.studies.spec import GENERATED, StudySpec, Variant, source_variant

@@ -40,24 +40,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from regulab.config.sections import SECTIONS
-from regulab.config.core import Config, _apply, config_from_dict, read_toml
-from regulab.errors import ConfigError
 from regulab.callbacks import monitor_mode
-from regulab.studies.spec import flatten, read_base
+from regulab.checks import Section, choice, key, name, number, optional, string
+from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
+from regulab.config.files import config_key_depth, read_spec_file
+from regulab.config.sections import SECTIONS
+from regulab.errors import ConfigError, invalid
 
-__all__ = ["Dim", "SweepSpec", "load_sweep", "sweep_from_dict", "SAMPLERS", "PRUNERS"]
+__all__ = ["Dim", "SweepSpec", "SweepSection", "load_sweep", "sweep_from_dict", "SAMPLERS", "PRUNERS"]
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 METRICS = {"classification": ("val_acc", "val_loss"), "regression": ("val_r2", "val_mse", "val_loss")}
-_SWEEP_KEYS = ("name", "base", "sampler", "trials", "metric", "direction", "pruner", "warmup",
-               "startup", "seed", "heartbeat", "grace", "retries", "population")
 _RANGE_KEYS = ("low", "high", "log", "step")
+KIND = "sweep key"
 
 
-def _fail(key: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"sweep key '{key}' must be {allowed}; got {value!r}")
+def _fail(field_name: str, allowed: str, value: Any) -> ConfigError:
+    return invalid(field_name, allowed, value, kind=KIND)
 
 
 def _is_int(v: Any) -> bool:
@@ -66,6 +66,29 @@ def _is_int(v: Any) -> bool:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class SweepSection(Section):
+    """``[sweep]``: the sampler, the budget, the metric, the pruner and the workers' timings."""
+    SECTION, KIND = "sweep", KIND
+    name: Any = key(None, optional(name), "the sweep's (and its Optuna study's) name; default: the file's")
+    base: Any = key(None, optional(string), "a config file, relative to the sweep file")
+    sampler: str = key("tpe", choice(*SAMPLERS), "how points are drawn")
+    trials: Any = key(None, optional(number(ge=1, integer=True)), "the budget (default 20; grid: its size)")
+    metric: Any = key(None, optional(string), "default val_acc (classification), val_r2 (regression)")
+    direction: Any = key(None, optional(choice("maximize", "minimize")),
+                         "default: maximize *_acc and *_r2, minimize *_loss and *_mse")
+    pruner: str = key("none", choice(*PRUNERS), "stops trials that do worse than others at an epoch")
+    warmup: int = key(0, number(ge=0, integer=True), "epochs a trial runs before it may be pruned")
+    startup: int = key(5, number(ge=0, integer=True), "median: trials finished before any is pruned")
+    seed: Any = key(None, optional(number(ge=0, integer=True)), "the sampler's seed")
+    heartbeat: int = key(5, number(ge=1, integer=True), "seconds between a running trial's heartbeats")
+    grace: Any = key(None, optional(number(ge=2, integer=True)),
+                     "seconds without a heartbeat before a trial is failed (default 2 x heartbeat)")
+    retries: int = key(2, number(ge=0, integer=True), "how often one killed trial is retried")
+    population: int = key(8, number(ge=1, integer=True), "trials a worker trains at once as one "
+                          "batched model when the space holds only population member keys")
 
 
 @dataclass(frozen=True)
@@ -126,7 +149,7 @@ class SweepSpec:
         """The config of one trial: ``params`` (config values) over the base; trials do not
         score the test split (``eval.test = false``), the best one is scored once at the end."""
         overrides = {**params, "name": name, "eval.test": test}
-        return config_from_dict(_apply(self.base, overrides))
+        return config_from_dict(apply_overrides(self.base, overrides))
 
     def params(self, optuna_params: Mapping[str, Any]) -> dict[str, Any]:
         """An Optuna trial's params -> config values (JSON-encoded choices decoded)."""
@@ -152,8 +175,8 @@ class SweepSpec:
 def _dim(key: str, entry: Any, base: dict, sampler: str) -> Dim:
     where = f'space."{key}"'
     parts = key.split(".")
-    if len(parts) != (3 if parts[0] == "augment" else 2) or parts[0] not in (*SECTIONS, "augment"):
-        raise _fail(where, "a config key section.key (or augment.MODALITY.key) in quotes", key)
+    if len(parts) != config_key_depth(parts) or parts[0] not in (*SECTIONS, "augment"):
+        raise _fail(where, "a config key section.key in quotes", key)
     if not isinstance(entry, Mapping):
         raise _fail(where, "a table {low, high, log, step} or {choices = [...]}", entry)
     listed = [k for k in ("choices", "values") if k in entry]
@@ -189,24 +212,10 @@ def _dim(key: str, entry: Any, base: dict, sampler: str) -> Dim:
         dim = Dim(key, low, high, log, step)
     for value in dim.extremes():       # every bound and choice must make a valid config
         try:
-            config_from_dict(_apply(base, {key: value}))
+            config_from_dict(apply_overrides(base, {key: value}))
         except ConfigError as e:
             raise ConfigError(f"sweep key '{where}' holds {value!r}, which the config rejects: {e}") from None
     return dim
-
-
-def _int(s: Mapping, key: str, default: int | None, minimum: int) -> int | None:
-    value = s.get(key, default)
-    if value is not None and (not _is_int(value) or value < minimum):
-        raise _fail(f"sweep.{key}", f"an integer >= {minimum}", value)
-    return value
-
-
-def _choice(s: Mapping, key: str, options: tuple[str, ...], default: str) -> str:
-    value = s.get(key, default)
-    if value not in options:
-        raise _fail(f"sweep.{key}", f"one of {', '.join(options)}", value)
-    return value
 
 
 def _task(cfg: Config) -> str:
@@ -216,50 +225,38 @@ def _task(cfg: Config) -> str:
     return load_data(cfg).task
 
 
-def sweep_from_dict(raw: Mapping[str, Any], where: Path | None = None) -> SweepSpec:
-    """Validate a sweep (as read from TOML); ``where`` is the file, for a relative base path."""
-    for k in raw:
-        if k not in ("sweep", "base", "space"):
-            raise _fail(k, "one of sweep, base, space (tables)", k)
-    s = raw.get("sweep", {})
-    if not isinstance(s, Mapping):
-        raise _fail("sweep", "a table", s)
-    for k in s:
-        if k not in _SWEEP_KEYS:
-            raise _fail(f"sweep.{k}", f"one of {', '.join(_SWEEP_KEYS)}", k)
-    name = s.get("name", where.stem if where else "sweep")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise _fail("sweep.name", "a non-empty string without '/'", name)
-    base = read_base(raw, where, "sweep", _fail)
-    sampler = _choice(s, "sampler", SAMPLERS, "tpe")
+def sweep_from_dict(raw: Mapping[str, Any], where: Path | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Validate a sweep (as read from TOML); ``where`` is the file, for a relative base path;
+    ``overrides`` (dotted config keys, ``--set``) go over its base config."""
+    s, base = read_spec_file(raw, where, SweepSection, ("space",), overrides)
+    sweep_name = s.name or (where.stem if where else "sweep")
     space_raw = raw.get("space", {})
     if not isinstance(space_raw, Mapping) or not space_raw:
         raise _fail("space", 'a table with one entry per config key, e.g. "optim.lr" = '
                     "{low = 1e-4, high = 0.1, log = true}", space_raw)
     try:
-        cfg = config_from_dict(_apply(base, {"eval.test": False}))
+        cfg = config_from_dict(apply_overrides(base, {"eval.test": False}))
     except ConfigError as e:
-        raise ConfigError(f"sweep '{name}', base config: {e}") from None
-    space = {k: _dim(k, v, base, sampler) for k, v in space_raw.items()}
+        raise ConfigError(f"sweep '{sweep_name}', base config: {e}") from None
+    space = {k: _dim(k, v, base, s.sampler) for k, v in space_raw.items()}
     grid = 1
     for d in space.values():
         grid *= len(d.choices) if d.choices is not None else 1
-    trials = _int(s, "trials", grid if sampler == "grid" else 20, 1)
-    if sampler == "grid" and trials > grid:
+    trials = s.trials if s.trials is not None else grid if s.sampler == "grid" else 20
+    if s.sampler == "grid" and trials > grid:
         raise _fail("sweep.trials", f"<= {grid} (the grid's size) with sampler 'grid'", trials)
     allowed = METRICS[_task(cfg)]
-    metric = s.get("metric", allowed[0])
+    metric = s.metric or allowed[0]
     if metric not in allowed:
         raise _fail("sweep.metric", f"one of {', '.join(allowed)} (logged every epoch)", metric)
-    direction = _choice(s, "direction", ("maximize", "minimize"),
-                        "maximize" if monitor_mode(metric) == "max" else "minimize")
-    heartbeat = _int(s, "heartbeat", 5, 1)
-    grace = _int(s, "grace", 2 * heartbeat, heartbeat + 1)
-    seed = _int(s, "seed", None, 0)
-    return SweepSpec(name, base, space, sampler, trials, metric, direction,
-                     _choice(s, "pruner", PRUNERS, "none"), _int(s, "warmup", 0, 0),
-                     _int(s, "startup", 5, 0), seed, heartbeat, grace, _int(s, "retries", 2, 0),
-                     _int(s, "population", 8, 1), dict(s))
+    direction = s.direction or ("maximize" if monitor_mode(metric) == "max" else "minimize")
+    grace = s.grace if s.grace is not None else 2 * s.heartbeat
+    if grace <= s.heartbeat:
+        raise _fail("sweep.grace", f"an integer >= {s.heartbeat + 1} (more than sweep.heartbeat)", grace)
+    return SweepSpec(sweep_name, base, space, s.sampler, trials, metric, direction, s.pruner, s.warmup,
+                     s.startup, s.seed, s.heartbeat, grace, s.retries, s.population,
+                     dict(raw.get("sweep", {})))
 
 
 def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
@@ -269,9 +266,4 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     raw = dict(read_toml(path, "sweep file"))
     if trials is not None:
         raw["sweep"] = {**raw.get("sweep", {}), "trials": trials}
-    if overrides:
-        base = raw.get("base", {})
-        if not isinstance(base, Mapping):
-            raise _fail("base", "a table of config sections", base)
-        raw["base"] = {**flatten(base, "base"), **flatten(overrides, "--set")}
-    return sweep_from_dict(raw, Path(path))
+    return sweep_from_dict(raw, Path(path), overrides)

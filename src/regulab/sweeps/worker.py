@@ -56,12 +56,14 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from regulab.config.core import Config, load_config, to_toml
+from regulab.config.core import Config, to_toml
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
-from regulab.runs.store import RunStore, _mask
+from regulab.runs.store import RunStore, mask_url
 from regulab.callbacks import Callback
-from regulab.io import atomic_write, load_tensors
-from regulab.runs.run import _final_outputs, _scores, new_dir, prepare, train
+from regulab.io import atomic_write
+from regulab.io import new_dir
+from regulab.runs.evaluate import evaluate
+from regulab.runs.run import train
 from regulab.runs.population import MEMBER_KEYS, population_key, train_population
 from regulab.sweeps.spec import SweepSpec
 
@@ -165,7 +167,7 @@ def _storage(spec: SweepSpec, url: str, store: RunStore) -> optuna.storages.RDBS
                 heartbeat_stale_trial_callback=stale)
     except (sa.exc.SQLAlchemyError, ImportError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RegulabInputError(f"--db: cannot open the sweep storage {_mask(url)!r} ({first})") from None
+        raise RegulabInputError(f"--db: cannot open the sweep storage {mask_url(url)!r} ({first})") from None
 
 
 def _sampler(spec: SweepSpec, n: int) -> optuna.samplers.BaseSampler:
@@ -216,7 +218,7 @@ def _sweep_dir(spec: SweepSpec, out: str | Path | None) -> Path:
 def _make_sweep_dir(path: Path, spec: SweepSpec, url: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "sweep.json").is_file():
-        atomic_write(path / "sweep.json", json.dumps({"spec": spec.to_dict(), "storage": _mask(url)},
+        atomic_write(path / "sweep.json", json.dumps({"spec": spec.to_dict(), "storage": mask_url(url)},
                                                      indent=2))
 
 
@@ -340,8 +342,8 @@ def sweep(spec: SweepSpec, out: str | Path | None = None, db: str | None = None,
     """Run trials of ``spec`` until its budget is spent and no trial runs; see the module docstring."""
     store = RunStore(db)
     url = store.url
-    if sa.engine.make_url(url).get_backend_name() == "sqlite" and store._sqlite_path is None:
-        raise RegulabInputError(f"--db: a sweep needs a database file or server; got {_mask(url)!r}")
+    if sa.engine.make_url(url).get_backend_name() == "sqlite" and store.sqlite_path is None:
+        raise RegulabInputError(f"--db: a sweep needs a database file or server; got {mask_url(url)!r}")
     lock = _lock(url, spec.name)
     lock.acquire()
     try:        # under the lock: workers starting together race for the tables and the directory
@@ -406,16 +408,11 @@ def _test_scores(spec: SweepSpec, trial: optuna.trial.FrozenTrial, store: RunSto
     """The test scores of the trial's saved model, or of its config trained again when its run
     directory is on another machine (same seeds: the same model on the same device)."""
     run_dir = Path(trial.user_attrs["run_dir"])
-    cfg = spec.config(spec.params(trial.params), f"{spec.name}-best", test=True)
     if not (run_dir / "model.safetensors").is_file():
+        cfg = spec.config(spec.params(trial.params), f"{spec.name}-best", test=True)
         run = train(cfg, out=run_dir.parent.parent / "best-run", db=store.url, progress=False)
         return {k: v for k, v in run.results.items() if k.startswith("test_")}
-    p = prepare(load_config(run_dir / "config.toml", {"eval.test": True}))
-    if "test" not in p.splits:
-        return {}
-    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
-    X, y = p.splits["test"]
-    return _scores(p, _final_outputs(p, X), y, "test")
+    return evaluate(run_dir, ("test",))
 
 
 def _best(spec: SweepSpec, study: optuna.Study, lock, store: RunStore) -> dict[str, Any] | None:

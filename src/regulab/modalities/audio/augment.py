@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from regulab.checks import _fail, choice, number, optional
-from regulab.errors import ConfigError, DataError
+from regulab.checks import choice, number, optional
+from regulab.errors import ConfigError, DataError, invalid
 from regulab.checks import snr as _snr
-from regulab.modalities.image.augment import _generator
+from regulab.modalities.image.augment import check_generator
 
 __all__ = ["fir_kernel", "fir_filter", "lowpass", "highpass", "bandpass", "spectrogram",
            "mel_filterbank", "LogMelSpectrogram", "add_noise", "time_shift", "spec_augment",
@@ -86,9 +86,9 @@ def fir_kernel(sample_rate: float, low: float | None = None, high: float | None 
         if v is not None:
             number(gt=0.0, lt=sr / 2)(f"fir_kernel.{name}", v)
     if low is None and high is None:
-        raise _fail("fir_kernel.high", nyq + " (low or high, or both)", None)
+        raise invalid("fir_kernel.high", nyq + " (low or high, or both)", None)
     if low is not None and high is not None and not low < high:
-        raise _fail("fir_kernel.low", f"below high ({high} Hz)", low)
+        raise invalid("fir_kernel.low", f"below high ({high} Hz)", low)
     half = math.ceil(HANN_TRANSITION * sr / width / 2)
     n = torch.arange(-half, half + 1, dtype=torch.float64)                       # (N,)
     w = 0.5 + 0.5 * torch.cos(math.pi * n / half)                                # symmetric Hann
@@ -231,7 +231,7 @@ def add_noise(x: Tensor, snr_db: float | Sequence[float], generator: torch.Gener
     A silent example stays silent. Example: ``add_noise(x, (10, 20), g)``.
     """
     x = _tensor("add_noise", x, (2,))
-    g = _generator("add_noise", generator)
+    g = check_generator("add_noise", generator)
     snr_db = _snr("add_noise.snr_db", snr_db)                                    # dB or [low, high]
     lo, hi = snr_db if isinstance(snr_db, list) else (snr_db, snr_db)
     prob = number(ge=0.0, le=1.0)("add_noise.prob", prob)
@@ -267,7 +267,7 @@ def time_shift(x: Tensor, max_shift: float, generator: torch.Generator, fill: fl
     """
     x = _tensor("time_shift", x, (2,))
     max_shift = number(ge=0.0, lt=1.0)("time_shift.max_shift", max_shift)
-    g = _generator("time_shift", generator)
+    g = check_generator("time_shift", generator)
     B, T = x.shape
     S = math.floor(max_shift * T)
     if S == 0:
@@ -306,10 +306,10 @@ def spec_augment(S: Tensor, freq_mask: int = 0, time_mask: int = 0, n_freq_masks
     if not isinstance(fill, str):
         fill = number()("spec_augment.fill", fill)
     elif fill != "mean":
-        raise _fail("spec_augment.fill", "a number or 'mean'", fill)
+        raise invalid("spec_augment.fill", "a number or 'mean'", fill)
     if fm * nf == 0 and tm * nt == 0:
         return S
-    g, B = _generator("spec_augment", generator), S.shape[0]
+    g, B = check_generator("spec_augment", generator), S.shape[0]
     mask = torch.zeros((B, nF, nT), dtype=torch.bool, device=S.device)
     if fm * nf:
         mask |= _bands(g, B, nf, fm, nF, S.device)[:, :, None]
@@ -349,7 +349,7 @@ class AudioFeatures(nn.Module):
 
 
 class AudioPipeline:
-    """``[augment.audio]``: waveforms (B, T) -> model input, with augmentation in training.
+    """``[audio]``: waveforms (B, T) -> model input, with augmentation in training.
 
     features: "logmel" (B, 1, n_mels, frames), "spectrogram" (log-power, B, 1, n_fft // 2 + 1,
     frames) or "waveform" (B, T). lowpass / highpass: cut-offs in Hz (both: a band-pass), every
@@ -368,7 +368,7 @@ class AudioPipeline:
                  noise: Tensor | None = None,
                  time_shift: float = 0.0, freq_mask: int = 0, time_mask: int = 0,
                  n_freq_masks: int = 1, n_time_masks: int = 1):
-        k, integer = "augment.audio", (lambda lo: number(ge=lo, integer=True))
+        k, integer = "audio", (lambda lo: number(ge=lo, integer=True))
         self.sample_rate = integer(1)(f"{k}.sample_rate", sample_rate)
         nyquist = number(gt=0.0, lt=self.sample_rate / 2)
         self.features = choice("logmel", "spectrogram", "waveform")(f"{k}.features", features)
@@ -379,7 +379,7 @@ class AudioPipeline:
         self.lowpass = optional(nyquist)(f"{k}.lowpass", lowpass)
         self.highpass = optional(nyquist)(f"{k}.highpass", highpass)
         if self.lowpass is not None and self.highpass is not None and self.highpass >= self.lowpass:
-            raise _fail(f"{k}.highpass", f"below augment.audio.lowpass ({self.lowpass} Hz) for a band-pass",
+            raise invalid(f"{k}.highpass", f"below audio.lowpass ({self.lowpass} Hz) for a band-pass",
                         highpass)
         self.noise_snr = optional(_snr)(f"{k}.noise_snr", noise_snr)           # dB, [low, high] or None
         self.noise_prob = number(ge=0.0, le=1.0)(f"{k}.noise_prob", noise_prob)
@@ -390,9 +390,9 @@ class AudioPipeline:
         self.time_mask = integer(0)(f"{k}.time_mask", time_mask)
         for name, v in (("freq_mask", self.freq_mask), ("time_mask", self.time_mask)):
             if self.features == "waveform" and v:
-                raise _fail(f"{k}.{name}", "0 with features = waveform (SpecAugment masks spectrograms)", v)
+                raise invalid(f"{k}.{name}", "0 with features = waveform (SpecAugment masks spectrograms)", v)
         if self.freq_mask > bins > 0:
-            raise _fail(f"{k}.freq_mask", f"at most the {bins} frequency bands of the {self.features}",
+            raise invalid(f"{k}.freq_mask", f"at most the {bins} frequency bands of the {self.features}",
                         self.freq_mask)
         self.n_freq_masks = integer(0)(f"{k}.n_freq_masks", n_freq_masks)
         self.n_time_masks = integer(0)(f"{k}.n_time_masks", n_time_masks)
@@ -411,7 +411,7 @@ class AudioPipeline:
             return (T,)
         shape = self._module.spec.output_shape(T)
         if self.time_mask > shape[-1]:
-            raise _fail("augment.audio.time_mask", f"at most the {shape[-1]} frames of a {T}-sample clip",
+            raise invalid("audio.time_mask", f"at most the {shape[-1]} frames of a {T}-sample clip",
                         self.time_mask)
         return shape
 

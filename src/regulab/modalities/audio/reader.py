@@ -49,7 +49,7 @@ from regulab.checks import choice, list_of, number, optional
 from regulab.data.dataset import Dataset
 from regulab.errors import ConfigError, DataError
 
-__all__ = ["read_wav", "resample", "natural_key", "load_audio_dir"]
+__all__ = ["read", "read_wav", "resample", "natural_key", "load_audio_dir"]
 
 RESAMPLE_ZEROS = 6      # zero crossings of the sinc on each side
 RESAMPLE_ROLLOFF = 0.99  # cut-off as a fraction of the lower Nyquist frequency
@@ -175,16 +175,16 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
     """
     from tqdm.auto import tqdm
 
-    sample_rate = _rate("augment.audio.sample_rate", sample_rate)
-    seconds = number(gt=0.0)("augment.audio.seconds", seconds)
-    label = choice("auto", "folder", "filename")("augment.audio.label", label)
+    sample_rate = _rate("audio.sample_rate", sample_rate)
+    seconds = number(gt=0.0)("audio.seconds", seconds)
+    label = choice("auto", "folder", "filename")("audio.label", label)
     if isinstance(test_indices, range):
         test_indices = list(test_indices)
     test_indices = optional(list_of(number(ge=0, integer=True), min_len=1, allowed="a list of file indices >= 0"))(
-        "augment.audio.test_indices", test_indices)
+        "audio.test_indices", test_indices)
     T = round(seconds * sample_rate)
     if T < 1:
-        raise ConfigError(f"config key 'augment.audio.seconds' must give at least one sample at "
+        raise ConfigError(f"config key 'audio.seconds' must give at least one sample at "
                           f"{sample_rate} Hz; got {seconds!r}")
     root = Path(path).expanduser()
     where = f"audio dir '{path}'"
@@ -217,10 +217,10 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
             last = f.stem.split("_")[-1]
             if "_" not in f.stem or not last.isdigit():
                 raise DataError(f"{where}: file name '{f.relative_to(root)}' does not end in an integer "
-                                f"index field ('_<index>.wav'), which augment.audio.test_indices needs")
+                                f"index field ('_<index>.wav'), which audio.test_indices needs")
             is_test[i] = int(last) in test_indices
         if is_test.all() or not is_test.any():
-            raise DataError(f"{where}: augment.audio.test_indices {test_indices} select {int(is_test.sum())} "
+            raise DataError(f"{where}: audio.test_indices {test_indices} select {int(is_test.sum())} "
                             f"of {len(files)} files; allowed: indices that leave both a test and a training set")
     clips, rates = [], []
     for f in tqdm(files, desc="audio clips", unit="clip", leave=False,
@@ -237,6 +237,13 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
                  f"{T} kept)" + (f"; {int(test.sum())} test clips with index in {test_indices}"
                                 if test_indices is not None else ""))
     if test_indices is None:
-        return Dataset(f"audio:{path}", X, y, "classification", classes, description=described)
+        return Dataset(f"audio:{path}", X, y, "classification", classes, description=described,
+                       modality="audio")
     return Dataset(f"audio:{path}", X[train], y[train], "classification", classes,
-                   X_test=X[test], y_test=y[test], description=described)
+                   X_test=X[test], y_test=y[test], description=described, modality="audio")
+
+
+def read(spec: str, path: str, section, *, task: str) -> Dataset:
+    """``audio:DIR`` for ``load_dataset``, read as the ``[audio]`` section says."""
+    return load_audio_dir(path, sample_rate=section.sample_rate, seconds=section.seconds,
+                          label=section.label, test_indices=section.test_indices)

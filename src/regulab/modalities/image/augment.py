@@ -1,4 +1,4 @@
-"""Image augmentation as one batched affine warp, plus crops, resize and normalize (``[augment.image]``).
+"""Image augmentation as one batched affine warp, plus crops, resize and normalize (``[image]``).
 
 The notes' matrices act on pixel coordinates (x right, y down) centred on the image centre,
 ``x = j + 0.5 - W/2``, ``y = i + 0.5 - H/2`` for row i, column j, in homogeneous form::
@@ -33,7 +33,7 @@ applied to visual document analysis" (affine distortions of MNIST); Krizhevsky, 
 Hinton (2012) (random crops and flips); Dieleman (2015), "Classifying plankton with deep neural
 networks" (the notes' examples).
 
-``ImagePipeline`` is ``[augment.image]``. The notes' torchvision pipeline::
+``ImagePipeline`` is ``[image]``. The notes' torchvision pipeline::
 
     train: Resize((32, 32)), RandomCrop((28, 28)), RandomRotation(30), ToTensor(), Normalize((0.5,), (0.5,))
     test:  ToTensor(), Resize((32, 32)), CenterCrop((28, 28)), Normalize((0.5,), (0.5,))
@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regulab.checks import _fail, choice, list_of, number
-from regulab.errors import ConfigError, DataError
+from regulab.checks import choice, list_of, number
+from regulab.errors import ConfigError, DataError, invalid
 from regulab.checks import interval, size as _size
 
 __all__ = ["affine_matrices", "warp", "RandomAffine", "random_crop", "center_crop", "resize",
@@ -77,7 +77,7 @@ def _pair(key: str, v: Any, check, allowed: str) -> tuple[float, float]:
     """A number for both axes, or a pair (x, y)."""
     if isinstance(v, (list, tuple)):
         if len(v) != 2:
-            raise _fail(key, allowed, v)
+            raise invalid(key, allowed, v)
         return check(f"{key}[0]", v[0]), check(f"{key}[1]", v[1])
     v = check(key, v)
     return v, v
@@ -89,11 +89,11 @@ def _shear(key: str, v: Any) -> tuple[float, float]:
         return _angle(key, v), 0.0
     sx, sy = _pair(key, v, _angle, "a number in [0, 90) or a pair [x, y] with x + y < 90")
     if sx + sy >= 90.0:   # det(Sh) = 1 - tan(x) tan(y) must stay > 0
-        raise _fail(key, "a pair [x, y] of degrees with x + y < 90 (else the shear is singular)", v)
+        raise invalid(key, "a pair [x, y] of degrees with x + y < 90 (else the shear is singular)", v)
     return sx, sy
 
 
-def _generator(owner: str, generator: Any) -> torch.Generator:
+def check_generator(owner: str, generator: Any) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"{owner} needs a torch.Generator (nothing is drawn from the global RNG); "
                         f"got {generator!r}")
@@ -210,7 +210,7 @@ class RandomAffine(_Augmentation):
     def matrices(self, batch: int, height: int, width: int, generator: torch.Generator,
                  device: torch.device | str | None = None) -> Tensor:
         """Draw ``batch`` matrices (B, 3, 3) for images of ``height`` x ``width`` on ``device``."""
-        g = _generator("RandomAffine", generator)
+        g = check_generator("RandomAffine", generator)
         u = torch.rand((batch, 8), generator=g, device=g.device).to(device or g.device)  # one draw
         s = 2.0 * u[:, :6] - 1.0                                 # symmetric U(-1, 1)
         lo, hi = self.scale
@@ -260,7 +260,7 @@ def random_crop(x: Tensor, size: int | Sequence[int], padding: int = 0, *,
     B, C, H, W = _batch("random_crop", x).shape
     h, w = _hw("random_crop.size", size)
     p = number(ge=0, integer=True)("random_crop.padding", padding)
-    g = _generator("random_crop", generator)
+    g = check_generator("random_crop", generator)
     if h > H + 2 * p or w > W + 2 * p:
         raise ConfigError(f"random_crop size ({h}, {w}) must fit the padded image "
                           f"({H + 2 * p}, {W + 2 * p}); got images ({H}, {W}) and padding {p}")
@@ -308,7 +308,7 @@ def normalize(x: Tensor, mean: float | Sequence[float], std: float | Sequence[fl
         v = list_of(check, min_len=1, allowed=f"a number or a list of {C} per-channel values")(
             f"normalize.{name}", v if isinstance(v, (list, tuple)) else [v])
         if len(v) not in (1, C):
-            raise _fail(f"normalize.{name}", f"one value or {C} (one per channel)", v)
+            raise invalid(f"normalize.{name}", f"one value or {C} (one per channel)", v)
         stats.append(torch.tensor(v, dtype=x.dtype, device=x.device).view(-1, *[1] * (x.dim() - 2)))
     return (x - stats[0]) / stats[1]
 
@@ -342,7 +342,7 @@ class RandomShiftScale1d(_Augmentation):
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         if self.identity:
             return x
-        g = _generator("RandomShiftScale1d", generator)
+        g = check_generator("RandomShiftScale1d", generator)
         u = torch.rand((len(x), 2), generator=g, device=g.device).to(x.device)
         lo, hi = self.scale
         return shift_scale_1d(x, self.shift * x.shape[-1] * (2.0 * u[:, 0] - 1.0), lo + (hi - lo) * u[:, 1],
@@ -356,7 +356,7 @@ _IMAGE_ONLY = ("resize", "random_crop", "rotation", "shear", "hflip", "vflip")
 
 
 class ImagePipeline:
-    """``[augment.image]``: resize (every split), then random crop, affine and normalize in
+    """``[image]``: resize (every split), then random crop, affine and normalize in
     training, centre crop and normalize at evaluation (module docstring for the notes' example).
 
     ``train`` and ``eval`` start with ``prepare``, which does nothing to data already prepared
@@ -371,7 +371,7 @@ class ImagePipeline:
                  scale: Sequence[float] = (1.0, 1.0), shear: float | Sequence[float] = 0.0,
                  hflip: float = 0.0, vflip: float = 0.0, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None):
-        k = "augment.image"
+        k = "image"
         self.resize = None if resize is None else _hw(f"{k}.resize", resize)
         self.aspect = choice("stretch", "pad", "crop")(f"{k}.aspect", aspect)
         self.random_crop = None if random_crop is None else _hw(f"{k}.random_crop", random_crop)
@@ -387,7 +387,7 @@ class ImagePipeline:
 
     def _check_1d(self, shape: Sequence[int]) -> None:
         if self._image_only:
-            raise ConfigError(f"config key 'augment.image.{self._image_only[0]}' applies to images "
+            raise ConfigError(f"config key 'image.{self._image_only[0]}' applies to images "
                               f"(C, H, W) only; got 1-D samples of shape {tuple(shape)} "
                               "(they take translate and scale)")
 
@@ -426,19 +426,19 @@ class ImagePipeline:
         channels = shape[0] if len(shape) in (2, 3) else 1
         for name, v in (("mean", self.mean), ("std", self.std)):
             if v is not None and len(v) not in (1, channels):
-                raise _fail(f"augment.image.{name}", f"one value or {channels} (one per channel of "
+                raise invalid(f"image.{name}", f"one value or {channels} (one per channel of "
                             f"samples of shape {shape})", v)
         if len(shape) in (1, 2):
             self._check_1d(shape)
             return shape
         if len(shape) != 3:
-            raise DataError(f"[augment.image] takes samples of shape (L,), (C, L) or (C, H, W); got {shape}")
+            raise DataError(f"[image] takes samples of shape (L,), (C, L) or (C, H, W); got {shape}")
         C, H, W = shape
         H, W = self.resize or (H, W)
         if self.random_crop is not None:
             h, w = self.random_crop
             if h > H + 2 * self.crop_padding or w > W + 2 * self.crop_padding:
-                raise _fail("augment.image.random_crop", f"a size within the (resized, padded) image "
+                raise invalid("image.random_crop", f"a size within the (resized, padded) image "
                             f"({H + 2 * self.crop_padding}, {W + 2 * self.crop_padding})", [h, w])
             H, W = h, w
         return C, H, W

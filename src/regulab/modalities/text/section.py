@@ -5,29 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import _key, _Section, boolean, choice, list_of, number, string
+from regulab.checks import SHARED, Section, blocks, key, boolean, choice, list_of, number, string
 
-__all__ = ["TextAugmentConfig"]
+__all__ = ["TextConfig"]
 
 
 @dataclass
-class TextAugmentConfig(_Section):
+class TextConfig(Section):
     """Text: reading (``text:PATH``, ``rotten_tomatoes``), features and augmentation."""
-    SECTION = "augment.text"
-    text_column: str = _key("text", string, "CSV column holding the text")
-    label_column: str = _key("label", string, "CSV column holding the label")
-    language: str = _key("english", choice("english", "spanish"), "stopwords and stemmer language")
-    lowercase: bool = _key(True, boolean, "lower-case")
-    strip_accents: bool = _key(True, boolean, "remove accents")
-    strip_punctuation: bool = _key(True, boolean, "remove punctuation")
-    stopwords: bool = _key(False, boolean, "drop stopwords (off: the English list holds not, no, "
-                                           "good, best -- words that carry sentiment)")
-    stem: bool = _key(False, boolean, "Snowball stemming")
-    features: str = _key("tfidf", choice("tfidf", "bow", "word2vec"), "document features")
-    max_features: int = _key(5000, number(ge=1, integer=True), "vocabulary size")
-    min_df: int = _key(1, number(ge=1, integer=True), "minimum document frequency of a word")
-    embedding_dim: int = _key(50, number(ge=1, integer=True), "word2vec: vector size")
-    copies: int = _key(0, number(ge=0, integer=True), "augmented copies added per training text")
-    char_prob: float = _key(0.0, number(ge=0.0, le=1.0), "per-character probability of a character edit")
-    word_prob: float = _key(0.0, number(ge=0.0, le=1.0), "per-word probability of a word edit")
-    ops: list = _key([], list_of(string, allowed="a list of augmentation names"), "augmentations to draw from (default: all)")
+    SECTION = "text"
+    text_column: str = key("text", string, "CSV column holding the text", population=SHARED)
+    label_column: str = key("label", string, "CSV column holding the label", population=SHARED)
+    language: str = key("english", choice("english", "spanish"), "stopwords and stemmer language",
+                        population=SHARED)
+    lowercase: bool = key(True, boolean, "lower-case", population=SHARED)
+    strip_accents: bool = key(True, boolean, "remove accents", population=SHARED)
+    strip_punctuation: bool = key(True, boolean, "remove punctuation", population=SHARED)
+    stopwords: bool = key(False, boolean, "drop stopwords (off: the English list holds not, no, "
+                                          "good, best -- words that carry sentiment)", population=SHARED)
+    stem: bool = key(False, boolean, "Snowball stemming", population=SHARED)
+    features: str = key("tfidf", choice("tfidf", "bow", "word2vec"), "document features", population=SHARED)
+    max_features: int = key(5000, number(ge=1, integer=True), "vocabulary size", population=SHARED)
+    min_df: int = key(1, number(ge=1, integer=True), "minimum document frequency of a word",
+                      population=SHARED)
+    embedding_dim: int = key(50, number(ge=1, integer=True), "word2vec: vector size", population=SHARED)
+    copies: int = key(0, number(ge=0, integer=True), "augmented copies added per training text",
+                      population=SHARED)
+    char_prob: float = key(0.0, number(ge=0.0, le=1.0), "per-character probability of a character edit",
+                           population=SHARED)
+    word_prob: float = key(0.0, number(ge=0.0, le=1.0), "per-word probability of a word edit",
+                           population=SHARED)
+    ops: list = key([], list_of(string, allowed="a list of augmentation names"), "augmentations to draw from (default: all)",
+                    population=SHARED)

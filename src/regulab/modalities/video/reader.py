@@ -51,8 +51,8 @@ from regulab.checks import boolean, choice, number
 from regulab.data.dataset import Dataset
 from regulab.errors import ConfigError, DataError
 
-__all__ = ["VIDEO_SUFFIXES", "FARNEBACK", "read_video", "sample_uniform", "frame_change",
-           "sample_motion",            "optical_flow", "with_flow", "VideoPipeline", "load_video_dir"]
+__all__ = ["VIDEO_SUFFIXES", "FARNEBACK", "read", "read_video", "sample_uniform", "frame_change",
+           "sample_motion", "optical_flow", "with_flow", "VideoPipeline", "load_video_dir"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 # cv2.calcOpticalFlowFarneback's parameters (see the module docstring); flags = 0
@@ -229,11 +229,11 @@ class VideoPipeline:
 
     def __init__(self, frames: int = 8, sampling: str = "uniform", size=(64, 64), gray: bool = True,
                  flow: bool = False):
-        self.frames = number(ge=1, integer=True)("augment.video.frames", frames)
-        self.sampling = choice("uniform", "motion")("augment.video.sampling", sampling)
-        self.size = _hw("augment.video.size", _size_check("augment.video.size", size))
-        self.gray = boolean("augment.video.gray", gray)
-        self.flow = boolean("augment.video.flow", flow)
+        self.frames = number(ge=1, integer=True)("video.frames", frames)
+        self.sampling = choice("uniform", "motion")("video.sampling", sampling)
+        self.size = _hw("video.size", _size_check("video.size", size))
+        self.gray = boolean("video.gray", gray)
+        self.flow = boolean("video.flow", flow)
 
     @property
     def channels(self) -> int:
@@ -249,7 +249,7 @@ class VideoPipeline:
         candidates = len(clip) - 1 if self.flow else len(clip)  # with flow: frames with a successor
         if candidates < self.frames:
             need = self.frames + (1 if self.flow else 0)
-            raise DataError(f"video file '{path}': has {len(clip)} frame(s) but augment.video.frames = "
+            raise DataError(f"video file '{path}': has {len(clip)} frame(s) but video.frames = "
                             f"{self.frames}{' with flow' if self.flow else ''} needs at least {need}")
         if self.sampling == "uniform":
             idx = sample_uniform(candidates, self.frames)
@@ -301,4 +301,12 @@ def load_video_dir(path, *, progress: bool | None = None, **pipeline_kwargs) -> 
     y = np.asarray([label for _, label in samples], dtype=np.int64)
     return Dataset(f"video:{path}", X, y, "classification", [d.name for d in class_dirs],
                    description=f"{where}: {len(samples)} clips in {len(class_dirs)} class folders, "
-                               f"{pipe!r} -> {k} frames x {c} channels stacked as {k * c} channels")
+                               f"{pipe!r} -> {k} frames x {c} channels stacked as {k * c} channels",
+                   modality="video")
+
+
+def read(spec: str, path: str, section, *, task: str) -> Dataset:
+    """``video:DIR`` for ``load_dataset``, read as the ``[video]`` section says."""
+    return load_video_dir(path, frames=section.frames, sampling=section.sampling,
+                          size=tuple(section.size) if isinstance(section.size, list) else section.size,
+                          gray=section.gray, flow=section.flow)

@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import _key, _Section, boolean, choice, number, size
+from regulab.checks import SHARED, Section, blocks, key, boolean, choice, number, size
 
-__all__ = ["VideoAugmentConfig"]
+__all__ = ["VideoConfig"]
 
 
 @dataclass
-class VideoAugmentConfig(_Section):
+class VideoConfig(Section):
     """Video (``video:DIR``): frame sampling, per-frame preprocessing and optical flow."""
-    SECTION = "augment.video"
-    frames: int = _key(8, number(ge=1, integer=True), "frames sampled per clip")
-    sampling: str = _key("uniform", choice("uniform", "motion"), "evenly spaced, or the frames with the most change")
-    size: Any = _key([64, 64], size, "frame size")
-    gray: bool = _key(True, boolean, "grayscale frames")
-    flow: bool = _key(False, boolean, "add dense optical flow (Farneback) as 2 channels per frame")
+    SECTION = "video"
+    frames: int = key(8, number(ge=1, integer=True), "frames sampled per clip", population=SHARED)
+    sampling: str = key("uniform", choice("uniform", "motion"), "evenly spaced, or the frames with the most change",
+                        population=SHARED)
+    size: Any = key([64, 64], size, "frame size", population=SHARED)
+    gray: bool = key(True, boolean, "grayscale frames", population=SHARED)
+    flow: bool = key(False, boolean, "add dense optical flow (Farneback) as 2 channels per frame",
+                     population=SHARED)

@@ -1,27 +1,47 @@
-"""``load_dataset(spec)``: a data spec to a :class:`~regulab.data.dataset.Dataset`.
+"""``load_dataset(spec)``: every data source a config can name (``data.dataset``), to a
+:class:`~regulab.data.dataset.Dataset`.
 
-``spec`` is a built-in name (``regulab.data.builtins``) or ``csv:PATH``, ``npz:PATH``,
-``images:DIR`` (read by ``regulab.data.files``), ``audio:DIR``, ``text:PATH``, ``video:DIR``
-(read by their modality, as its config section says).
+``spec`` is a built-in name (the data layer's, ``regulab.data.builtins``, and each modality's:
+``rotten_tomatoes``), ``csv:PATH`` or ``npz:PATH`` (``regulab.data.files``), or a modality's
+own source, read as its config section says: ``images:DIR``, ``audio:DIR``, ``text:PATH``,
+``video:DIR`` (``regulab.modalities.<name>.reader.read``). This is the one place that knows
+them all, so it sits above the data layer and the modalities.
 """
 
 from __future__ import annotations
 
-from regulab.checks import did_you_mean
-from regulab.data.builtins import BUILTINS, GENERATED, load_builtin
+from regulab.config.sections import SECTIONS
+from regulab.data import files
+from regulab.data.builtins import BUILTINS as ARRAY_BUILTINS
+from regulab.data.builtins import Builtin, load_builtin
 from regulab.data.dataset import TASKS, Dataset
-from regulab.errors import DataError
+from regulab.errors import DataError, did_you_mean
+from regulab.modalities.audio import reader as audio
+from regulab.modalities.image import reader as image
+from regulab.modalities.text import reader as text
+from regulab.modalities.video import reader as video
 
-__all__ = ["load_dataset", "FILE_SOURCES"]
+__all__ = ["load_dataset", "list_datasets", "BUILTINS", "FILE_SOURCES"]
 
-FILE_SOURCES = ("csv", "npz", "images", "audio", "text", "video")
+BUILTINS: dict[str, Builtin] = {**ARRAY_BUILTINS, text.ROTTEN_TOMATOES.name: text.ROTTEN_TOMATOES}
+GENERATED = tuple(sorted(name for name, b in BUILTINS.items() if b.generated))
+# source -> (its reader, the config section it reads with)
+READERS = {"images": (image.read, "image"), "audio": (audio.read, "audio"),
+           "text": (text.read, "text"), "video": (video.read, "video")}
+FILE_SOURCES = ("csv", "npz", *READERS)
+
+
+def list_datasets() -> list[Builtin]:
+    """Every built-in, sorted by name."""
+    return [BUILTINS[k] for k in sorted(BUILTINS)]
 
 
 def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
-                 n_samples: int | None = None, seed: int = 0, options=None) -> Dataset:
+                 n_samples: int | None = None, seed: int = 0, sections=None) -> Dataset:
     """Load a built-in by name or a user file given as ``csv:PATH``, ``npz:PATH``, ``images:DIR``,
-    ``audio:DIR``, ``text:PATH`` or ``video:DIR`` (read as ``options``, the ``[augment]`` config,
-    says for its modality).
+    ``audio:DIR``, ``text:PATH`` or ``video:DIR``, a modality's source read as its section in
+    ``sections`` says (a ``Config``, or anything with ``.audio``, ``.text``, ...; default:
+    the sections' defaults).
 
     target: the csv target column (csv only, required there). task: "auto" (inferred; see
     ``regulab.data.files``), "classification" or "regression". n_samples: size of a generated
@@ -41,7 +61,7 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     source, sep, path = spec.partition(":")
     if sep:
         return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples,
-                          options=options)
+                          sections=sections)
     if spec not in BUILTINS:
         hint = ""
         if spec.lower().endswith((".csv", ".npz")):
@@ -57,14 +77,11 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     if n_samples is not None and spec not in GENERATED:
         raise DataError(f"data.n_samples: got {n_samples} for built-in '{spec}', which has a fixed "
                         f"size ({info.samples}); n_samples is only for {', '.join(GENERATED)}")
-    return load_builtin(spec, n_samples, seed)
+    return load_builtin(info, n_samples, seed)
 
 
-def _load_file(spec, source, path, *, target, task, n_samples, options=None) -> Dataset:
-    """Dispatch ``csv:``/``npz:``/``images:`` specs to the readers in ``files.py``, and
-    ``audio:``/``text:``/``video:`` to their modules."""
-    from regulab.data import files  # lazy: files.py builds on Dataset from this module
-
+def _load_file(spec, source, path, *, target, task, n_samples, sections=None) -> Dataset:
+    """``csv:``/``npz:`` to the data layer's readers, a modality's source to its reader."""
     if source not in FILE_SOURCES:
         raise DataError(f"data.dataset: unknown source '{source}:' in {spec!r}"
                         f"{did_you_mean(source, FILE_SOURCES)}; allowed: csv:PATH, npz:PATH, images:DIR, "
@@ -78,26 +95,9 @@ def _load_file(spec, source, path, *, target, task, n_samples, options=None) -> 
         return files.read_csv(spec, path, target=target, task=task)
     if source == "npz":
         return files.read_npz(spec, path, task=task)
-    if source in ("audio", "text", "video"):
-        return _load_modality(spec, source, path, options)
-    return files.read_images(spec, path, task=task)
-
-
-def _load_modality(spec: str, source: str, path: str, options) -> Dataset:
-    """``audio:DIR``, ``text:PATH``, ``video:DIR``, read as ``[augment.<source>]`` says."""
-    from regulab.config.sections import AugmentConfig
-    opts = getattr(options or AugmentConfig(), source)
-    if source == "audio":
-        from regulab.modalities.audio.reader import load_audio_dir
-        ds = load_audio_dir(path, sample_rate=opts.sample_rate, seconds=opts.seconds,
-                            label=opts.label, test_indices=opts.test_indices)
-    elif source == "text":
-        from regulab.modalities.text.reader import load_text
-        ds = load_text(path, text_column=opts.text_column, label_column=opts.label_column)
-    else:
-        from regulab.modalities.video.reader import load_video_dir
-        ds = load_video_dir(path, frames=opts.frames, sampling=opts.sampling, size=tuple(opts.size)
-                            if isinstance(opts.size, list) else opts.size, gray=opts.gray, flow=opts.flow)
+    read, section = READERS[source]
+    config = getattr(sections, section) if sections is not None else SECTIONS[section]()
+    ds = read(spec, path, config, task=task)
     ds.name = spec
     return ds
 
