@@ -17,8 +17,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from regulab.modalities.video.reader import (frame_change, optical_flow, read_video, sample_motion,
-                                             sample_uniform)
+from regulab.modalities.video.features import frame_change, optical_flow, sample_motion, sample_uniform
+from regulab.modalities.video.reader import read_video
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

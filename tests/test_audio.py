@@ -1,4 +1,4 @@
-"""Tests for regulab.modalities.audio.reader (WAV reading, resampling, ``audio:DIR``) and regulab.modalities.audio.augment
+"""Tests for the audio modality: its reader (WAV reading, resampling, ``audio:DIR``), features and augmentation
 (filters, spectrogram, mel filterbank, noise, time shift, SpecAugment, the pipeline).
 
 WAVs are written into tmp_path with ``scipy.io.wavfile.write``: tones whose frequency says the
@@ -20,9 +20,9 @@ from scipy.io import wavfile
 
 import regulab as rl
 
-from regulab.modalities.audio.augment import (AudioPipeline, LogMelSpectrogram, add_noise, bandpass,
-                                              fir_kernel, highpass, lowpass, mel_filterbank,
-                                              spec_augment, spectrogram, time_shift)
+from regulab.modalities.audio.augment import AudioPipeline, add_noise, spec_augment, time_shift
+from regulab.modalities.audio.features import (LogMelSpectrogram, bandpass, fir_kernel, highpass, lowpass,
+                                               mel_filterbank, spectrogram)
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.layer import Augment
 from regulab.modalities.audio.reader import load_audio_dir, natural_key, read_wav, resample

@@ -345,7 +345,7 @@ def test_the_augment_layer_builds_it_from_config():
     from regulab.modalities.layer import build_augment
     cfg = rl.load_config(None, ["image.resize=32", "image.random_crop=28",
                                 "image.rotation=30", "image.mean=[0.5]", "image.std=[0.5]"])
-    layer, shape = build_augment(cfg, (1, 28, 28), audio=False)
+    layer, shape = build_augment(cfg, "image", (1, 28, 28))
     assert shape == (1, 28, 28)
     layer.generator = gen()
     assert layer.train()(torch.rand(3, 1, 28, 28)).shape == (3, 1, 28, 28)

@@ -13,7 +13,7 @@ from regulab.data.builtins import Builtin as DatasetInfo
 from regulab.modalities.sources import BUILTINS, list_datasets
 from regulab.data.dataset import Dataset
 from regulab.modalities.sources import load_dataset
-from regulab.errors import DataError
+from regulab.errors import DataError, RegulabInputError
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +23,9 @@ def _cache(tmp_path, monkeypatch):
 
 
 def error_of(spec, **kwargs) -> str:
-    """The message of the DataError that load_dataset raises; checks it is one line."""
-    with pytest.raises(DataError) as info:
+    """The message of the bad-input error (DataError, or ConfigError for a value a [data] key
+    refuses) that load_dataset raises; checks it is one line."""
+    with pytest.raises(RegulabInputError) as info:
         load_dataset(spec, **kwargs)
     msg = str(info.value)
     assert "\n" not in msg, msg
@@ -184,7 +185,7 @@ def test_builtin_argument_errors():
     msg = error_of("moons", seed=-1)
     assert "data.seed" in msg and "-1" in msg
     msg = error_of("tsv:data.tsv")
-    assert "'tsv:'" in msg and "csv:PATH" in msg
+    assert "'tsv:data.tsv'" in msg and "csv:PATH" in msg and "did you mean 'csv'" in msg
 
 
 # ------------------------------------------------------------------------------------------ csv

@@ -138,7 +138,7 @@ def test_formatted_text_contains_the_notes_numbers():
 
 
 def test_iterations_validated():
-    with pytest.raises(ConfigError, match=r"iterations must be an integer >= 1; got 0"):
+    with pytest.raises(ConfigError, match=r"'iterations' must be an integer >= 1; got 0"):
         backprop_trace(iterations=0)
     assert len(backprop_trace(iterations=3)["iterations"]) == 3
 
@@ -200,21 +200,21 @@ def bad(**changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"layers__1__weights": [[.4, .45], [.5, .55], [.1, .2]]},
-     r"^spec 'layers\[1\]\.weights' must be 2x2 \(\[out\]\[in\]\); got 3x2$"),
+     r"^spec key 'layers\[1\]\.weights' must be 2x2 \(\[out\]\[in\]\); got 3x2$"),
     ({"layers__0__weights": [[.15, .2], [.25]]}, r"'layers\[0\]\.weights' must be 2x2 .*got rows of lengths \[2, 1\]"),
     ({"layers__0__activation": "softmax"},
-     r"^spec 'layers\[0\]\.activation' must be one of sigmoid, tanh, relu, linear; got 'softmax'$"),
-    ({"layers__0__activation": "Sigmod"}, r"did you mean 'sigmoid'.*got 'Sigmod'"),
-    ({"layers__1__weights__0__1": math.nan}, r"^spec 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan$"),
+     r"^spec key 'layers\[0\]\.activation' must be one of sigmoid, tanh, relu, linear; got 'softmax'$"),
+    ({"layers__0__activation": "Sigmod"}, r"got 'Sigmod'; did you mean 'sigmoid'"),
+    ({"layers__1__weights__0__1": math.nan}, r"^spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan$"),
     ({"inputs__0": math.inf}, r"'inputs\[0\]' must be a finite number; got inf"),
-    ({"learning_rate": KeyError}, r"^spec is missing 'learning_rate'; it must be a number > 0$"),
-    ({"layers__0__bias": KeyError}, r"^spec is missing 'layers\[0\]\.bias'"),
-    ({"learning_rate": -0.5}, r"'learning_rate' must be a number > 0; got -0.5"),
+    ({"learning_rate": KeyError}, r"^spec key 'learning_rate' is missing; it is a number > 0$"),
+    ({"layers__0__bias": KeyError}, r"^spec key 'layers\[0\]\.bias' is missing"),
+    ({"learning_rate": -0.5}, r"'learning_rate' must be a number > 0.0; got -0.5"),
     ({"targets": [0.01]}, r"'targets' must be a list of 2 numbers \(sizes\[-1\]\); got \[0.01\]"),
     ({"layers__0__bias": [0.35]}, r"'layers\[0\]\.bias' must be a list of 2 numbers"),
     ({"loss": "cross_entropy"}, r"'loss' must be one of squared_error; got 'cross_entropy'"),
     ({"update_biases": "yes"}, r"'update_biases' must be true or false; got 'yes'"),
-    ({"learning_rte": 0.5}, r"unknown key 'learning_rte' \(did you mean 'learning_rate'\?\)"),
+    ({"learning_rte": 0.5}, r"unknown spec key 'learning_rte'; did you mean 'learning_rate'\?"),
     ({"sizes": [2, 2]}, r"'layers' must be a list of 1 tables"),
 ])
 def test_bad_spec_raises_one_line_config_error(changes, message):
@@ -239,5 +239,5 @@ def test_bad_files(tmp_path):
     # a field error from a file names the file and the field
     text = (EXAMPLES / "backprop_net.toml").read_text().replace("[[0.40, 0.45], [0.50, 0.55]]", "[[0.40, nan], [0.50, 0.55]]")
     (tmp_path / "nan.toml").write_text(text)
-    with pytest.raises(ConfigError, match=r"nan\.toml: spec 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan"):
+    with pytest.raises(ConfigError, match=r"nan\.toml: spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan"):
         load_spec(tmp_path / "nan.toml")

@@ -233,7 +233,7 @@ def test_bad_multitask_config_exits_2_and_writes_nothing(workdir, capsys, sets, 
 def test_tasks_object_rejects_bad_input_directly():
     with pytest.raises(ConfigError, match="one weight per task"):
         Tasks(10, ["parity"], weights=[1.0, 2.0])
-    with pytest.raises(ConfigError, match="unknown task 'odd'"):
+    with pytest.raises(ConfigError, match="'multitask.tasks' must be names of tasks: .*; got 'odd'"):
         Tasks(10, ["odd"])
 
 

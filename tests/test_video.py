@@ -1,4 +1,4 @@
-"""Tests for regulab.modalities.video.reader: reading, frame sampling, Farneback flow and ``video:DIR``.
+"""Tests for the video modality: reading, frame sampling, Farneback flow and ``video:DIR``.
 
 Clips are written into tmp_path with cv2.VideoWriter (MJPG .avi, and mp4v .mp4) from scenes
 whose motion is known: a square moving a fixed number of pixels per frame, or a still scene that
@@ -18,8 +18,9 @@ import pytest
 from regulab.config.core import Config
 from regulab.modalities.video.section import VideoConfig
 from regulab.modalities.sources import load_dataset
-from regulab.modalities.video.reader import (VideoPipeline, frame_change, load_video_dir, optical_flow,
-                                             read_video, sample_motion, sample_uniform, with_flow)
+from regulab.modalities.video.features import (frame_change, optical_flow, sample_motion, sample_uniform,
+                                               with_flow)
+from regulab.modalities.video.reader import VideoPipeline, load_video_dir, read_video
 from regulab.errors import ConfigError, DataError
 
 H, W, S = 48, 64, 16  # frame height, width; side of the square
@@ -265,7 +266,7 @@ def test_load_video_dir_shapes_labels_and_flow_sign(tmp_path):
     assert ds.X.shape == (6, 4 * 3, 24, 32) and ds.X.dtype == np.float32
     assert ds.y.dtype == np.int64 and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
     clips = ds.X.reshape(6, 4, 3, 24, 32)  # frame-major: (N, k, C', H, W)
-    pipe = VideoPipeline(4, size=(24, 32), flow=True)
+    pipe = VideoPipeline(frames=4, size=(24, 32), flow=True)
     np.testing.assert_array_equal(clips[0], pipe(root / "left" / "l0.mp4"))
     dx = clips[:, :, 1].sum(axis=(1, 2, 3))  # total horizontal flow per clip
     assert (np.sign(dx) == np.where(ds.y == 1, 1, -1)).all()
@@ -322,5 +323,5 @@ def test_real_clip_carphone():
     flow = optical_flow(clip[:20])
     assert flow.shape == (19, 2, 144, 176) and np.isfinite(flow).all()
     assert np.abs(flow).max() > 0.5  # someone moves in the car
-    out = VideoPipeline(8, "motion", size=(72, 88), gray=True, flow=True)(path)
+    out = VideoPipeline(frames=8, sampling="motion", size=(72, 88), gray=True, flow=True)(path)
     assert out.shape == (8, 3, 72, 88) and np.isfinite(out).all() and np.abs(out[:, 1:]).max() > 0

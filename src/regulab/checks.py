@@ -24,9 +24,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from regulab.errors import Field, invalid, unknown
+from regulab.errors import ConfigError, Field, invalid, unknown
 
-__all__ = ["Check", "key", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
+__all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
            "choice", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list", "train_size",
            "label_maps", "layer_count", "size", "interval", "snr"]
 
@@ -192,9 +192,15 @@ def blocks(*allowed: Any) -> Stack:
     return Stack("blocks", tuple(allowed))
 
 
+REQUIRED = dataclasses.MISSING     # the default of a key that must be given
+
+
 def key(default: Any, check: Check, doc: str, *, population: Stack | None = None) -> Any:
-    """Declare a config key: its default, constraint, one-line meaning and population tag."""
+    """Declare a config key: its default (``REQUIRED``: none, it must be given), constraint,
+    one-line meaning and population tag."""
     meta = {"check": check, "doc": doc, "population": population}
+    if default is REQUIRED:
+        return field(metadata=meta)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -211,25 +217,41 @@ class Section:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             setattr(self, f.name, self.check(f.name, getattr(self, f.name)))
+        self.relations()
+
+    def relations(self) -> None:
+        """The checks between keys of this section (none by default)."""
 
     @classmethod
-    def check(cls, name: str, value: Any) -> Any:
+    def check(cls, name: str, value: Any, where: str | None = None) -> Any:
         """``value`` of key ``name`` validated by the key's own constraint (the one validation
-        of that key, for a technique's Python object too)."""
+        of that key, for a technique's Python object too); ``where`` names the table in errors
+        (default ``SECTION``)."""
+        where = cls.SECTION if where is None else where
+        dotted = f"{where}.{name}" if where else name
         f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
         if f is None:
-            raise unknown(f"{cls.SECTION}.{name}", [f.name for f in dataclasses.fields(cls)],
-                          f"keys of [{cls.SECTION}]", kind=cls.KIND)
-        return f.metadata["check"](Field(f"{cls.SECTION}.{name}", cls.KIND), value)
+            raise unknown(dotted, [f.name for f in dataclasses.fields(cls)],
+                          f"keys of {where or 'the top level'}", kind=cls.KIND)
+        return f.metadata["check"](Field(dotted, cls.KIND), value)
 
     @classmethod
     def from_table(cls, values: Any, name: str | None = None) -> "Section":
-        """The section of a TOML table (a mapping); an unknown key gets a "did you mean"."""
-        name = name or cls.SECTION
+        """The section of a TOML table (a mapping), named ``name`` in errors (default
+        ``SECTION``): an unknown key gets a "did you mean", a ``REQUIRED`` key must be there."""
+        name = cls.SECTION if name is None else name
         if not isinstance(values, Mapping):
-            raise invalid(name, "a table (section)", values, kind=cls.KIND)
-        names = [f.name for f in dataclasses.fields(cls)]
+            raise invalid(name or "the file", "a table (section)", values, kind=cls.KIND)
+        fields = dataclasses.fields(cls)
         for k in values:
-            if k not in names:
-                raise unknown(f"{name}.{k}", names, f"keys of [{name}]", kind=cls.KIND)
-        return cls(**values)
+            if k not in [f.name for f in fields]:
+                raise unknown(f"{name}.{k}" if name else str(k), [f.name for f in fields],
+                              f"keys of {name or 'the top level'}", kind=cls.KIND)
+        kwargs = {}
+        for f in fields:
+            if f.name in values:
+                kwargs[f.name] = cls.check(f.name, values[f.name], name)
+            elif f.default is REQUIRED and f.default_factory is REQUIRED:
+                dotted = f"{name}.{f.name}" if name else f.name
+                raise ConfigError(f"{cls.KIND} '{dotted}' is missing; it is {f.metadata['doc']}")
+        return cls(**kwargs)

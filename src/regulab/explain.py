@@ -36,16 +36,17 @@ E = 0.291027774 after it (the second iteration's forward pass; Mazur's post quot
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from regulab.errors import ConfigError
+from regulab.checks import REQUIRED, Section, boolean, choice, key, number, text
+from regulab.errors import ConfigError, invalid
 
 __all__ = ["NOTES_SPEC", "ACTIVATIONS", "load_spec", "validate_spec", "backprop_trace",
            "format_trace", "explain_backprop"]
@@ -73,50 +74,23 @@ NOTES_SPEC: dict[str, Any] = {
     ],
 }
 
-_TOP = {"name": "a string", "sizes": "a list of >= 2 integers >= 1", "inputs": "a list of numbers",
-        "targets": "a list of numbers", "learning_rate": "a number > 0",
-        "update_biases": "true or false", "loss": "one of " + ", ".join(LOSSES),
-        "layers": "a list of tables"}
-_LAYER = {"activation": "one of " + ", ".join(ACTIVATIONS),
-          "weights": "a nested list [out][in]", "bias": "a number or a list with one per unit"}
-_OPTIONAL = {"name": "a network", "update_biases": False, "loss": "squared_error"}
+KIND = "spec key"
 
 
-# --- loading and validation ----------------------------------------------------------------------
-
-def _err(field: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"spec '{field}' must be {allowed}; got {value!r}")
-
-
-def _number(field: str, v: Any) -> float:
+def _finite(field: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _err(field, "a finite number", v)
+        raise invalid(field, "a finite number", v, kind=KIND)
     return float(v)
 
 
-def _keys(field: str, raw: Any, allowed: Mapping[str, str], optional: Mapping[str, Any]) -> dict:
-    where = f"'{field}'" if field else "spec"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a table of keys; got {raw!r}")
-    for key in raw:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(f"{where} has unknown key {key!r}{extra}; allowed: {', '.join(allowed)}")
-    for key, what in allowed.items():
-        if key not in raw and key not in optional:
-            name = f"{field}.{key}" if field else key
-            raise ConfigError(f"spec is missing '{name}'; it must be {what}")
-    return {**optional, **raw}
+def _sizes(field: str, v: Any) -> list[int]:
+    if (not isinstance(v, list) or len(v) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+        raise invalid(field, "a list of >= 2 integers >= 1 (inputs, hidden..., outputs)", v, kind=KIND)
+    return list(v)
 
 
-def _vector(field: str, v: Any, n: int, why: str) -> list[float]:
-    if not isinstance(v, list) or len(v) != n:
-        raise _err(field, f"a list of {n} numbers ({why})", v)
-    return [_number(f"{field}[{i}]", x) for i, x in enumerate(v)]
-
-
-def _shape(v: Any) -> str:
+def _matrix_shape(v: Any) -> str:
     if not isinstance(v, list):
         return repr(v)
     if not all(isinstance(r, list) for r in v):
@@ -125,54 +99,68 @@ def _shape(v: Any) -> str:
     return f"{len(v)}x{lens.pop()}" if len(lens) == 1 else f"rows of lengths {[len(r) for r in v]}"
 
 
+def _numbers(field: str, v: Any, n: int | None = None, why: str = "") -> list[float]:
+    if not isinstance(v, list) or (n is not None and len(v) != n):
+        raise invalid(field, f"a list of {n} numbers ({why})" if n is not None else "a list of numbers", v,
+                      kind=KIND)
+    return [_finite(f"{field}[{i}]", x) for i, x in enumerate(v)]
+
+
+@dataclass
+class LayerSpec(Section):
+    """One layer of a spec: ``activation``, ``weights`` ([out][in]) and ``bias``."""
+    SECTION, KIND = "layers[i]", KIND
+    activation: str = key(REQUIRED, choice(*ACTIVATIONS), "one of " + ", ".join(ACTIVATIONS))
+    weights: list = key(REQUIRED, lambda f, v: v, "a nested list [out][in]")
+    bias: Any = key(REQUIRED, lambda f, v: v, "a number, or a list with one per unit")
+
+    def shaped(self, where: str, n_out: int, n_in: int) -> dict[str, Any]:
+        """The layer with its weights and bias checked against ``n_out`` x ``n_in`` units."""
+        if _matrix_shape(self.weights) != f"{n_out}x{n_in}":
+            raise ConfigError(f"{KIND} '{where}.weights' must be {n_out}x{n_in} ([out][in]); got "
+                              f"{_matrix_shape(self.weights)}")
+        weights = [[_finite(f"{where}.weights[{j}][{k}]", x) for k, x in enumerate(row)]
+                   for j, row in enumerate(self.weights)]
+        bias = (_numbers(f"{where}.bias", self.bias, n_out, "one per unit, or a single shared number")
+                if isinstance(self.bias, list) else _finite(f"{where}.bias", self.bias))
+        return {"activation": self.activation, "weights": weights, "bias": bias}
+
+
+@dataclass
+class NetworkSpec(Section):
+    """A spec's top level: the network's sizes, one example, the learning rate and its layers."""
+    SECTION, KIND = "", KIND
+    sizes: list = key(REQUIRED, _sizes, "a list of >= 2 integers >= 1 (inputs, hidden..., outputs)")
+    inputs: list = key(REQUIRED, _numbers, "a list of numbers, one per input")
+    targets: list = key(REQUIRED, _numbers, "a list of numbers, one per output")
+    learning_rate: float = key(REQUIRED, number(gt=0.0), "a number > 0")
+    layers: list = key(REQUIRED, lambda f, v: v, "a list of tables, one per layer")
+    name: str = key("a network", text, "a string")
+    update_biases: bool = key(False, boolean, "update the biases too (the notes do not)")
+    loss: str = key("squared_error", choice(*LOSSES), "the loss (" + ", ".join(LOSSES) + ")")
+
+    def relations(self) -> None:
+        for name, v, n, why in (("inputs", self.inputs, self.sizes[0], "sizes[0]"),
+                                ("targets", self.targets, self.sizes[-1], "sizes[-1]")):
+            _numbers(name, v, n, why)
+        if not isinstance(self.layers, list) or len(self.layers) != len(self.sizes) - 1:
+            raise invalid("layers", f"a list of {len(self.sizes) - 1} tables (one per entry of sizes "
+                          "after the first)", self.layers, kind=KIND)
+
+
 def validate_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Check a network spec and return it normalised (floats, defaults filled in).
 
     Raises ``ConfigError`` naming the field, the value and what is allowed, e.g.
-    ``spec 'layers[1].weights' must be 2x2 ([out][in]); got 3x2``.
+    ``spec key 'layers[1].weights' must be 2x2 ([out][in]); got 3x2``.
     """
-    spec = _keys("", raw, _TOP, _OPTIONAL)
-    if not isinstance(spec["name"], str):
-        raise _err("name", _TOP["name"], spec["name"])
-    sizes = spec["sizes"]
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
-        raise _err("sizes", _TOP["sizes"] + " (inputs, hidden..., outputs)", sizes)
-    if spec["loss"] not in LOSSES:
-        raise _err("loss", _TOP["loss"], spec["loss"])
-    if not isinstance(spec["update_biases"], bool):
-        raise _err("update_biases", _TOP["update_biases"], spec["update_biases"])
-    lr = _number("learning_rate", spec["learning_rate"])
-    if lr <= 0:
-        raise _err("learning_rate", _TOP["learning_rate"], spec["learning_rate"])
-    inputs = _vector("inputs", spec["inputs"], sizes[0], "sizes[0]")
-    targets = _vector("targets", spec["targets"], sizes[-1], "sizes[-1]")
-    layers = spec["layers"]
-    if not isinstance(layers, list) or len(layers) != len(sizes) - 1:
-        raise _err("layers", f"a list of {len(sizes) - 1} tables (one per entry of sizes after the first)",
-                   layers)
-    out_layers = []
-    for l, layer in enumerate(layers):
-        f = f"layers[{l}]"
-        layer = _keys(f, layer, _LAYER, {})
-        n_out, n_in = sizes[l + 1], sizes[l]
-        act = layer["activation"]
-        if act not in ACTIVATIONS:
-            hint = difflib.get_close_matches(str(act).lower(), list(ACTIVATIONS), n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise _err(f"{f}.activation", _LAYER["activation"] + extra, act)
-        w = layer["weights"]
-        if _shape(w) != f"{n_out}x{n_in}":
-            raise ConfigError(f"spec '{f}.weights' must be {n_out}x{n_in} ([out][in]); got {_shape(w)}")
-        weights = [[_number(f"{f}.weights[{j}][{k}]", x) for k, x in enumerate(row)]
-                   for j, row in enumerate(w)]
-        b = layer["bias"]
-        bias = (_vector(f"{f}.bias", b, n_out, f"one per unit, or a single shared number")
-                if isinstance(b, list) else _number(f"{f}.bias", b))
-        out_layers.append({"activation": act, "weights": weights, "bias": bias})
-    return {"name": spec["name"], "sizes": list(sizes), "inputs": inputs, "targets": targets,
-            "learning_rate": lr, "update_biases": spec["update_biases"], "loss": spec["loss"],
-            "layers": out_layers}
+    spec = NetworkSpec.from_table(raw)
+    layers = [LayerSpec.from_table(layer, f"layers[{i}]").shaped(f"layers[{i}]", spec.sizes[i + 1],
+                                                                  spec.sizes[i])
+              for i, layer in enumerate(spec.layers)]
+    return {"name": spec.name, "sizes": spec.sizes, "inputs": spec.inputs, "targets": spec.targets,
+            "learning_rate": spec.learning_rate, "update_biases": spec.update_biases, "loss": spec.loss,
+            "layers": layers}
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
@@ -326,7 +314,7 @@ def backprop_trace(spec: Mapping[str, Any] | None = None, iterations: int = 2) -
     updated weights and the error after the update. Plain floats, lists and strings: JSON-ready.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError(f"iterations must be an integer >= 1; got {iterations!r}")
+        raise invalid("iterations", "an integer >= 1", iterations, kind="argument")
     spec = validate_spec(NOTES_SPEC if spec is None else spec)
     names = _Names(spec["sizes"])
     weights = [torch.tensor(layer["weights"], dtype=torch.float64) for layer in spec["layers"]]

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from regulab.data.dataset import Dataset
-from regulab.errors import DataError
+from regulab.errors import DataError, invalid
 
 __all__ = ["Builtin", "BUILTINS", "load_builtin"]
 
@@ -189,8 +189,8 @@ def _generate_mnist1d(n: int) -> dict:
 def _load_mnist1d(n_samples, seed) -> Dataset:
     n = 5000 if n_samples is None else n_samples
     if n % 10:
-        raise DataError(f"data.n_samples: got {n} for mnist1d; allowed: a multiple of 10 "
-                        "(mnist1d makes an equal number per class)")
+        raise invalid("data.n_samples", "a multiple of 10 for mnist1d (an equal number per class)", n,
+                      error=DataError)
     path = _cache_dir() / f"mnist1d_n{n}_seed{MNIST1D_SEED}.npz"
     arrays = _read_cache(path, n)
     if arrays is None:

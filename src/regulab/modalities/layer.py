@@ -20,13 +20,16 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from regulab.modalities.audio.augment import AudioPipeline, noise_bank
+from regulab.modalities.image.augment import ImagePipeline
+
 __all__ = ["Augment", "build_augment"]
 
 
 class Augment(nn.Module):
     """``pipeline.train(x, generator)`` in training mode, ``pipeline.eval(x)`` otherwise.
 
-    ``pipeline``: an ``ImagePipeline`` or ``AudioPipeline`` (``regulab.augment``); its
+    ``pipeline``: an ``ImagePipeline`` or ``AudioPipeline`` (``regulab.modalities``); its
     ``features_module()`` (buffers such as a mel filterbank), when it has one, is registered
     here so it follows ``.to(device)`` and is saved with the model.
     """
@@ -47,47 +50,20 @@ class Augment(nn.Module):
         return repr(self.pipeline)
 
 
-def _noise_bank(a) -> torch.Tensor | None:
-    """``audio.noise_file``: its clips at the run's sample rate, padded into a bank (K, L)."""
-    if a.noise_file is None:
-        return None
-    from pathlib import Path
+def build_augment(cfg, modality: str, sample_shape: Sequence[int]) -> tuple[Augment | None, tuple]:
+    """The ``Augment`` layer the config asks for on data of ``modality`` (``Dataset.modality``),
+    and the shape of what it outputs. Where each modality computes its features:
 
-    from regulab.modalities.audio.reader import read_wav, resample
-    from regulab.errors import ConfigError
-    path = Path(a.noise_file)
-    files = sorted(path.rglob("*.wav")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise ConfigError(f"config key 'audio.noise_file' must be a WAV file or a folder of "
-                          f"WAVs; got {a.noise_file!r}")
-    clips = []
-    for f in files:
-        wave, sr = read_wav(f)
-        clips.append(resample(torch.as_tensor(wave), sr, a.sample_rate) if sr != a.sample_rate
-                     else torch.as_tensor(wave))
-    length = min(len(c) for c in clips)          # a bank of equal rows: each clip's first samples
-    return torch.stack([c[:length] for c in clips])
-
-
-def build_augment(cfg, sample_shape: Sequence[int], audio: bool) -> tuple[Augment | None, tuple]:
-    """The ``Augment`` layer ``cfg.augment`` asks for and the shape of what it outputs; for an
-    audio dataset always (its features), for others when ``[image]`` is set."""
-    if audio:
-        from regulab.modalities.audio.augment import AudioPipeline
-        a = cfg.audio
-        pipeline = AudioPipeline(
-            sample_rate=a.sample_rate, features=a.features, n_fft=a.n_fft, hop_length=a.hop_length,
-            n_mels=a.n_mels, f_min=a.f_min, f_max=a.f_max, lowpass=a.lowpass, highpass=a.highpass,
-            noise_snr=a.noise_snr, noise_prob=a.noise_prob, time_shift=a.time_shift,
-            freq_mask=a.freq_mask, time_mask=a.time_mask, n_freq_masks=a.n_freq_masks,
-            n_time_masks=a.n_time_masks, noise=_noise_bank(a))
+    * audio: always a layer (``[audio]``), since its features (filters, log-mel) are computed
+      in it, on the device, so that noise and shifts act on the waveforms before them;
+    * everything else: a layer when ``[image]`` is set (images, and 1-D samples: shift and
+      stretch); text features are fitted after the split (``modalities.text.features.featurize``)
+      and video's frames and flow at reading (``modalities.video.features``), before training.
+    """
+    if modality == "audio":
+        pipeline = AudioPipeline(cfg.audio, noise=noise_bank(cfg.audio))
         return Augment(pipeline), tuple(pipeline.output_shape(sample_shape[-1]))
     if not cfg.changed("image"):
         return None, tuple(sample_shape)
-    from regulab.modalities.image.augment import ImagePipeline
-    i = cfg.image
-    pipeline = ImagePipeline(resize=i.resize, aspect=i.aspect, random_crop=i.random_crop,
-                             crop_padding=i.crop_padding, rotation=i.rotation, translate=i.translate,
-                             scale=tuple(i.scale), shear=i.shear, hflip=i.hflip, vflip=i.vflip,
-                             mean=i.mean, std=i.std)
+    pipeline = ImagePipeline(cfg.image)
     return Augment(pipeline), tuple(pipeline.output_shape(tuple(sample_shape)))

@@ -10,12 +10,12 @@ them all, so it sits above the data layer and the modalities.
 
 from __future__ import annotations
 
-from regulab.config.sections import SECTIONS
 from regulab.data import files
 from regulab.data.builtins import BUILTINS as ARRAY_BUILTINS
 from regulab.data.builtins import Builtin, load_builtin
-from regulab.data.dataset import TASKS, Dataset
-from regulab.errors import DataError, did_you_mean
+from regulab.config.sections import SECTIONS, DataConfig
+from regulab.data.dataset import Dataset
+from regulab.errors import DataError, did_you_mean, invalid
 from regulab.modalities.audio import reader as audio
 from regulab.modalities.image import reader as image
 from regulab.modalities.text import reader as text
@@ -29,6 +29,7 @@ GENERATED = tuple(sorted(name for name, b in BUILTINS.items() if b.generated))
 READERS = {"images": (image.read, "image"), "audio": (audio.read, "audio"),
            "text": (text.read, "text"), "video": (video.read, "video")}
 FILE_SOURCES = ("csv", "npz", *READERS)
+FORMS = "csv:PATH, npz:PATH, images:DIR, audio:DIR, text:PATH, video:DIR"      # how each is written
 
 
 def list_datasets() -> list[Builtin]:
@@ -48,16 +49,11 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     data set (mnist1d, moons, sine); refused elsewhere. seed: seeds moons and sine.
     Example: ``load_dataset("moons", n_samples=500, seed=1)``.
     """
+    allowed = f"a built-in name ({', '.join(sorted(BUILTINS))}) or {FORMS}"
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"data.dataset: got {spec!r}; expected a built-in name "
-                        f"({', '.join(sorted(BUILTINS))}) or csv:PATH, npz:PATH, images:DIR")
-    if task not in TASKS:
-        raise DataError(f"data.task: got {task!r}{did_you_mean(task, TASKS)}; allowed: {', '.join(TASKS)}")
-    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
-                                  or n_samples < 2):
-        raise DataError(f"data.n_samples: got {n_samples!r}; allowed: an integer >= 2, or None")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"data.seed: got {seed!r}; allowed: an integer >= 0")
+        raise invalid("data.dataset", allowed, spec, error=DataError)
+    for name, value in (("task", task), ("n_samples", n_samples), ("seed", seed)):
+        DataConfig.check(name, value)       # the rules of the [data] keys of the same names
     source, sep, path = spec.partition(":")
     if sep:
         return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples,
@@ -66,31 +62,31 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
         hint = ""
         if spec.lower().endswith((".csv", ".npz")):
             hint = f"; to load a file write {spec.lower()[-3:]}:{spec}"
-        raise DataError(f"data.dataset: unknown dataset {spec!r}{did_you_mean(spec, BUILTINS) or hint} "
-                        f"(built-ins: {', '.join(sorted(BUILTINS))}; or csv:PATH, npz:PATH, images:DIR)")
+        raise DataError(f"config key 'data.dataset' must be {allowed}; got {spec!r}"
+                        f"{did_you_mean(spec, BUILTINS) or hint}")
     if target is not None:
-        raise DataError(f"data.target: got {target!r} for built-in '{spec}'; target is only for csv:PATH")
+        raise invalid("data.target", "absent for a built-in (target is for csv:PATH)", target, error=DataError)
     info = BUILTINS[spec]
     if task not in ("auto", info.task):
-        raise DataError(f"data.task: got {task!r} for built-in '{spec}', a {info.task} data set; "
-                        f"allowed: auto, {info.task}")
+        raise invalid("data.task", f"auto or {info.task} for built-in '{spec}', a {info.task} data set",
+                      task, error=DataError)
     if n_samples is not None and spec not in GENERATED:
-        raise DataError(f"data.n_samples: got {n_samples} for built-in '{spec}', which has a fixed "
-                        f"size ({info.samples}); n_samples is only for {', '.join(GENERATED)}")
+        raise invalid("data.n_samples", f"absent for built-in '{spec}', which has a fixed size "
+                      f"({info.samples}); n_samples is only for {', '.join(GENERATED)}", n_samples,
+                      error=DataError)
     return load_builtin(info, n_samples, seed)
 
 
 def _load_file(spec, source, path, *, target, task, n_samples, sections=None) -> Dataset:
     """``csv:``/``npz:`` to the data layer's readers, a modality's source to its reader."""
     if source not in FILE_SOURCES:
-        raise DataError(f"data.dataset: unknown source '{source}:' in {spec!r}"
-                        f"{did_you_mean(source, FILE_SOURCES)}; allowed: csv:PATH, npz:PATH, images:DIR, "
-                        "audio:DIR, text:PATH, video:DIR")
+        raise DataError(f"config key 'data.dataset' must name a source ({FORMS}); got {spec!r}"
+                        f"{did_you_mean(source, FILE_SOURCES)}")
     if n_samples is not None:
-        raise DataError(f"data.n_samples: got {n_samples} for {spec!r}; n_samples is only for "
-                        f"the generated built-ins ({', '.join(GENERATED)})")
+        raise invalid("data.n_samples", f"absent for {spec!r} (n_samples is only for the generated "
+                      f"built-ins: {', '.join(GENERATED)})", n_samples, error=DataError)
     if source != "csv" and target is not None:
-        raise DataError(f"data.target: got {target!r} for {spec!r}; target is only for csv:PATH")
+        raise invalid("data.target", f"absent for {spec!r} (target is for csv:PATH)", target, error=DataError)
     if source == "csv":
         return files.read_csv(spec, path, target=target, task=task)
     if source == "npz":

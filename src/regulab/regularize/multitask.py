@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regulab.errors import ConfigError
+from regulab.errors import ConfigError, invalid
 from regulab.metrics import classification_report
 
 __all__ = ["BUILTIN_TASKS", "Tasks"]
@@ -74,8 +74,8 @@ class Tasks:
                 rule, names = BUILTIN_TASKS[name]
                 m = np.array([rule(c) for c in range(num_classes)], dtype=np.int64)
             else:
-                raise ConfigError(f"config key 'multitask.tasks' names an unknown task {name!r}; allowed: "
-                                  f"{', '.join([*BUILTIN_TASKS, *groups])} (or define it in [multitask.groups])")
+                raise invalid("multitask.tasks", f"names of tasks: {', '.join([*BUILTIN_TASKS, *groups])} "
+                              "(or one defined in [multitask.groups])", name, options=[*BUILTIN_TASKS, *groups])
             if len(np.unique(m)) < 2:
                 raise ConfigError(f"config key 'multitask.tasks': task {name!r} gives all {num_classes} "
                                   f"classes the same label {int(m[0])}; it needs at least 2 labels")

@@ -100,7 +100,7 @@ def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
     return loss
 
 
-def _check_task(cfg: Config, task: str) -> None:
+def _check_task(cfg: Config, task: str, modality: str) -> None:
     allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
     if cfg.train.monitor not in allowed:
         raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
@@ -111,7 +111,7 @@ def _check_task(cfg: Config, task: str) -> None:
     if task == "regression" and cfg.eval.dropout_inference != "scale":
         raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
                           f"task; got {cfg.eval.dropout_inference!r}")
-    if cfg.eval.noise_snr is not None and not cfg.data.dataset.startswith("audio:"):
+    if cfg.eval.noise_snr is not None and modality != "audio":
         raise ConfigError(f"config key 'eval.noise_snr' scores audio under noise; got {cfg.eval.noise_snr} "
                           f"for data.dataset '{cfg.data.dataset}' (allowed: an audio:DIR dataset)")
     if cfg.multitask.tasks and task == "regression":
@@ -159,7 +159,7 @@ def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.nda
 
 def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
     """The network, behind an ``Augment`` layer when the data's modality has one."""
-    augment, shape = build_augment(cfg, sample.shape[1:], audio=ds.modality == "audio")   # its own errors
+    augment, shape = build_augment(cfg, ds.modality, sample.shape[1:])   # its own errors
     try:
         net = build_model(cfg.model, shape, n_out, torch.Generator().manual_seed(seed),
                           cfg.regularization)
@@ -270,7 +270,7 @@ def prepare(cfg: Config) -> Prepared:
     d = cfg.data
     source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
     ds = load_data(cfg)
-    _check_task(cfg, ds.task)
+    _check_task(cfg, ds.task, ds.modality)
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
     arrays = split_arrays(cfg, ds)

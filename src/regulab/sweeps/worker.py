@@ -41,7 +41,6 @@ share it)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -60,11 +59,11 @@ from regulab.config.core import Config, to_toml
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
 from regulab.runs.store import RunStore, mask_url
 from regulab.callbacks import Callback
-from regulab.io import atomic_write
-from regulab.io import new_dir
+from regulab.io import atomic_write, new_dir
 from regulab.runs.evaluate import evaluate
 from regulab.runs.run import train
 from regulab.runs.population import MEMBER_KEYS, population_key, train_population
+from regulab.sweeps.locks import sweep_lock
 from regulab.sweeps.spec import SweepSpec
 
 __all__ = ["SweepResult", "sweep", "trial_rows", "format_trials"]
@@ -93,54 +92,6 @@ class Pruning(Callback):
         if self.trial.should_prune():
             self.pruned_at = trainer.epoch
             trainer.stop_training = True
-
-
-# -- locks -------------------------------------------------------------------------------------
-
-class _FileLock:
-    """``flock`` on a file: released by the kernel when the process dies."""
-
-    def __init__(self, path: Path):
-        self.path, self._file = path, None
-
-    def acquire(self) -> None:
-        import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a")
-        fcntl.flock(self._file, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()      # closing drops the flock
-            self._file = None
-
-
-class _AdvisoryLock:
-    """A PostgreSQL session advisory lock on its own connection: released by the server when
-    the connection (or the process) dies."""
-
-    def __init__(self, url: str, name: str):
-        self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        self._key = int.from_bytes(hashlib.blake2b(f"regulab-sweep:{name}".encode(), digest_size=8)
-                                   .digest(), "big", signed=True)
-        self._conn = None
-
-    def acquire(self) -> None:
-        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-        self._conn = conn
-
-    def release(self) -> None:
-        if self._conn is not None:
-            self._conn.close()      # the session ends, and its advisory locks with it
-            self._conn = None
-
-
-def _lock(url: str, name: str):
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        return _AdvisoryLock(url, name)
-    return _FileLock(Path(parsed.database + ".sweep-lock"))
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -344,7 +295,7 @@ def sweep(spec: SweepSpec, out: str | Path | None = None, db: str | None = None,
     url = store.url
     if sa.engine.make_url(url).get_backend_name() == "sqlite" and store.sqlite_path is None:
         raise RegulabInputError(f"--db: a sweep needs a database file or server; got {mask_url(url)!r}")
-    lock = _lock(url, spec.name)
+    lock = sweep_lock(url, spec.name)
     lock.acquire()
     try:        # under the lock: workers starting together race for the tables and the directory
         sweep_dir = _sweep_dir(spec, out)

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from regulab.checks import choice, list_of, number, optional
 from regulab.data.dataset import Dataset
+from regulab.modalities.audio.section import AudioConfig
 from regulab.errors import ConfigError, DataError
 
 __all__ = ["read", "read_wav", "resample", "natural_key", "load_audio_dir"]
@@ -175,17 +176,15 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
     """
     from tqdm.auto import tqdm
 
-    sample_rate = _rate("audio.sample_rate", sample_rate)
-    seconds = number(gt=0.0)("audio.seconds", seconds)
-    label = choice("auto", "folder", "filename")("audio.label", label)
+    if isinstance(sample_rate, np.integer):
+        sample_rate = sample_rate.item()
     if isinstance(test_indices, range):
         test_indices = list(test_indices)
-    test_indices = optional(list_of(number(ge=0, integer=True), min_len=1, allowed="a list of file indices >= 0"))(
-        "audio.test_indices", test_indices)
+    # the [audio] keys' own checks (and their relation: at least one sample per clip)
+    section = AudioConfig(sample_rate=sample_rate, seconds=seconds, label=label, test_indices=test_indices)
+    sample_rate, seconds, label, test_indices = (section.sample_rate, section.seconds, section.label,
+                                                 section.test_indices)
     T = round(seconds * sample_rate)
-    if T < 1:
-        raise ConfigError(f"config key 'audio.seconds' must give at least one sample at "
-                          f"{sample_rate} Hz; got {seconds!r}")
     root = Path(path).expanduser()
     where = f"audio dir '{path}'"
     if not root.is_dir():

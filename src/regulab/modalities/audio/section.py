@@ -1,13 +1,24 @@
-"""The config section of audio: how it is read, preprocessed and augmented."""
+"""``[audio]``: how clips are read (``audio:DIR``), turned into features (filters, log-mel) and
+augmented (noise, time shift, SpecAugment). Each key is checked by its constraint, and the keys
+that depend on each other (cut-offs below the Nyquist frequency, a band-pass's order, masks
+within the features) by ``AudioConfig.relations`` -- once, whether the section comes from a
+config file or from ``AudioPipeline(...)``'s keys."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import SHARED, Section, blocks, key, choice, list_of, number, optional, snr, string
+from regulab.checks import SHARED, Section, key, choice, list_of, number, optional, snr, string
+from regulab.errors import invalid
 
-__all__ = ["AudioConfig"]
+__all__ = ["AudioConfig", "PIPELINE_KEYS", "FEATURES"]
+
+FEATURES = ("logmel", "spectrogram", "waveform")
+# the keys the pipeline uses (the others say how clips are read)
+PIPELINE_KEYS = ("sample_rate", "features", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "lowpass",
+                 "highpass", "noise_snr", "noise_prob", "time_shift", "freq_mask", "time_mask",
+                 "n_freq_masks", "n_time_masks")
 
 
 @dataclass
@@ -24,7 +35,7 @@ class AudioConfig(Section):
                             allowed="a list of file indices >= 0")),
                             "files whose last '_' field is one of these form the test set (FSDD: [0, 1, 2, 3, 4])",
                             population=SHARED)
-    features: str = key("logmel", choice("logmel", "spectrogram", "waveform"), "what the model sees",
+    features: str = key("logmel", choice(*FEATURES), "what the model sees",
                         population=SHARED)
     n_fft: int = key(256, number(ge=8, integer=True), "STFT size", population=SHARED)
     hop_length: int = key(80, number(ge=1, integer=True), "STFT hop (samples)", population=SHARED)
@@ -52,3 +63,31 @@ class AudioConfig(Section):
                             population=SHARED)
     n_time_masks: int = key(1, number(ge=0, integer=True), "SpecAugment: time masks per example",
                             population=SHARED)
+
+    def relations(self) -> None:
+        """The checks between keys: every frequency below the Nyquist frequency sample_rate / 2,
+        f_min < f_max, highpass < lowpass (a band-pass), SpecAugment masks only on spectrograms and
+        a frequency mask within their bands."""
+        if round(self.seconds * self.sample_rate) < 1:
+            raise invalid("audio.seconds", f"long enough for one sample at {self.sample_rate} Hz", self.seconds)
+        nyquist = self.sample_rate / 2
+        below = f"a frequency in (0, {nyquist:g}) Hz (below sample_rate / 2)"
+        for name in ("lowpass", "highpass"):
+            v = getattr(self, name)
+            if v is not None and not v < nyquist:
+                raise invalid(f"audio.{name}", below, v)
+        if self.f_max is not None and not self.f_max <= nyquist:
+            raise invalid("audio.f_max", f"at most sample_rate / 2 ({nyquist:g} Hz)", self.f_max)
+        if not self.f_min < (self.f_max or nyquist):
+            raise invalid("audio.f_min", f"below f_max ({self.f_max or nyquist:g} Hz)", self.f_min)
+        if self.lowpass is not None and self.highpass is not None and self.highpass >= self.lowpass:
+            raise invalid("audio.highpass", f"below audio.lowpass ({self.lowpass} Hz) for a band-pass",
+                          self.highpass)
+        for name in ("freq_mask", "time_mask"):
+            if self.features == "waveform" and getattr(self, name):
+                raise invalid(f"audio.{name}", "0 with features = waveform (SpecAugment masks spectrograms)",
+                              getattr(self, name))
+        bins = {"logmel": self.n_mels, "spectrogram": self.n_fft // 2 + 1}.get(self.features, 0)
+        if self.freq_mask > bins > 0:
+            raise invalid("audio.freq_mask", f"at most the {bins} frequency bands of the {self.features}",
+                          self.freq_mask)

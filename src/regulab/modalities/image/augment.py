@@ -57,15 +57,14 @@ from torch import Tensor
 
 from regulab.checks import choice, list_of, number
 from regulab.errors import ConfigError, DataError, invalid
-from regulab.checks import interval, size as _size
+from regulab.checks import size as _size
+from regulab.modalities.image.section import (FRACTION, PROBABILITY, ROTATION, SCALE, SHEAR, TRANSLATE,
+                                              ImageConfig)
 
 __all__ = ["affine_matrices", "warp", "RandomAffine", "random_crop", "center_crop", "resize",
            "normalize", "shift_scale_1d", "RandomShiftScale1d", "ImagePipeline"]
 
 _MODES = ("bilinear", "nearest", "bicubic")
-_fraction = number(ge=0.0, lt=1.0)
-_prob = number(ge=0.0, le=1.0)
-_angle = number(ge=0.0, lt=90.0)
 
 
 def _hw(key: str, v: Any) -> tuple[int, int]:
@@ -73,24 +72,14 @@ def _hw(key: str, v: Any) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (v[0], v[1])
 
 
-def _pair(key: str, v: Any, check, allowed: str) -> tuple[float, float]:
-    """A number for both axes, or a pair (x, y)."""
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise invalid(key, allowed, v)
-        return check(f"{key}[0]", v[0]), check(f"{key}[1]", v[1])
-    v = check(key, v)
-    return v, v
+def _axes(v: Any) -> tuple[float, float]:
+    """A checked translate (a number for both axes, or [x, y]) as (x, y)."""
+    return (v[0], v[1]) if isinstance(v, list) else (v, v)
 
 
-def _shear(key: str, v: Any) -> tuple[float, float]:
-    """A number: x shear only (torchvision's convention); a pair: (x, y) with x + y < 90."""
-    if not isinstance(v, (list, tuple)):
-        return _angle(key, v), 0.0
-    sx, sy = _pair(key, v, _angle, "a number in [0, 90) or a pair [x, y] with x + y < 90")
-    if sx + sy >= 90.0:   # det(Sh) = 1 - tan(x) tan(y) must stay > 0
-        raise invalid(key, "a pair [x, y] of degrees with x + y < 90 (else the shear is singular)", v)
-    return sx, sy
+def _shear_axes(v: Any) -> tuple[float, float]:
+    """A checked shear (a number: x only; or [x, y]) as (x, y)."""
+    return (v[0], v[1]) if isinstance(v, list) else (v, 0.0)
 
 
 def check_generator(owner: str, generator: Any) -> torch.Generator:
@@ -159,16 +148,6 @@ def warp(x: Tensor, M: Tensor, fill: float = 0.0, mode: str = "bilinear") -> Ten
     return F.grid_sample(x - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill
 
 
-def _check_affine(where: str, rotation, translate, scale, shear, hflip, vflip, fill, mode) -> dict:
-    return {"rotation": number(ge=0.0, le=180.0)(f"{where}.rotation", rotation),
-            "translate": _pair(f"{where}.translate", translate, _fraction,
-                               "a fraction in [0, 1) or a pair [x, y] of them"),
-            "scale": tuple(interval(1e-6)(f"{where}.scale", scale)),
-            "shear": _shear(f"{where}.shear", shear),
-            "hflip": _prob(f"{where}.hflip", hflip), "vflip": _prob(f"{where}.vflip", vflip),
-            "fill": number()(f"{where}.fill", fill), "mode": choice(*_MODES)(f"{where}.mode", mode)}
-
-
 class _Augmentation:
     """``get_config()`` (plain values; ``cls(**cfg)`` rebuilds an equal object) shown by repr."""
 
@@ -200,10 +179,13 @@ class RandomAffine(_Augmentation):
     def __init__(self, rotation: float = 0.0, translate: float | Sequence[float] = 0.0,
                  scale: Sequence[float] = (1.0, 1.0), shear: float | Sequence[float] = 0.0,
                  hflip: float = 0.0, vflip: float = 0.0, fill: float = 0.0, mode: str = "bilinear"):
-        p = _check_affine("RandomAffine", rotation, translate, scale, shear, hflip, vflip, fill, mode)
-        self.rotation, self.translate, self.scale = p["rotation"], p["translate"], p["scale"]
-        self.shear, self.hflip, self.vflip = p["shear"], p["hflip"], p["vflip"]
-        self.fill, self.mode = p["fill"], p["mode"]
+        k = "RandomAffine"      # the rules of the [image] keys of the same names
+        self.rotation = ROTATION(f"{k}.rotation", rotation)
+        self.translate = _axes(TRANSLATE(f"{k}.translate", translate))
+        self.scale = tuple(SCALE(f"{k}.scale", scale))
+        self.shear = _shear_axes(SHEAR(f"{k}.shear", shear))
+        self.hflip, self.vflip = PROBABILITY(f"{k}.hflip", hflip), PROBABILITY(f"{k}.vflip", vflip)
+        self.fill, self.mode = number()(f"{k}.fill", fill), choice(*_MODES)(f"{k}.mode", mode)
         self.identity = (self.rotation == 0.0 and self.translate == (0.0, 0.0) and self.scale == (1.0, 1.0)
                          and self.shear == (0.0, 0.0) and self.hflip == 0.0 and self.vflip == 0.0)
 
@@ -333,8 +315,8 @@ class RandomShiftScale1d(_Augmentation):
 
     def __init__(self, shift: float = 0.0, scale: Sequence[float] = (1.0, 1.0), fill: float = 0.0,
                  mode: str = "bilinear"):
-        self.shift = _fraction("RandomShiftScale1d.shift", shift)
-        self.scale = tuple(interval(1e-6)("RandomShiftScale1d.scale", scale))
+        self.shift = FRACTION("RandomShiftScale1d.shift", shift)
+        self.scale = tuple(SCALE("RandomShiftScale1d.scale", scale))
         self.fill = number()("RandomShiftScale1d.fill", fill)
         self.mode = choice(*_MODES)("RandomShiftScale1d.mode", mode)
         self.identity = self.shift == 0.0 and self.scale == (1.0, 1.0)
@@ -359,30 +341,27 @@ class ImagePipeline:
     """``[image]``: resize (every split), then random crop, affine and normalize in
     training, centre crop and normalize at evaluation (module docstring for the notes' example).
 
+    Built from an ``ImageConfig`` (``ImagePipeline(cfg.image)``) or from its keys
+    (``ImagePipeline(rotation=30)``), which the section checks.
+
     ``train`` and ``eval`` start with ``prepare``, which does nothing to data already prepared
     (a resize to the size an image already has returns it), so they take raw or prepared
     batches alike. 1-D samples take translate (as the shift along L) and scale only. ``mean``
     without ``std`` divides by 1, ``std`` without ``mean`` subtracts 0.
     """
 
-    def __init__(self, resize: int | Sequence[int] | None = None, aspect: str = "stretch",
-                 random_crop: int | Sequence[int] | None = None, crop_padding: int = 0,
-                 rotation: float = 0.0, translate: float | Sequence[float] = 0.0,
-                 scale: Sequence[float] = (1.0, 1.0), shear: float | Sequence[float] = 0.0,
-                 hflip: float = 0.0, vflip: float = 0.0, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
-        k = "image"
-        self.resize = None if resize is None else _hw(f"{k}.resize", resize)
-        self.aspect = choice("stretch", "pad", "crop")(f"{k}.aspect", aspect)
-        self.random_crop = None if random_crop is None else _hw(f"{k}.random_crop", random_crop)
-        self.crop_padding = number(ge=0, integer=True)(f"{k}.crop_padding", crop_padding)
-        p = _check_affine(k, rotation, translate, scale, shear, hflip, vflip, 0.0, "bilinear")
-        self.affine = RandomAffine(**{n: p[n] for n in ("rotation", "translate", "scale", "shear", "hflip", "vflip")})
-        self.shift = RandomShiftScale1d(shift=p["translate"][0], scale=p["scale"])
-        self.mean, self.std = (None if v is None else list_of(check, min_len=1, allowed=f"a list of per-channel {n}s")(
-            f"{k}.{n}", v) for n, v, check in (("mean", mean, number()), ("std", std, number(gt=0.0))))
-        set_keys = {"resize": self.resize, "random_crop": self.random_crop, "rotation": p["rotation"],
-                    "shear": any(p["shear"]), "hflip": p["hflip"], "vflip": p["vflip"]}
+    def __init__(self, config: ImageConfig | None = None, **keys: Any):
+        c = config if config is not None else ImageConfig(**keys)   # each key checked once, there
+        self.config = c
+        self.resize = None if c.resize is None else _hw("image.resize", c.resize)
+        self.aspect = c.aspect
+        self.random_crop = None if c.random_crop is None else _hw("image.random_crop", c.random_crop)
+        self.crop_padding = c.crop_padding
+        self.affine = RandomAffine(c.rotation, c.translate, c.scale, c.shear, c.hflip, c.vflip)
+        self.shift = RandomShiftScale1d(shift=self.affine.translate[0], scale=self.affine.scale)
+        self.mean, self.std = c.mean, c.std
+        set_keys = {"resize": c.resize, "random_crop": c.random_crop, "rotation": c.rotation,
+                    "shear": any(self.affine.shear), "hflip": c.hflip, "vflip": c.vflip}
         self._image_only = [n for n in _IMAGE_ONLY if set_keys[n]]
 
     def _check_1d(self, shape: Sequence[int]) -> None:

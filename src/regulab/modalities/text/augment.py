@@ -44,7 +44,6 @@ character ops with ``char_prob`` and word ops with ``word_prob``.
 from __future__ import annotations
 
 import bz2
-import difflib
 import functools
 import random
 import re
@@ -54,8 +53,10 @@ from collections import Counter
 
 import numpy as np
 
-from regulab.checks import choice, number
-from regulab.errors import ConfigError
+from regulab.checks import number
+from regulab.errors import ConfigError, invalid
+from regulab.modalities.text import section
+from regulab.modalities.text.section import TextConfig
 
 __all__ = ["KEYBOARD", "OCR", "MISSPELLINGS", "FUNCTION_WORDS", "CHAR_OPS", "WORD_OPS", "OPS",
            "random_insert", "random_substitute", "random_delete", "random_swap", "keyboard_typo",
@@ -110,13 +111,13 @@ def _rng(rng) -> random.Random:
         return rng
     if isinstance(rng, int) and not isinstance(rng, bool):
         return random.Random(rng)
-    raise ConfigError(f"rng: got {rng!r}; allowed: a random.Random or an integer seed (never the global RNG)")
+    raise invalid("rng", "a random.Random or an integer seed (never the global RNG)", rng, kind="argument")
 
 
 def _chosen(n_sites: int, rng: random.Random, prob, count) -> list[int]:
     """Sorted indices of the sites to edit: each with ``prob``, or ``count`` of them."""
     if prob is not None and count is not None:
-        raise ConfigError(f"prob and count: got prob={prob!r} and count={count!r}; allowed: one of them")
+        raise invalid("prob and count", "one of them", {"prob": prob, "count": count}, kind="arguments")
     if count is not None:
         count = number(ge=0, integer=True)("count", count)
         return sorted(rng.sample(range(n_sites), min(count, n_sites)))
@@ -273,7 +274,7 @@ def _drop_accents(word: str) -> str:
 def misspell(text: str, rng, *, language: str = "english", prob=None, count=None) -> str:
     """Misspell each chosen word: from ``MISSPELLINGS`` (english), or without accents (spanish)."""
     rng = _rng(rng)
-    choice("english", "spanish")("language", language)
+    TextConfig.check("language", language)
     if language == "english":
         spans = [(a, b) for a, b in _words(text) if text[a:b].lower() in MISSPELLINGS]
         new = lambda i, s: _case(s, MISSPELLINGS[s.lower()])  # noqa: E731
@@ -283,12 +284,10 @@ def misspell(text: str, rng, *, language: str = "english", prob=None, count=None
     return _edit(text, spans, _chosen(len(spans), rng, prob, count), new)
 
 
-CHAR_OPS = {"random_insert": random_insert, "random_substitute": random_substitute,
-            "random_delete": random_delete, "random_swap": random_swap,
-            "keyboard_typo": keyboard_typo, "ocr_error": ocr_error}
-WORD_OPS = {"word_swap": word_swap, "word_delete": word_delete, "synonym_replace": synonym_replace,
-            "misspell": misspell}
-OPS = {**CHAR_OPS, **WORD_OPS}
+# the ops by the names [text] ops takes (regulab.modalities.text.section)
+OPS = {name: globals()[name] for name in section.OPS}
+CHAR_OPS = {name: OPS[name] for name in section.CHAR_OPS}
+WORD_OPS = {name: OPS[name] for name in section.WORD_OPS}
 
 
 class TextAugment:
@@ -302,23 +301,25 @@ class TextAugment:
 
     def __init__(self, char_prob: float = 0.05, word_prob: float = 0.1, ops=None, seed: int = 0,
                  language: str = "english", thesaurus: Thesaurus | None = None):
-        self.char_prob = number(ge=0.0, le=1.0)("text.char_prob", char_prob)
-        self.word_prob = number(ge=0.0, le=1.0)("text.word_prob", word_prob)
-        self.language = choice("english", "spanish")("text.language", language)
+        check = TextConfig.check        # the rules of the [text] keys of the same names
+        self.char_prob, self.word_prob = check("char_prob", char_prob), check("word_prob", word_prob)
+        self.language = check("language", language)
         number(ge=0, integer=True)("seed", seed)
-        if ops is None or len(ops) == 0:
+        ops = check("ops", list(ops or []))
+        if not ops:
             ops = [k for k in OPS if not (language == "spanish" and k == "synonym_replace")]
-        for i, name in enumerate(ops):
-            if name not in OPS:
-                hint = difflib.get_close_matches(str(name), OPS, n=1)
-                raise ConfigError(f"config key 'text.ops[{i}]' must be one of {', '.join(OPS)}"
-                                  f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; got {name!r}")
         if language == "spanish" and "synonym_replace" in ops and thesaurus is None:
-            raise ConfigError("text.ops: got synonym_replace with language 'spanish'; allowed: "
-                              "english only (Roget's thesaurus), or pass a Spanish thesaurus")
+            raise invalid("text.ops", "without synonym_replace with language 'spanish' (its thesaurus, "
+                          "Roget's, is English; or pass a Spanish thesaurus)", ops)
         self.ops, self.rng = list(ops), random.Random(seed)
         self.thesaurus = thesaurus if thesaurus is not None or "synonym_replace" not in ops \
             else Thesaurus.load_roget()
+
+    @classmethod
+    def from_config(cls, section: TextConfig, seed: int) -> "TextAugment":
+        """The augmentation ``[text]`` asks for (char_prob, word_prob, ops, language)."""
+        return cls(section.char_prob, section.word_prob, section.ops or None, seed=seed,
+                   language=section.language)
 
     def __call__(self, text: str, rng=None) -> str:
         rng = self.rng if rng is None else _rng(rng)
@@ -338,7 +339,7 @@ class TextAugment:
 def augment_texts(texts, n_copies: int, rng, augment: TextAugment | None = None) -> tuple[list[str], np.ndarray]:
     """``n_copies`` augmented copies of every text: ``(new_texts, source)``, text-major, with
     ``new_texts[k]`` made from ``texts[source[k]]`` (so labels are ``y[source]``)."""
-    number(ge=0, integer=True)("text.copies", n_copies)
+    TextConfig.check("copies", n_copies)
     rng, augment = _rng(rng), augment or TextAugment()
     texts = list(texts)
     out = [augment(t, rng) for t in texts for _ in range(n_copies)]

