@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from regulab.errors import ConfigError, Field, invalid, unknown
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
-           "choice", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list", "train_size",
+           "choice", "kind_of", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list", "train_size",
            "label_maps", "layer_count", "size", "interval", "snr"]
 
 Check = Callable[[str, Any], Any]
@@ -63,30 +63,20 @@ def choice(*options: str) -> Check:
     return check
 
 
-def boolean(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise invalid(key, "true or false", v)
-    return v
+def kind_of(test: Callable[[Any], bool], allowed: str) -> Check:
+    """A value for which ``test`` holds, returned as it is."""
+    def check(key: str, v: Any) -> Any:
+        if not test(v):
+            raise invalid(key, allowed, v)
+        return v
+    return check
 
 
-def string(key: str, v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise invalid(key, "a non-empty string", v)
-    return v
-
-
-def text(key: str, v: Any) -> str:
-    """A string, empty or not."""
-    if not isinstance(v, str):
-        raise invalid(key, "a string", v)
-    return v
-
-
-def name(key: str, v: Any) -> str:
-    """A non-empty string without '/' (it names a directory)."""
-    if not isinstance(v, str) or not v or "/" in v:
-        raise invalid(key, "a non-empty string without '/'", v)
-    return v
+boolean = kind_of(lambda v: isinstance(v, bool), "true or false")
+string = kind_of(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+text = kind_of(lambda v: isinstance(v, str), "a string")                      # empty or not
+name = kind_of(lambda v: isinstance(v, str) and bool(v) and "/" not in v,     # it names a directory
+               "a non-empty string without '/'")
 
 
 def optional(inner: Check) -> Check:

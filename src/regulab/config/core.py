@@ -24,7 +24,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from regulab.checks import string
 from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig,
@@ -51,6 +51,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES     # the sections below, one per modality
     image: ImageConfig = field(default_factory=ImageConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     text: TextConfig = field(default_factory=TextConfig)

