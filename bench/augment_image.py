@@ -1,6 +1,6 @@
 """Images per second of regulab's batched augmentation against torchvision (per sample) and Kornia.
 
-(r) ``regulab.augment.image.RandomAffine(rotation=30, translate=0.1, scale=(0.9, 1.1), shear=10)``
+(r) ``regulab.modalities.image.augment.RandomAffine(rotation=30, translate=0.1, scale=(0.9, 1.1), shear=10)``
     on whole (256, 1, 28, 28) float batches, every sample its own draw, one grid_sample call;
 (a) torchvision's ``RandomAffine(30, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10,
     BILINEAR)`` applied per sample inside a ``DataLoader`` (batch_size 256, num_workers 0), as a
