@@ -130,7 +130,7 @@ def test_unknown_layer_is_a_config_error():
     with pytest.raises(ConfigError) as err:
         MaxNorm(3.0, layers=["fc7"])(MLP(5, [4, 3], 2))
     msg = str(err.value)
-    assert "'regularization.max_norm_layers'" in msg and "'fc7'" in msg and "fc1, fc2, out" in msg
+    assert "'MaxNorm.layers'" in msg and "'fc7'" in msg and "fc1, fc2, out" in msg
     assert "\n" not in msg
 
 
