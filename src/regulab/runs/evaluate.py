@@ -1,0 +1,127 @@
+"""The end of a run: score the final model once on every split and write the result files.
+
+``finish`` evaluates train, validation and test with the final weights -- by weight scaling,
+or by Monte-Carlo dropout (``eval.dropout_inference``) -- and writes ``results.json``,
+``evaluation.json`` and ``model.safetensors``; ``evaluate`` scores a saved run directory
+again (a sweep's best trial on its test split).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from regulab import metrics
+from regulab.callbacks import EarlyStopping
+from regulab.config.core import Config, load_config
+from regulab.diagnose import diagnose
+from regulab.io import atomic_write, finite_json, load_tensors, save_tensors
+from regulab.nn.models import Pipeline
+from regulab.regularize.mc_dropout import mc_predict
+from regulab.runs.prepare import Prepared, prepare
+from regulab.runs.store import RunStore
+
+__all__ = ["Run", "finish", "evaluate"]
+
+
+@dataclass
+class Run:
+    """What a finished run returns: results, per-epoch history, the model and where it lives."""
+    config: Config
+    results: dict[str, Any]
+    history: list[dict[str, float]]
+    model: Pipeline
+    run_dir: Path
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def _final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
+    """The final model's outputs: by weight scaling (a plain eval-mode forward), or the log of
+    Monte-Carlo dropout probabilities (``eval.dropout_inference``), which act as logits."""
+    e, t = p.cfg.eval, p.trainer
+    if e.dropout_inference == "scale":
+        return t.predict(X)
+    aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
+    heads = t.tasks.sizes if t.tasks is not None else None
+    with t.evaluation_mode():
+        probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
+                                      aggregate=aggregate, generator=p.noise, heads=heads)
+                           for i in range(0, len(X), e.batch_size)])
+    return probs.clamp_min(1e-12).log()
+
+
+def _scores(p: Prepared, out: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Loss and accuracy (or MSE and R^2) of final outputs, as the Trainer logs them per epoch."""
+    mc = p.cfg.eval.dropout_inference != "scale"    # log-probabilities: the loss is their NLL
+    return p.trainer.scores(out, y, prefix, log_probs=mc)
+
+
+def _noisy_test(p: Prepared) -> dict[str, float]:
+    """``eval.noise_snr``: the test split's scores with white noise added to every clip at that
+    SNR (drawn from ``data.seed``, the same noise for every run), as ``test_noisy_*``."""
+    snr = p.cfg.eval.noise_snr
+    if snr is None or "test" not in p.splits or not p.cfg.eval.test:
+        return {}
+    from regulab.modalities.audio.augment import add_noise
+    X, y = p.splits["test"]
+    g = torch.Generator(device=X.device).manual_seed(p.cfg.data.seed)
+    noisy = add_noise(X.flatten(1), snr, g).view_as(X)
+    return _scores(p, _final_outputs(p, noisy), y, "test_noisy")
+
+
+def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
+           fit_seconds: float) -> Run:
+    """Evaluate train/val/test once with the final weights and write the result files
+    (``store`` None: a data-parallel rank other than 0, which writes nothing)."""
+    t = p.trainer
+    results: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    for name, (X, y) in p.splits.items():
+        if name == "test" and not p.cfg.eval.test:
+            continue            # a sweep's trials: the test split is scored once, at the end
+        out = _final_outputs(p, X)
+        results.update(_scores(p, out, y, name))
+        if name == "train":
+            continue
+        if p.task == "regression":
+            evaluation[name] = metrics.regression_report(out, y)
+        elif t.tasks is not None:
+            evaluation[name] = t.tasks.report(out, y)
+        else:
+            logits = torch.cat([-out, out], 1) if t.binary else out
+            evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
+    results.update(_noisy_test(p))
+    stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
+    score = "r2" if p.task == "regression" else "acc"
+    results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
+    results.update(
+        best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
+        stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
+        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
+    if store is None:
+        return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
+    save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
+    if p.text is not None:      # the fitted text features: vocabulary and idf, or word vectors
+        atomic_write(run_dir / "text_features.json", json.dumps(p.text.state_dict()))
+    atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+    atomic_write(run_dir / "results.json", json.dumps(finite_json(results), indent=2))
+    store.finish(run_id, "completed", finite_json(results))
+    return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
+
+
+def evaluate(run_dir: str | Path, splits: Sequence[str] = ("test",)) -> dict[str, float]:
+    """The scores of the saved model of ``run_dir`` on ``splits`` (its config prepared again,
+    the test split scored even when the run skipped it); a split the run lacks is left out."""
+    run_dir = Path(run_dir)
+    p = prepare(load_config(run_dir / "config.toml", {"eval.test": True}))
+    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
+    scores: dict[str, float] = {}
+    for name in splits:
+        if name in p.splits:
+            X, y = p.splits[name]
+            scores.update(_scores(p, _final_outputs(p, X), y, name))
+    return scores
