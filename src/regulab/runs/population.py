@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from regulab.config.core import Config
 from regulab.errors import DivergedError
@@ -36,6 +35,7 @@ from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.run import open_run, run_log
 from regulab.engine.population.stacked import StackedNet, StackedOptimizer, Unsupported
+from regulab.engine.objective import Objective
 from regulab.engine.trainer import divergence
 
 __all__ = ["MEMBER_KEYS", "population_key", "train_population", "Population"]
@@ -100,8 +100,8 @@ class Population:
         self.net = StackedNet([p.trainer.model for p in self.preps], [p.noise for p in self.preps])
         dev = self.X.device
         cfgs = [p.cfg for p in self.preps]
-        self.smoothing = torch.tensor([c.regularization.label_smoothing for c in cfgs], device=dev)
-        self.smoothed = any(c.regularization.label_smoothing > 0 for c in cfgs)
+        self.objective = Objective("mse" if first.task == "regression" else "cross_entropy",
+                                   [c.regularization.label_smoothing for c in cfgs], members=len(cfgs)).to(dev)
         self.l1, self.l2 = (torch.tensor([getattr(c.regularization, k) for c in cfgs], device=dev)
                             for k in ("l1", "l2"))
         bias = first.cfg.regularization.penalty_bias     # NormPenalty: weights, maybe biases
@@ -113,26 +113,8 @@ class Population:
         self.opt = StackedOptimizer(flat, [p.trainer.optimizer for p in self.preps],
                                     l1=flat.per_element(self.l1) * mask if self.l1.any() else None,
                                     l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
-        self.regression = first.task == "regression"
 
     # -- per-member losses ------------------------------------------------------------------
-
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(K,) each member's mean loss: cross-entropy with its label smoothing eps,
-        ``(1 - eps) * nll + eps * mean_c(-log p_c)`` (as ``F.cross_entropy``), or MSE."""
-        if self.regression:
-            return (out - y).pow(2).flatten(1).mean(1)
-        K, B, C = out.shape
-        if not self.smoothed:
-            return F.cross_entropy(out.reshape(K * B, C), y.reshape(-1), reduction="none").view(K, B).mean(1)
-        logp = out.log_softmax(-1)                                          # (K, B, C)
-        nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-        return (1 - self.smoothing) * nll + self.smoothing * (-logp.mean(-1)).mean(1)
-
-    def _hits(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.regression:
-            return (out - y).pow(2).flatten(1).sum(1)
-        return (out.argmax(-1) == y).sum(1)
 
     @torch.no_grad()
     def _penalty(self) -> torch.Tensor:
@@ -165,14 +147,14 @@ class Population:
             xb = self.X.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.X.shape[1:])
             yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
             out = self.net.forward(xb, True, s % block if s < full else None)
-            loss = self._loss(out, yb)
+            loss = self.objective(out, yb)
             pen = self._penalty()
             self.opt.zero_grad()
             (loss if everyone else torch.where(active, loss, 0.0)).sum().backward()
             self.opt.step()
             losses.append(loss.detach())
             pens.append(pen)
-            hits.append(self._hits(out.detach(), yb))
+            hits.append(self.objective.hits(out.detach(), yb))
             sizes.append(idx.shape[1])
         self.net._masks = None
         w = torch.tensor(sizes, dtype=torch.float32, device=dev)
@@ -182,13 +164,13 @@ class Population:
     def _validate(self, eval_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         X, y = self.val
         loss_sum = torch.zeros(self.net.K, device=X.device)
-        hits = torch.zeros(self.net.K, device=X.device)
+        hits = torch.zeros((), device=X.device)
         for i in range(0, len(X), eval_batch):
             xb, yb = X[i:i + eval_batch], y[i:i + eval_batch]
             out = self.net.forward(xb.unsqueeze(0).expand(self.net.K, *xb.shape), False)
             yk = yb.unsqueeze(0).expand(self.net.K, *yb.shape)
-            loss_sum += self._loss(out, yk) * len(xb)
-            hits += self._hits(out, yk)
+            loss_sum += self.objective(out, yk) * len(xb)
+            hits = hits + self.objective.hits(out, yk)
         return loss_sum, hits
 
     def fit(self, epochs: int, on_epoch=None) -> list[DivergedError | None]:
@@ -224,9 +206,9 @@ class Population:
         if error is not None:
             self.net.active[k] = False
             return error
-        logs = t._summarize("train", loss @ w, hits.sum(), len(self.X), self.y)
+        logs = t.objective.summary("train", loss @ w, hits.sum(0), len(self.X), self.y)
         logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
-        logs.update(t._summarize("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
+        logs.update(t.objective.summary("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
         t.step += len(w)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])
