@@ -131,7 +131,8 @@ def test_early_stopping_is_per_member(tmp_path):
 
 def test_a_killed_population_resumes_member_by_member(tmp_path):
     db = f"sqlite:///{tmp_path}/runs.db"
-    cfgs = [config(train__epochs=4, train__seed=s, model__dropout=p) for s, p in [(0, 0.0), (1, 0.3)]]
+    cfgs = [config(train__epochs=4, train__seed=s, model__dropout=p, optim__weight_decay=wd)
+            for s, p, wd in [(0, 0.0, 0.0), (1, 0.3, 1e-2)]]     # 1 and 2 parameter groups
     outs = [tmp_path / f"pop-{k}" for k in range(2)]
 
     def kill(epoch):

@@ -267,6 +267,10 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.stop_training = bool(state["stop_training"])
         self.model.load_state_dict(state["model"])
+        saved, groups = len(state["optimizer"]["param_groups"]), len(self.optimizer.param_groups)
+        if saved != groups:     # e.g. weight decay now has a group of its own (engine.optimizers)
+            raise ValueError(f"the checkpoint's optimizer has {saved} parameter group(s), this run's "
+                             f"has {groups}; was the run started by another version of regulab?")
         self.optimizer.load_state_dict(state["optimizer"])
         for k, g in self.generators.items():
             g.set_state(state["generators"][k])

@@ -284,7 +284,9 @@ class FlatParams:
 
     def __init__(self, members: Sequence[Sequence[Tensor]]):
         K, first = len(members), members[0]
+        self.members = [list(ps) for ps in members]
         sizes = [p.numel() for p in first]
+        self.sizes = sizes
         like = first[0]
         self.data = torch.empty(K * sum(sizes), dtype=like.dtype, device=like.device)
         self.grad = torch.zeros_like(self.data)
@@ -307,6 +309,11 @@ class FlatParams:
         """(K,) per-member values -> (numel,) one per element of ``data``."""
         return values.to(self.data.device, self.data.dtype)[self.member]
 
+    def per_param(self, values: Tensor) -> Tensor:
+        """(K, P) values of each member's parameter i -> (numel,) one per element of ``data``."""
+        values = values.to(self.data.device, self.data.dtype)
+        return torch.cat([values[:, i].repeat_interleave(n) for i, n in enumerate(self.sizes)])
+
 
 @functools.lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
@@ -322,9 +329,11 @@ class StackedOptimizer:
     """The members' ``torch.optim`` optimizers applied to ``FlatParams``, each member's rule to
     its own elements.
 
-    Supported: SGD (with momentum and Nesterov), Adam, AdamW and RMSprop, one parameter group
-    each, all members the same class with the same betas, eps, momentum and alpha; the
-    learning rate and the weight decay may differ per member. The updates are torch's
+    Supported: SGD (with momentum and Nesterov), Adam, AdamW and RMSprop, all members the same
+    class with the same betas, eps, momentum and alpha in every parameter group; the learning
+    rate and the weight decay may differ per member and per group -- each element takes those
+    of the group holding its parameter, so a ``weight_decay = 0`` group (biases,
+    ``engine.optimizers.decay_groups``) is a per-element mask. The updates are torch's
     single-tensor forms (``torch/optim/{sgd,adam,rmsprop}.py``), with g the gradient, t the step:
 
     * SGD: ``g += wd w``; momentum ``b = g`` (first step), then ``b = mu b + g``; ``w -= lr b``
@@ -344,17 +353,17 @@ class StackedOptimizer:
 
     def __init__(self, flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer],
                  l1: Tensor | None = None, l2: Tensor | None = None):
-        kinds = {self._kind(o) for o in optimizers}
+        kinds = {self._kind(o, g) for o in optimizers for g in o.param_groups}
         if len(kinds) != 1:
             raise Unsupported(f"members' optimizers differ in more than lr and weight decay: "
                               f"{sorted(map(str, kinds))}")
         self.kind = kinds.pop()
         self.flat = flat
-        groups = [o.param_groups[0] for o in optimizers]
-        self.hyper = {k: v for k, v in groups[0].items() if k in ("betas", "eps", "momentum", "alpha")}
-        lr, wd = (torch.tensor([float(g[k]) for g in groups], dtype=torch.float64) for k in ("lr", "weight_decay"))
-        self.lr, self.wd = flat.per_element(lr), flat.per_element(wd)      # (numel,)
-        self.decay = flat.per_element(1 - lr * wd)                         # AdamW's factor
+        self.hyper = {k: v for k, v in optimizers[0].param_groups[0].items()
+                      if k in ("betas", "eps", "momentum", "alpha")}
+        lr, wd = self._group_values(flat, optimizers)                      # (K, P) each
+        self.lr, self.wd = flat.per_param(lr), flat.per_param(wd)          # (numel,)
+        self.decay = flat.per_param(1 - lr * wd)                           # AdamW's factor
         self.has_wd = bool((wd != 0).any())
         names = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}.get(self.kind[0], ())
         if self.kind[:2] == ("sgd", True):
@@ -364,10 +373,21 @@ class StackedOptimizer:
         self.t = 0
 
     @staticmethod
-    def _kind(o: torch.optim.Optimizer) -> tuple:
-        if len(o.param_groups) != 1:
-            raise Unsupported("an optimizer with several parameter groups")
-        g = o.param_groups[0]
+    def _group_values(flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer]) -> tuple[Tensor, Tensor]:
+        """(lr, weight decay), each (K, P) float64: those of the group holding member k's parameter i."""
+        lr, wd = [], []
+        for k, (params, o) in enumerate(zip(flat.members, optimizers)):
+            group = {id(p): g for g in o.param_groups for p in g["params"]}
+            missing = [i for i, p in enumerate(params) if id(p) not in group]
+            if missing:
+                raise Unsupported(f"member {k}'s parameter {missing[0]} is not in its optimizer (frozen?)")
+            lr.append([float(group[id(p)]["lr"]) for p in params])
+            wd.append([float(group[id(p)]["weight_decay"]) for p in params])
+        return torch.tensor(lr, dtype=torch.float64), torch.tensor(wd, dtype=torch.float64)
+
+    @staticmethod
+    def _kind(o: torch.optim.Optimizer, g: dict) -> tuple:
+        """What must be equal across members and groups: the rule and its hyperparameters."""
         if type(o) is torch.optim.SGD and not g["dampening"]:
             return ("sgd", g["momentum"] > 0, bool(g["nesterov"]), g["momentum"])
         if type(o) in (torch.optim.Adam, torch.optim.AdamW) and not g["amsgrad"] and not g["maximize"]:
