@@ -21,10 +21,12 @@ from regulab.config.core import apply_overrides as _apply, config_from_dict
 from regulab.errors import DivergedError
 from regulab.nn.models import build_model
 from regulab.runs.store import RunStore
+from regulab.engine.population.eligibility import population_key
+from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
 from regulab.runs import population as population_module
-from regulab.runs.population import Population, population_key, train_population
+from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
-from regulab.engine.population.stacked import FlatParams, StackedNet, StackedOptimizer, Unsupported
 
 BASE = {"name": "pop", "data": {"dataset": "digits", "preprocess": "standardize", "train_size": 500},
         "model": {"kind": "mlp", "hidden": [24, 24], "activation": "tanh"},
@@ -253,10 +255,10 @@ def test_stacked_optimizer_follows_torch_member_by_member(cls, options):
 
 def test_stacked_penalty_recomputes_l1_and_l2():
     cfgs = [config(regularization__l1=1e-3), config(regularization__l2=1e-2, train__seed=1), config()]
-    pop = Population([prepare(c) for c in cfgs])
-    penalty = pop._penalty().detach().numpy()
-    for k, p in enumerate(pop.preps):
-        ws = [w.detach().numpy() for name, w in p.trainer.model.named_parameters() if name.endswith("weight")]
+    pop = population_of([prepare(c) for c in cfgs])
+    penalty = pop.penalty().detach().numpy()
+    for k, t in enumerate(pop.trainers):
+        ws = [w.detach().numpy() for name, w in t.model.named_parameters() if name.endswith("weight")]
         r = cfgs[k].regularization
         expected = r.l1 * sum(np.abs(w).sum() for w in ws) + r.l2 * sum((w ** 2).sum() for w in ws)
         assert penalty[k] == pytest.approx(expected, rel=1e-5, abs=1e-12)

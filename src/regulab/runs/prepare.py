@@ -314,6 +314,8 @@ class RegularizationMonitor(Callback):
     each penalty term at the epoch's end weights, the largest incoming-weight norm of any unit
     (at most ``max_norm`` while the constraint holds), and the noise levels."""
 
+    stackable = True
+
     def __init__(self, cfg: Config):
         self.r = cfg.regularization
 
