@@ -12,10 +12,11 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import r2_score
 
 import regulab as rl
-from regulab.engine.objective import Objective, cross_entropy, loss_function
+from regulab.engine.objective import Objective, loss_function, member_cross_entropy
 from regulab.metrics import r2, r2_from_sums
 from regulab.regularize.multitask import Tasks
 
@@ -57,7 +58,9 @@ def test_stacked_cross_entropy_is_each_members_single_loss(eps):
     for k in range(K):
         expected = ce_numpy(z[k].numpy(), y[k].numpy(), eps[k])
         assert float(stacked[k]) == pytest.approx(expected, rel=1e-6)
-        assert float(stacked[k]) == pytest.approx(float(cross_entropy(z[k], y[k], eps[k])), rel=1e-6)
+        assert float(stacked[k]) == pytest.approx(float(F.cross_entropy(z[k], y[k], label_smoothing=eps[k])),
+                                                  rel=1e-6)
+        assert float(member_cross_entropy(z, y, torch.tensor(eps))[k]) == pytest.approx(expected, rel=1e-6)
     # the check is not passed by the wrong formula: unsmoothed differs where eps > 0
     plain = Objective("cross_entropy", members=K)(z, y)
     assert [bool(torch.isclose(plain[k], stacked[k])) for k in range(K)] == [e == 0 for e in eps]
@@ -160,3 +163,13 @@ def test_multi_output_regression_reports_one_r2(workdir):
     assert results["val_r2"] == pytest.approx(expected, rel=1e-5)
     assert run.history[-1]["val_r2"] == pytest.approx(expected, rel=1e-5)
     assert abs(expected - r2_score(yv.double().numpy(), pred, multioutput="variance_weighted")) > 1e-3
+
+
+def test_one_networks_outputs_may_have_more_dimensions():
+    """A user's network with per-position logits ``(B, C, T)``: classes on dimension 1, as
+    ``F.cross_entropy`` reads them; every position counts."""
+    g = torch.Generator().manual_seed(4)
+    z, y = torch.randn(6, 3, 5, generator=g), torch.randint(0, 3, (6, 5), generator=g)
+    obj = Objective("cross_entropy", 0.1)
+    assert torch.equal(obj(z, y), F.cross_entropy(z, y, label_smoothing=0.1))
+    assert int(obj.hits(z, y)) == int((z.argmax(1) == y).sum())

@@ -43,19 +43,15 @@ from regulab.metrics import r2_from_sums
 if TYPE_CHECKING:
     from regulab.regularize.multitask import Tasks
 
-__all__ = ["LOSSES", "Objective", "loss_function", "cross_entropy"]
+__all__ = ["LOSSES", "Objective", "loss_function", "member_cross_entropy"]
 
 LOSSES = ("cross_entropy", "bce", "mse")
 
 
-def cross_entropy(logits: Tensor, y: Tensor, eps: float | Tensor = 0.0) -> Tensor:
-    """Mean cross-entropy with label smoothing ``eps`` (module docstring).
-
-    One network: ``logits (B, C)``, ``y (B,)``, a float eps -> ``()``, torch's own kernel.
-    A population: ``logits (K, B, C)``, ``y (K, B)``, eps a float or ``(K,)`` -> ``(K,)``.
-    """
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, y, label_smoothing=float(eps))
+def member_cross_entropy(logits: Tensor, y: Tensor, eps: float | Tensor = 0.0) -> Tensor:
+    """Each member's mean cross-entropy with label smoothing (module docstring): ``logits
+    (K, B, C)``, ``y (K, B)``, eps a float or ``(K,)`` -> ``(K,)``; row k equals
+    ``F.cross_entropy(logits[k], y[k], label_smoothing=eps[k])``, what member k alone computes."""
     K, B, C = logits.shape
     if not isinstance(eps, Tensor) and eps == 0:       # torch's kernel, as a separate run
         return F.cross_entropy(logits.reshape(K * B, C), y.reshape(-1), reduction="none").view(K, B).mean(1)
@@ -109,13 +105,15 @@ class Objective:
             return self.tasks.loss(out, y)
         if self.custom is not None:
             return self.custom(out, y)
+        if self.members is not None:
+            if self.loss == "cross_entropy":
+                return member_cross_entropy(out, y, self.label_smoothing)
+            return (out - y).pow(2).flatten(1).mean(1)
         if self.loss == "cross_entropy":
-            return cross_entropy(out, y, self.label_smoothing)
+            return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
         if self.loss == "bce":
             return F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
-        if self.members is None:
-            return F.mse_loss(out, y)
-        return (out - y).pow(2).flatten(1).mean(1)
+        return F.mse_loss(out, y)
 
     def losses(self, out: Tensor, y: Tensor, log_probs: bool = False) -> tuple[Tensor, Tensor]:
         """(objective, logged loss): the same mean loss, or with multi-task heads their weighted
@@ -132,10 +130,12 @@ class Objective:
         squared error summed over the batch per output ``(k,)`` (per member ``(K, k)``)."""
         if self.tasks is not None:
             return self.tasks.hits(out, y)
+        classes = self._batch + 1                      # the dimension after the batch
         if self.loss == "mse":
             return (out - y).pow(2).sum(self._batch)
-        pred = (out.squeeze(-1) > 0).long() if self.loss == "bce" else out.argmax(-1)
-        return (pred == y.long()).sum(self._batch)
+        pred = (out.squeeze(classes) > 0).long() if self.loss == "bce" else out.argmax(classes)
+        correct = pred == y.long()
+        return correct.sum() if self.members is None else correct.flatten(1).sum(1)
 
     def summary(self, prefix: str, loss_sum: Tensor, hits: Tensor, n: int, y: Tensor) -> dict[str, float]:
         """One network's (or member's) epoch logs from its summed losses and hits over the

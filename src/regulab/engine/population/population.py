@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from regulab.callbacks import Callback
 from regulab.data.loader import TensorLoader
 from regulab.engine.objective import Objective
 from regulab.engine.population.optimizer import StackedOptimizer
@@ -60,8 +61,12 @@ def unstackable(trainer: Trainer) -> str | None:
     if len(trainer.penalties) > 1 or any(not isinstance(p, NormPenalty) for p in trainer.penalties):
         return "only one NormPenalty (l1, l2) has a stacked form"
     for cb in trainer.callbacks:
+        name = type(cb).__name__
         if not cb.stackable:
-            return f"callback {type(cb).__name__} cannot be stacked (its stackable is False)"
+            return f"callback {name} cannot be stacked (its stackable is False)"
+        if type(cb).on_step_end is not Callback.on_step_end \
+                or type(cb).evaluation_weights is not Callback.evaluation_weights:
+            return f"callback {name} acts within epochs (on_step_end, evaluation_weights)"
     return None
 
 
