@@ -34,7 +34,7 @@ import torch
 
 import regulab as rl
 from regulab.config.core import config_from_dict
-from regulab.runs.population import Population, train_population
+from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
 from machine import cpu_name  # bench/machine.py, beside this script
 
@@ -66,7 +66,7 @@ def time_fit(cfgs, epochs: int) -> float:
         start = time.perf_counter()
         p.trainer.fit(p.loader, p.splits["val"], epochs=epochs)
         return time.perf_counter() - start
-    pop = Population(preps)
+    pop = population_of(preps)
     start = time.perf_counter()
     pop.fit(epochs)
     return time.perf_counter() - start

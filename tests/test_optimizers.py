@@ -46,7 +46,7 @@ def run_torch(cfg: OptimConfig, record_state: str | None = None):
     """The weights after each of STEPS steps (and the optimizer state ``record_state``)."""
     w = torch.nn.Parameter(torch.tensor(W0))
     a, c = torch.tensor(A), torch.tensor(C)
-    opt = build_optimizer(cfg, [w])
+    opt = build_optimizer(cfg, [w], decay=[w])     # w is 1-D: decayed only when named
     ws, states = [], []
     for _ in range(STEPS):
         loss = 0.5 * (w - c) @ a @ (w - c)
@@ -216,3 +216,76 @@ def test_eps_inside_the_root_as_in_the_notes(name):
     big = run_torch(cfg(0.5))
     assert_trajectories(big, ref(0.5, inside=False))
     assert np.abs(big[-1] - ref(0.5, inside=True)[-1]).max() > 1e-4
+
+
+# --- which parameters decay ----------------------------------------------------------------------
+
+def mlp_params():
+    from regulab.nn import MLP
+    model = MLP(4, [3], 2)
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    return model, weights, biases
+
+
+def test_decay_goes_to_the_weights_and_a_no_decay_group_holds_the_biases():
+    model, weights, biases = mlp_params()
+    opt = build_optimizer(OptimConfig(name="adamw", lr=0.01, weight_decay=0.1), model.parameters())
+    (decayed, kept) = opt.param_groups
+    assert [id(p) for p in decayed["params"]] == [id(p) for p in weights] and decayed["weight_decay"] == 0.1
+    assert [id(p) for p in kept["params"]] == [id(p) for p in biases] and kept["weight_decay"] == 0.0
+    assert kept["name"] == "no_decay" and decayed["lr"] == kept["lr"] == 0.01
+    # named parameters decay, whatever their shape; without decay the groups stay as given
+    opt = build_optimizer(OptimConfig(name="sgd", weight_decay=0.1), model.parameters(), decay=biases)
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in biases]
+    assert len(build_optimizer(OptimConfig(name="sgd"), model.parameters()).param_groups) == 1
+
+
+def test_decay_groups_keep_each_groups_own_learning_rate():
+    from regulab.engine.optimizers import decay_groups
+    model, weights, biases = mlp_params()
+    groups = [{"params": [weights[0], biases[0]], "lr": 1e-4, "name": "transferred"},
+              {"params": [weights[1], biases[1]], "lr": 1e-2, "name": "new"}]
+    split = decay_groups(groups, weights, 0.5)
+    assert [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in split] == [
+        ("transferred", 1e-4, 0.5, 1), ("transferred_no_decay", 1e-4, 0.0, 1),
+        ("new", 1e-2, 0.5, 1), ("new_no_decay", 1e-2, 0.0, 1)]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+def test_no_optimizer_decays_a_bias(name):
+    """With zero gradients only the decay moves anything: the weights shrink, biases stay."""
+    model, weights, biases = mlp_params()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer(OptimConfig(name=name, lr=0.1, weight_decay=0.5), model.parameters())
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for (n, p), old in zip(model.named_parameters(), before):
+        moved = not torch.equal(p.detach(), old)
+        assert moved == n.endswith("weight"), n
+
+
+def test_a_run_with_weight_decay_resumes_exactly(workdir):
+    """The checkpoint holds both parameter groups; ``resume`` continues bit for bit."""
+    import regulab as rl
+    from regulab.callbacks import Callback
+    from regulab.config.core import load_config
+    from safetensors.torch import load_file
+
+    class Kill(Callback):
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == 2:
+                raise KeyboardInterrupt
+
+    cfg = load_config(None, {"data.dataset": "moons", "data.n_samples": 300, "model.hidden": [8],
+                             "model.dropout": 0.2, "optim.name": "adamw", "optim.weight_decay": 0.05,
+                             "train.epochs": 4, "train.batch_size": 32, "train.early_stopping": False,
+                             "train.progress": False, "train.device": "cpu"})
+    with pytest.raises(KeyboardInterrupt):
+        rl.train(cfg, out=workdir / "killed", progress=False, callbacks=[Kill()])
+    resumed = rl.resume(workdir / "killed", progress=False)
+    whole = rl.train(cfg, out=workdir / "whole", progress=False)
+    assert resumed.results["epochs_run"] == 4
+    a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (resumed, whole))
+    assert all(torch.equal(a[k], b[k]) for k in b)

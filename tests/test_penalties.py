@@ -261,3 +261,28 @@ def test_wrapped_layers_are_found_by_the_wrapper_name():
     names = [n for n, _ in selected_parameters(model, layers=["fc1"])]
     assert names == ["fc1.layer.weight"]
     assert len(selected_parameters(model)) == 3
+
+
+# --- weight decay of a run acts on the penalty's parameters ---------------------------------------
+
+@pytest.mark.parametrize("penalty_bias", [False, True])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_run_weight_decay_equals_l2_of_half_wd(workdir, penalty_bias, optimizer):
+    """``optim.weight_decay = wd`` and ``regularization.l2 = wd/2`` give the same weights, with
+    and without biases penalized: the optimizer decays exactly ``selected_parameters``."""
+    from regulab.config.core import load_config
+    from regulab.runs.prepare import prepare
+
+    def fit(**keys):
+        cfg = load_config(None, {"data.dataset": "moons", "data.n_samples": 200, "model.hidden": [8],
+                                 "optim.name": optimizer, "optim.lr": 0.1, "train.epochs": 2,
+                                 "train.batch_size": 50, "train.early_stopping": False,
+                                 "train.progress": False, "train.device": "cpu",
+                                 "regularization.penalty_bias": penalty_bias, **keys})
+        p = prepare(cfg)
+        p.trainer.fit(p.loader, epochs=cfg.train.epochs)
+        return [t.detach().clone() for t in p.trainer.model.parameters()]
+
+    decayed, penalized, plain = fit(**{"optim.weight_decay": WD}), fit(**{"regularization.l2": WD / 2}), fit()
+    assert max_diff(decayed, penalized) < 1e-6
+    assert max_diff(decayed, plain) > 1e-3

@@ -21,10 +21,12 @@ from regulab.config.core import apply_overrides as _apply, config_from_dict
 from regulab.errors import DivergedError
 from regulab.nn.models import build_model
 from regulab.runs.store import RunStore
+from regulab.engine.population.eligibility import population_key
+from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
 from regulab.runs import population as population_module
-from regulab.runs.population import Population, population_key, train_population
+from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
-from regulab.engine.population.stacked import FlatParams, StackedNet, StackedOptimizer, Unsupported
 
 BASE = {"name": "pop", "data": {"dataset": "digits", "preprocess": "standardize", "train_size": 500},
         "model": {"kind": "mlp", "hidden": [24, 24], "activation": "tanh"},
@@ -131,7 +133,8 @@ def test_early_stopping_is_per_member(tmp_path):
 
 def test_a_killed_population_resumes_member_by_member(tmp_path):
     db = f"sqlite:///{tmp_path}/runs.db"
-    cfgs = [config(train__epochs=4, train__seed=s, model__dropout=p) for s, p in [(0, 0.0), (1, 0.3)]]
+    cfgs = [config(train__epochs=4, train__seed=s, model__dropout=p, optim__weight_decay=wd)
+            for s, p, wd in [(0, 0.0, 0.0), (1, 0.3, 1e-2)]]     # 1 and 2 parameter groups
     outs = [tmp_path / f"pop-{k}" for k in range(2)]
 
     def kill(epoch):
@@ -221,14 +224,37 @@ OPTIMIZERS = [   # members differ in lr and weight decay (population keys), shar
 @pytest.mark.parametrize("cls, options", OPTIMIZERS)
 def test_stacked_optimizer_follows_torch_member_by_member(cls, options):
     gen = torch.Generator().manual_seed(0)
-    shapes = [(5, 3), (5,)]
-    own = [[torch.randn(s, generator=gen).requires_grad_() for s in shapes] for _ in options]
+    own = [[torch.randn(s, generator=gen).requires_grad_() for s in SHAPES] for _ in options]
     opts = [cls(params, **o) for params, o in zip(own, options)]
+    assert_stacked_steps_follow(own, opts, gen, lambda params, k: cls(params, **options[k]))
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam", "adamw"])
+def test_stacked_optimizer_decays_what_each_members_groups_decay(name):
+    """Members built by ``build_optimizer``: no decay (one group), or decay on the weight and
+    none on the bias (two groups) -- a per-element mask in the stacked step."""
+    from regulab.config.sections import OptimConfig
+    from regulab.engine.optimizers import build_optimizer
+    gen = torch.Generator().manual_seed(1)
+    cfgs = [OptimConfig(name=name, lr=0.05, weight_decay=wd) for wd in (0.0, 0.1, 0.5)]
+    own = [[torch.randn(s, generator=gen).requires_grad_() for s in SHAPES] for _ in cfgs]
+    opts = [build_optimizer(c, params) for c, params in zip(cfgs, own)]
+    assert [len(o.param_groups) for o in opts] == [1, 2, 2]
+    assert_stacked_steps_follow(own, opts, gen, lambda params, k: build_optimizer(cfgs[k], params))
+
+
+SHAPES = [(5,), (5, 3)]      # a bias first: its no-decay group comes second
+
+
+def assert_stacked_steps_follow(own, opts, gen, fresh):
+    """5 steps of random gradients through the members' optimizers ``opts`` and through one
+    ``StackedOptimizer``: the same weights, and member k's exported state (into
+    ``fresh(params, k)``, a new optimizer like member k's) equal to its own optimizer's."""
     flat = FlatParams(own)
     stacked = flat.params
     sopt = StackedOptimizer(flat, opts)
     for _ in range(5):
-        grads = [torch.randn(len(options), *s, generator=gen) for s in shapes]
+        grads = [torch.randn(len(own), *s, generator=gen) for s in SHAPES]
         for k, (params, opt) in enumerate(zip(own, opts)):
             for p, g in zip(params, grads):
                 p.grad = g[k].clone()
@@ -239,8 +265,9 @@ def test_stacked_optimizer_follows_torch_member_by_member(cls, options):
     for k, params in enumerate(own):
         for p, s in zip(params, stacked):
             torch.testing.assert_close(s[k], p.detach(), atol=1e-6, rtol=1e-5)
-        exported = cls([torch.zeros_like(p) for p in params], **options[k])
-        sopt.export(k, exported, exported.param_groups[0]["params"])
+        fresh_params = [torch.zeros_like(p) for p in params]
+        exported = fresh(fresh_params, k)
+        sopt.export(k, exported, fresh_params)
         theirs = opts[k].state_dict()["state"]
         mine = exported.state_dict()["state"]
         assert set(mine) == set(theirs)
@@ -252,10 +279,10 @@ def test_stacked_optimizer_follows_torch_member_by_member(cls, options):
 
 def test_stacked_penalty_recomputes_l1_and_l2():
     cfgs = [config(regularization__l1=1e-3), config(regularization__l2=1e-2, train__seed=1), config()]
-    pop = Population([prepare(c) for c in cfgs])
-    penalty = pop._penalty().detach().numpy()
-    for k, p in enumerate(pop.preps):
-        ws = [w.detach().numpy() for name, w in p.trainer.model.named_parameters() if name.endswith("weight")]
+    pop = population_of([prepare(c) for c in cfgs])
+    penalty = pop.penalty().detach().numpy()
+    for k, t in enumerate(pop.trainers):
+        ws = [w.detach().numpy() for name, w in t.model.named_parameters() if name.endswith("weight")]
         r = cfgs[k].regularization
         expected = r.l1 * sum(np.abs(w).sum() for w in ws) + r.l2 * sum((w ** 2).sum() for w in ws)
         assert penalty[k] == pytest.approx(expected, rel=1e-5, abs=1e-12)

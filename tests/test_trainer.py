@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import r2_score
 from torch import nn
 
 from regulab.runs import prepare as prepare_mod
@@ -309,9 +310,10 @@ def test_run_diverging_keeps_last_good_checkpoint(workdir, monkeypatch):
 # -- regression ------------------------------------------------------------------------------------
 
 def r2_numpy(pred: np.ndarray, y: np.ndarray) -> float:
-    ss_res = ((y - pred) ** 2).sum()
-    ss_tot = ((y - y.mean(axis=0)) ** 2).sum()
-    return 1.0 - ss_res / ss_tot
+    """R^2 per output, then their uniform average (sklearn's default, as metrics.r2)."""
+    ss_res = ((y - pred) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    return float((1.0 - ss_res / ss_tot).mean())
 
 
 @pytest.mark.parametrize("n_out", [1, 2])
@@ -343,6 +345,7 @@ def test_regression_logs_mse_and_r2(n_out):
     assert set(ev) == {"test_loss", "test_mse", "test_r2"}
     assert ev["test_mse"] == pytest.approx(((pred - yvn) ** 2).mean(), rel=1e-5)
     assert ev["test_r2"] == pytest.approx(r2_numpy(pred, yvn), rel=1e-5)
+    assert ev["test_r2"] == pytest.approx(r2_score(yvn, pred), rel=1e-5)
     assert logs["val_r2"] == ev["test_r2"] and logs["val_mse"] == ev["test_mse"]
 
 
@@ -360,7 +363,11 @@ def test_regression_r2_of_perfect_and_mean_predictions():
         model.weight.fill_(0.0)
         model.bias.fill_(float(y.mean()))
     assert trainer.evaluate(X, y)["val_r2"] == pytest.approx(0.0, abs=1e-7)
-    assert math.isnan(trainer.evaluate(X, torch.ones(4, 1))["val_r2"])   # SS_tot = 0
+    # SS_tot = 0 (a constant target): 0.0, or 1.0 when predicted exactly (sklearn's force_finite)
+    assert trainer.evaluate(X, torch.ones(4, 1))["val_r2"] == 0.0
+    with torch.no_grad():
+        model.bias.fill_(1.0)
+    assert trainer.evaluate(X, torch.ones(4, 1))["val_r2"] == 1.0
 
 
 # -- penalties -------------------------------------------------------------------------------------

@@ -150,3 +150,20 @@ def test_transfer_keys_need_a_source(workdir, capsys):
     assert main(["train", str(write(workdir / "c.toml", SOURCE)), "--quiet", "--set", "transfer.layers=2"]) == 2
     err = capsys.readouterr().err
     assert "transfer.layers" in err and "transfer.source" in err
+
+
+def test_fine_tuning_groups_split_into_decayed_weights_and_the_rest(workdir, source):
+    """``optim.weight_decay`` acts on the weights the L2 penalty selects, in each learning-rate
+    group: batch norm and biases sit in that group's ``_no_decay`` twin."""
+    cfg = rl.load_config(write(workdir / "target.toml", TARGET),
+                         ["transfer.freeze=false", "transfer.lr=0.001", "transfer.layers=2",
+                          "optim.weight_decay=0.01"])
+    p = prepare_mod.prepare(cfg)
+    named = {id(t): n for n, t in p.trainer.model.named_parameters()}
+    groups = {g["name"]: (g["lr"], g["weight_decay"], sorted(named[id(t)] for t in g["params"]))
+              for g in p.trainer.optimizer.param_groups}
+    assert groups == {
+        "transferred": (0.001, 0.01, ["fc1.weight", "fc2.weight"]),
+        "transferred_no_decay": (0.001, 0.0, ["bn1.bias", "bn1.weight", "bn2.bias", "bn2.weight"]),
+        "new": (0.01, 0.01, ["out.weight"]),
+        "new_no_decay": (0.01, 0.0, ["out.bias"])}

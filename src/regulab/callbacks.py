@@ -3,6 +3,14 @@
 A callback that has state (early stopping's best score and patience counter, say) returns
 it from ``state_dict()`` and takes it back in ``load_state_dict()``, so a resumed run
 continues exactly where the killed one stopped -- patience included.
+
+A callback says whether its run may train in a population (``stackable``, a class
+attribute). A population member's callbacks run at the epoch's end on the member's own
+trainer, after its weights and optimizer state are copied back; a callback that only reads
+them, writes logs or sets ``stop_training`` works there exactly as in a run alone. One that
+acts within an epoch (``on_step_end``, ``evaluation_weights``) or changes what the batched
+step uses (the learning rate, the weights) does not: it keeps ``stackable = False``, the
+default, so an unknown callback makes its run train alone.
 """
 
 from __future__ import annotations
@@ -26,7 +34,10 @@ class Callback:
     ``on_step_end`` runs after every optimizer step (and after the constraints); the Trainer
     calls it only on callbacks that override it. ``evaluation_weights`` may return a context
     manager under which the model is evaluated (EMA swaps in its averaged weights there).
+    ``stackable``: whether the callback works on a population member (module docstring).
     """
+
+    stackable = False
 
     def on_fit_start(self, trainer: "Trainer") -> None: ...
     def on_step_end(self, trainer: "Trainer") -> None: ...
@@ -65,6 +76,8 @@ class EarlyStopping(Callback):
 
         >>> stopper = EarlyStopping(monitor="val_loss", patience=10, min_delta=0.0)
     """
+
+    stackable = True     # reads the epoch's logs, sets stop_training, restores weights at the end
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  restore_best: bool = True, mode: str | None = None):
@@ -122,6 +135,7 @@ class ProgressBar(Callback):
     """One tqdm bar over the epochs with the latest losses and accuracies; silent off a terminal."""
 
     KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_r2")
+    stackable = True
 
     def __init__(self, enabled: bool | None = None, desc: str = "train"):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled

@@ -18,7 +18,9 @@ Regression (for targets ``(N,)`` or ``(N, k)``; each output scored, then average
   SS_tot = sum_i (y_i - mean(y))^2, per output, then the uniform average over the k
   outputs (sklearn's ``multioutput="uniform_average"``). A constant target
   (SS_tot = 0) scores 1.0 when predicted exactly and 0.0 otherwise (sklearn's
-  ``force_finite=True``).
+  ``force_finite=True``). ``r2_from_sums`` is that rule from the sums of squares, the one
+  definition of R^2: evaluation.json's ``r2`` and the per-epoch ``*_r2`` of the Trainer and
+  the population (results.json, metrics.csv) both use it.
 
 Predictions from model outputs (``predictions``): logits ``(N, C)`` with C > 1 -> argmax;
 binary logits ``(N,)`` or ``(N, 1)`` of a floating dtype -> ``logit > 0``; an integer
@@ -38,6 +40,7 @@ __all__ = [
     "mse",
     "mae",
     "r2",
+    "r2_from_sums",
     "classification_report",
     "regression_report",
 ]
@@ -181,6 +184,20 @@ def r2(pred: Tensor, y: Tensor) -> Tensor:
     pred, y = _regression_pair(pred, y)
     ss_res = ((y - pred) ** 2).sum(dim=0)  # (k,)
     ss_tot = ((y - y.mean(dim=0)) ** 2).sum(dim=0)  # (k,)
+    return r2_from_sums(ss_res, ss_tot)
+
+
+def r2_from_sums(ss_res: Tensor, ss_tot: Tensor) -> Tensor:
+    """R^2 of k outputs from their sums of squares ``(k,)`` (or both divided by the same n:
+    mean squared error and variance), the uniform average over outputs (sklearn's default)::
+
+        R^2 = (1/k) sum_j (1 - SS_res_j / SS_tot_j)
+
+    An output with SS_tot_j = 0 (a constant target) scores 1.0 when SS_res_j = 0, else 0.0
+    (sklearn's ``force_finite=True``). Example: ``r2_from_sums(torch.tensor([1.0, 0.0]),
+    torch.tensor([4.0, 0.0]))`` -> (0.75 + 1.0) / 2 = 0.875.
+    """
+    ss_res, ss_tot = ss_res.reshape(-1), ss_tot.reshape(-1)
     constant = torch.where(ss_res == 0, torch.ones_like(ss_res), torch.zeros_like(ss_res))
     score = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300), constant)
     return score.mean()

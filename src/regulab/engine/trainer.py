@@ -22,12 +22,12 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regulab.callbacks import Callback
+from regulab.engine.objective import Objective, loss_function
 from regulab.errors import DivergedError
 from regulab.nn.layers import set_generator
-from regulab.callbacks import Callback
 
 __all__ = ["Trainer", "loss_function", "divergence"]
 
@@ -35,16 +35,14 @@ Penalty = Callable[[nn.Module], Tensor]
 Constraint = Callable[[nn.Module], None]
 
 
-def loss_function(name: str, label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
-    """Mean loss over the batch: ``cross_entropy`` (logits, int labels), ``bce`` (one logit per
-    example, 0/1 labels) or ``mse``."""
-    if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, label_smoothing=label_smoothing)
-    if name == "bce":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
-    if name == "mse":
-        return lambda out, y: F.mse_loss(out, y)
-    raise ValueError(f"loss must be cross_entropy, bce or mse; got {name!r}")
+def _objective(loss_fn: Callable[[Tensor, Tensor], Tensor], task: str, binary: bool,
+               tasks: Any) -> Objective:
+    """``loss_fn`` as an ``Objective`` scoring outputs as ``task``/``binary`` say: itself when it
+    is one of that kind, else a wrapper around the user's function."""
+    kind = "mse" if task == "regression" else "bce" if binary else "cross_entropy"
+    if isinstance(loss_fn, Objective) and loss_fn.loss == kind and loss_fn.custom is None:
+        return loss_fn if tasks is None else Objective(kind, loss_fn.label_smoothing, tasks)
+    return Objective(kind, tasks=tasks, custom=loss_fn)
 
 
 def divergence(total: Tensor, epoch: int, steps_before: int) -> DivergedError | None:
@@ -60,7 +58,10 @@ def divergence(total: Tensor, epoch: int, steps_before: int) -> DivergedError | 
 class Trainer:
     """Fit ``model`` with ``optimizer`` on a ``TensorLoader``; see the module docstring.
 
-    ``task`` is "classification" (logs loss and accuracy) or "regression" (loss, MSE, R^2).
+    ``loss_fn`` is an ``Objective`` (``loss_function("cross_entropy", label_smoothing=0.1)``) or
+    any ``(out, y) -> mean loss``; either way ``self.objective`` (``regulab.engine.objective``)
+    scores the outputs. ``task`` is "classification" (logs loss and accuracy; ``binary``: one
+    logit per example) or "regression" (loss, MSE, R^2).
     ``penalties`` are callables ``model -> scalar`` added to the data loss and logged
     separately. ``constraints`` are callables ``model -> None`` applied, without gradient,
     after every optimizer step (max-norm). ``generators`` names every ``torch.Generator`` the run draws from (the
@@ -68,7 +69,7 @@ class Trainer:
     ``tasks`` (a ``regulab.regularize.multitask.Tasks``) makes it a multi-task trainer: the
     model's output holds the heads side by side, targets are ``(N, heads)``, the loss is their
     weighted sum (which replaces ``loss_fn``), and each head's loss and accuracy is logged.
-    ``data_parallel`` (a ``regulab.train.distributed.DataParallel``, set after construction)
+    ``data_parallel`` (a ``regulab.engine.distributed.DataParallel``, set after construction)
     makes this process one rank of a data-parallel run: it trains on its shard of each batch.
     """
 
@@ -79,8 +80,7 @@ class Trainer:
                  generators: Mapping[str, torch.Generator] | None = None,
                  eval_batch_size: int = 1024, tasks: Any = None):
         self.tasks = tasks
-        if tasks is not None:
-            loss_fn = tasks.loss
+        self.objective = _objective(loss_fn, task, binary, tasks)    # loss, hits, summary
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.task, self.binary = task, binary
         self.penalties = list(penalties)
@@ -99,45 +99,12 @@ class Trainer:
 
     # -- metrics -----------------------------------------------------------------------------
 
-    def _hits(self, out: Tensor, y: Tensor) -> Tensor:
-        """Per batch: correct predictions (classification; per head with ``tasks``) or summed
-        squared error (regression)."""
-        if self.tasks is not None:
-            return self.tasks.hits(out, y)
-        if self.task == "regression":
-            return (out - y).pow(2).sum()
-        pred = (out.squeeze(1) > 0).long() if self.binary else out.argmax(1)
-        return (pred == y.long()).sum()
-
-    def _losses(self, out: Tensor, y: Tensor, log_probs: bool = False) -> tuple[Tensor, Tensor]:
-        """(objective, logged loss): the same scalar, or the weighted sum and per-head ``(H,)``.
-        ``log_probs``: ``out`` holds log-probabilities, scored by their negative log-likelihood."""
-        if self.tasks is not None:
-            parts = self.tasks.losses(out, y, log_probs)
-            return parts @ self.tasks.weights.to(parts.device, parts.dtype), parts
-        loss = F.nll_loss(out, y) if log_probs else self.loss_fn(out, y)
-        return loss, loss
-
-    def _summarize(self, prefix: str, loss_sum: Tensor, hits: Tensor, n: int,
-                   y: Tensor) -> dict[str, float]:
-        if self.tasks is not None:
-            return self.tasks.summarize(prefix, loss_sum, hits, n)
-        logs = {f"{prefix}_loss": float(loss_sum) / n}
-        if self.task == "regression":
-            # R^2 = 1 - MSE / Var(y), pooled over outputs (sklearn's 'variance_weighted')
-            mse = float(hits) / (n * y[0].numel())
-            var = float((y - y.mean(0)).pow(2).mean())
-            logs[f"{prefix}_mse"] = mse
-            logs[f"{prefix}_r2"] = 1.0 - mse / var if var > 0 else float("nan")
-        else:
-            logs[f"{prefix}_acc"] = float(hits) / n
-        return logs
-
     def scores(self, out: Tensor, y: Tensor, prefix: str, log_probs: bool = False) -> dict[str, float]:
         """Loss and accuracy (or MSE and R^2) of outputs ``out`` for targets ``y``; with
         ``log_probs`` the outputs are log-probabilities and the loss their negative log-likelihood."""
-        _, loss = self._losses(out, y, log_probs)
-        return self._summarize(prefix, loss * len(y), self._hits(out, y), len(y), y)
+        obj = self.objective
+        _, loss = obj.losses(out, y, log_probs)
+        return obj.summary(prefix, loss * len(y), obj.hits(out, y), len(y), y)
 
     @contextlib.contextmanager
     def evaluation_mode(self) -> Iterator[None]:
@@ -159,14 +126,15 @@ class Trainer:
             return self._evaluate(X, y, prefix)
 
     def _evaluate(self, X: Tensor, y: Tensor, prefix: str) -> dict[str, float]:
+        obj = self.objective
         loss_sum = torch.zeros((), device=X.device)
         hits = torch.zeros((), device=X.device)
         for i in range(0, len(X), self.eval_batch_size):
             xb, yb = X[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
             out = self.model(xb)
-            loss_sum = loss_sum + self._losses(out, yb)[1] * len(xb)
-            hits = hits + self._hits(out, yb)
-        return self._summarize(prefix, loss_sum, hits, len(X), y)
+            loss_sum = loss_sum + obj.losses(out, yb)[1] * len(xb)
+            hits = hits + obj.hits(out, yb)
+        return obj.summary(prefix, loss_sum, hits, len(X), y)
 
     @torch.no_grad()
     def predict(self, X: Tensor) -> Tensor:
@@ -195,7 +163,7 @@ class Trainer:
             if dp is not None:      # this rank's rows of the global batch
                 xb, yb, share = dp.shard(xb, yb)
             out = self.model(xb)
-            loss, logged = self._losses(out, yb)
+            loss, logged = self.objective.losses(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
             self.optimizer.zero_grad(set_to_none=True)
             if dp is None:
@@ -215,7 +183,7 @@ class Trainer:
                 parts.append(logged.detach())
             if penalty is not None:
                 penalties.append(penalty.detach())
-            hits.append(self._hits(out.detach(), yb))
+            hits.append(self.objective.hits(out.detach(), yb))
             sizes.append(len(xb))
         loss_t = torch.stack(losses)
         parts_t = torch.stack(parts) if parts else None     # (steps, heads)
@@ -229,7 +197,7 @@ class Trainer:
             raise error
         weights = torch.tensor(sizes, dtype=loss_t.dtype, device=device)
         loss_sum = (parts_t.T if parts_t is not None else loss_t) @ weights
-        logs = self._summarize("train", loss_sum, hits_t, sum(sizes), loader.y)
+        logs = self.objective.summary("train", loss_sum, hits_t, sum(sizes), loader.y)
         logs["penalty"] = float(penalty_t.mean())
         return logs
 
@@ -299,6 +267,10 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.stop_training = bool(state["stop_training"])
         self.model.load_state_dict(state["model"])
+        saved, groups = len(state["optimizer"]["param_groups"]), len(self.optimizer.param_groups)
+        if saved != groups:     # e.g. weight decay now has a group of its own (engine.optimizers)
+            raise ValueError(f"the checkpoint's optimizer has {saved} parameter group(s), this run's "
+                             f"has {groups}; was the run started by another version of regulab?")
         self.optimizer.load_state_dict(state["optimizer"])
         for k, g in self.generators.items():
             g.set_state(state["generators"][k])

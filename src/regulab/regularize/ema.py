@@ -139,6 +139,8 @@ class EMACallback(Callback):
     (a resume) is applied then.
     """
 
+    stackable = False    # it acts after every step: a population steps all members at once
+
     def __init__(self, ema: EMA | float, bias_correction: bool = True):
         if isinstance(ema, EMA):
             self.ema: EMA | None = ema

@@ -41,6 +41,13 @@ Which parameters are penalized: the weights only, i.e. parameters with ``dim() >
 ``include_bias=True`` adds the 1-D parameters of those weight layers (never batch norm's).
 Frozen parameters (``requires_grad=False``, e.g. a transferred backbone) are left out:
 the optimizer cannot move them, so penalizing them would only shift the logged value.
+
+``optim.weight_decay`` acts on these same parameters (``selected_parameters``, with
+``regularization.penalty_layers`` and ``penalty_bias``): ``regulab.engine.optimizers`` puts
+them in a decayed parameter group and the rest in one without decay. So in a regulab run,
+SGD (or Adam) with ``weight_decay = wd`` equals the loss plus this penalty with
+``l2 = wd / 2``, with or without biases -- the torch bullets above decay every parameter
+they are given, which is what regulab no longer gives them.
 """
 
 from __future__ import annotations

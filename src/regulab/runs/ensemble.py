@@ -80,7 +80,8 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
                                 data=dataclasses.replace(cfg.data, bootstrap=bagging or cfg.data.bootstrap))
             for k in range(members)]
     outs = [out / f"member-{k}" for k in range(members)]
-    from regulab.runs.population import population_key, train_population
+    from regulab.engine.population.eligibility import population_key
+    from regulab.runs.population import train_population
     if population_key(cfgs[0]) is not None:     # members differ only in their seeds: at once
         runs = train_population(cfgs, outs, db=db, progress=progress)
     else:

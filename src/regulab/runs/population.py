@@ -1,239 +1,47 @@
-"""Population training: K runs of one architecture trained at once, as one batched model.
+"""``train_population(cfgs)``: K runs trained at once as one population, each into its own run.
 
 Studies and sweeps train many small networks that differ only in a seed or a regularization
-strength. ``train_population(cfgs)`` trains them together: each config is prepared as for
+strength (``engine.population.eligibility.MEMBER_KEYS``). Each config is prepared as for
 ``train`` (its data split, initial weights, generators, callbacks and run directory), the
-networks are stacked into one ``StackedNet`` and their optimizers into one
-``StackedOptimizer`` (``regulab.train.stacked``), and every step trains all members in a few
-batched kernels. Each member then gets the same run directory, store rows, metrics.csv,
-checkpoint and final evaluation as a separate run -- and, because it draws from the same
-generators in the same order, the same numbers up to float rounding.
+members are trained together by a ``Population`` (``regulab.engine.population``), and each
+then gets the same run directory, store rows, metrics.csv, checkpoint and final evaluation as
+a separate run -- and, because it draws from the same generators in the same order, the same
+numbers up to float rounding.
 
-Members may differ in ``MEMBER_KEYS``: the seed, dropout probabilities (input and hidden), L1
-and L2 strengths, input and weight noise, label smoothing, learning rate and weight decay --
-and in nothing else that affects training (``population_key``). Early stopping is per member: a
-member that stops is frozen while the others go on. MLPs and softmax regressions with the
-dropout family's dropout and noise layers have a stacked form; batch norm, DropConnect, CNNs,
-augmentation, EMA, max-norm, multi-task heads and transfer do not, and train one by one.
+A run that cannot stack trains alone, with the same results, and the reason is logged at INFO
+on the "regulab" logger (``run NAME trains alone: model.batchnorm = true blocks stacking``):
+its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback whose
+``stackable`` is False, say) or its network or optimizer (no stacked form). Early stopping is
+per member: a member that stops is frozen while the others go on.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-import torch.nn.functional as F
-
-from regulab.config.core import Config
-from regulab.errors import DivergedError
-from regulab.runs.store import RunStore
 from regulab.callbacks import Callback
-from regulab.runs.prepare import Prepared, prepare
+from regulab.config.core import Config
+from regulab.engine.population.eligibility import MEMBER_KEYS, ineligible, population_key
+from regulab.engine.population.population import Population, unstackable
+from regulab.engine.population.stacked import Unsupported
+from regulab.errors import DivergedError
 from regulab.runs.evaluate import Run, finish
-from regulab.runs.run import open_run, run_log
-from regulab.engine.population.stacked import StackedNet, StackedOptimizer, Unsupported
-from regulab.engine.trainer import divergence
+from regulab.runs.prepare import Prepared, prepare
+from regulab.runs.run import open_run, run_log, train
+from regulab.runs.store import RunStore
 
-__all__ = ["MEMBER_KEYS", "population_key", "train_population", "Population"]
+__all__ = ["train_population", "population_of"]
 
-MEMBER_KEYS = ("train.seed", "model.dropout", "model.input_dropout", "regularization.l1",
-               "regularization.l2", "regularization.input_noise", "regularization.weight_noise",
-               "regularization.label_smoothing", "optim.lr", "optim.weight_decay")
-# what does not change training: the run's name, the final evaluation, logging
-_IGNORED = ("name", "eval", "train.progress", "train.checkpoint_every")
+log = logging.getLogger("regulab")
 
 
-def _ineligible(cfg: Config) -> str | None:
-    """Why ``cfg`` cannot be a population member (None: it can), from the config alone."""
-    m, r = cfg.model, cfg.regularization
-    checks = [(m.kind not in ("mlp", "linear"), f"model.kind '{m.kind}'"),
-              (m.batchnorm, "model.batchnorm"), (m.dropconnect > 0, "model.dropconnect"),
-              (r.ema > 0, "regularization.ema"), (r.max_norm is not None, "regularization.max_norm"),
-              (r.penalty_layers is not None, "regularization.penalty_layers"),
-              (bool(cfg.multitask.tasks), "multitask.tasks"),
-              (cfg.transfer.source is not None, "transfer.source"),
-              (cfg.data.bootstrap, "data.bootstrap"), (cfg.train.loss == "bce", "train.loss 'bce'"),
-              (cfg.train.nproc > 1, "train.nproc > 1")]
-    return next((why for bad, why in checks if bad), None)
-
-
-def population_key(cfg: Config) -> str | None:
-    """Configs with equal keys can train as one population; None: ``cfg`` cannot at all."""
-    if _ineligible(cfg) is not None:
-        return None
-    d = cfg.to_dict()
-    for key in MEMBER_KEYS + _IGNORED:
-        section, _, name = key.partition(".")
-        (d.get(section) if name else d).pop(name or section, None)
-    return json.dumps(d, sort_keys=True, default=str)
-
-
-class Population:
-    """Trains prepared runs ``preps`` (same population key) at once; see the module docstring.
-
-    At each epoch's end a member's weights and optimizer state are copied into its own network
-    and optimizer, and its own callbacks run (early stopping, its RunLog, a sweep's pruning),
-    as ``Trainer.fit`` would run them; a member they stop is frozen. Each epoch's ``seconds``
-    is the whole population's time. ``fit`` returns, per member, None or the
-    ``DivergedError`` that ended it.
-    """
-
-    def __init__(self, preps: Sequence[Prepared]):
-        self.preps = list(preps)
-        for p in self.preps:
-            if p.trainer.tasks is not None or p.trainer.binary or p.trainer.constraints:
-                raise Unsupported("multi-task, binary or constrained runs")
-            for cb in p.trainer.callbacks:
-                if type(cb).on_step_end is not Callback.on_step_end \
-                        or type(cb).evaluation_weights is not Callback.evaluation_weights:
-                    raise Unsupported(f"callback {type(cb).__name__} acts within epochs")
-        first = self.preps[0]
-        self.X, self.y = first.splits["train"]
-        self.val = first.splits["val"]
-        for p in self.preps[1:]:
-            if not (torch.equal(p.splits["train"][0], self.X) and torch.equal(p.splits["val"][0], self.val[0])):
-                raise Unsupported("members were prepared on different data")
-        self.net = StackedNet([p.trainer.model for p in self.preps], [p.noise for p in self.preps])
-        dev = self.X.device
-        cfgs = [p.cfg for p in self.preps]
-        self.smoothing = torch.tensor([c.regularization.label_smoothing for c in cfgs], device=dev)
-        self.smoothed = any(c.regularization.label_smoothing > 0 for c in cfgs)
-        self.l1, self.l2 = (torch.tensor([getattr(c.regularization, k) for c in cfgs], device=dev)
-                            for k in ("l1", "l2"))
-        bias = first.cfg.regularization.penalty_bias     # NormPenalty: weights, maybe biases
-        chosen = [p.dim() >= 3 or (bias and p.dim() == 2) for p in self.net.params]
-        self.penalized = [p for p, c in zip(self.net.params, chosen) if c]
-        mask = torch.cat([torch.full((p.numel(),), float(c), device=dev)
-                          for p, c in zip(self.net.params, chosen)])
-        flat = self.net.flat
-        self.opt = StackedOptimizer(flat, [p.trainer.optimizer for p in self.preps],
-                                    l1=flat.per_element(self.l1) * mask if self.l1.any() else None,
-                                    l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
-        self.regression = first.task == "regression"
-
-    # -- per-member losses ------------------------------------------------------------------
-
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(K,) each member's mean loss: cross-entropy with its label smoothing eps,
-        ``(1 - eps) * nll + eps * mean_c(-log p_c)`` (as ``F.cross_entropy``), or MSE."""
-        if self.regression:
-            return (out - y).pow(2).flatten(1).mean(1)
-        K, B, C = out.shape
-        if not self.smoothed:
-            return F.cross_entropy(out.reshape(K * B, C), y.reshape(-1), reduction="none").view(K, B).mean(1)
-        logp = out.log_softmax(-1)                                          # (K, B, C)
-        nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(1)
-        return (1 - self.smoothing) * nll + self.smoothing * (-logp.mean(-1)).mean(1)
-
-    def _hits(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.regression:
-            return (out - y).pow(2).flatten(1).sum(1)
-        return (out.argmax(-1) == y).sum(1)
-
-    @torch.no_grad()
-    def _penalty(self) -> torch.Tensor:
-        """(K,) ``l1_k * sum |w| + l2_k * sum w^2`` over each member's weights (NormPenalty), the
-        value logged; its gradient ``l1_k sign(w) + 2 l2_k w`` the optimizer adds."""
-        zero = torch.zeros(self.net.K, device=self.X.device)
-        norm = torch.linalg.vector_norm
-        a = sum((norm(w.flatten(1), 1, dim=1) for w in self.penalized), zero) if self.opt.l1 is not None else zero
-        q = sum((norm(w.flatten(1), 2, dim=1).square() for w in self.penalized), zero) \
-            if self.opt.l2 is not None else zero
-        return self.l1 * a + self.l2 * q
-
-    # -- the loop ---------------------------------------------------------------------------
-
-    def _epoch(self, batch: int) -> tuple[torch.Tensor, ...]:
-        K, n, dev = self.net.K, len(self.X), self.X.device
-        orders = torch.stack([torch.randperm(n, generator=p.loader.generator, device=dev)
-                              if self.net.active[k] else torch.arange(n, device=dev)
-                              for k, p in enumerate(self.preps)])                  # (K, n)
-        steps = -(-n // batch)
-        full = n // batch
-        losses, pens, hits, sizes = [], [], [], []
-        active = torch.tensor(self.net.active, device=dev)
-        everyone = all(self.net.active)
-        block = 32
-        for s in range(steps):
-            if s % block == 0 and s < full:
-                self.net.predraw(batch, min(block, full - s))
-            idx = orders[:, s * batch:(s + 1) * batch]                             # (K, B)
-            xb = self.X.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.X.shape[1:])
-            yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
-            out = self.net.forward(xb, True, s % block if s < full else None)
-            loss = self._loss(out, yb)
-            pen = self._penalty()
-            self.opt.zero_grad()
-            (loss if everyone else torch.where(active, loss, 0.0)).sum().backward()
-            self.opt.step()
-            losses.append(loss.detach())
-            pens.append(pen)
-            hits.append(self._hits(out.detach(), yb))
-            sizes.append(idx.shape[1])
-        self.net._masks = None
-        w = torch.tensor(sizes, dtype=torch.float32, device=dev)
-        return torch.stack(losses), torch.stack(pens), torch.stack(hits), w
-
-    @torch.no_grad()
-    def _validate(self, eval_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        X, y = self.val
-        loss_sum = torch.zeros(self.net.K, device=X.device)
-        hits = torch.zeros(self.net.K, device=X.device)
-        for i in range(0, len(X), eval_batch):
-            xb, yb = X[i:i + eval_batch], y[i:i + eval_batch]
-            out = self.net.forward(xb.unsqueeze(0).expand(self.net.K, *xb.shape), False)
-            yk = yb.unsqueeze(0).expand(self.net.K, *yb.shape)
-            loss_sum += self._loss(out, yk) * len(xb)
-            hits += self._hits(out, yk)
-        return loss_sum, hits
-
-    def fit(self, epochs: int, on_epoch=None) -> list[DivergedError | None]:
-        """Train every member until it stops or ``epochs`` are done; ``on_epoch(epoch)`` after each."""
-        errors: list[DivergedError | None] = [None] * self.net.K
-        for p in self.preps:
-            p.trainer.begin_fit(epochs)
-        try:
-            epoch = 0
-            while epoch < epochs and any(self.net.active):
-                start = time.perf_counter()
-                losses, pens, hits, w = self._epoch(self.preps[0].cfg.train.batch_size)
-                val_loss, val_hits = self._validate(self.preps[0].cfg.eval.batch_size)
-                epoch += 1
-                seconds = time.perf_counter() - start
-                for k, p in enumerate(self.preps):
-                    if self.net.active[k]:
-                        errors[k] = self._member_epoch(k, p, losses[:, k], pens[:, k], hits[:, k], w,
-                                                       val_loss[k], val_hits[k], seconds)
-                if on_epoch is not None:
-                    on_epoch(epoch)
-        finally:
-            for k, p in enumerate(self.preps):
-                if errors[k] is None:
-                    p.trainer.end_fit()
-        return errors
-
-    def _member_epoch(self, k: int, p: Prepared, loss, pen, hits, w, val_loss, val_hits,
-                      seconds: float) -> DivergedError | None:
-        """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks."""
-        t = p.trainer
-        error = divergence(loss + pen, t.epoch + 1, t.step)
-        if error is not None:
-            self.net.active[k] = False
-            return error
-        logs = t._summarize("train", loss @ w, hits.sum(), len(self.X), self.y)
-        logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
-        logs.update(t._summarize("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
-        t.step += len(w)
-        self.net.write_back(k)
-        self.opt.export(k, t.optimizer, self.net.member_params[k])
-        t.end_epoch(logs, seconds)
-        if t.stop_training or t.epoch >= t.max_epochs:
-            self.net.active[k] = False
-        return None
+def population_of(preps: Sequence[Prepared]) -> Population:
+    """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split."""
+    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits["val"])
 
 
 class _EpochRows:
@@ -255,26 +63,59 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
                      db: str | None = None, progress: bool | None = None, on_epoch=None,
                      callbacks: Sequence[Sequence[Callback]] | None = None,
                      return_errors: bool = False) -> list[Run]:
-    """Train ``cfgs`` (equal ``population_key``) as one population, each into its own run
-    directory (``outs[k]`` or a new one), and return their ``Run``s in order. If the networks
-    turn out to have no stacked form, they train one by one instead (same results).
-    ``callbacks[k]`` run after member k's own (a sweep's pruning). A member whose loss turns
+    """Train ``cfgs`` (equal ``population_key`` where they have one) as one population, each
+    into its own run directory (``outs[k]`` or a new one), and return their ``Run``s in order.
+    A run that cannot stack trains alone (same results; the reason logged, module docstring).
+    ``callbacks[k]`` run after member k's own (a sweep's pruning). A run whose loss turns
     NaN/Inf is marked diverged and its ``DivergedError`` raised once the others are finished
     -- or, with ``return_errors``, returned in its place."""
-    from regulab.runs.run import train
     outs = list(outs) if outs is not None else [None] * len(cfgs)
     extra = [list(c) for c in callbacks] if callbacks is not None else [[] for _ in cfgs]
-    keys = {population_key(c) for c in cfgs}
-    if None in keys or len(keys) != 1:
-        raise ValueError("train_population needs configs that differ only in "
-                         f"{', '.join(MEMBER_KEYS)}")
-    preps = [prepare(c) for c in cfgs]
-    for p, more in zip(preps, extra):
-        p.trainer.callbacks += more
+    reasons = [ineligible(c) for c in cfgs]
+    keys = {population_key(c) for c, why in zip(cfgs, reasons) if why is None}
+    if len(keys) > 1:
+        raise ValueError(f"train_population needs configs that differ only in {', '.join(MEMBER_KEYS)}")
+    preps: list[Prepared | None] = [prepare(c) if why is None else None for c, why in zip(cfgs, reasons)]
+    for k, (p, more) in enumerate(zip(preps, extra)):
+        if p is not None:
+            p.trainer.callbacks += more
+            reasons[k] = unstackable(p.trainer)
+    members = [k for k, why in enumerate(reasons) if why is None]
+    done: list[Any] = [None] * len(cfgs)
+    if members:
+        try:
+            pop = population_of([preps[k] for k in members])
+        except Unsupported as e:
+            reasons = [why or str(e) for why in reasons]
+            members = []
+        else:
+            for k, run in zip(members, _fit_population(pop, [preps[k] for k in members],
+                                                       [outs[k] for k in members], db, progress, on_epoch)):
+                done[k] = run
+    for k, (cfg, why) in enumerate(zip(cfgs, reasons)):
+        if why is not None:
+            log.info("run %s trains alone: %s", cfg.name, why)
+            done[k] = _alone(cfg, outs[k], db, progress, extra[k])
+    first_error = next((e for e in done if isinstance(e, DivergedError)), None)
+    if first_error is not None and not return_errors:
+        raise first_error
+    return done
+
+
+def _alone(cfg: Config, out, db: str | None, progress: bool | None,
+           callbacks: list[Callback]) -> Run | DivergedError:
+    """A run trained alone, or the ``DivergedError`` that ended it."""
     try:
-        pop = Population(preps)
-    except Unsupported:
-        return [train(c, out, db, progress, callbacks=more) for c, out, more in zip(cfgs, outs, extra)]
+        return train(cfg, out, db, progress, callbacks=callbacks)
+    except DivergedError as e:
+        return e
+
+
+def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[str | Path | None],
+                    db: str | None, progress: bool | None, on_epoch) -> list[Run | DivergedError]:
+    """Open the members' runs, fit the population with one progress bar and finish each member
+    (or mark it diverged)."""
+    cfgs = [p.cfg for p in preps]
     store = RunStore(db)
     runs = [open_run(c, out, store) for c, out in zip(cfgs, outs)]
     epochs = _EpochRows(store)
@@ -306,14 +147,11 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
-    done: list[Any] = []
+    done: list[Run | DivergedError] = []
     for p, (run_dir, run_id), error in zip(preps, runs, errors):
         if error is not None:
             store.set_status(run_id, "diverged")
             done.append(error)
         else:
             done.append(finish(p, run_dir, store, run_id, seconds))
-    first_error = next((e for e in errors if e is not None), None)
-    if first_error is not None and not return_errors:
-        raise first_error
     return done

@@ -39,7 +39,7 @@ from regulab.modalities.layer import build_augment
 from regulab.modalities.text.features import featurize
 from regulab.regularize.ema import EMACallback
 from regulab.regularize.multitask import Tasks
-from regulab.regularize.penalties import NormPenalty
+from regulab.regularize.penalties import NormPenalty, selected_parameters
 from regulab.regularize.transfer import SourceRun, freeze_, load_source, param_groups, transfer_weights
 from regulab.callbacks import Callback, EarlyStopping
 from regulab.engine.optimizers import build_optimizer
@@ -258,11 +258,15 @@ def _preprocessor(cfg: Config, shape: tuple, source: SourceRun | None, X_train: 
 
 
 def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> torch.optim.Optimizer:
-    if cfg.transfer.source is None:
-        return build_optimizer(cfg.optim, net.parameters())
-    if cfg.transfer.freeze:
+    """``[optim]`` over the trainable parameters (transferred ones at ``transfer.lr``), weight
+    decay on the parameters the L2 penalty selects (``engine.optimizers``)."""
+    r = cfg.regularization
+    if cfg.transfer.source is not None and cfg.transfer.freeze:
         freeze_(net, transferred)
-    return build_optimizer(cfg.optim, param_groups(net, transferred, cfg.optim.lr, cfg.transfer.lr))
+    params = net.parameters() if cfg.transfer.source is None else \
+        param_groups(net, transferred, cfg.optim.lr, cfg.transfer.lr)
+    decay = [p for _, p in selected_parameters(net, r.penalty_layers, r.penalty_bias)]
+    return build_optimizer(cfg.optim, params, decay)
 
 
 def prepare(cfg: Config) -> Prepared:
@@ -309,6 +313,8 @@ class RegularizationMonitor(Callback):
     """Adds the values of the techniques in use to each epoch's metrics (and so metrics.csv):
     each penalty term at the epoch's end weights, the largest incoming-weight norm of any unit
     (at most ``max_norm`` while the constraint holds), and the noise levels."""
+
+    stackable = True
 
     def __init__(self, cfg: Config):
         self.r = cfg.regularization

@@ -62,6 +62,8 @@ def _columns(task: str, extra: list[str]) -> list[str]:
 class RunLog(Callback):
     """Writes ``metrics.csv`` and the store's epoch rows after each epoch, and checkpoints."""
 
+    stackable = True
+
     def __init__(self, run_dir: Path, store: RunStore, run_id: int, columns: list[str], every: int):
         self.run_dir, self.store, self.run_id = run_dir, store, run_id
         self.columns, self.every = columns, every

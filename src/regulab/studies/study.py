@@ -31,7 +31,8 @@ from regulab.errors import CheckpointError
 from regulab.io import finite_json, new_dir
 from regulab.runs.run import train
 from regulab.studies import aggregate, kinds
-from regulab.runs.population import population_key, train_population
+from regulab.engine.population.eligibility import population_key
+from regulab.runs.population import train_population
 from regulab.studies.spec import GENERATED, StudySpec, Variant, source_variant
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]

@@ -62,7 +62,8 @@ from regulab.callbacks import Callback
 from regulab.io import atomic_write, new_dir
 from regulab.runs.evaluate import evaluate
 from regulab.runs.run import train
-from regulab.runs.population import MEMBER_KEYS, population_key, train_population
+from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
+from regulab.runs.population import train_population
 from regulab.sweeps.locks import sweep_lock
 from regulab.sweeps.spec import SweepSpec
 
@@ -82,6 +83,8 @@ class SweepResult:
 class Pruning(Callback):
     """Reports ``metric`` to the trial after each epoch; when the pruner says so, stops the run
     (it finishes normally, so its run directory is whole) and remembers why."""
+
+    stackable = True
 
     def __init__(self, trial: optuna.Trial, metric: str):
         self.trial, self.metric = trial, metric

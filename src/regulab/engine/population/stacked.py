@@ -8,8 +8,9 @@ only on member k's weights, so one backward pass gives every member its own grad
 
     d(sum_j L_j) / d W_k = d L_k / d W_k,
 
-and the optimizer's update is elementwise, so ``StackedOptimizer`` applies each member's own
-rule (its learning rate, weight decay, betas) to its slice.
+and the optimizer's update is elementwise, so ``StackedOptimizer``
+(``regulab.engine.population.optimizer``) applies each member's own rule (its learning rate,
+weight decay, betas) to its slice.
 
 Exactness. Each member keeps its own drop probabilities, noise levels and ``torch.Generator``
 (the one its run would use) and draws from it in the order and shapes its network alone would:
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from regulab.nn.layers import Dropout, GaussianNoise, WeightNoise
 
-__all__ = ["Unsupported", "FlatParams", "StackedNet", "StackedOptimizer"]
+__all__ = ["Unsupported", "FlatParams", "StackedNet"]
 
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
 _STOCHASTIC = ("noise", "dropout")     # their order inside a slot (as the model builder adds them)
@@ -266,6 +267,10 @@ class StackedNet:
                 h = h * (1 - op.value)
         return h
 
+    def drop_predrawn(self) -> None:
+        """Forget the masks ``predraw`` drew (at an epoch's end: the next draws anew)."""
+        self._masks = None
+
     @torch.no_grad()
     def write_back(self, k: int) -> None:
         """Copy member k's slices into its own network's parameters."""
@@ -284,7 +289,9 @@ class FlatParams:
 
     def __init__(self, members: Sequence[Sequence[Tensor]]):
         K, first = len(members), members[0]
+        self.members = [list(ps) for ps in members]
         sizes = [p.numel() for p in first]
+        self.sizes = sizes
         like = first[0]
         self.data = torch.empty(K * sum(sizes), dtype=like.dtype, device=like.device)
         self.grad = torch.zeros_like(self.data)
@@ -307,6 +314,11 @@ class FlatParams:
         """(K,) per-member values -> (numel,) one per element of ``data``."""
         return values.to(self.data.device, self.data.dtype)[self.member]
 
+    def per_param(self, values: Tensor) -> Tensor:
+        """(K, P) values of each member's parameter i -> (numel,) one per element of ``data``."""
+        values = values.to(self.data.device, self.data.dtype)
+        return torch.cat([values[:, i].repeat_interleave(n) for i, n in enumerate(self.sizes)])
+
 
 @functools.lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
@@ -316,115 +328,3 @@ def _pool() -> ThreadPoolExecutor:
 def _column(values: Sequence[float], device) -> Tensor:
     """(K, 1, 1) float32, each value rounded from double as a Python scalar operand would be."""
     return torch.tensor(list(values), dtype=torch.float32, device=device).view(-1, 1, 1)
-
-
-class StackedOptimizer:
-    """The members' ``torch.optim`` optimizers applied to ``FlatParams``, each member's rule to
-    its own elements.
-
-    Supported: SGD (with momentum and Nesterov), Adam, AdamW and RMSprop, one parameter group
-    each, all members the same class with the same betas, eps, momentum and alpha; the
-    learning rate and the weight decay may differ per member. The updates are torch's
-    single-tensor forms (``torch/optim/{sgd,adam,rmsprop}.py``), with g the gradient, t the step:
-
-    * SGD: ``g += wd w``; momentum ``b = g`` (first step), then ``b = mu b + g``; ``w -= lr b``
-      (Nesterov: ``w -= lr (g + mu b)``);
-    * Adam: ``g += wd w`` (AdamW instead ``w *= 1 - lr wd``); ``m = lerp(m, g, 1 - beta1)``,
-      ``v = beta2 v + (1 - beta2) g^2``; ``w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 -
-      beta2^t) + eps)``;
-    * RMSprop: ``g += wd w``; ``s = alpha s + (1 - alpha) g^2``; ``w -= lr g / (sqrt(s) + eps)``.
-
-    ``l1``, ``l2`` (per element of ``flat.data``, 0 where not penalized) add the gradient of a
-    norm penalty ``l1 * sum |w| + l2 * sum w^2`` first, ``g += l1 sign(w) + 2 l2 w``, as if the
-    penalty were in the loss (``NormPenalty``), without a backward pass through it.
-
-    ``export`` puts member k's state into its own optimizer, in the layout ``state_dict`` saves,
-    so a member's checkpoint resumes as a separate run.
-    """
-
-    def __init__(self, flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer],
-                 l1: Tensor | None = None, l2: Tensor | None = None):
-        kinds = {self._kind(o) for o in optimizers}
-        if len(kinds) != 1:
-            raise Unsupported(f"members' optimizers differ in more than lr and weight decay: "
-                              f"{sorted(map(str, kinds))}")
-        self.kind = kinds.pop()
-        self.flat = flat
-        groups = [o.param_groups[0] for o in optimizers]
-        self.hyper = {k: v for k, v in groups[0].items() if k in ("betas", "eps", "momentum", "alpha")}
-        lr, wd = (torch.tensor([float(g[k]) for g in groups], dtype=torch.float64) for k in ("lr", "weight_decay"))
-        self.lr, self.wd = flat.per_element(lr), flat.per_element(wd)      # (numel,)
-        self.decay = flat.per_element(1 - lr * wd)                         # AdamW's factor
-        self.has_wd = bool((wd != 0).any())
-        names = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}.get(self.kind[0], ())
-        if self.kind[:2] == ("sgd", True):
-            names = ("momentum_buffer",)
-        self.state = {name: torch.zeros_like(flat.data) for name in names}
-        self.l1, self.l2 = l1, (2 * l2 if l2 is not None else None)
-        self.t = 0
-
-    @staticmethod
-    def _kind(o: torch.optim.Optimizer) -> tuple:
-        if len(o.param_groups) != 1:
-            raise Unsupported("an optimizer with several parameter groups")
-        g = o.param_groups[0]
-        if type(o) is torch.optim.SGD and not g["dampening"]:
-            return ("sgd", g["momentum"] > 0, bool(g["nesterov"]), g["momentum"])
-        if type(o) in (torch.optim.Adam, torch.optim.AdamW) and not g["amsgrad"] and not g["maximize"]:
-            return ("adam", type(o) is torch.optim.AdamW or bool(g.get("decoupled_weight_decay")),
-                    tuple(g["betas"]), g["eps"])
-        if type(o) is torch.optim.RMSprop and not g["centered"] and not g["momentum"]:
-            return ("rmsprop", g["alpha"], g["eps"])
-        raise Unsupported(f"optimizer {type(o).__name__} with these options has no stacked form")
-
-    def zero_grad(self) -> None:
-        self.flat.zero_grad()
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        w, g, h = self.flat.data, self.flat.grad, self.hyper
-        kind = self.kind[0]
-        if self.l2 is not None:
-            g = g.addcmul(self.l2, w)                          # d(l2 w^2)/dw = 2 l2 w
-        if self.l1 is not None:
-            g = g.addcmul(self.l1, w.sign())                   # d(l1 |w|)/dw = l1 sign(w)
-        if kind == "adam" and self.kind[1]:
-            w.mul_(self.decay)                                 # AdamW: decoupled decay
-        elif self.has_wd:
-            g = g.addcmul(self.wd, w)                          # the gradient of wd/2 * w^2
-        if kind == "adam":
-            (beta1, beta2), m, v = h["betas"], self.state["exp_avg"], self.state["exp_avg_sq"]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = v.sqrt().div_((1 - beta2 ** self.t) ** 0.5).add_(h["eps"])
-            w.addcdiv_(m * self.lr, denom, value=-1 / (1 - beta1 ** self.t))
-        elif kind == "rmsprop":
-            s = self.state["square_avg"]
-            s.mul_(h["alpha"]).addcmul_(g, g, value=1 - h["alpha"])
-            w.addcdiv_(g * self.lr, s.sqrt().add_(h["eps"]), value=-1)
-        else:
-            if self.kind[1]:                                   # momentum: b <- mu b + g
-                b = self.state["momentum_buffer"]
-                if self.t == 1:
-                    b.copy_(g)
-                else:
-                    b.mul_(h["momentum"]).add_(g)
-                g = g.add(b, alpha=h["momentum"]) if self.kind[2] else b
-            w.addcmul_(g, self.lr, value=-1)
-
-    @torch.no_grad()
-    def export(self, k: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
-        """Member k's state into ``optimizer`` (over ``params``, its network's parameters)."""
-        for i, p in enumerate(params):
-            own = {name: self._view(t, i)[k].clone() for name, t in self.state.items()}
-            if self.kind[0] in ("adam", "rmsprop"):
-                own["step"] = torch.tensor(float(self.t))
-            if own:
-                optimizer.state[p] = own
-
-    def _view(self, t: Tensor, i: int) -> Tensor:
-        """Parameter i's part of a buffer shaped like ``flat.data``, as (K, *shape_i)."""
-        p = self.flat.params[i]
-        offset = p.storage_offset() - self.flat.data.storage_offset()
-        return t[offset:offset + p.numel()].view(p.shape)

@@ -1,0 +1,235 @@
+"""Population training: K runs of one architecture trained at once, as one batched model.
+
+Studies and sweeps train many small networks that differ only in a seed or a regularization
+strength. A ``Population`` takes their ``Trainer``s (network, optimizer, objective, penalties,
+callbacks, generators), their ``TensorLoader``s and the validation split they share, stacks the
+networks into one ``StackedNet`` and the optimizers into one ``StackedOptimizer``, and trains
+all members with a few batched kernels per step. Each member draws from its own generators in
+the order its run alone would (its shuffling, its dropout masks and noise), so it ends with the
+numbers of a separate run up to float rounding; its own trainer gets the epochs' logs, history,
+weights and optimizer state, so its callbacks, checkpoint and final evaluation are a separate
+run's.
+
+Per member k, the objective of a step is its own mean loss (``engine.objective``: its label
+smoothing eps_k) plus its norm penalty ``l1_k * sum |w| + l2_k * sum w^2`` over the weights the
+penalty selects (``regularize.penalties.selected_parameters``); the penalty's gradient
+``l1_k sign(w) + 2 l2_k w`` is added by the optimizer, without a backward pass through it.
+
+What has no stacked form raises ``Unsupported`` saying why (``unstackable`` for a trainer):
+multi-task heads, the BCE loss, a custom loss, constraints (max-norm), penalties other than
+``NormPenalty``, a callback whose ``stackable`` is False, and -- found when stacking -- layers
+other than linear, activation, dropout and noise, or optimizers that differ beyond the
+learning rate and weight decay. Which configs may stack at all is ``eligibility``'s question.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from regulab.callbacks import Callback
+from regulab.data.loader import TensorLoader
+from regulab.engine.objective import Objective
+from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population.stacked import StackedNet, Unsupported
+from regulab.engine.trainer import Trainer, divergence
+from regulab.errors import DivergedError
+from regulab.regularize.penalties import NormPenalty, selected_parameters
+
+__all__ = ["Population", "unstackable"]
+
+_PREDRAW_STEPS = 32     # dropout masks drawn ahead, per block of full steps
+
+
+def unstackable(trainer: Trainer) -> str | None:
+    """Why ``trainer`` cannot be a population member, as far as the trainer shows (None: it
+    can); its network and optimizer are checked when they are stacked."""
+    objective = trainer.objective
+    if objective.tasks is not None:
+        return "multi-task heads have no stacked form"
+    if objective.custom is not None:
+        return "a custom loss function has no stacked form"
+    if objective.loss == "bce":
+        return "the bce loss has no stacked form"
+    if trainer.constraints:
+        return "constraints (max-norm) have no stacked form"
+    if trainer.data_parallel is not None:
+        return "a data-parallel rank cannot be stacked"
+    if len(trainer.penalties) > 1 or any(not isinstance(p, NormPenalty) for p in trainer.penalties):
+        return "only one NormPenalty (l1, l2) has a stacked form"
+    for cb in trainer.callbacks:
+        name = type(cb).__name__
+        if not cb.stackable:
+            return f"callback {name} cannot be stacked (its stackable is False)"
+        if type(cb).on_step_end is not Callback.on_step_end \
+                or type(cb).evaluation_weights is not Callback.evaluation_weights:
+            return f"callback {name} acts within epochs (on_step_end, evaluation_weights)"
+    return None
+
+
+class Population:
+    """Trains ``trainers`` (on ``loaders``, validated on ``val``) at once; module docstring.
+
+    At each epoch's end a member's weights and optimizer state are copied into its own network
+    and optimizer, and its own callbacks run (early stopping, its run log, a sweep's pruning),
+    as ``Trainer.fit`` would run them; a member they stop is frozen. Each epoch's ``seconds``
+    is the whole population's time. ``fit`` returns, per member, None or the
+    ``DivergedError`` that ended it.
+    """
+
+    def __init__(self, trainers: Sequence[Trainer], loaders: Sequence[TensorLoader],
+                 val: tuple[Tensor, Tensor]):
+        self.trainers, self.loaders = list(trainers), list(loaders)
+        if not self.trainers or len(self.trainers) != len(self.loaders):
+            raise ValueError(f"a population needs one loader per trainer; got {len(self.trainers)} "
+                             f"trainers and {len(self.loaders)} loaders")
+        for k, t in enumerate(self.trainers):
+            why = unstackable(t)
+            if why is not None:
+                raise Unsupported(f"member {k}: {why}")
+        self.X, self.y = self.loaders[0].X, self.loaders[0].y
+        self.val = val
+        self.batch_size = self.loaders[0].batch_size
+        for k, loader in enumerate(self.loaders):
+            if not loader.shuffle or loader.drop_last or loader.batch_size != self.batch_size:
+                raise Unsupported(f"member {k}'s loader differs in batch size, shuffling or drop_last")
+            if not (torch.equal(loader.X, self.X) and torch.equal(loader.y, self.y)):
+                raise Unsupported(f"member {k} was prepared on different data")
+        losses = {t.objective.loss for t in self.trainers}
+        if len(losses) != 1:
+            raise Unsupported(f"members' losses differ: {sorted(losses)}")
+        dev = self.X.device
+        self.net = StackedNet([t.model for t in self.trainers],
+                              [t.generators.get("noise") for t in self.trainers])
+        self.objective = Objective(losses.pop(), [t.objective.label_smoothing for t in self.trainers],
+                                   members=self.net.K).to(dev)
+        self.l1, self.l2, chosen = self._norm_penalties()
+        self.penalized = [p for p, c in zip(self.net.params, chosen) if c]
+        mask = torch.cat([torch.full((p.numel(),), float(c), device=dev)
+                          for p, c in zip(self.net.params, chosen)])
+        flat = self.net.flat
+        self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers],
+                                    l1=flat.per_element(self.l1) * mask if self.l1.any() else None,
+                                    l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
+
+    def _norm_penalties(self) -> tuple[Tensor, Tensor, list[bool]]:
+        """((K,) l1, (K,) l2, per parameter whether the penalty acts on it)."""
+        pens = [t.penalties[0] if t.penalties else None for t in self.trainers]
+        dev = self.X.device
+        l1, l2 = (torch.tensor([getattr(p, k) if p is not None else 0.0 for p in pens], device=dev)
+                  for k in ("l1", "l2"))
+        selections = {(tuple(p.layers or ()), p.include_bias) for p in pens if p is not None}
+        if len(selections) > 1:
+            raise Unsupported("members' penalties act on different parameters")
+        if not selections:
+            return l1, l2, [False] * len(self.net.params)
+        layers, bias = selections.pop()
+        chosen = {id(w) for _, w in selected_parameters(self.trainers[0].model, list(layers) or None, bias)}
+        return l1, l2, [id(p) in chosen for p in self.net.member_params[0]]
+
+    @torch.no_grad()
+    def penalty(self) -> Tensor:
+        """(K,) ``l1_k * sum |w| + l2_k * sum w^2`` over each member's penalized weights, the
+        value logged; its gradient ``l1_k sign(w) + 2 l2_k w`` the optimizer adds."""
+        zero = torch.zeros(self.net.K, device=self.X.device)
+        norm = torch.linalg.vector_norm
+        a = sum((norm(w.flatten(1), 1, dim=1) for w in self.penalized), zero) if self.opt.l1 is not None else zero
+        q = sum((norm(w.flatten(1), 2, dim=1).square() for w in self.penalized), zero) \
+            if self.opt.l2 is not None else zero
+        return self.l1 * a + self.l2 * q
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _epoch(self) -> tuple[Tensor, ...]:
+        """One epoch of every active member: per step (K,) losses, penalties and hits, and the
+        steps' batch sizes."""
+        K, n, dev, batch = self.net.K, len(self.X), self.X.device, self.batch_size
+        orders = torch.stack([torch.randperm(n, generator=loader.generator, device=dev)
+                              if self.net.active[k] else torch.arange(n, device=dev)
+                              for k, loader in enumerate(self.loaders)])                # (K, n)
+        steps, full = -(-n // batch), n // batch
+        losses, pens, hits, sizes = [], [], [], []
+        active = torch.tensor(self.net.active, device=dev)
+        everyone = all(self.net.active)
+        block = _PREDRAW_STEPS
+        for s in range(steps):
+            if s % block == 0 and s < full:
+                self.net.predraw(batch, min(block, full - s))
+            idx = orders[:, s * batch:(s + 1) * batch]                             # (K, B)
+            xb = self.X.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.X.shape[1:])
+            yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
+            out = self.net.forward(xb, True, s % block if s < full else None)
+            loss = self.objective(out, yb)                                          # (K,)
+            pen = self.penalty()
+            self.opt.zero_grad()
+            (loss if everyone else torch.where(active, loss, 0.0)).sum().backward()
+            self.opt.step()
+            losses.append(loss.detach())
+            pens.append(pen)
+            hits.append(self.objective.hits(out.detach(), yb))
+            sizes.append(idx.shape[1])
+        self.net.drop_predrawn()
+        w = torch.tensor(sizes, dtype=torch.float32, device=dev)
+        return torch.stack(losses), torch.stack(pens), torch.stack(hits), w
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[Tensor, Tensor]:
+        """(K,) summed validation losses and (K, ...) hits, in evaluation-sized batches."""
+        X, y = self.val
+        K, batch = self.net.K, self.trainers[0].eval_batch_size
+        loss_sum = torch.zeros(K, device=X.device)
+        hits = torch.zeros((), device=X.device)
+        for i in range(0, len(X), batch):
+            xb, yb = X[i:i + batch], y[i:i + batch]
+            out = self.net.forward(xb.unsqueeze(0).expand(K, *xb.shape), False)
+            yk = yb.unsqueeze(0).expand(K, *yb.shape)
+            loss_sum += self.objective(out, yk) * len(xb)
+            hits = hits + self.objective.hits(out, yk)
+        return loss_sum, hits
+
+    def fit(self, epochs: int, on_epoch: Callable[[int], None] | None = None) -> list[DivergedError | None]:
+        """Train every member until it stops or ``epochs`` are done; ``on_epoch(epoch)`` after each."""
+        errors: list[DivergedError | None] = [None] * self.net.K
+        for t in self.trainers:
+            t.begin_fit(epochs)
+        try:
+            epoch = 0
+            while epoch < epochs and any(self.net.active):
+                start = time.perf_counter()
+                losses, pens, hits, w = self._epoch()
+                val_loss, val_hits = self._validate()
+                epoch += 1
+                seconds = time.perf_counter() - start
+                for k in range(self.net.K):
+                    if self.net.active[k]:
+                        errors[k] = self._member_epoch(k, losses[:, k], pens[:, k], hits[:, k], w,
+                                                       val_loss[k], val_hits[k], seconds)
+                if on_epoch is not None:
+                    on_epoch(epoch)
+        finally:
+            for t, error in zip(self.trainers, errors):
+                if error is None:
+                    t.end_fit()
+        return errors
+
+    def _member_epoch(self, k: int, loss: Tensor, pen: Tensor, hits: Tensor, w: Tensor,
+                      val_loss: Tensor, val_hits: Tensor, seconds: float) -> DivergedError | None:
+        """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks."""
+        t = self.trainers[k]
+        error = divergence(loss + pen, t.epoch + 1, t.step)
+        if error is not None:
+            self.net.active[k] = False
+            return error
+        logs = t.objective.summary("train", loss @ w, hits.sum(0), len(self.X), self.y)
+        logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
+        logs.update(t.objective.summary("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
+        t.step += len(w)
+        self.net.write_back(k)
+        self.opt.export(k, t.optimizer, self.net.member_params[k])
+        t.end_epoch(logs, seconds)
+        if t.stop_training or t.epoch >= t.max_epochs:
+            self.net.active[k] = False
+        return None
