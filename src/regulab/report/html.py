@@ -87,10 +87,10 @@ def render_html(results: dict[str, Any], figures: Sequence[Plot] = (),
     name = esc(results.get("name") or "study")
     body = [f'<h1>{name} <span class="kind">{esc(results.get("kind") or "?")}</span></h1>',
             _intro(results, answer), '<h2 id="summary">Summary</h2>', _table(results)]
-    figures = [f'<figure class="plot" id="plot-{p.id}">\n{p.draw()}\n<figcaption>{p.caption}'
-               "</figcaption>\n</figure>" for p in plot_plan(results, figures)]
-    if figures:
-        body += ['<h2 id="plots">Plots</h2>', *figures]
+    drawn = [f'<figure class="plot" id="plot-{p.id}">\n{p.draw()}\n<figcaption>{p.caption}'
+             "</figcaption>\n</figure>" for p in plot_plan(results, figures)]
+    if drawn:
+        body += ['<h2 id="plots">Plots</h2>', *drawn]
     body += [_combination(results), _configs(results), _machine(results)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
