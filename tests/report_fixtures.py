@@ -1,4 +1,4 @@
-"""Synthetic study results (the ``results.json`` schema of ``regulab.study.study``) for the
+"""Synthetic study results (the ``results.json`` schema of ``regulab.studies.study``) for the
 report tests: ``fake_study(kind)`` for every study kind, deterministic (numpy
 ``default_rng(0)``), with a hostile variant label (``EVIL``) and description for the escaping
 tests, runs that stop early at different epochs (``seeds=1`` gives single runs).
@@ -15,7 +15,8 @@ __all__ = ["fake_study", "KINDS", "EVIL", "EXPECTED_FIGURES"]
 KINDS = ("compare", "grid", "learning_curve", "capacity", "kfold", "init",
          "dropout_activations", "weights", "transfer", "multitask")
 EVIL = '<script>alert(1)</script> & "quotes"'
-# figures of fake_study(kind) with the default arguments (see regulab.report.plot_plan)
+# figures of fake_study(kind) with the default arguments (regulab.studies.report.plot_plan:
+# the report's summary chart and curves, then the kind's own)
 EXPECTED_FIGURES = {"compare": 2, "grid": 3, "learning_curve": 3, "capacity": 3, "kfold": 3,
                     "init": 4, "dropout_activations": 3, "weights": 3, "transfer": 3,
                     "multitask": 3}

@@ -1,4 +1,4 @@
-"""Probes (``regulab.study.probes``): every statistic recomputed independently in NumPy (a
+"""Probes (``regulab.studies.probes``): every statistic recomputed independently in NumPy (a
 float64 forward and backward pass written out by hand, naive binning), the initialization
 story of Glorot & Bengio (2010), layer naming through wrappers, mode restore, errors."""
 

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from regulab.report import plot_plan, render_report
+from regulab.studies.report import plot_plan, render_report
 from .conftest import REPO
 from .report_fixtures import EVIL, EXPECTED_FIGURES, KINDS, fake_study
 
@@ -173,7 +173,7 @@ def test_render_leaves_matplotlib_alone(tmp_path):
     """No rcParams changed, no backend chosen, no pyplot imported (in a fresh interpreter)."""
     code = (
         "import sys, matplotlib\n"
-        "from regulab.report import render_report\n"
+        "from regulab.studies.report import render_report\n"
         "from tests.report_fixtures import fake_study\n"
         "raw = lambda: dict(dict.items(matplotlib.rcParams))  # no backend resolution\n"
         "before = raw()\n"
@@ -218,3 +218,24 @@ def test_plots_follow_the_data(tmp_path):
     text = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
     assert plot_plan(results) == [] and '<figure class="plot"' not in text
     assert "trains no variants" in text
+
+
+def test_the_report_draws_what_it_is_given(tmp_path):
+    """``regulab.report`` knows no kind: alone it draws the generic figures and answer; the
+    figures and answer a caller gives (a kind's, through ``regulab.studies.report``) come out
+    as given, after the generic ones."""
+    from regulab import report
+    grid = fake_study("grid")
+    assert [p.id for p in report.plot_plan(grid)] == ["summary", "curves"]
+    assert [p.id for p in plot_plan(grid)] == ["summary", "curves", "score-curve"]
+    mine = report.Plot("mine", "my caption &amp; more", lambda: "<svg></svg>")
+    assert [p.id for p in report.plot_plan(grid, [mine])] == ["summary", "curves", "mine"]
+    init = fake_study("init")
+    assert "holds no measurements" in report.render_html(init)
+    text = report.render_html(init, [mine], answer="<strong>42</strong>")
+    assert ('<figure class="plot" id="plot-mine">\n<svg></svg>\n<figcaption>my caption &amp; '
+            "more</figcaption>") in text
+    assert '<p class="answer"><strong>42</strong></p>' in text
+    future = {**fake_study("compare"), "kind": "future"}     # a kind this version lacks
+    assert [p.id for p in plot_plan(future)] == ["summary", "curves"]
+    assert "Best on validation" in render_report(future, tmp_path / "r.html").read_text()

@@ -182,7 +182,7 @@ def test_bad_study_cli_writes_nothing(workdir, capsys):
 
 def test_real_report_in_chromium(tiny, tmp_path):
     """The tiny study's own report: no console error, every planned plot laid out, a screenshot."""
-    from regulab.report.html import plot_plan
+    from regulab.studies.report import plot_plan
     from tests.test_report_browser import open_in_chromium, require_chromium
     require_chromium()
     root, res = tiny

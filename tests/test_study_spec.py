@@ -7,7 +7,8 @@ import pytest
 from regulab.errors import ConfigError
 from regulab.studies.spec import clinic_path
 from regulab.studies.spec import load_study, study_from_dict
-from regulab.studies.spec import KINDS, flatten
+from regulab.studies.kinds import KINDS
+from regulab.studies.spec import flatten
 from .conftest import EXAMPLES, write
 
 STUDIES = sorted((EXAMPLES / "studies").glob("*.toml"))

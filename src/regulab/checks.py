@@ -222,7 +222,7 @@ class Section:
         f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
         if f is None:
             raise unknown(dotted, [f.name for f in dataclasses.fields(cls)],
-                          f"keys of {where or 'the top level'}", kind=cls.KIND)
+                          f"keys of [{where}]" if where else "keys of the top level", kind=cls.KIND)
         return f.metadata["check"](Field(dotted, cls.KIND), value)
 
     @classmethod
@@ -236,7 +236,7 @@ class Section:
         for k in values:
             if k not in [f.name for f in fields]:
                 raise unknown(f"{name}.{k}" if name else str(k), [f.name for f in fields],
-                              f"keys of {name or 'the top level'}", kind=cls.KIND)
+                              f"keys of [{name}]" if name else "keys of the top level", kind=cls.KIND)
         kwargs = {}
         for f in fields:
             if f.name in values:

@@ -111,7 +111,7 @@ def _sweep(args) -> int:
 
 def _report(args) -> int:
     from pathlib import Path
-    from regulab.report import render_report
+    from regulab.studies.report import render_report
     from regulab.studies.study import load_results
     path = render_report(load_results(args.study_dir, db=args.db), Path(args.study_dir) / "report.html")
     print(f"report: {path}")

@@ -1,10 +1,11 @@
 """A study's HTML report: ``render_report(results, path)`` writes one self-contained page
 (inline CSS and SVG plots, nothing fetched) from a study's ``results.json`` dict.
 
-``plot_plan(results)`` lists the figures the page will hold (ids and captions) without
-drawing them; ``render_html(results)`` returns the page as a string.
+``render_html(results)`` returns the page as a string; ``plot_plan(results)`` lists its figures
+(ids and captions) without drawing them. The report knows no study kind: the caller passes the
+kind's figures and answer (``regulab.studies.report`` does, for every kind).
 """
 
-from regulab.report.html import Plot, plot_plan, render_html, render_report
+from regulab.report.html import MISSING, Plot, esc, fmt, plot_plan, render_html, render_report
 
-__all__ = ["render_report", "render_html", "plot_plan", "Plot"]
+__all__ = ["render_report", "render_html", "plot_plan", "Plot", "esc", "fmt", "MISSING"]

@@ -2,11 +2,16 @@
 fetched), written atomically.
 
 Sections, in order: the question and its answer (best variant on validation, its test score
-and change against the baseline); the summary table (rank, train/val/test score mean ± std,
-gap = train - val, change in test score against the baseline, verdict, advice); the plots
-(``plot_plan``); the combination; each variant's resolved config; the machine. Every string
-that comes from the study (names, labels, description, overrides, config values, machine) goes
-through ``html.escape(quote=True)``; a missing value (JSON null) shows as "–".
+and change against the baseline; or the answer the caller gives); the summary table (rank,
+train/val/test score mean ± std, gap = train - val, change in test score against the
+baseline, verdict, advice); the plots (``plot_plan``: the summary chart and the training
+curves, then the figures the caller gives); the combination; each variant's resolved config;
+the machine. Every string that comes from the study (names, labels, description, overrides,
+config values, machine) goes through ``html.escape(quote=True)`` (``esc``); a missing value
+(JSON null) shows as "–" (``MISSING``).
+
+The page knows no study kind: ``regulab.studies.report`` passes each kind's figures and
+answer (``regulab.studies.kinds``), built with ``Plot``, ``esc`` and ``fmt``.
 """
 
 from __future__ import annotations
@@ -15,16 +20,15 @@ import json
 import math
 from html import escape
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 from regulab.io import atomic_write
 from regulab.report import plots
-from regulab.report.plots import by_rank, init_activations, score_key, score_name
+from regulab.report.plots import by_rank, score_key, score_name
 
-__all__ = ["render_report", "render_html", "plot_plan", "Plot"]
+__all__ = ["render_report", "render_html", "plot_plan", "Plot", "esc", "fmt", "MISSING"]
 
 MISSING = "–"
-GRID_KINDS = ("grid", "learning_curve", "capacity")
 
 CSS = """
 body{margin:0;background:#eef0f3;color:#1d2330;
@@ -65,24 +69,28 @@ class Plot(NamedTuple):
     draw: Callable[[], str]
 
 
-def render_report(results: dict[str, Any], path: str | Path) -> Path:
+def render_report(results: dict[str, Any], path: str | Path, figures: Sequence[Plot] = (),
+                  answer: str | None = None) -> Path:
     """Write the report of a study's ``results`` (the ``results.json`` dict) to ``path``, a
     single self-contained HTML file, atomically (a temp file in the same directory, then
-    ``os.replace``); return the path."""
+    ``os.replace``); return the path. ``figures`` and ``answer`` as in ``render_html``."""
     path = Path(path)
-    atomic_write(path, render_html(results))
+    atomic_write(path, render_html(results, figures, answer))
     return path
 
 
-def render_html(results: dict[str, Any]) -> str:
-    """The report page as a string (see the module docstring for its sections)."""
-    name = _e(results.get("name") or "study")
-    body = [f'<h1>{name} <span class="kind">{_e(results.get("kind") or "?")}</span></h1>',
-            _intro(results), '<h2 id="summary">Summary</h2>', _table(results)]
-    figures = [f'<figure class="plot" id="plot-{p.id}">\n{p.draw()}\n<figcaption>{p.caption}'
-               "</figcaption>\n</figure>" for p in plot_plan(results)]
-    if figures:
-        body += ['<h2 id="plots">Plots</h2>', *figures]
+def render_html(results: dict[str, Any], figures: Sequence[Plot] = (),
+                answer: str | None = None) -> str:
+    """The report page as a string (see the module docstring for its sections): ``figures``
+    follow the summary chart and the training curves; ``answer`` (HTML, already escaped), when
+    given, replaces the best-variant sentence at the top."""
+    name = esc(results.get("name") or "study")
+    body = [f'<h1>{name} <span class="kind">{esc(results.get("kind") or "?")}</span></h1>',
+            _intro(results, answer), '<h2 id="summary">Summary</h2>', _table(results)]
+    drawn = [f'<figure class="plot" id="plot-{p.id}">\n{p.draw()}\n<figcaption>{p.caption}'
+             "</figcaption>\n</figure>" for p in plot_plan(results, figures)]
+    if drawn:
+        body += ['<h2 id="plots">Plots</h2>', *drawn]
     body += [_combination(results), _configs(results), _machine(results)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -90,19 +98,16 @@ def render_html(results: dict[str, Any]) -> str:
             "<body>\n<main>\n" + "\n".join(b for b in body if b) + "\n</main>\n</body>\n</html>\n")
 
 
-def plot_plan(results: dict[str, Any]) -> list[Plot]:
-    """The report's figures, in order. Counting rule: the summary chart when there is at least
-    one variant; the training curves when any run has a history; then per kind: grid,
-    learning_curve, capacity, transfer: one when a variant has an x (transfer: outside the
-    "scratch" group); kfold: one when there are variants; multitask: one when there are
-    variants and heads; dropout_activations, weights: one when there are histograms; init: per
-    activation, one (statistics) plus one when its curves hold histograms; compare: none."""
-    vs, kind, a = results.get("variants") or [], results.get("kind"), results.get("analysis") or {}
-    score, n = score_name(results), len(vs)
+def plot_plan(results: dict[str, Any], figures: Sequence[Plot] = ()) -> list[Plot]:
+    """The report's figures, in order: the summary chart when there is at least one variant;
+    the training curves when any run has a history; then ``figures``, those of the study's
+    kind (``regulab.studies.kinds``), as given."""
+    vs, n = results.get("variants") or [], len(results.get("variants") or [])
+    score = score_name(results)
     out: list[Plot] = []
     if vs:
         base = next((v for v in vs if v["name"] == results.get("baseline")), None)
-        line = f"; dashed line: the baseline, {_e(base.get('label'))}" if base else ""
+        line = f"; dashed line: the baseline, {esc(base.get('label'))}" if base else ""
         out.append(Plot("summary", f"Test {score} of each variant, mean ± std over runs (error "
                         f"bars), best ranked on top{line}. The axis is zoomed to the scores.",
                         lambda: plots.summary_chart(results)))
@@ -113,55 +118,19 @@ def plot_plan(results: dict[str, Any]) -> list[Plot]:
                         "mean over runs with a ± std band (thin lines: runs of unequal length); "
                         "dashed vertical line: the mean best epoch where early stopping cut "
                         f"training.{cut}", lambda: plots.training_curves(results)))
-    xs = [v for v in vs if v.get("x") is not None]
-    if kind in GRID_KINDS and xs:
-        what = f"Error (1 − {score})" if kind == "capacity" else f"Train, validation and test {score}"
-        axis = _e(a.get("x_label") or a.get("key") or "x")
-        out.append(Plot("score-curve", f"{what} against {axis}, mean ± std band over runs"
-                        f"{', log scale' if a.get('log_x') else ''}; one line style per group.",
-                        lambda: plots.score_curve(results)))
-    if kind == "kfold" and vs:
-        out.append(Plot("kfold", f"Test {score} on each held-out fold (dots; k = "
-                        f"{_e(a.get('k', MISSING))}) and the mean ± std over folds.",
-                        lambda: plots.kfold_chart(results)))
-    if kind == "transfer" and any(v.get("group") != "scratch" for v in xs):
-        src = a.get("source") or {}
-        out.append(Plot("transfer", f"Test {score} against layers transferred from the source "
-                        f"network (classes {_e(src.get('classes', MISSING))}, validation accuracy "
-                        f"{_num(src.get('val_acc'))}), one line per group; dashed: trained from "
-                        "scratch (band ± std).", lambda: plots.transfer_chart(results)))
-    if kind == "multitask" and vs and a.get("heads"):
-        out.append(Plot("heads", "Test accuracy of each auxiliary head, mean ± std over runs, "
-                        "one bar per variant.", lambda: plots.head_chart(results)))
-    if kind in ("dropout_activations", "weights") and a.get("hist"):
-        what = ("Weights of each variant's first run, log counts; titles: sparsity (fraction of "
-                "zeros), L1 and L2 norms" if kind == "weights" else "Hidden activations of each "
-                "variant's first run on the validation split, log counts; titles: sparsity "
-                "(fraction of zeros)")
-        out.append(Plot("hist", f"{what}. At most {plots.MAX_ROWS} variants × {plots.MAX_COLS} "
-                        "layers.", lambda: plots.layer_histograms(results)))
-    if kind == "init":
-        for i, act in enumerate(init_activations(results)):
-            e = _e(act)
-            out.append(Plot(f"init-stats-{i}", f"{e}: standard deviation of the activations and "
-                            f"of the gradients per layer at initialization (log scale), one line "
-                            f"per scheme; depth {_e(a.get('depth', MISSING))}, width "
-                            f"{_e(a.get('width', MISSING))}.",
-                            lambda act=act: plots.init_statistics(results, act)))
-            if any(c.get("hist") for c in a.get("curves") or [] if str(c.get("activation")) == act):
-                out.append(Plot(f"init-hist-{i}", f"{e}: histograms of the activations per "
-                                "scheme (rows) at a few layers (columns).",
-                                lambda act=act: plots.init_histograms(results, act)))
-    return out
+    return out + list(figures)
 
 
 # --- pieces ---------------------------------------------------------------------------------
 
-def _e(x: Any) -> str:
+def esc(x: Any) -> str:
+    """``x`` as text safe inside HTML (quotes escaped too)."""
     return escape(str(x), quote=True)
 
 
-def _num(x: Any, signed: bool = False) -> str:
+def fmt(x: Any, signed: bool = False) -> str:
+    """A number with 3 decimals (``signed``: with its sign, a true minus); ``MISSING`` when
+    ``x`` is not a finite number."""
     if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
         return MISSING
     return f"{x:+.3f}".replace("-", "−") if signed else f"{x:.3f}"
@@ -170,7 +139,7 @@ def _num(x: Any, signed: bool = False) -> str:
 def _ms(stat: Any) -> str:
     """'mean ± std' with 3 decimals; '–' when the mean is missing."""
     stat = stat or {}
-    m, s = _num(stat.get("mean")), _num(stat.get("std"))
+    m, s = fmt(stat.get("mean")), fmt(stat.get("std"))
     return m if m == MISSING or s == MISSING else f"{m} ± {s}"
 
 
@@ -190,48 +159,30 @@ def _variant(results: dict[str, Any], name: Any) -> dict[str, Any] | None:
 def _answer(results: dict[str, Any]) -> str:
     vs, score = results.get("variants") or [], score_key(results)
     if not vs:
-        return _init_answer(results)
+        return "This study trains no variants and holds no measurements."
     best = _variant(results, results.get("best")) or by_rank(vs)[0]
     base = _variant(results, results.get("baseline"))
-    out = (f"Best on validation: <strong>{_e(best.get('label'))}</strong> (validation "
+    out = (f"Best on validation: <strong>{esc(best.get('label'))}</strong> (validation "
            f"{_ms(best['stats'].get(f'val_{score}'))}, test {_ms(best['stats'].get(f'test_{score}'))}")
     if base is best:
         out += "); it is the baseline: no variant beats it on validation"
     elif base is not None:
-        d = _num(best.get("delta_test"), signed=True)
+        d = fmt(best.get("delta_test"), signed=True)
         spread = ("larger than the spread over runs" if best.get("significant")
                   else "within the spread over runs")
-        out += f", {d} against the baseline {_e(base.get('label'))}: {spread})"
+        out += f", {d} against the baseline {esc(base.get('label'))}: {spread})"
     else:
         out += ")"
-    return out + f". Verdict: {_e(best.get('verdict') or MISSING)}."
+    return out + f". Verdict: {esc(best.get('verdict') or MISSING)}."
 
 
-def _init_answer(results: dict[str, Any]) -> str:
-    """Per activation, the scheme whose activation std changes least from the first to the
-    last layer (|log(std_L / std_1)| smallest)."""
-    curves = (results.get("analysis") or {}).get("curves") or []
-    if not curves:
-        return "This study trains no variants and holds no measurements."
-    picks = []
-    for act in init_activations(results):
-        best, drift = None, math.inf
-        for c in curves:
-            s = [x for x in c.get("act_std") or [] if isinstance(x, (int, float))]
-            if str(c.get("activation")) == act and len(s) > 1 and s[0] > 0 and s[-1] > 0:
-                if abs(math.log(s[-1] / s[0])) < drift:
-                    best, drift = c.get("scheme"), abs(math.log(s[-1] / s[0]))
-        picks.append(f"{_e(act)}: <strong>{_e(best if best is not None else MISSING)}</strong>")
-    return ("Initialization scheme that keeps the activations' scale steadiest through the "
-            "layers (last / first layer std closest to 1): " + "; ".join(picks) + ".")
-
-
-def _intro(results: dict[str, Any]) -> str:
-    seeds = ", ".join(_e(s) for s in results.get("seeds") or []) or MISSING
+def _intro(results: dict[str, Any], answer: str | None) -> str:
+    seeds = ", ".join(esc(s) for s in results.get("seeds") or []) or MISSING
     runs = sum(len(v.get("runs") or []) for v in results.get("variants") or [])
     desc = results.get("description")
     quick = " · quick mode" if results.get("quick") else ""
-    return ((f"<p>{_e(desc)}</p>\n" if desc else "") + f'<p class="answer">{_answer(results)}</p>\n'
+    answer = _answer(results) if answer is None else answer
+    return ((f"<p>{esc(desc)}</p>\n" if desc else "") + f'<p class="answer">{answer}</p>\n'
             f'<p class="meta">Seeds: {seeds} · {runs} runs · score: {score_name(results)} · '
             f"total time: {_duration(results.get('seconds'))}{quick}</p>")
 
@@ -249,18 +200,18 @@ def _table(results: dict[str, Any]) -> str:
         tags = "".join(f'<span class="tag">{t}</span>' for t, on in
                        (("baseline", v["name"] == results.get("baseline")),
                         ("best", v["name"] == results.get("best"))) if on)
-        delta = _num(v.get("delta_test"), signed=True)
+        delta = fmt(v.get("delta_test"), signed=True)
         if v.get("significant") and delta != MISSING:
             delta = f'<span class="sig" title="larger than the std over runs">{delta} ✱</span>'
         verdict = v.get("verdict") or MISSING
         params = f"{v['params']:,}" if isinstance(v.get("params"), int) else MISSING
-        cells = [f'<td class="num">{_e(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
-                 f'<td class="variant">{_e(v.get("label"))}{tags}<br><span class="name">'
-                 f'{_e(v["name"])}</span></td>', f'<td class="num">{params}</td>',
+        cells = [f'<td class="num">{esc(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
+                 f'<td class="variant">{esc(v.get("label"))}{tags}<br><span class="name">'
+                 f'{esc(v["name"])}</span></td>', f'<td class="num">{params}</td>',
                  *(f'<td class="num">{_ms(st.get(k))}</td>'
                    for k in (f"train_{score}", f"val_{score}", f"test_{score}", "gap")),
                  f'<td class="num">{delta}</td>',
-                 f'<td class="{_e(verdict.split()[0])}">{_e(verdict)}</td>']
+                 f'<td class="{esc(verdict.split()[0])}">{esc(verdict)}</td>']
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="summary">\n<thead><tr>'
             + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>\n<tbody>\n"
@@ -281,9 +232,9 @@ def _diagnosis(vs: list[dict[str, Any]]) -> str:
         if not with_it:
             continue
         advice = with_it[0].get("advice") or "nothing to fix"
-        names = ", ".join(_e(v.get("label")) for v in with_it)
+        names = ", ".join(esc(v.get("label")) for v in with_it)
         items.append(f'<li><span class="{verdict.split()[0]}">{verdict}</span> ({rules[verdict]}): '
-                     f"<em>{_e(advice)}</em>. {len(with_it)} variant(s): {names}.</li>")
+                     f"<em>{esc(advice)}</em>. {len(with_it)} variant(s): {names}.</li>")
     return '<h3 id="diagnosis">Diagnosis</h3>\n<ul class="diagnosis">' + "".join(items) + "</ul>" \
         if items else ""
 
@@ -294,14 +245,14 @@ def _combination(results: dict[str, Any]) -> str:
         return ""
     v = _variant(results, combo.get("name"))
     parts = [_variant(results, p) for p in combo.get("parts") or []]
-    items = "".join(f"<li>{_e(p.get('label') if p else name)} <span class=\"name\">{_e(name)}"
+    items = "".join(f"<li>{esc(p.get('label') if p else name)} <span class=\"name\">{esc(name)}"
                     "</span></li>" for p, name in zip(parts, combo.get("parts") or []))
     score = score_key(results)
     result = (f" It reached test {_ms(v['stats'].get(f'test_{score}'))} (rank "
-              f"{_e(v.get('rank', MISSING))}, {_e(v.get('verdict') or MISSING)})." if v else "")
-    label = _e(v.get("label") or combo.get("name")) if v else _e(combo.get("name"))
+              f"{esc(v.get('rank', MISSING))}, {esc(v.get('verdict') or MISSING)})." if v else "")
+    label = esc(v.get("label") or combo.get("name")) if v else esc(combo.get("name"))
     return (f'<h2 id="combination">Combination</h2>\n<p><strong>{label}</strong> <span '
-            f'class="name">{_e(combo.get("name"))}</span> merges the overrides of:</p>\n'
+            f'class="name">{esc(combo.get("name"))}</span> merges the overrides of:</p>\n'
             f"<ul>{items}</ul>\n<p>{result}</p>")
 
 
@@ -340,17 +291,17 @@ def _configs(results: dict[str, Any]) -> str:
         if (v.get("members") or 1) > 1:     # a deep ensemble per run
             over = ", ".join(x for x in (over, f"members = {v['members']}") if x)
         text = "\n".join(_toml(configs[name])).strip()
-        out.append(f"<details><summary><strong>{_e(v.get('label') or name)}</strong> "
-                   f'<span class="name">{_e(name)}</span>'
-                   f"{' — overrides: <code>' + _e(over) + '</code>' if over else ''}</summary>"
-                   f"<pre>{_e(text)}</pre></details>")
+        out.append(f"<details><summary><strong>{esc(v.get('label') or name)}</strong> "
+                   f'<span class="name">{esc(name)}</span>'
+                   f"{' — overrides: <code>' + esc(over) + '</code>' if over else ''}</summary>"
+                   f"<pre>{esc(text)}</pre></details>")
     return "\n".join(out)
 
 
 def _machine(results: dict[str, Any]) -> str:
     m = results.get("machine") or {}
     keys = ["cpu", "cores", "device", "python", "torch", "numpy", "regulab", "platform"]
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(m[k]) if m.get(k) is not None else MISSING}"
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(m[k]) if m.get(k) is not None else MISSING}"
                    "</td></tr>" for k in keys + [k for k in m if k not in keys])
     return (f'<h2 id="machine">Machine and versions</h2>\n<div class="scroll">'
             f'<table class="machine">{rows}</table></div>')

@@ -8,7 +8,9 @@ are stripped and its ids prefixed with the plot's name, so several SVGs can shar
 Labels are plain text: matplotlib escapes ``<``, ``&`` and quotes itself, and ``$`` is escaped
 here so that no label is parsed as mathtext.
 
-Each function takes a study's results dict (the schema in ``regulab.study.study``).
+Each function takes a study's results dict (the schema in ``regulab.studies.study``) and, where
+a plot is drawn two ways, a parameter that says which; none asks the study's kind (the kinds in
+``regulab.studies.kinds`` choose their plots).
 """
 
 from __future__ import annotations
@@ -210,13 +212,13 @@ def training_curves(results: dict[str, Any]) -> str:
         return _svg(fig, "curves")
 
 
-# --- kind-specific plots ----------------------------------------------------------------------
+# --- plots some kinds choose ------------------------------------------------------------------
 
-def score_curve(results: dict[str, Any]) -> str:
-    """grid, learning_curve, capacity: train/val/test score (capacity: error = 1 - score)
-    against each variant's x, mean ± std band, one line style per group."""
+def score_curve(results: dict[str, Any], error: bool = False) -> str:
+    """Train/val/test score (``error``: error = 1 - score, with the label noise ``analysis``
+    holds as a dotted line) against each variant's x, mean ± std band, one line style per
+    group; ``analysis`` gives the axis (``x_label`` or ``key``) and ``log_x``."""
     a, score = results.get("analysis") or {}, score_key(results)
-    error = results.get("kind") == "capacity"
     vs = [v for v in results["variants"] if v.get("x") is not None]
     groups = list(dict.fromkeys(v.get("group") for v in vs))
     with _figure(WIDTH * 0.75, 4.2) as fig:
@@ -244,7 +246,7 @@ def score_curve(results: dict[str, Any]) -> str:
 
 
 def kfold_chart(results: dict[str, Any]) -> str:
-    """kfold: each fold's test score as a dot (one colour per fold), the mean ± std over folds
+    """Each fold's test score as a dot (one colour per fold), the mean ± std over folds
     as a bar with caps, one column per variant."""
     vs, score = by_rank(results["variants"]), score_key(results)
     with _figure(WIDTH * 0.75 if len(vs) <= 8 else WIDTH, 4.4) as fig:
@@ -268,7 +270,7 @@ def kfold_chart(results: dict[str, Any]) -> str:
 
 
 def transfer_chart(results: dict[str, Any]) -> str:
-    """transfer: test score against layers transferred, one line per group, the scratch
+    """Test score against layers transferred, one line per group, the scratch
     variant's mean (± std band) as a horizontal line."""
     a, score = results.get("analysis") or {}, score_key(results)
     vs = [v for v in results["variants"] if v.get("x") is not None and v.get("group") != "scratch"]
@@ -294,7 +296,7 @@ def transfer_chart(results: dict[str, Any]) -> str:
 
 
 def init_statistics(results: dict[str, Any], activation: str) -> str:
-    """init: standard deviation of the activations and of the gradients per layer (log y),
+    """Standard deviation of the activations and of the gradients per layer (log y),
     one line per init scheme, for one activation."""
     curves = [c for c in results["analysis"]["curves"] if str(c.get("activation")) == activation]
     with _figure(WIDTH, 3.4) as fig:
@@ -349,7 +351,7 @@ def _hist_grid(rows: list[Any], cols: list[Any], find: Any, title: Any, log: boo
 
 
 def init_histograms(results: dict[str, Any], activation: str) -> str:
-    """init: activation histograms per scheme (rows) at up to ``MAX_COLS`` layers (columns)."""
+    """Activation histograms per scheme (rows) at up to ``MAX_COLS`` layers (columns)."""
     curves = [c for c in results["analysis"]["curves"]
               if str(c.get("activation")) == activation and c.get("hist")][:MAX_ROWS]
     layers = _pick(sorted({h.get("layer") for c in curves for h in c["hist"]},
@@ -361,22 +363,21 @@ def init_histograms(results: dict[str, Any], activation: str) -> str:
         log=False, prefix=f"init-hist-{init_activations(results).index(activation)}")
 
 
-def layer_histograms(results: dict[str, Any]) -> str:
-    """dropout_activations, weights: histograms per variant (rows, best ranked first, at most
+def layer_histograms(results: dict[str, Any], norms: bool = False) -> str:
+    """Histograms of ``analysis["hist"]`` per variant (rows, best ranked first, at most
     ``MAX_ROWS``) and layer (columns, at most ``MAX_COLS``), log counts; titles carry sparsity
-    (and L1, L2 for weights)."""
+    (and with ``norms`` the L1 and L2 norms, of weights)."""
     hist = results["analysis"]["hist"]
     variants = {v["name"]: v for v in results["variants"]}
     names = list(dict.fromkeys(h.get("variant") for h in hist))
     order = [v["name"] for v in by_rank(results["variants"]) if v["name"] in names]
     rows = (order + [n for n in names if n not in order])[:MAX_ROWS]
     cols = list(dict.fromkeys(h.get("layer") for h in hist))[:MAX_COLS]
-    weights = results.get("kind") == "weights"
 
     def title(name: str, layer: Any, h: dict[str, Any]) -> str:
         head = f"{_vlabel(variants.get(name, {'name': name}), 26)} · {_label(layer, 12)}"
         nums = [("sparsity", h.get("sparsity"))] + (
-            [("L1", h.get("l1")), ("L2", h.get("l2"))] if weights else [])
+            [("L1", h.get("l1")), ("L2", h.get("l2"))] if norms else [])
         return head + "\n" + "  ".join(f"{k} {_num(x):.3g}" for k, x in nums if x is not None)
 
     return _hist_grid(
@@ -387,7 +388,7 @@ def layer_histograms(results: dict[str, Any]) -> str:
 
 
 def head_chart(results: dict[str, Any]) -> str:
-    """multitask: test accuracy of each auxiliary head, grouped bars (one per variant),
+    """Test accuracy of each auxiliary head, grouped bars (one per variant),
     mean ± std over runs."""
     heads = list(results["analysis"]["heads"])
     vs = by_rank(results["variants"])

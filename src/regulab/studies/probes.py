@@ -1,7 +1,7 @@
 """Probes: per-layer statistics of activations, gradients and weights, as plain JSON values.
 
 What the study kinds ``init``, ``dropout_activations`` and ``weights`` measure
-(``regulab.study.kinds``). Every result holds only floats, ints, strings, lists and dicts;
+(``regulab.studies.kinds``). Every result holds only floats, ints, strings, lists and dicts;
 a statistic that is not finite (an overflowing deep network) is ``None``, so
 ``json.dumps(result, allow_nan=False)`` always works. Standard deviations are population
 ones, ``std(x) = sqrt(mean((x - mean(x))^2))`` (NumPy's ``ddof=0``), pooled over every

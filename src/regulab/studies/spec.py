@@ -23,47 +23,34 @@ A study file is TOML::
     regularization.l2 = 1e-3
     label = "L2 1e-3"             # ... and optional meta keys: label, group, x, members, combine
 
-    [grid]                        # the kind's own table (see ``KINDS``)
+    [grid]                        # the kind's own table (``regulab.studies.kinds``)
     key = "model.dropout"
     values = [0.0, 0.2, 0.5]
 
-Meta keys of a variant: ``label`` (shown in the report), ``group`` and ``x`` (its series and
-position on the study's x axis), ``members`` (K >= 2: each seed trains a deep ensemble of K
-networks and evaluates their averaged probabilities), ``combine`` (false: never part of the
-clinic's best combination). ``[study] combine = N`` makes the study add a variant that merges
+Meta keys of a variant: ``label``, ``group``, ``x``, ``members``, ``combine``
+(``regulab.studies.variant``). ``[study] combine = N`` makes the study add a variant that merges
 the N best variants on validation (one per config key, each better than the baseline).
+
+What is special about a kind -- its table, the variants it makes, its baseline, its source
+runs -- the kind says (``KINDS[kind]``); this module reads what every study file shares.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from regulab.checks import Section, key, name, number, optional, string, text
+from regulab.checks import Section, choice, key, name, number, optional, string, text
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
-from regulab.config.files import flatten as flatten_config
 from regulab.config.files import read_spec_file
 from regulab.errors import ConfigError, invalid
+from regulab.studies.kinds import KINDS
+from regulab.studies.variant import KIND, META_KEYS, Variant, flatten, read_variant
 
-__all__ = ["Variant", "StudySpec", "StudySection", "load_study", "study_from_dict", "source_variant",
-           "flatten", "KINDS", "GENERATED", "META_KEYS", "clinic_path"]
-
-KINDS = {   # kind -> its table's keys: (required, optional)
-    "compare": ((), ()),
-    "multitask": ((), ()),
-    "weights": ((), ("layers", "bins")),
-    "dropout_activations": ((), ("layers", "bins")),
-    "grid": (("key", "values"), ("log_x",)),
-    "learning_curve": (("sizes",), ("models", "log_x")),
-    "capacity": (("key", "values"), ("log_x",)),
-    "kfold": (("k",), ()),
-    "init": ((), ("schemes", "activations", "depth", "width", "n", "bins")),
-    "transfer": (("source_classes", "target_classes", "layers"), ("source", "target_train_size")),
-}
-GENERATED = ("grid", "learning_curve", "capacity", "transfer", "init")   # make their own variants
-META_KEYS = ("label", "group", "x", "members", "combine")
-KIND = "study key"
+__all__ = ["Variant", "StudySpec", "StudySection", "load_study", "study_from_dict", "flatten",
+           "META_KEYS", "clinic_path"]
 
 
 def seed_list(field: str, value: Any) -> list[int]:
@@ -87,7 +74,7 @@ class StudySection(Section):
     """``[study]``: what the study is, its seeds, its base config and how it runs."""
     SECTION, KIND = "study", KIND
     name: Any = key(None, optional(name), "the study's name; default: the file's")
-    kind: str = key("compare", lambda field, v: _kind(field, v), "what the study shows (KINDS)")
+    kind: str = key("compare", choice(*KINDS), "what the study shows (regulab.studies.kinds)")
     description: str = key("", text, "the question, shown in the report")
     seeds: list = key(3, seed_list, "seeds 0..n-1, or a list of seeds")
     base: Any = key(None, optional(string), "a config file, relative to the study file")
@@ -101,22 +88,8 @@ class StudySection(Section):
 
 
 @dataclass
-class Variant:
-    """One arm of a study: config overrides plus how the report places it."""
-    name: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-    group: str | None = None
-    x: float | None = None
-    members: int = 1            # > 1: a deep ensemble per seed
-    combine: bool = True        # may be part of the best combination
-
-    def __post_init__(self):
-        self.label = self.label or self.name
-
-
-@dataclass
 class StudySpec:
+    """A validated study: its base config, variants, seeds and kind (``study_from_dict``)."""
     name: str
     kind: str
     base: dict[str, Any]                      # raw config (sections), seeds not applied
@@ -125,7 +98,7 @@ class StudySpec:
     description: str = ""
     baseline: str | None = None
     combine: int = 0
-    options: dict[str, Any] = field(default_factory=dict)   # the kind's own table
+    options: dict[str, Any] = field(default_factory=dict)   # the kind's own table, every key
     quick: dict[str, Any] = field(default_factory=dict)
     quick_seeds: list[int] | None = None
     population: int = 64                # largest population trained as one model (< 2: none)
@@ -141,7 +114,6 @@ class StudySpec:
 
     def for_quick(self) -> "StudySpec":
         """The ``--quick`` version: its overrides applied to the base, its seeds."""
-        import dataclasses
         return dataclasses.replace(self, base=apply_overrides(self.base, self.quick),
                                    seeds=self.quick_seeds or self.seeds)
 
@@ -153,138 +125,37 @@ class StudySpec:
                 "variants": [vars(v) for v in self.variants]}
 
 
-def _fail(field: str, allowed: str, value: Any) -> ConfigError:
-    raise invalid(field, allowed, value, kind=KIND)
-
-
-def _kind(field: str, value: Any) -> str:
-    if value not in KINDS:
-        _fail(field, f"one of {', '.join(KINDS)}", value)
-    return value
-
-
-def flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Nested config tables of a study file -> dotted keys (``regulab.config.files.flatten``)."""
-    return flatten_config(table, where, KIND, META_KEYS)
-
-
-def _variant(name: str, table: Any) -> Variant:
-    where = f"variants.{name}"
-    if not isinstance(table, Mapping):
-        _fail(where, "a table of config keys", table)
-    meta = {k: table[k] for k in META_KEYS if k in table}
-    overrides = flatten({k: v for k, v in table.items() if k not in META_KEYS}, where)
-    members = meta.get("members", 1)
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        _fail(f"{where}.members", "an integer >= 2 (a deep ensemble) or 1", members)
-    x = meta.get("x")
-    if x is not None and (not isinstance(x, (int, float)) or isinstance(x, bool)):
-        _fail(f"{where}.x", "a number", x)
-    for k in ("label", "group"):
-        if k in meta and not isinstance(meta[k], str):
-            _fail(f"{where}.{k}", "a string", meta[k])
-    if not isinstance(meta.get("combine", True), bool):
-        _fail(f"{where}.combine", "true or false", meta["combine"])
-    return Variant(name, overrides, meta.get("label", ""), meta.get("group"),
-                   None if x is None else float(x), members, meta.get("combine", True))
-
-
-def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def _fmt(v: Any) -> str:
-    return "x".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _options(kind: str, raw: Any) -> dict[str, Any]:
-    required, optional = KINDS[kind]
-    raw = {} if raw is None else raw
-    if not isinstance(raw, Mapping):
-        _fail(kind, f"a table with keys {', '.join(required + optional)}", raw)
-    for k in raw:
-        if k not in required + optional:
-            _fail(f"{kind}.{k}", f"one of {', '.join(required + optional) or '(no keys)'}", k)
-    for k in required:
-        if k not in raw:
-            raise ConfigError(f"study key '{kind}.{k}' is required for kind '{kind}'; got nothing")
-    for k in ("values", "sizes", "layers", "source_classes", "target_classes"):
-        if k in raw and (not isinstance(raw[k], list) or not raw[k]):
-            _fail(f"{kind}.{k}", "a non-empty list", raw[k])
-    return dict(raw)
-
-
-def _generated(kind: str, o: dict[str, Any], given: list[Variant]) -> list[Variant]:
-    """The variants a kind makes from its own table (grid values, sizes, widths, ...)."""
-    if kind in ("grid", "capacity"):
-        return [Variant(f"{_short(o['key'])}={_fmt(v)}", {o["key"]: v}, f"{o['key']} = {_fmt(v)}",
-                        x=(float(v) if isinstance(v, (int, float)) else None))
-                for v in o["values"]]
-    if kind == "learning_curve":
-        models = o.get("models") or {"model": {}}
-        if not isinstance(models, Mapping):
-            _fail("learning_curve.models", "a table: series name -> config overrides", models)
-        out = []
-        for group, table in models.items():
-            over = flatten(table, f"learning_curve.models.{group}")
-            for n in o["sizes"]:
-                out.append(Variant(f"{group}-n{_fmt(n)}", {**over, "data.train_size": n},
-                                   f"{group}, {_fmt(n)} examples", group, float(n)))
-        return out
-    if kind == "transfer":
-        target = {"data.classes": o["target_classes"]}
-        if "target_train_size" in o:
-            target["data.train_size"] = o["target_train_size"]
-        out = [Variant("scratch", dict(target), "from scratch", "scratch", 0.0)]
-        for k in o["layers"]:
-            for freeze, group in ((True, "frozen"), (False, "fine-tuned")):
-                out.append(Variant(f"{group}-{k}", {**target, "transfer.source": "{source}",
-                                                    "transfer.layers": k, "transfer.freeze": freeze},
-                                   f"first {k} layer(s), {group}", group, float(k)))
-        return out
-    if kind == "init":
-        return []
-    return given or [Variant("baseline")]
-
-
 def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
                     overrides: Mapping[str, Any] | None = None) -> StudySpec:
     """Validate a study (as read from TOML); ``where`` is the file, for relative base paths;
     ``overrides`` (dotted config keys, ``--set``) go over its base config."""
     s, base = read_spec_file(raw, where, StudySection, ("variants", *KINDS), overrides)
-    kind = s.kind
-    study_name = s.name or (where.stem if where else "study")
-    given = [_variant(n, t) for n, t in raw.get("variants", {}).items()]
-    if given and kind in GENERATED:
-        _fail("variants", f"absent for kind '{kind}' (it makes its own from [{kind}])",
-              [v.name for v in given])
-    options = _options(kind, raw.get(kind))
-    variants = _generated(kind, options, given)
+    kind = KINDS[s.kind]
+    tables = raw.get("variants", {})
+    if not isinstance(tables, Mapping):
+        raise invalid("variants", "a table of variant tables", tables, kind=KIND)
+    given = [read_variant(n, t) for n, t in tables.items()]
+    if given and kind.generates:
+        raise invalid("variants", f"absent for kind '{kind.name}' (it makes its own from "
+                      f"[{kind.name}])", [v.name for v in given], kind=KIND)
+    options = kind.options(raw.get(kind.name))
+    variants = kind.variants(options, given)
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        _fail("variants", "distinct names", names)
-    baseline = s.baseline if s.baseline is not None else (names[0] if kind not in GENERATED else None)
-    if kind == "transfer":
-        baseline = "scratch"
+        raise invalid("variants", "distinct names", names, kind=KIND)
+    baseline = kind.baseline(s.baseline, names)
     if baseline is not None and baseline not in names:
-        _fail("study.baseline", f"one of the variants ({', '.join(names)})", baseline)
-    spec = StudySpec(study_name, kind, base, variants, s.seeds, s.description, baseline, s.combine,
-                     options, flatten(s.quick, "study.quick"), s.quick_seeds, s.population)
-    if kind == "transfer":
-        spec.options["source"] = flatten(options.get("source", {}), "transfer.source")
-    for v in [*variants, *([source_variant(spec)] if kind == "transfer" else [])]:
+        raise invalid("study.baseline", f"one of the variants ({', '.join(names)})", baseline,
+                      kind=KIND)
+    spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
+                     s.seeds, s.description, baseline, s.combine, dict(vars(options)),
+                     flatten(s.quick, "study.quick"), s.quick_seeds, s.population)
+    for v in [*variants, *kind.sources(spec)]:
         # every config validates before anything is trained (a transfer target without its source)
         v = Variant(v.name, {k: x for k, x in v.overrides.items() if not k.startswith("transfer.")})
         spec.config(v, spec.seeds[0])
         spec.for_quick().config(v, spec.seeds[0])
     return spec
-
-
-def source_variant(spec: StudySpec) -> Variant:
-    """A transfer study's source run: the source classes, with its own overrides."""
-    o = spec.options
-    return Variant("source", {"data.classes": o["source_classes"], **o.get("source", {})},
-                   f"source (classes {', '.join(map(str, o['source_classes']))})")
 
 
 def clinic_path():

@@ -10,7 +10,8 @@ A study directory (``--out DIR``, default ``runs/study-<name>-<timestamp>``)::
 
 Every run goes to the run store as usual, and the study itself gets a row of kind "study"
 whose results are ``results.json``. Each run's test split is evaluated once, at its end;
-variants are ranked on validation only (``study.aggregate``); ``study.kinds`` adds each kind's
+variants are ranked on validation only (``studies.aggregate``); the study's kind
+(``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``).
 """
 
@@ -22,18 +23,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from regulab.runs.store import RunStore
 from regulab.io import atomic_write
-from regulab.runs.prepare import prepare, resolve_device
+from regulab.runs.prepare import resolve_device
 from regulab.errors import CheckpointError
 from regulab.io import finite_json, new_dir
 from regulab.runs.run import train
 from regulab.studies import aggregate, kinds
 from regulab.engine.population.eligibility import population_key
 from regulab.runs.population import train_population
-from regulab.studies.spec import GENERATED, StudySpec, Variant, source_variant
+from regulab.studies.spec import StudySection, StudySpec, Variant
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
 
@@ -89,27 +90,19 @@ class _Runner:
 
     def __init__(self, spec: StudySpec, study_dir: Path, db: str | None, progress: _Progress):
         self.spec, self.dir, self.db, self.progress = spec, study_dir, db, progress
+        self.jobs = kinds.KINDS[spec.kind].jobs(spec)      # the runs of each variant
         self.models: dict[str, Any] = {}        # variant -> first run's model (for the analysis)
         self.configs: dict[str, Any] = {}       # variant -> first run's resolved config
         self.params: dict[str, int] = {}
         self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
         self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
 
-    @property
-    def jobs(self) -> list[tuple[int, int | None]]:
-        """(seed, fold) of each run of one variant; fold is None outside K-fold studies."""
-        folds = self.spec.options["k"] if self.spec.kind == "kfold" else None
-        return [(s, f) for s in self.spec.seeds for f in (range(folds) if folds else [None])]
-
-    def _job(self, v: Variant, seed: int, fold: int | None, where: str) -> tuple[dict, str]:
+    def _job(self, v: Variant, job: kinds.Job, where: str) -> tuple[dict, str]:
         """(config overrides beyond the variant's, run directory relative to the study's)."""
-        extra: dict[str, Any] = {}
-        if fold is not None:
-            extra.update({"data.folds": self.spec.options["k"], "data.fold": fold})
-        if "transfer.source" in v.overrides:
-            extra["transfer.source"] = str(self.sources[seed].resolve())
-        rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{seed}" \
-            + ("" if fold is None else f"-fold-{fold}")
+        extra: dict[str, Any] = dict(job.overrides)
+        if "transfer.source" in v.overrides:      # the source run of the same seed
+            extra["transfer.source"] = str(self.sources[job.seed].resolve())
+        rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{job.seed}{job.suffix}"
         return extra, rel
 
     def train_populations(self, variants: list[Variant], where: str = "runs") -> None:
@@ -122,12 +115,12 @@ class _Runner:
         for v in variants:
             if v.members > 1 or "transfer.source" in v.overrides:
                 continue
-            for seed, fold in self.jobs:
-                extra, rel = self._job(v, seed, fold, where)
-                cfg = self.spec.config(v, seed, extra)
+            for job in self.jobs:
+                extra, rel = self._job(v, job, where)
+                cfg = self.spec.config(v, job.seed, extra)
                 key = population_key(cfg)
                 if key is not None:
-                    groups.setdefault(key, []).append(((v.name, seed, fold), cfg, rel))
+                    groups.setdefault(key, []).append(((v.name, job.seed, job.fold), cfg, rel))
         size = self.spec.population
         for jobs in groups.values():
             for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
@@ -145,8 +138,9 @@ class _Runner:
 
     def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
         runs = []
-        for seed, fold in self.jobs:
-            extra, rel = self._job(v, seed, fold, where)
+        for job in self.jobs:
+            seed, fold = job.seed, job.fold
+            extra, rel = self._job(v, job, where)
             pooled = (v.name, seed, fold) in self.trained      # trained in a population
             if not pooled:
                 self.progress.start(f"{v.name} seed {seed}" + ("" if fold is None else f" fold {fold}"))
@@ -177,23 +171,6 @@ class _Runner:
                 "history": [finite_json(h) for h in history]}
 
 
-def _validate_data(spec: StudySpec) -> None:
-    """Load the data and build the first variant's model now, so bad input fails before the
-    study directory exists (``prepare`` writes nothing)."""
-    if spec.kind == "init":
-        return
-    v = spec.variants[0] if spec.kind != "transfer" else source_variant(spec)
-    extra = {"data.folds": spec.options["k"], "data.fold": 0} if spec.kind == "kfold" else None
-    p = prepare(spec.config(v, spec.seeds[0], extra))
-    layers = spec.options.get("layers")      # names of layers to measure: checked on the model
-    if spec.kind == "weights":
-        from regulab.studies.probes import weight_histograms
-        weight_histograms(p.pipeline, layers=layers)
-    elif spec.kind == "dropout_activations":
-        from regulab.studies.probes import activation_histograms
-        activation_histograms(p.pipeline.net, p.splits["val"][0][:2], layers=layers)
-
-
 def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
               quick: bool = False, progress: bool | None = None,
               render: bool = True) -> StudyResult:
@@ -201,7 +178,8 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     if quick:
         spec = spec.for_quick()
     store = RunStore(db)
-    _validate_data(spec)
+    kind = kinds.KINDS[spec.kind]
+    kind.check_data(spec)      # bad data or layer names fail before the study directory exists
     study_dir = new_dir(f"study-{spec.name}", out)
     study_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{study_dir.name}.", dir=study_dir.parent))
@@ -213,7 +191,7 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     study_id = store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
     start = time.perf_counter()
     try:
-        results = _execute(spec, study_dir, db, progress)
+        results = _execute(spec, kind, study_dir, db, progress)
     except BaseException:
         store.set_status(study_id, "failed")
         raise
@@ -221,15 +199,16 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     atomic_write(study_dir / "results.json", json.dumps(results, indent=1))
     store.finish(study_id, "completed", results)
     if render:
-        from regulab.report import render_report
+        from regulab.studies.report import render_report
         render_report(results, study_dir / "report.html")
     return StudyResult(results, study_dir)
 
 
-def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | None) -> dict:
+def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
+             progress: bool | None) -> dict:
     device = resolve_device(spec.config(spec.variants[0], 0).train.device).type \
         if spec.variants else "cpu"
-    sources = [source_variant(spec)] if spec.kind == "transfer" else []
+    sources = kind.sources(spec)
     bar = _Progress(0, progress, spec.name)
     runner = _Runner(spec, study_dir, db, bar)
     bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants) + bool(spec.combine)))
@@ -256,9 +235,7 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
         bar.close()
     for e in entries:
         e["params"] = runner.params.get(e["name"], 0)
-    if spec.kind == "capacity":        # the x axis: parameter count
-        for e in entries:
-            e["x"] = float(e["params"])
+        e["x"] = kind.x(e)
     aggregate.rank(entries, score)
     aggregate.against_baseline(entries, spec.baseline, score)
     best = min(entries, key=lambda e: e["rank"])["name"] if entries else None
@@ -266,7 +243,7 @@ def _execute(spec: StudySpec, study_dir: Path, db: str | None, progress: bool | 
             "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
             "machine": aggregate.machine_info(device), "variants": entries, "best": best,
             "combination": combination,
-            "analysis": kinds.analysis(spec, runner.models, runner.configs, source_runs),
+            "analysis": kind.analysis(spec, runner.models, runner.configs, source_runs),
             "configs": runner.configs}
 
 
@@ -284,7 +261,7 @@ def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | l
     """
     from regulab.studies.spec import study_from_dict
     variants = dict(variants or {})
-    raw_variants = {} if kind in GENERATED \
+    raw_variants = {} if kinds.KINDS[StudySection.check("kind", kind)].generates \
         else ({"baseline": {}} if baseline == "baseline" and "baseline" not in variants else {})
     raw_variants.update(variants)
     study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
