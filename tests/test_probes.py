@@ -237,7 +237,7 @@ def test_activation_histograms_restore_modes_and_filter_layers():
     assert {n: m.training for n, m in model.named_modules()} == before
     assert model.net.drop1.sampling is True
     assert not any(m._forward_hooks for m in model.modules())
-    with pytest.raises(ValueError, match=r"\(act1, act2\).*did you mean 'act2'.*got 'act9'"):
+    with pytest.raises(ValueError, match=r"\(act1, act2\); got 'act9'; did you mean 'act2'"):
         activation_histograms(model, X, layers=["act9"])
     with pytest.raises(ValueError, match="list of layer names"):
         activation_histograms(model, X, layers="act1")

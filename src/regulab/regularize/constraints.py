@@ -72,13 +72,13 @@ class MaxNorm:
 
     def __init__(self, max_norm: float, layers: Sequence[str] | None = None):
         self.max_norm = number(gt=0.0)("regularization.max_norm", max_norm)
-        self.layers = check_names(layers, "MaxNorm.layers")
+        self.layers = check_names(layers, "MaxNorm.layers", kind="argument")
 
     def _layers(self, model: nn.Module) -> list[nn.Module]:
         """The constrained layers; a frozen one (a transferred layer that does not learn) is left
         as it is."""
         return [layer for _, layer in find_layers(model, self.layers, lambda m: isinstance(m, _LAYERS),
-                                                  "MaxNorm.layers")
+                                                  "MaxNorm.layers", kind="argument")
                 if layer.weight.requires_grad]
 
     def __call__(self, model: nn.Module) -> None:

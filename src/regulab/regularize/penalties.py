@@ -52,50 +52,57 @@ they are given, which is what regulab no longer gives them.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from regulab.checks import boolean, number
-from regulab.errors import ConfigError
+from regulab.errors import invalid
 
-__all__ = ["selected_parameters", "find_layers", "check_names", "l1_penalty", "l2_penalty", "NormPenalty"]
+__all__ = ["selected_parameters", "find_layers", "select_by_name", "check_names", "l1_penalty", "l2_penalty", "NormPenalty"]
 
 
 def _owns_weight(module: nn.Module) -> bool:
     return any(p.dim() >= 2 for p in module.parameters(recurse=False))
 
 
-def check_names(names: Sequence[str] | None, key: str) -> list[str] | None:
-    """``names`` as a list, or None; a bare string or a non-string item raises ``ConfigError``."""
+def check_names(names: Sequence[str] | None, field: str, kind: str = "config key") -> list[str] | None:
+    """``names`` as a list, or None; a bare string or a non-string item is the one error."""
     if names is None:
         return None
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"config key '{key}' must be a list of layer names; got {names!r}")
+        raise invalid(field, "a list of layer names", names, kind=kind)
     return list(names)
 
 
-def find_layers(model: nn.Module, names: Sequence[str] | None,
-                is_layer: Callable[[nn.Module], bool], key: str) -> list[tuple[str, nn.Module]]:
-    """The ``(name, module)`` pairs of ``model`` for which ``is_layer`` holds, in model order.
-
-    With ``names``, only the layers at or under the named modules (names as in
-    ``model.named_modules()``: ``"fc1"``, ``"net.fc1"``; ``"net"`` selects all of ``net``'s
-    layers). A name that selects no layer raises ``ConfigError`` naming ``key``, the name
-    and the valid layer names.
-    """
-    layers = [(n, m) for n, m in model.named_modules() if is_layer(m)]
-    if check_names(names, key) is None:
-        return layers
-    chosen = set()
-    for name in names:
-        hits = [n for n, _ in layers if name and (n == name or n.startswith(name + "."))]
+def select_by_name(pairs: Sequence[tuple[str, Any]], names: Sequence[str] | None, field: str, *,
+                   what: str = "layers with weights", kind: str = "config key") -> list[tuple[str, Any]]:
+    """The ``(name, item)`` pairs named by ``names``, in their order: a name selects itself and
+    every name under it (``"net"`` selects ``"net.fc1"``); None selects all. A name that
+    selects nothing is the one error, naming ``field`` and the valid names, with a suggestion."""
+    if check_names(names, field, kind) is None:
+        return list(pairs)
+    valid = [n for n, _ in pairs if n]
+    chosen: set[str] = set()
+    for want in names:
+        hits = [n for n in valid if want and (n == want or n.startswith(want + "."))]
         if not hits:
-            valid = ", ".join(n for n, _ in layers if n) or "(none)"
-            raise ConfigError(f"config key '{key}' must name layers with weights ({valid}); got {name!r}")
+            raise invalid(field, f"names of {what} ({', '.join(valid) or 'none'})", want, kind=kind,
+                          options=valid)
         chosen.update(hits)
-    return [(n, m) for n, m in layers if n in chosen]
+    return [(n, x) for n, x in pairs if n in chosen]
+
+
+def find_layers(model: nn.Module, names: Sequence[str] | None,
+                is_layer: Callable[[nn.Module], bool], field: str,
+                kind: str = "config key") -> list[tuple[str, nn.Module]]:
+    """The ``(name, module)`` pairs of ``model`` for which ``is_layer`` holds, in model order;
+    with ``names``, only the layers at or under the named modules (names as in
+    ``model.named_modules()``: ``"fc1"``, ``"net.fc1"``; ``"net"`` selects all of ``net``'s
+    layers; ``select_by_name``)."""
+    return select_by_name([(n, m) for n, m in model.named_modules() if is_layer(m)], names, field,
+                          kind=kind)
 
 
 def selected_parameters(model: nn.Module, layers: Sequence[str] | None = None,

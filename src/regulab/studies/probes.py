@@ -49,7 +49,6 @@ DropConnect/WeightNoise wrapper reports its own name (``fc1``), not ``fc1.layer`
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from contextlib import contextmanager
@@ -62,7 +61,8 @@ from torch import Tensor, nn
 
 from regulab.checks import choice, list_of, number
 from regulab.config.sections import ACTIVATIONS, INIT_SCHEMES
-from regulab.errors import ConfigError
+from regulab.errors import invalid
+from regulab.regularize.penalties import select_by_name
 from regulab.nn.init import init_weights
 from regulab.nn.layers import DropConnect, StochasticLayer, WeightNoise
 from regulab.nn.models import MLP
@@ -95,8 +95,7 @@ def _range(key: str, value: Any) -> tuple[float, float] | None:
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
           and value[0] < value[1])
     if not ok:
-        raise ConfigError(f"config key '{key}' must be a pair (low, high) of finite numbers with "
-                          f"low < high; got {value!r}")
+        raise invalid(key, "a pair (low, high) of finite numbers with low < high", value, kind="argument")
     return float(value[0]), float(value[1])
 
 
@@ -148,8 +147,8 @@ def init_statistics(activation: str, scheme: str, *, depth: int = 10, width: int
     if inputs is None:
         n = number(ge=2, integer=True)("init.n", n)
     elif inputs.dim() < 2 or inputs.shape[0] < 2 or inputs[0].numel() != in_features:
-        raise ConfigError(f"config key 'init.inputs' must be a batch (n >= 2, ...) of samples with "
-                          f"{in_features} features each; got shape {tuple(inputs.shape)}")
+        raise invalid("init.inputs", f"a batch (n >= 2, ...) of samples with {in_features} features each",
+                      f"a tensor of shape {tuple(inputs.shape)}", kind="argument")
 
     g = torch.Generator().manual_seed(seed)
     if inputs is None:
@@ -188,26 +187,6 @@ def _short(path: str) -> str:
     return path[len("net."):] if path.startswith("net.") else path
 
 
-def _select(found: list[tuple[str, Any]], layers: Sequence[str] | None, key: str) -> list[tuple[str, Any]]:
-    """The ``(name, item)`` pairs named by ``layers`` (a name selects itself and the names under
-    it, ``out`` -> ``out.main``), in model order; a name that selects nothing raises."""
-    if layers is None:
-        return found
-    if isinstance(layers, str) or not all(isinstance(x, str) for x in layers):
-        raise ConfigError(f"config key '{key}' must be a list of layer names; got {layers!r}")
-    names = [name for name, _ in found]
-    chosen: set[str] = set()
-    for want in layers:
-        hits = [n for n in names if n == want or n.startswith(want + ".")]
-        if not hits:
-            hint = difflib.get_close_matches(want, names, n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(f"config key '{key}' must name layers of the model "
-                              f"({', '.join(names) or 'none'}){extra}; got {want!r}")
-        chosen.update(hits)
-    return [(name, item) for name, item in found if name in chosen]
-
-
 @contextmanager
 def _inference(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in eval mode, its stochastic layers not sampling, under ``no_grad``; every
@@ -240,7 +219,7 @@ def activation_histograms(model: nn.Module, X: Tensor, *, bins: int = 40,
     bins = number(ge=1, integer=True)("dropout_activations.bins", bins)
     found = [(_short(path), m) for path, m in model.named_modules()
              if _ACT_NAME.fullmatch(path.rsplit(".", 1)[-1])]
-    chosen = _select(found, layers, "dropout_activations.layers")
+    chosen = select_by_name(found, layers, "dropout_activations.layers", what="layers of the model", kind="study key")
     outputs: dict[str, Tensor] = {}
 
     def keep(name: str):
@@ -282,7 +261,7 @@ def weight_histograms(model: nn.Module, *, bins: int = 40, threshold: float = 1e
     found = [(_short(wrappers.get(id(m), path)), m.weight) for path, m in model.named_modules()
              if isinstance(m, _WEIGHTED)]
     result = []
-    for name, weight in _select(found, layers, "weights.layers"):
+    for name, weight in select_by_name(found, layers, "weights.layers", what="layers of the model", kind="study key"):
         w = weight.detach().to("cpu", torch.float64)
         result.append({"layer": name, **histogram(w, bins),
                        "sparsity": float((w.abs() < threshold).double().mean()),
