@@ -32,11 +32,11 @@ import statistics
 import time
 
 import torch
+from machine import cpu_name  # bench/machine.py, beside this script
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from regulab.modalities.image.augment import ImagePipeline, RandomAffine
-from machine import cpu_name  # bench/machine.py, beside this script
 
 BATCH, SIDE = 256, 28
 GEOMETRY = dict(rotation=30.0, translate=0.1, scale=(0.9, 1.1), shear=10.0)

@@ -31,10 +31,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_name  # bench/machine.py, beside this script
 
 from regulab.config.core import config_from_dict
 from regulab.runs.prepare import prepare
-from machine import cpu_name  # bench/machine.py, beside this script
 
 LAYERS = [784, 1024, 1024, 10]
 

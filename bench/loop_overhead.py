@@ -24,14 +24,14 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_name  # bench/machine.py, beside this script
 
 import regulab as rl
 from regulab.data.loader import TensorLoader
-from regulab.nn.models import build_model
 from regulab.engine.optimizers import build_optimizer
-from regulab.runs.prepare import prepare
 from regulab.engine.trainer import Trainer, loss_function
-from machine import cpu_name  # bench/machine.py, beside this script
+from regulab.nn.models import build_model
+from regulab.runs.prepare import prepare
 
 
 def hand_loop(model, X, y, Xv, yv, epochs, batch_size, lr, seed, validate):
@@ -51,7 +51,7 @@ def hand_loop(model, X, y, Xv, yv, epochs, batch_size, lr, seed, validate):
         if validate:
             model.eval()
             with torch.no_grad():
-                val_acc = (model(Xv).argmax(1) == yv).float().mean().item()
+                (model(Xv).argmax(1) == yv).float().mean().item()      # the validation a user runs
     return model
 
 
@@ -92,8 +92,10 @@ def main() -> None:
     times: dict[str, list[float]] = {"hand": [], "trainer": []}
     for r in range(args.repeats):
         for validate, key in ((True, "with validation"), (False, "training only")):
-            pair = [("hand", lambda: hand_loop(fresh(), X, y, Xv, yv, args.epochs, 100, 0.01, r, validate)),
-                    ("trainer", lambda: regulab_trainer(fresh(), cfg, X, y, Xv, yv, args.epochs, r, validate))]
+            pair = [("hand", lambda r=r, v=validate: hand_loop(fresh(), X, y, Xv, yv, args.epochs, 100, 0.01,
+                                                                 r, v)),
+                    ("trainer", lambda r=r, v=validate: regulab_trainer(fresh(), cfg, X, y, Xv, yv, args.epochs,
+                                                                        r, v))]
             if r % 2:
                 pair.reverse()
             t = {name: timed(fn) for name, fn in pair}
@@ -102,7 +104,7 @@ def main() -> None:
                 times["hand"].append(t["hand"])
                 times["trainer"].append(t["trainer"])
         with tempfile.TemporaryDirectory() as tmp:
-            hand = timed(lambda: hand_loop(fresh(), X, y, Xv, yv, args.epochs, 100, 0.01, r, True))
+            hand = timed(lambda r=r: hand_loop(fresh(), X, y, Xv, yv, args.epochs, 100, 0.01, r, True))
             run = rl.train(cfg, out=f"{tmp}/run", db=f"sqlite:///{tmp}/runs.db", progress=False)
             ratios["regulab.train (full run)"].append(run.results["fit_seconds"] / hand)
 

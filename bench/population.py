@@ -31,12 +31,12 @@ import tempfile
 import time
 
 import torch
+from machine import cpu_name  # bench/machine.py, beside this script
 
 import regulab as rl
 from regulab.config.core import config_from_dict
 from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
-from machine import cpu_name  # bench/machine.py, beside this script
 
 BASE = {"name": "bench", "data": {"dataset": "mnist1d", "split": [0.8, 0.2, 0.0], "preprocess": "none"},
         "model": {"kind": "mlp", "hidden": [100, 100], "activation": "relu"},
@@ -93,7 +93,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (members, single) in populations(args.epochs, args.members).items():
             for what, timer in [("fit", lambda c, r: time_fit(c, args.epochs)),
-                                ("end to end", lambda c, r: time_end_to_end(c, tmp, f"{name}-{r}-{len(c)}"))]:
+                                ("end to end",
+                                 lambda c, r, name=name: time_end_to_end(c, tmp, f"{name}-{r}-{len(c)}"))]:
                 pairs = []
                 for r in range(args.repeats):
                     t_pop, t_one = timer(members, r), timer([single], r)

@@ -28,11 +28,11 @@ import time
 import optuna
 import torch
 import torch.nn.functional as F
+from machine import cpu_name  # bench/machine.py, beside this script
 
 import regulab as rl
-from regulab.sweeps.spec import sweep_from_dict
 from regulab.runs.prepare import prepare
-from machine import cpu_name  # bench/machine.py, beside this script
+from regulab.sweeps.spec import sweep_from_dict
 
 BASE = {"data": {"dataset": "mnist1d"}, "model": {"hidden": [100, 100]},
         "train": {"batch_size": 100, "early_stopping": False, "progress": False, "device": "cpu"}}
@@ -106,11 +106,11 @@ def main() -> None:
         for r in range(args.repeats):
             arms = [("plain Optuna, in memory", lambda: plain(objective, args.trials, None)),
                     ("plain Optuna, SQLite",
-                     lambda: plain(objective, args.trials, f"sqlite:///{tmp}/plain-{r}.db")),
+                     lambda r=r: plain(objective, args.trials, f"sqlite:///{tmp}/plain-{r}.db")),
                     ("regulab sweep, SQLite, one trial at a time",
-                     lambda: regulab_sweep(args.trials, args.epochs, tmp, f"s{r}", 1)),
+                     lambda r=r: regulab_sweep(args.trials, args.epochs, tmp, f"s{r}", 1)),
                     ("regulab sweep, SQLite, populations of 8",
-                     lambda: regulab_sweep(args.trials, args.epochs, tmp, f"p{r}", 8))]
+                     lambda r=r: regulab_sweep(args.trials, args.epochs, tmp, f"p{r}", 8))]
             for key, fn in (arms if r % 2 == 0 else arms[::-1]):
                 seconds[key].append(fn())
 

@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from scipy.io import wavfile
 
 import regulab as rl
+from regulab.cli import main
 from regulab.modalities.audio.augment import add_noise
 from regulab.modalities.image.augment import center_crop, normalize, resize
 from regulab.modalities.layer import Augment
-from regulab.cli import main
 from regulab.runs import prepare as prepare_mod
 
 from .conftest import assert_resume_exact, write

@@ -146,7 +146,7 @@ def test_train_mode_normalizes_with_biased_batch_variance_and_tracks_unbiased_ru
         bn.bias.copy_(torch.from_numpy(beta))
     running_mean, running_var = np.zeros(D), np.ones(D)
     bn.train()
-    for step in range(4):
+    for _ in range(4):
         x = rng.normal(loc=2.0, scale=3.0, size=(M, D))
         y = bn(torch.from_numpy(x)).detach().numpy()
         mu = x.mean(0)

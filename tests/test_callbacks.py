@@ -8,8 +8,8 @@ min_delta; NaN never improves; stop once ``patience`` epochs in a row did not im
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 from types import SimpleNamespace
 
 import pytest

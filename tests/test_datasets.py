@@ -10,10 +10,9 @@ from PIL import Image
 
 from regulab.data import builtins as datasets
 from regulab.data.builtins import Builtin as DatasetInfo
-from regulab.modalities.sources import BUILTINS, list_datasets
 from regulab.data.dataset import Dataset
-from regulab.modalities.sources import load_dataset
 from regulab.errors import DataError, RegulabInputError
+from regulab.modalities.sources import BUILTINS, list_datasets, load_dataset
 
 
 @pytest.fixture(autouse=True)

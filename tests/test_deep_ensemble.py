@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.cli import main
-from regulab.runs.prepare import prepare, split_arrays
 from regulab.modalities.sources import load_dataset
+from regulab.runs.prepare import prepare, split_arrays
 
 from .conftest import write
 

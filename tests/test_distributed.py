@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.cli import main
-from regulab.runs.store import RunStore
 from regulab.engine.distributed import DataParallel
+from regulab.runs.store import RunStore
 
 from .conftest import assert_refused, epochs_logged, subprocess_env, write
 

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from regulab.data.loader import TensorLoader
-from regulab.errors import ConfigError
-from regulab.regularize.ema import EMA, EMACallback
-from regulab.io import load_state, save_state
 from regulab.engine.trainer import Trainer, loss_function
+from regulab.errors import ConfigError
+from regulab.io import load_state, save_state
+from regulab.regularize.ema import EMA, EMACallback
 
 
 def small_net() -> nn.Module:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import tomllib
 
 import pytest
+import tomllib
 import torch
 from safetensors.torch import load_file
 

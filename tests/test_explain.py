@@ -21,7 +21,8 @@ def sig9(x: float) -> str:
 
 
 def numpy_sgd(W1, b1, W2, b2, x, t, lr, steps):
-    """Independent recomputation: sigmoid 2-layer net, squared error, biases fixed. Returns [E before each step]+[E final]."""
+    """Independent recomputation: sigmoid 2-layer net, squared error, biases fixed.
+    Returns [E before each step] + [E final]."""
     s = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     W1, W2 = np.array(W1), np.array(W2)
     errors = []
@@ -205,7 +206,8 @@ def bad(**changes):
     ({"layers__0__activation": "softmax"},
      r"^spec key 'layers\[0\]\.activation' must be one of sigmoid, tanh, relu, linear; got 'softmax'$"),
     ({"layers__0__activation": "Sigmod"}, r"got 'Sigmod'; did you mean 'sigmoid'"),
-    ({"layers__1__weights__0__1": math.nan}, r"^spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan$"),
+    ({"layers__1__weights__0__1": math.nan},
+     r"^spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan$"),
     ({"inputs__0": math.inf}, r"'inputs\[0\]' must be a finite number; got inf"),
     ({"learning_rate": KeyError}, r"^spec key 'learning_rate' is missing; it is a number > 0$"),
     ({"layers__0__bias": KeyError}, r"^spec key 'layers\[0\]\.bias' is missing"),
@@ -237,7 +239,9 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match=r"spec file '.*net\.toml' is not valid TOML: "):
         load_spec(tmp_path / "net.toml")
     # a field error from a file names the file and the field
-    text = (EXAMPLES / "backprop_net.toml").read_text().replace("[[0.40, 0.45], [0.50, 0.55]]", "[[0.40, nan], [0.50, 0.55]]")
+    text = (EXAMPLES / "backprop_net.toml").read_text().replace("[[0.40, 0.45], [0.50, 0.55]]",
+                                                                "[[0.40, nan], [0.50, 0.55]]")
     (tmp_path / "nan.toml").write_text(text)
-    with pytest.raises(ConfigError, match=r"nan\.toml: spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan"):
+    with pytest.raises(ConfigError,
+                       match=r"nan\.toml: spec key 'layers\[1\]\.weights\[0\]\[1\]' must be a finite number; got nan"):
         load_spec(tmp_path / "nan.toml")

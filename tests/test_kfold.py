@@ -16,11 +16,11 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 
 import regulab as rl
-
-run_module = importlib.import_module("regulab.runs.run")
 from regulab.data.split import fold_indices
 from regulab.errors import ConfigError
 from regulab.runs.prepare import prepare
+
+run_module = importlib.import_module("regulab.runs.run")
 
 K = 4
 

@@ -3,9 +3,8 @@ and the old names ``[augment.image]`` (``augment.image.rotation``) still read as
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
+import tomllib
 
 import regulab as rl
 from regulab.cli import main

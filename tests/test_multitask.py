@@ -12,13 +12,13 @@ from torch import nn
 
 import regulab as rl
 from regulab.cli import main
+from regulab.engine.trainer import Trainer
 from regulab.errors import ConfigError
 from regulab.nn.models import MLP, MultiHead, Regularizers
-from regulab.runs.ensemble import ensemble_probabilities
 from regulab.regularize.mc_dropout import mc_predict
 from regulab.regularize.multitask import Tasks
 from regulab.runs import prepare as prepare_mod
-from regulab.engine.trainer import Trainer
+from regulab.runs.ensemble import ensemble_probabilities
 
 from .conftest import assert_refused, assert_resume_exact, write
 

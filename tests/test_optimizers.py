@@ -268,10 +268,11 @@ def test_no_optimizer_decays_a_bias(name):
 
 def test_a_run_with_weight_decay_resumes_exactly(workdir):
     """The checkpoint holds both parameter groups; ``resume`` continues bit for bit."""
+    from safetensors.torch import load_file
+
     import regulab as rl
     from regulab.callbacks import Callback
     from regulab.config.core import load_config
-    from safetensors.torch import load_file
 
     class Kill(Callback):
         def on_epoch_end(self, trainer, logs):

@@ -17,16 +17,17 @@ import torch
 from safetensors.torch import load_file
 
 import regulab as rl
-from regulab.config.core import apply_overrides as _apply, config_from_dict
-from regulab.errors import DivergedError
-from regulab.nn.models import build_model
-from regulab.runs.store import RunStore
+from regulab.config.core import apply_overrides as _apply
+from regulab.config.core import config_from_dict
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
+from regulab.errors import DivergedError
+from regulab.nn.models import build_model
 from regulab.runs import population as population_module
 from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
+from regulab.runs.store import RunStore
 
 BASE = {"name": "pop", "data": {"dataset": "digits", "preprocess": "standardize", "train_size": 500},
         "model": {"kind": "mlp", "hidden": [24, 24], "activation": "tanh"},

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 
 from regulab.studies.report import plot_plan, render_report
+
 from .conftest import REPO
 from .report_fixtures import EVIL, EXPECTED_FIGURES, KINDS, fake_study
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from regulab.studies.report import render_report
+
 from .report_fixtures import EXPECTED_FIGURES, fake_study
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -84,7 +84,9 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, data_cache, reference, af
     ref = json.loads((reference / "results.json").read_text())
     ours.pop("fit_seconds"), ref.pop("fit_seconds")
     assert ours == ref
-    strip = lambda p: [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(p))]
+    def strip(path):
+        with open(path) as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
     assert strip(run_dir / "metrics.csv") == strip(reference / "metrics.csv")
     assert (run_dir / "evaluation.json").read_text() == (reference / "evaluation.json").read_text()
 

@@ -11,8 +11,9 @@ import regulab as rl
 from regulab.cli import main
 from regulab.runs.store import RunStore
 from regulab.studies import aggregate
-from regulab.studies.study import load_results
 from regulab.studies.spec import Variant
+from regulab.studies.study import load_results
+
 from .conftest import assert_refused, write
 
 STUDY = """

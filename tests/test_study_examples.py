@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from regulab.cli import main
+
 from .conftest import EXAMPLES
 
 KIND_PLOTS = {    # the figures each kind's report must show, beyond the summary and the curves
@@ -39,7 +40,7 @@ def test_example_study_quick(path, workdir, capsys):
         sizes = {v["name"]: sum(r["results"]["n_test"] for r in v["runs"]) for v in res["variants"]}
         assert set(sizes.values()) == {1797}     # every digit held out exactly once
     if shutil.which("chromium") or os.environ.get("REGULAB_REQUIRE_CHROMIUM") == "1":
-        from tests.test_report_browser import open_in_chromium   # the real report, in a browser
+        from tests.test_report_browser import open_in_chromium  # the real report, in a browser
         logs, sizes, shot = open_in_chromium(workdir / "s" / "report.html")
         assert not [e for e in logs if e.get("level") == "SEVERE"], logs
         assert [s["id"] for s in sizes] == [f"plot-{f}" for f in expected]

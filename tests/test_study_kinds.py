@@ -14,6 +14,7 @@ from regulab.checks import Section
 from regulab.errors import ConfigError
 from regulab.studies.kinds import KINDS, Kind
 from regulab.studies.spec import study_from_dict
+
 from .report_fixtures import KINDS as FIXTURE_KINDS
 from .test_study_examples import KIND_PLOTS
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from regulab.errors import ConfigError
-from regulab.studies.spec import clinic_path
-from regulab.studies.spec import load_study, study_from_dict
 from regulab.studies.kinds import KINDS
-from regulab.studies.spec import flatten
+from regulab.studies.spec import clinic_path, flatten, load_study, study_from_dict
+
 from .conftest import EXAMPLES, write
 
 STUDIES = sorted((EXAMPLES / "studies").glob("*.toml"))

@@ -14,16 +14,16 @@ import torch
 from sklearn.metrics import r2_score
 from torch import nn
 
-from regulab.runs import prepare as prepare_mod
-from regulab.runs import run as run_mod
+from regulab.callbacks import Callback, EarlyStopping
 from regulab.config.core import load_config
 from regulab.data.loader import TensorLoader
-from regulab.errors import DivergedError
-from regulab.nn import Dropout
-from regulab.runs.store import RunStore
-from regulab.callbacks import Callback, EarlyStopping
-from regulab.io import load_state, save_state
 from regulab.engine.trainer import Trainer, loss_function
+from regulab.errors import DivergedError
+from regulab.io import load_state, save_state
+from regulab.nn import Dropout
+from regulab.runs import prepare as prepare_mod
+from regulab.runs import run as run_mod
+from regulab.runs.store import RunStore
 
 
 def init_(model: nn.Module, seed: int) -> nn.Module:

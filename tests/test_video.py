@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 
 from regulab.config.core import Config
-from regulab.modalities.video.section import VideoConfig
-from regulab.modalities.sources import load_dataset
-from regulab.modalities.video.features import (frame_change, optical_flow, sample_motion, sample_uniform,
-                                               with_flow)
-from regulab.modalities.video.reader import VideoPipeline, load_video_dir, read_video
 from regulab.errors import ConfigError, DataError
+from regulab.modalities.sources import load_dataset
+from regulab.modalities.video.features import frame_change, optical_flow, sample_motion, sample_uniform, with_flow
+from regulab.modalities.video.reader import VideoPipeline, load_video_dir, read_video
+from regulab.modalities.video.section import VideoConfig
 
 H, W, S = 48, 64, 16  # frame height, width; side of the square
 Y0 = 16  # the square's top row

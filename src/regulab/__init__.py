@@ -10,18 +10,17 @@ Quick start::
 """
 
 from regulab import nn
-from regulab.version import __version__
-from regulab.config.core import Config, load_config
-from regulab.modalities.sources import load_dataset
-from regulab.data.loader import TensorLoader
-from regulab.errors import ConfigError, DataError, DivergedError, RegulabInputError
 from regulab.callbacks import Callback, EarlyStopping
+from regulab.config.core import Config, load_config
+from regulab.data.loader import TensorLoader
 from regulab.engine.trainer import Trainer
-# last: binds the name `train` to the function, over the `regulab.train` subpackage
-from regulab.runs.run import Run, resume, train
-from regulab.studies.study import StudyResult, run_study, study
-from regulab.studies.spec import load_study
+from regulab.errors import ConfigError, DataError, DivergedError, RegulabInputError
+from regulab.modalities.sources import load_dataset
 from regulab.runs.population import train_population
+from regulab.runs.run import Run, resume, train
+from regulab.studies.spec import load_study
+from regulab.studies.study import StudyResult, run_study, study
+from regulab.version import __version__ as __version__
 
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",

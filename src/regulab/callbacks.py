@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from typing import TYPE_CHECKING, Any, ContextManager
+from contextlib import AbstractContextManager as ContextManager
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,12 +40,12 @@ class Callback:
 
     stackable = False
 
-    def on_fit_start(self, trainer: "Trainer") -> None: ...
-    def on_step_end(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None: ...
-    def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+    def on_fit_end(self, trainer: Trainer) -> None: ...
 
-    def evaluation_weights(self, trainer: "Trainer") -> ContextManager[None]:
+    def evaluation_weights(self, trainer: Trainer) -> ContextManager[None]:
         return contextlib.nullcontext()
 
     def state_dict(self) -> dict[str, Any]:
@@ -91,13 +92,13 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.trained_weights: dict[str, torch.Tensor] | None = None  # set while best is restored
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         # fitting again after a restore continues from the weights training reached
         if self.trained_weights is not None:
             trainer.model.load_state_dict(self.trained_weights)
             self.trained_weights = None
 
-    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.monitor not in logs:
             raise KeyError(f"early stopping monitors '{self.monitor}', which this run does not log "
                            f"(it logs {', '.join(logs)})")
@@ -114,7 +115,7 @@ class EarlyStopping(Callback):
                 self.stopped_epoch = trainer.epoch
                 trainer.stop_training = True
 
-    def on_fit_end(self, trainer: "Trainer") -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self.restore_best and self.best_weights is not None:
             self.trained_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             trainer.model.load_state_dict(self.best_weights)
@@ -142,18 +143,18 @@ class ProgressBar(Callback):
         self.desc = desc
         self.bar = None
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.enabled:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=trainer.max_epochs, initial=trainer.epoch, desc=self.desc,
                             unit="epoch", leave=False, dynamic_ncols=True)
 
-    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.bar is not None:
             self.bar.set_postfix({k: f"{logs[k]:.4g}" for k in self.KEYS if k in logs}, refresh=False)
             self.bar.update(1)
 
-    def on_fit_end(self, trainer: "Trainer") -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from regulab.errors import ConfigError, Field, invalid, unknown
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
-           "choice", "kind_of", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list", "train_size",
-           "label_maps", "layer_count", "size", "interval", "snr"]
+           "choice", "kind_of", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list",
+           "train_size", "label_maps", "layer_count", "size", "interval", "snr"]
 
 Check = Callable[[str, Any], Any]
 
@@ -226,7 +227,7 @@ class Section:
         return f.metadata["check"](Field(dotted, cls.KIND), value)
 
     @classmethod
-    def from_table(cls, values: Any, name: str | None = None) -> "Section":
+    def from_table(cls, values: Any, name: str | None = None) -> Section:
         """The section of a TOML table (a mapping), named ``name`` in errors (default
         ``SECTION``): an unknown key gets a "did you mean", a ``REQUIRED`` key must be there."""
         name = cls.SECTION if name is None else name

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
 
@@ -93,9 +93,10 @@ def _study(args) -> int:
 
 def _sweep(args) -> int:
     import optuna
+
     from regulab.config.core import parse_overrides
-    from regulab.sweeps.worker import format_trials, sweep
     from regulab.sweeps.spec import load_sweep
+    from regulab.sweeps.worker import format_trials, sweep
     spec = load_sweep(args.sweep, parse_overrides(args.set), trials=args.trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)    # the table below says it all
     result = sweep(spec, out=args.out, db=args.db, progress=False if args.quiet else None)
@@ -111,6 +112,7 @@ def _sweep(args) -> int:
 
 def _report(args) -> int:
     from pathlib import Path
+
     from regulab.studies.report import render_report
     from regulab.studies.study import load_results
     path = render_report(load_results(args.study_dir, db=args.db), Path(args.study_dir) / "report.html")

@@ -17,7 +17,8 @@ and the one suggestion for a near miss, ``did_you_mean`` (``"; did you mean 'dro
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
            "Field", "invalid", "unknown", "did_you_mean"]
@@ -62,7 +63,7 @@ class Field(str):
     """A key's dotted name that knows what kind of key it is (``"study key"``), so a check
     deep down names it right: ``invalid`` reads ``field.kind``."""
 
-    def __new__(cls, name: str, kind: str = "config key") -> "Field":
+    def __new__(cls, name: str, kind: str = "config key") -> Field:
         field = super().__new__(cls, name)
         field.kind = kind
         return field

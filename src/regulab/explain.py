@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+import tomllib
 import torch
 
 from regulab.checks import REQUIRED, Section, boolean, choice, key, number, text

@@ -21,16 +21,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
+
+import tomllib
 
 from regulab.checks import string
-from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig,
-                                     ImageConfig, ModelConfig, MultitaskConfig, OptimConfig,
-                                     RegularizationConfig, TextConfig, TrainConfig, TransferConfig,
-                                     VideoConfig)
+from regulab.config.sections import (
+    MODALITIES,
+    SECTIONS,
+    AudioConfig,
+    DataConfig,
+    EvalConfig,
+    ImageConfig,
+    ModelConfig,
+    MultitaskConfig,
+    OptimConfig,
+    RegularizationConfig,
+    TextConfig,
+    TrainConfig,
+    TransferConfig,
+    VideoConfig,
+)
 from regulab.errors import ConfigError, invalid, unknown
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",

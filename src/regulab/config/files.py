@@ -17,8 +17,9 @@ tables into dotted keys (what ``apply_overrides`` takes); old key names are read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from regulab.checks import Section
 from regulab.config.core import apply_overrides, canonical_key, read_toml

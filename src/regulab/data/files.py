@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from regulab.data.dataset import Dataset
-from regulab.errors import did_you_mean
-from regulab.errors import DataError
+from regulab.errors import DataError, did_you_mean
 
 __all__ = ["read_csv", "read_npz", "existing_path", "MAX_AUTO_CLASSES"]
 

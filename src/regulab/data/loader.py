@@ -9,7 +9,7 @@ same seed, and the generator's state is what a checkpoint saves to resume mid-ru
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor

@@ -35,7 +35,7 @@ class Preprocessor(nn.Module):
         self.register_buffer("scale", torch.ones(sample_shape))
 
     @torch.no_grad()
-    def fit(self, X: Tensor) -> "Preprocessor":
+    def fit(self, X: Tensor) -> Preprocessor:
         """Learn ``shift``/``scale`` from the training examples ``X`` of shape ``(N, *sample_shape)``."""
         X = X.to(torch.float64)   # float32 sums leave a constant feature a tiny nonzero std
         if self.kind == "minmax":

@@ -41,7 +41,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

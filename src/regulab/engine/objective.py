@@ -32,7 +32,8 @@ sklearn's ``r2_score`` compute it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,7 @@ class Objective:
     """
 
     def __init__(self, loss: str = "cross_entropy", label_smoothing: float | Sequence[float] | Tensor = 0.0,
-                 tasks: "Tasks | None" = None, custom: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 tasks: Tasks | None = None, custom: Callable[[Tensor, Tensor], Tensor] | None = None,
                  members: int | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be cross_entropy, bce or mse; got {loss!r}")
@@ -93,7 +94,7 @@ class Objective:
             self.label_smoothing = eps if bool(eps.any()) else 0.0
         self._batch = 0 if members is None else 1      # the batch dimension of outputs
 
-    def to(self, device) -> "Objective":
+    def to(self, device) -> Objective:
         """The per-member label smoothing on ``device`` (where the outputs are)."""
         if isinstance(self.label_smoothing, Tensor):
             self.label_smoothing = self.label_smoothing.to(device)

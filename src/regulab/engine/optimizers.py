@@ -32,7 +32,8 @@ With ``weight_decay = 0`` the groups are left as given (nothing decays).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor

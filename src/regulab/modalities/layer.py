@@ -15,7 +15,8 @@ log-mel features of a clip without its noise or masks). Because it is a layer:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

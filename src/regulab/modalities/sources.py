@@ -10,10 +10,10 @@ them all, so it sits above the data layer and the modalities.
 
 from __future__ import annotations
 
+from regulab.config.sections import SECTIONS, DataConfig
 from regulab.data import files
 from regulab.data.builtins import BUILTINS as ARRAY_BUILTINS
 from regulab.data.builtins import Builtin, load_builtin
-from regulab.config.sections import SECTIONS, DataConfig
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean, invalid
 from regulab.modalities.audio import reader as audio

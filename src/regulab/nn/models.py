@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -93,14 +93,14 @@ class MultiHead(nn.ModuleDict):
     ``out.main.weight``, ``out.parity.weight``.
     """
 
-    def __init__(self, in_features: int, heads: Sequence[tuple[str, int]], reg: "Regularizers"):
+    def __init__(self, in_features: int, heads: Sequence[tuple[str, int]], reg: Regularizers):
         super().__init__({name: reg.wrap(nn.Linear(in_features, k), hidden=False) for name, k in heads})
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.cat([head(h) for head in self.values()], dim=-1)
 
 
-def _output(in_features: int, out: Outputs, reg: "Regularizers") -> nn.Module:
+def _output(in_features: int, out: Outputs, reg: Regularizers) -> nn.Module:
     """The output layer: one linear layer, or a ``MultiHead`` for named heads."""
     if isinstance(out, int):
         return reg.wrap(nn.Linear(in_features, out), hidden=False)

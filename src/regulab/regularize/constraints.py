@@ -21,7 +21,7 @@ bit-for-bit unchanged. Keras: ``kernel_constraint=MaxNorm(c)`` (per column, its 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

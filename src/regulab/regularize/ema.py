@@ -40,13 +40,15 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from regulab.checks import number
 from regulab.callbacks import Callback
+from regulab.checks import number
 
 if TYPE_CHECKING:
     from regulab.engine.trainer import Trainer
@@ -152,7 +154,7 @@ class EMACallback(Callback):
         self._pending: dict[str, Any] | None = None
         self.trained_weights: dict[str, Tensor] | None = None   # set once fit has ended
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.ema is None:
             self.ema = EMA(trainer.model, self.decay, self.bias_correction)
         if self._pending is not None:
@@ -162,17 +164,17 @@ class EMACallback(Callback):
             trainer.model.load_state_dict(self.trained_weights)
             self.trained_weights = None
 
-    def on_step_end(self, trainer: "Trainer") -> None:
+    def on_step_end(self, trainer: Trainer) -> None:
         self.ema.update()
 
-    def on_fit_end(self, trainer: "Trainer") -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         """Leave the averaged weights in the model, as Keras does at the end of ``fit``: the
         final model is the one validation measured. The live weights are kept for a later fit."""
         if self.ema is not None and self.ema.t > 0:
             self.trained_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             trainer.model.load_state_dict(self.ema.averaged())
 
-    def evaluation_weights(self, trainer: "Trainer") -> ContextManager[None]:
+    def evaluation_weights(self, trainer: Trainer) -> ContextManager[None]:
         if self.ema is None or self.trained_weights is not None:   # none yet, or already in place
             return contextlib.nullcontext()
         return self.ema.swap()

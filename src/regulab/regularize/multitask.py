@@ -25,7 +25,7 @@ single-task one on the same numbers; ``*_total_loss`` is the weighted objective 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

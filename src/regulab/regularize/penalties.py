@@ -52,7 +52,8 @@ they are given, which is what regulab no longer gives them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +61,8 @@ from torch import Tensor, nn
 from regulab.checks import boolean, number
 from regulab.errors import invalid
 
-__all__ = ["selected_parameters", "find_layers", "select_by_name", "check_names", "l1_penalty", "l2_penalty", "NormPenalty"]
+__all__ = ["selected_parameters", "find_layers", "select_by_name", "check_names", "l1_penalty", "l2_penalty",
+           "NormPenalty"]
 
 
 def _owns_weight(module: nn.Module) -> bool:

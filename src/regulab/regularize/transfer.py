@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from regulab.config.core import Config, load_config
 from regulab.checks import layer_count, number
+from regulab.config.core import Config, load_config
 from regulab.errors import CheckpointError, ConfigError
 from regulab.io import load_tensors
 

@@ -19,8 +19,9 @@ import io
 import math
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import matplotlib
 import numpy as np

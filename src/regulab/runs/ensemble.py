@@ -28,8 +28,7 @@ import torch.nn.functional as F
 
 from regulab.config.core import Config
 from regulab.errors import ConfigError
-from regulab.io import atomic_write
-from regulab.io import check_out_dir, finite_json
+from regulab.io import atomic_write, check_out_dir, finite_json
 from regulab.runs.evaluate import Run
 from regulab.runs.run import train
 

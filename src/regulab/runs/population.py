@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from regulab.callbacks import Callback
 from regulab.config.core import Config

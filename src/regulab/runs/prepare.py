@@ -25,25 +25,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from regulab.callbacks import Callback, EarlyStopping
 from regulab.config.core import Config
 from regulab.data.dataset import Dataset
-from regulab.modalities.sources import load_dataset
 from regulab.data.label_noise import flip_labels
 from regulab.data.loader import TensorLoader
 from regulab.data.preprocess import Preprocessor
 from regulab.data.split import fold_indices, split_indices, subsample
+from regulab.engine.optimizers import build_optimizer
+from regulab.engine.trainer import Trainer, loss_function
 from regulab.errors import ConfigError, DataError
+from regulab.modalities.layer import build_augment
+from regulab.modalities.sources import load_dataset
+from regulab.modalities.text.features import featurize
 from regulab.nn.models import Pipeline, build_model
 from regulab.regularize.constraints import MaxNorm
-from regulab.modalities.layer import build_augment
-from regulab.modalities.text.features import featurize
 from regulab.regularize.ema import EMACallback
 from regulab.regularize.multitask import Tasks
 from regulab.regularize.penalties import NormPenalty, selected_parameters
 from regulab.regularize.transfer import SourceRun, freeze_, load_source, param_groups, transfer_weights
-from regulab.callbacks import Callback, EarlyStopping
-from regulab.engine.optimizers import build_optimizer
-from regulab.engine.trainer import Trainer, loss_function
 
 __all__ = ["Prepared", "prepare", "load_data", "split_arrays", "resolve_device", "extra_columns",
            "RegularizationMonitor"]
@@ -271,7 +271,6 @@ def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> tor
 
 def prepare(cfg: Config) -> Prepared:
     """Validate ``cfg`` against its data and build everything; writes nothing."""
-    d = cfg.data
     source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
     ds = load_data(cfg)
     _check_task(cfg, ds.task, ds.modality)

@@ -281,7 +281,7 @@ class RunStore:
     def log_epochs(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
         """``log_epoch`` for many ``(run_id, epoch, metrics)`` rows in one transaction (a
         population's members at the end of an epoch)."""
-        for run_id, epoch, metrics in rows:
+        for _, epoch, metrics in rows:
             _check_int("epoch", epoch, minimum=0)
             if not isinstance(metrics, dict):
                 raise RegulabInputError(f"metrics must be a dict; got {type(metrics).__name__}")

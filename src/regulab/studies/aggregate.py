@@ -9,8 +9,8 @@ for s = train, validation and test score (accuracy, or R^2 for regression), the 
 gap = train score - validation score of each run. Variants are ranked by mean validation score
 (the test set never chooses anything). ``delta_test`` is a variant's mean test score minus the
 baseline's; it is ``significant`` when its size is larger than both the variant's and the
-baseline's standard deviation over seeds (and each has at least 2 runs). The verdict applies ``diagnose`` (``study.diagnose``) to the
-mean train and validation scores.
+baseline's standard deviation over seeds (and each has at least 2 runs). The verdict applies
+``regulab.diagnose`` to the mean train and validation scores.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def cpu_name() -> str:
 def machine_info(device: str) -> dict[str, Any]:
     """What the report says about where the study ran."""
     import torch
+
     from regulab.version import __version__
     if device == "cuda":
         device = f"cuda ({torch.cuda.get_device_name()})"

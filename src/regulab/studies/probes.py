@@ -51,8 +51,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,10 +63,10 @@ from torch import Tensor, nn
 from regulab.checks import choice, list_of, number
 from regulab.config.sections import ACTIVATIONS, INIT_SCHEMES
 from regulab.errors import invalid
-from regulab.regularize.penalties import select_by_name
 from regulab.nn.init import init_weights
 from regulab.nn.layers import DropConnect, StochasticLayer, WeightNoise
 from regulab.nn.models import MLP
+from regulab.regularize.penalties import select_by_name
 
 __all__ = ["histogram", "init_statistics", "activation_histograms", "weight_histograms"]
 

@@ -38,9 +38,10 @@ runs -- the kind says (``KINDS[kind]``); this module reads what every study file
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from regulab.checks import Section, choice, key, name, number, optional, string, text
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
@@ -112,7 +113,7 @@ class StudySpec:
         except ConfigError as e:
             raise ConfigError(f"study '{self.name}', variant '{variant.name}': {e}") from None
 
-    def for_quick(self) -> "StudySpec":
+    def for_quick(self) -> StudySpec:
         """The ``--quick`` version: its overrides applied to the base, its seeds."""
         return dataclasses.replace(self, base=apply_overrides(self.base, self.quick),
                                    seeds=self.quick_seeds or self.seeds)

@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regulab.runs.store import RunStore
-from regulab.io import atomic_write
-from regulab.runs.prepare import resolve_device
-from regulab.errors import CheckpointError
-from regulab.io import finite_json, new_dir
-from regulab.runs.run import train
-from regulab.studies import aggregate, kinds
 from regulab.engine.population.eligibility import population_key
+from regulab.errors import CheckpointError
+from regulab.io import atomic_write, finite_json, new_dir
 from regulab.runs.population import train_population
+from regulab.runs.prepare import resolve_device
+from regulab.runs.run import train
+from regulab.runs.store import RunStore
+from regulab.studies import aggregate, kinds
 from regulab.studies.spec import StudySection, StudySpec, Variant
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
@@ -131,7 +130,8 @@ class _Runner:
                 self.progress.start(what)
                 runs = train_population([c for _, c, _ in chunk], [self.dir / r for _, _, r in chunk],
                                         db=self.db, progress=False,
-                                        on_epoch=lambda e: self.progress.start(f"{what}: epoch {e}/{epochs}"))
+                                        on_epoch=lambda e, what=what, epochs=epochs:
+                                        self.progress.start(f"{what}: epoch {e}/{epochs}"))
                 for (job, cfg, _), run in zip(chunk, runs):
                     self.trained[job] = (cfg, run)
                 self.progress.done(len(chunk))

@@ -11,8 +11,9 @@ variants (``regulab.studies.kinds``) build variants here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from regulab.config.files import flatten as flatten_config
 from regulab.errors import invalid

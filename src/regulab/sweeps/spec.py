@@ -36,9 +36,10 @@ each choice is applied to the base and the config built.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from regulab.callbacks import monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string

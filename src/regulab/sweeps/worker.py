@@ -55,15 +55,15 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from regulab.config.core import Config, to_toml
-from regulab.errors import ConfigError, DivergedError, RegulabInputError
-from regulab.runs.store import RunStore, mask_url
 from regulab.callbacks import Callback
+from regulab.config.core import Config, to_toml
+from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
+from regulab.errors import ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, new_dir
 from regulab.runs.evaluate import evaluate
-from regulab.runs.run import train
-from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
 from regulab.runs.population import train_population
+from regulab.runs.run import train
+from regulab.runs.store import RunStore, mask_url
 from regulab.sweeps.locks import sweep_lock
 from regulab.sweeps.spec import SweepSpec
 
@@ -232,7 +232,7 @@ class _Heartbeat:
             if self.stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self.thread.start()
         return self
 

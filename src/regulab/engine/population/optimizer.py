@@ -8,7 +8,7 @@ member k's optimizer, so its checkpoint resumes as a separate run's would.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

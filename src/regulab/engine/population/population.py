@@ -25,7 +25,7 @@ learning rate and weight decay. Which configs may stack at all is ``eligibility`
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -146,7 +146,7 @@ class Population:
     def _epoch(self) -> tuple[Tensor, ...]:
         """One epoch of every active member: per step (K,) losses, penalties and hits, and the
         steps' batch sizes."""
-        K, n, dev, batch = self.net.K, len(self.X), self.X.device, self.batch_size
+        n, dev, batch = len(self.X), self.X.device, self.batch_size
         orders = torch.stack([torch.randperm(n, generator=loader.generator, device=dev)
                               if self.net.active[k] else torch.arange(n, device=dev)
                               for k, loader in enumerate(self.loaders)])                # (K, n)

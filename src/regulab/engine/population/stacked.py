@@ -31,9 +31,9 @@ at once (``predraw``): on the CPU, ``rand(n)`` then ``rand(m)`` from one generat
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

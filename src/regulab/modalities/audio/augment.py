@@ -18,15 +18,16 @@ move to the data's device); the ops are batched, with no loop over examples.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from regulab.checks import number
 from regulab.checks import snr as _snr
-from regulab.errors import ConfigError, invalid
+from regulab.errors import invalid
 from regulab.modalities.audio.features import AudioFeatures, waveforms
 from regulab.modalities.audio.reader import read_wav, resample
 from regulab.modalities.audio.section import PIPELINE_KEYS, AudioConfig

@@ -37,18 +37,18 @@ import math
 import re
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from regulab.checks import choice, list_of, number, optional
+from regulab.checks import number
 from regulab.data.dataset import Dataset
+from regulab.errors import DataError
 from regulab.modalities.audio.section import AudioConfig
-from regulab.errors import ConfigError, DataError
 
 __all__ = ["read", "read_wav", "resample", "natural_key", "load_audio_dir"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import SHARED, Section, key, choice, list_of, number, optional, snr, string
+from regulab.checks import SHARED, Section, choice, key, list_of, number, optional, snr, string
 from regulab.errors import invalid
 
 __all__ = ["AudioConfig", "PIPELINE_KEYS", "FEATURES"]

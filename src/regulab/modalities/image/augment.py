@@ -49,17 +49,17 @@ data's), never from the global RNG.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from regulab.checks import choice, list_of, number
-from regulab.errors import ConfigError, DataError, invalid
 from regulab.checks import size as _size
-from regulab.modalities.image.section import (FRACTION, PROBABILITY, ROTATION, SCALE, SHEAR, TRANSLATE,
-                                              ImageConfig)
+from regulab.errors import ConfigError, DataError, invalid
+from regulab.modalities.image.section import FRACTION, PROBABILITY, ROTATION, SCALE, SHEAR, TRANSLATE, ImageConfig
 
 __all__ = ["affine_matrices", "warp", "RandomAffine", "random_crop", "center_crop", "resize",
            "normalize", "shift_scale_1d", "RandomShiftScale1d", "ImagePipeline"]

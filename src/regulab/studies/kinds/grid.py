@@ -58,7 +58,7 @@ class Grid(Kind):
                 "log_x": bool(values) and min(values) > 0 and max(values) / min(values) >= 100}
 
     def figures(self, results):
-        from regulab.report import Plot, esc, plots   # here: matplotlib loads with a report only
+        from regulab.report import Plot, esc, plots  # here: matplotlib loads with a report only
         if not any(v.get("x") is not None for v in results.get("variants") or []):
             return []
         a, score = results.get("analysis") or {}, plots.score_name(results)

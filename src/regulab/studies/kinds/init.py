@@ -61,7 +61,7 @@ class Init(Kind):
         return {"depth": o.depth, "width": o.width, "curves": curves}
 
     def figures(self, results):
-        from regulab.report import MISSING, Plot, esc, plots   # matplotlib with a report only
+        from regulab.report import MISSING, Plot, esc, plots  # matplotlib with a report only
         a, out = results.get("analysis") or {}, []
         for i, act in enumerate(plots.init_activations(results)):
             e = esc(act)

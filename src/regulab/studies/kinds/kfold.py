@@ -39,7 +39,7 @@ class KFold(Kind):
         return {"k": self.options(spec.options).k}
 
     def figures(self, results):
-        from regulab.report import MISSING, Plot, esc, plots   # matplotlib with a report only
+        from regulab.report import MISSING, Plot, esc, plots  # matplotlib with a report only
         if not results.get("variants"):
             return []
         k = esc((results.get("analysis") or {}).get("k", MISSING))

@@ -10,8 +10,9 @@ axis (``log_x``, default true), one line style per series.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from regulab.checks import boolean, list_of, train_size
 from regulab.errors import invalid

@@ -31,7 +31,7 @@ class Multitask(Kind):
         return {"heads": sorted(heads)}
 
     def figures(self, results):
-        from regulab.report import Plot, plots     # here: matplotlib loads with a report only
+        from regulab.report import Plot, plots  # here: matplotlib loads with a report only
         if not (results.get("variants") and (results.get("analysis") or {}).get("heads")):
             return []
         return [Plot("heads", "Test accuracy of each auxiliary head, mean ± std over runs, "

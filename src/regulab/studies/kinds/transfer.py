@@ -14,8 +14,9 @@ group, scratch as a dashed band.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Transfer(Kind):
                            "val_acc": float(np.mean(accs)) if accs else None}}
 
     def figures(self, results):
-        from regulab.report import MISSING, Plot, esc, fmt, plots   # matplotlib with a report only
+        from regulab.report import MISSING, Plot, esc, fmt, plots  # matplotlib with a report only
         if not any(v.get("x") is not None and v.get("group") != "scratch"
                    for v in results.get("variants") or []):
             return []
