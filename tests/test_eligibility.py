@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 import regulab as rl
 from regulab.callbacks import Callback, EarlyStopping, ProgressBar
-from regulab.checks import MEMBER, SHARED, Section, Stack, key, number
+from regulab.checks import IGNORED, MEMBER, SHARED, Section, Stack, key, number, string
 from regulab.config.core import Config, apply_overrides, config_from_dict
 from regulab.config.sections import SECTIONS
 from regulab.engine.population import eligibility
@@ -76,7 +76,7 @@ class Untagged(Section):
 
 @dataclass
 class ConfigWithUntagged:
-    name: str = "run"
+    name: str = key("run", string, "the run's name", population=IGNORED)
     untagged: Untagged = dataclasses.field(default_factory=Untagged)
 
 
@@ -89,7 +89,7 @@ def test_a_new_key_without_a_population_tag_fails():
     @dataclass
     class Stray:
         extra: Any = None
-    with pytest.raises(TypeError, match="'extra' is neither a section"):
+    with pytest.raises(TypeError, match="config key 'extra' has no population tag"):
         config_tags(Stray)
 
 
@@ -209,3 +209,11 @@ def test_a_blocking_config_trains_alone_with_the_reason_logged(workdir, caplog):
 def _numbers(run) -> tuple:
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in run.history]
     return history, {k: v for k, v in run.results.items() if k != "fit_seconds"}
+
+
+def test_a_study_says_why_a_run_trains_alone(workdir, caplog):
+    cfg = config(**{"train.epochs": 1})
+    with caplog.at_level(logging.INFO, logger="regulab"):
+        rl.study(cfg, variants={"bn": {"model.batchnorm": True}}, seeds=2, out="study", progress=False)
+    alone = [r.getMessage() for r in caplog.records if "trains alone" in r.getMessage()]
+    assert alone == ["run pop-bn trains alone: model.batchnorm = true blocks stacking"] * 2, alone

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import tomllib
 
-from regulab.checks import string
+from regulab.checks import IGNORED, key, string
 from regulab.config.sections import (
     MODALITIES,
     SECTIONS,
@@ -56,7 +56,7 @@ LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sec
 @dataclass
 class Config:
     """A whole run's configuration: ``name`` plus one object per section."""
-    name: str = "run"
+    name: str = key("run", string, "the run's name (its directory's stem)", population=IGNORED)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)

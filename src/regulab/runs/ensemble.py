@@ -65,7 +65,7 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
                    progress: bool | None = None) -> EnsembleResult:
     """Train ``members`` runs of ``cfg`` (seeds train.seed, train.seed + 1, ...), each on a
     bootstrap resample when ``bagging``, and evaluate their averaged predictions once. The
-    members train as one population (``regulab.study.population``) when their network has a
+    members train as one population (``regulab.runs.population``) when their network has a
     stacked form, else one after another; the results are the same."""
     if not isinstance(members, int) or isinstance(members, bool) or members < 2:
         raise ConfigError(f"ensemble members must be an integer >= 2; got {members!r}")

@@ -18,6 +18,7 @@ measurements (``analysis``).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regulab.engine.population.eligibility import population_key
+from regulab.engine.population.eligibility import ineligible, population_key
 from regulab.errors import CheckpointError
 from regulab.io import atomic_write, finite_json, new_dir
 from regulab.runs.population import train_population
@@ -34,6 +35,8 @@ from regulab.runs.run import train
 from regulab.runs.store import RunStore
 from regulab.studies import aggregate, kinds
 from regulab.studies.spec import StudySection, StudySpec, Variant
+
+log = logging.getLogger("regulab")
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
 
@@ -118,10 +121,15 @@ class _Runner:
                 extra, rel = self._job(v, job, where)
                 cfg = self.spec.config(v, job.seed, extra)
                 key = population_key(cfg)
-                if key is not None:
+                if key is None:
+                    log.info("run %s trains alone: %s", cfg.name, ineligible(cfg))
+                else:
                     groups.setdefault(key, []).append(((v.name, job.seed, job.fold), cfg, rel))
         size = self.spec.population
         for jobs in groups.values():
+            if len(jobs) == 1:
+                log.info("run %s trains alone: no other run of the study differs from it only in "
+                         "member keys", jobs[0][1].name)
             for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
                 chunk = jobs[i:i + size]
                 names = sorted({job[0][0] for job in chunk})

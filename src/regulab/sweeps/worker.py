@@ -18,7 +18,7 @@ is failed by the next worker that looks, and re-queued (``WAITING``, same params
 ``RetryHeartbeatStaleTrialCallback`` up to ``retries`` times; a waiting trial is taken first.
 
 Populations: when the space holds only population member keys (learning rate, dropout, L1/L2,
-noise, ...; ``regulab.study.population``), a worker asks up to ``[sweep] population`` trials at
+noise, ...; ``regulab.engine.population.eligibility``), a worker asks up to ``[sweep] population`` trials at
 once (within the budget), trains them as one batched model, sends their heartbeats from a
 thread, and tells each its own value; each member is pruned by its own pruner decisions (it
 stops, the others go on). Members of one population cannot prune against each other -- as

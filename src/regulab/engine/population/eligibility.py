@@ -30,15 +30,11 @@ import dataclasses
 import json
 from typing import Any
 
-from regulab.checks import IGNORED, Section, Stack
+from regulab.checks import Section, Stack
 from regulab.config.core import Config
 
 __all__ = ["config_tags", "section_tags", "TAGS", "MEMBER_KEYS", "IGNORED_KEYS", "BLOCKING_KEYS",
            "ineligible", "population_key"]
-
-# Config.name is a plain field, not a key of a section: the run's name changes nothing trained
-_RUN_NAME = "name"
-
 
 def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -60,18 +56,18 @@ def section_tags(section: type[Section], prefix: str | None = None) -> dict[str,
 
 def config_tags(config: type = Config) -> dict[str, tuple[Stack, Any]]:
     """``{"section.key": (tag, default)}`` over every section of ``config`` (a dataclass whose
-    fields are ``Section``s, plus the run's ``name``); a key without a tag, or a field that is
-    neither, raises ``TypeError``."""
+    fields are ``Section``s or keys of their own, as the run's ``name``); a key without a tag
+    raises ``TypeError``."""
     tags: dict[str, tuple[Stack, Any]] = {}
     for f in dataclasses.fields(config):
         section = f.default_factory
         if isinstance(section, type) and issubclass(section, Section):
             tags.update(section_tags(section, f.name))
-        elif f.name == _RUN_NAME:
-            tags[_RUN_NAME] = (IGNORED, _default(f))
+        elif isinstance(f.metadata.get("population"), Stack):
+            tags[f.name] = (f.metadata["population"], _default(f))
         else:
-            raise TypeError(f"config field '{f.name}' is neither a section nor the run's name; "
-                            "a population cannot tell whether members may differ in it")
+            raise TypeError(f"config key '{f.name}' has no population tag; declare it with "
+                            "regulab.checks.key(..., population=MEMBER, SHARED, IGNORED or blocks(...))")
     return tags
 
 
