@@ -32,7 +32,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q
 
-# The maintainer's loop: every test but the slow ones (tests/conftest.py SLOW), ~1 min on 2 cores.
+# The maintainer's loop: every test but the slow ones (tests/conftest.py SLOW), ~1.5 min on 2 cores.
 test-fast: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -m "not slow"
 

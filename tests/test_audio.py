@@ -21,15 +21,8 @@ from scipy.io import wavfile
 import regulab as rl
 from regulab.errors import ConfigError, DataError
 from regulab.modalities.audio.augment import AudioPipeline, add_noise, spec_augment, time_shift
-from regulab.modalities.audio.features import (
-    LogMelSpectrogram,
-    bandpass,
-    fir_kernel,
-    highpass,
-    lowpass,
-    mel_filterbank,
-    spectrogram,
-)
+from regulab.modalities.audio.features import (LogMelSpectrogram, bandpass, fir_kernel, highpass, lowpass,
+                                               mel_filterbank, spectrogram)
 from regulab.modalities.audio.reader import load_audio_dir, natural_key, read_wav, resample
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.layer import Augment

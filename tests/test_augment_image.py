@@ -12,18 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from regulab.errors import ConfigError
-from regulab.modalities.image.augment import (
-    ImagePipeline,
-    RandomAffine,
-    RandomShiftScale1d,
-    affine_matrices,
-    center_crop,
-    normalize,
-    random_crop,
-    resize,
-    shift_scale_1d,
-    warp,
-)
+from regulab.modalities.image.augment import (ImagePipeline, RandomAffine, RandomShiftScale1d,
+                                              affine_matrices, center_crop, normalize, random_crop, resize,
+                                              shift_scale_1d, warp)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="no CUDA device"))]

@@ -11,16 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regulab.nn.layers import (
-    DropConnect,
-    Dropout,
-    GaussianNoise,
-    StochasticLayer,
-    WeightNoise,
-    dropout,
-    gaussian_noise,
-    set_generator,
-)
+from regulab.nn.layers import (DropConnect, Dropout, GaussianNoise, StochasticLayer, WeightNoise, dropout,
+                               gaussian_noise, set_generator)
 
 MODES = ["inverted", "classic"]
 PROBS = [0.1, 0.5, 0.8]

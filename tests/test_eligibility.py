@@ -25,15 +25,8 @@ from regulab.checks import IGNORED, MEMBER, SHARED, Section, Stack, key, number,
 from regulab.config.core import Config, apply_overrides, config_from_dict
 from regulab.config.sections import SECTIONS
 from regulab.engine.population import eligibility
-from regulab.engine.population.eligibility import (
-    BLOCKING_KEYS,
-    IGNORED_KEYS,
-    MEMBER_KEYS,
-    config_tags,
-    ineligible,
-    population_key,
-    section_tags,
-)
+from regulab.engine.population.eligibility import (BLOCKING_KEYS, IGNORED_KEYS, MEMBER_KEYS, config_tags,
+                                                   ineligible, population_key, section_tags)
 from regulab.engine.population.population import Population, unstackable
 from regulab.engine.population.stacked import Unsupported
 from regulab.regularize.ema import EMACallback

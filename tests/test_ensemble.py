@@ -12,16 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
-from regulab.regularize.mc_dropout import (
-    dropout_modules,
-    enumerate_masks,
-    exact_dropout_ensemble,
-    exact_ensemble,
-    geometric_mean,
-    mc_predict,
-    sampling,
-    weight_scaling_predict,
-)
+from regulab.regularize.mc_dropout import (dropout_modules, enumerate_masks, exact_dropout_ensemble,
+                                           exact_ensemble, geometric_mean, mc_predict, sampling,
+                                           weight_scaling_predict)
 
 
 def _gen(seed=0):

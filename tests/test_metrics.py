@@ -7,17 +7,8 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from regulab.metrics import (
-    accuracy,
-    classification_report,
-    confusion_matrix,
-    mae,
-    mse,
-    precision_recall_f1,
-    predictions,
-    r2,
-    regression_report,
-)
+from regulab.metrics import (accuracy, classification_report, confusion_matrix, mae, mse,
+                             precision_recall_f1, predictions, r2, regression_report)
 
 
 def _data(n=300, c=5, seed=0, never_predicted=None):

@@ -10,18 +10,8 @@ import torch
 from torch import nn
 
 from regulab.config.sections import ACTIVATIONS, INIT_SCHEMES, ModelConfig
-from regulab.nn import (
-    CNN,
-    MLP,
-    Dropout,
-    LinearModel,
-    Pipeline,
-    build_model,
-    dropout,
-    init_tensor,
-    init_weights,
-    set_generator,
-)
+from regulab.nn import (CNN, MLP, Dropout, LinearModel, Pipeline, build_model, dropout, init_tensor,
+                        init_weights, set_generator)
 from regulab.nn.init import fans
 
 

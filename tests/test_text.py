@@ -15,37 +15,12 @@ import torch
 from regulab.errors import CheckpointError, ConfigError, DataError
 from regulab.modalities.sources import load_dataset
 from regulab.modalities.text import augment as aug
-from regulab.modalities.text.augment import (
-    KEYBOARD,
-    MISSPELLINGS,
-    OCR,
-    OPS,
-    TextAugment,
-    Thesaurus,
-    augment_texts,
-    keyboard_typo,
-    misspell,
-    ocr_error,
-    random_delete,
-    random_insert,
-    random_substitute,
-    random_swap,
-    synonym_replace,
-    word_delete,
-    word_swap,
-)
-from regulab.modalities.text.features import (
-    TextPipeline,
-    Vocabulary,
-    Word2Vec,
-    bag_of_words,
-    normalize,
-    sgns_loss,
-    stem,
-    stopwords,
-    tfidf,
-    tokenize,
-)
+from regulab.modalities.text.augment import (KEYBOARD, MISSPELLINGS, OCR, OPS, TextAugment, Thesaurus,
+                                             augment_texts, keyboard_typo, misspell, ocr_error,
+                                             random_delete, random_insert, random_substitute, random_swap,
+                                             synonym_replace, word_delete, word_swap)
+from regulab.modalities.text.features import (TextPipeline, Vocabulary, Word2Vec, bag_of_words, normalize,
+                                              sgns_loss, stem, stopwords, tfidf, tokenize)
 from regulab.modalities.text.reader import load_rotten_tomatoes, load_text
 
 SENTENCE = "The modern film was Really interesting, and I believe it's a clear masterpiece of 2010!"

@@ -24,15 +24,8 @@ from regulab.errors import CheckpointError, ConfigError
 from regulab.io import load_tensors, save_tensors
 from regulab.nn.layers import DropConnect, WeightNoise
 from regulab.nn.models import Pipeline, build_model
-from regulab.regularize.transfer import (
-    canonical,
-    freeze_,
-    load_source,
-    param_groups,
-    transfer_units,
-    transfer_weights,
-    unit_modules,
-)
+from regulab.regularize.transfer import (canonical, freeze_, load_source, param_groups, transfer_units,
+                                         transfer_weights, unit_modules)
 
 MLP_SHAPE, CNN_SHAPE, IMG_SHAPE = (8,), (16,), (1, 8, 8)
 

@@ -29,22 +29,9 @@ from typing import Any, ClassVar
 import tomllib
 
 from regulab.checks import IGNORED, key, string
-from regulab.config.sections import (
-    MODALITIES,
-    SECTIONS,
-    AudioConfig,
-    DataConfig,
-    EvalConfig,
-    ImageConfig,
-    ModelConfig,
-    MultitaskConfig,
-    OptimConfig,
-    RegularizationConfig,
-    TextConfig,
-    TrainConfig,
-    TransferConfig,
-    VideoConfig,
-)
+from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig, ImageConfig,
+                                     ModelConfig, MultitaskConfig, OptimConfig, RegularizationConfig,
+                                     TextConfig, TrainConfig, TransferConfig, VideoConfig)
 from regulab.errors import ConfigError, invalid, unknown
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",

@@ -12,24 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import (
-    IGNORED,
-    MEMBER,
-    SHARED,
-    Section,
-    blocks,
-    boolean,
-    choice,
-    key,
-    label_maps,
-    layer_count,
-    list_of,
-    number,
-    number_or_list,
-    optional,
-    string,
-    train_size,
-)
+from regulab.checks import (IGNORED, MEMBER, SHARED, Section, blocks, boolean, choice, key, label_maps,
+                            layer_count, list_of, number, number_or_list, optional, string, train_size)
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.image.section import ImageConfig
 from regulab.modalities.text.section import TextConfig

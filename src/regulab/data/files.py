@@ -24,7 +24,7 @@ import numpy as np
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
 
-__all__ = ["read_csv", "read_npz", "existing_path", "MAX_AUTO_CLASSES"]
+__all__ = ["read_csv", "read_npz", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
 
 MAX_AUTO_CLASSES = 50
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -44,6 +44,24 @@ def existing_path(path_text: str, source: str) -> Path:
     if source != "images" and not path.is_file():
         raise DataError(f"data.dataset: '{path_text}' is not a file; {source}:PATH needs a .{source} file")
     return path
+
+
+def class_folders(root: Path, where: str, suffixes: tuple[str, ...],
+                  what: str = "files") -> tuple[list[tuple[Path, int]], list[str]]:
+    """A folder of class sub-folders (hidden ones left out, sorted by name: the classes) ->
+    ``([(file, label), ...], class names)`` of the files ending in ``suffixes``; fewer than 2
+    classes, or a class without such files, is a ``DataError`` naming ``where``."""
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) {[d.name for d in class_dirs]}; "
+                        "needs one sub-folder per class, at least 2")
+    samples = []
+    for label, d in enumerate(class_dirs):
+        found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        if not found:
+            raise DataError(f"{where}: class folder '{d.name}' has no {'/'.join(suffixes)} {what}")
+        samples += [(f, label) for f in found]
+    return samples, [d.name for d in class_dirs]
 
 
 def _check_classes(where: str, classes: list[str]) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from regulab.data.dataset import Dataset
-from regulab.data.files import existing_path
-from regulab.errors import DataError
+from regulab.data.files import class_folders, existing_path
+from regulab.errors import DataError, invalid
 
 __all__ = ["read", "read_images", "IMAGE_SUFFIXES"]
 
@@ -28,18 +28,9 @@ def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
     root = existing_path(path_text, "images")
     where = f"images dir '{path_text}'"
     if task == "regression":
-        raise DataError(f"data.task: got 'regression' for {spec!r}; class folders give labels, "
-                        "allowed: auto, classification")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) "
-                        f"{[d.name for d in class_dirs]}; needs one sub-folder per class, at least 2")
-    samples = []  # (file, label)
-    for label, d in enumerate(class_dirs):
-        found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise DataError(f"{where}: class folder '{d.name}' has no {'/'.join(IMAGE_SUFFIXES)} files")
-        samples += [(f, label) for f in found]
+        raise invalid("data.task", f"auto or classification for {spec!r} (class folders give labels)",
+                      task, error=DataError)
+    samples, classes = class_folders(root, where, IMAGE_SUFFIXES)
 
     def shown(f: Path) -> str:
         return str(Path(path_text) / f.relative_to(root))
@@ -72,9 +63,9 @@ def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
                 raise DataError(f"{where}: file '{shown(f)}' cannot be decoded ({e})") from None
         X[i] = (pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
     y = np.asarray([label for _, label in samples], dtype=np.int64)
-    return Dataset(spec, X, y, "classification", [d.name for d in class_dirs],
+    return Dataset(spec, X, y, "classification", classes,
                    description=f"{where}: {len(samples)} {mode} images of {W}x{H} (WxH) in "
-                               f"{len(class_dirs)} class folders", modality="image")
+                               f"{len(classes)} class folders", modality="image")
 
 
 def read(spec: str, path: str, section, *, task: str) -> Dataset:

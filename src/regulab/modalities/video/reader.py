@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from regulab.data.dataset import Dataset
+from regulab.data.files import class_folders
 from regulab.errors import DataError, invalid
 from regulab.modalities.video.features import flow_at, sample_motion, sample_uniform, whole
 from regulab.modalities.video.section import VideoConfig
@@ -142,24 +143,15 @@ def load_video_dir(path, *, progress: bool | None = None, config: VideoConfig | 
     if not root.is_dir():
         raise DataError(f"{where}: does not exist or is not a directory; video:DIR needs a folder "
                         "with one sub-folder of clips per class")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) {[d.name for d in class_dirs]}; "
-                        "needs one sub-folder per class, at least 2")
-    samples = []  # (file, label)
-    for label, d in enumerate(class_dirs):
-        found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
-        if not found:
-            raise DataError(f"{where}: class folder '{d.name}' has no {'/'.join(VIDEO_SUFFIXES)} clips")
-        samples += [(f, label) for f in found]
+    samples, classes = class_folders(root, where, VIDEO_SUFFIXES, "clips")
     k, c, h, w = pipe.output_shape()
     X = np.empty((len(samples), k * c, h, w), dtype=np.float32)  # (N, k*C', H, W)
     for i, (f, _) in enumerate(tqdm(samples, desc="video clips", unit="clip", leave=False,
                                     disable=None if progress is None else not progress)):
         X[i] = pipe(f).reshape(k * c, h, w)  # (k, C', H, W) -> frame-major channels
     y = np.asarray([label for _, label in samples], dtype=np.int64)
-    return Dataset(f"video:{path}", X, y, "classification", [d.name for d in class_dirs],
-                   description=f"{where}: {len(samples)} clips in {len(class_dirs)} class folders, "
+    return Dataset(f"video:{path}", X, y, "classification", classes,
+                   description=f"{where}: {len(samples)} clips in {len(classes)} class folders, "
                                f"{pipe!r} -> {k} frames x {c} channels stacked as {k * c} channels",
                    modality="video")
 

@@ -98,8 +98,18 @@ class Kind:
     measured beyond scores, no figure of its own and the best-variant answer."""
 
     name = ""
-    Table: type[Table] = Table
+    Table: type[Table] = Table      # the keys of its table; named [name] (below) whatever its class
     generates = False       # makes its own variants from its table: [variants] is refused
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A kind's table is called ``[name]``: a ``Table`` with another ``SECTION`` (a shared
+        one, as ``LayerTable``, or none of its own) becomes a subclass named for this kind."""
+        super().__init_subclass__(**kwargs)
+        if cls.name and cls.Table.SECTION != cls.name:
+            title = "".join(part.title() for part in cls.name.split("_"))
+            cls.Table = dataclass(type(f"{title}Table", (cls.Table,), {
+                "SECTION": cls.name, "__module__": cls.__module__,
+                "__doc__": f"``[{cls.name}]``: {(cls.Table.__doc__ or '').strip()}"}))
 
     def options(self, raw: Any) -> Table:
         """The kind's table (as read from the study file, or ``StudySpec.options``) as its

@@ -8,19 +8,10 @@ answer is the best variant on validation, its test score and its change against 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from regulab.studies.kinds.base import Kind, Table
+from regulab.studies.kinds.base import Kind
 
 __all__ = ["Compare"]
 
 
-@dataclass
-class CompareTable(Table):
-    """``[compare]``: no keys; the variants are the file's ``[variants]``."""
-    SECTION = "compare"
-
-
 class Compare(Kind):
     name = "compare"
-    Table = CompareTable

@@ -11,7 +11,6 @@ all; checked on the first model before anything trains) and ``bins`` the histogr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from regulab.config.core import config_from_dict
 from regulab.runs.prepare import load_data, split_arrays
-from regulab.studies.kinds.base import LayerProbe, LayerTable
+from regulab.studies.kinds.base import LayerProbe
 from regulab.studies.probes import activation_histograms
 
 __all__ = ["DropoutActivations"]
@@ -32,15 +31,8 @@ def val_inputs(config: dict[str, Any]) -> torch.Tensor:
     return torch.as_tensor(np.asarray(X, dtype=np.float32))
 
 
-@dataclass
-class DropoutActivationsTable(LayerTable):
-    """``[dropout_activations]``: the activation layers measured and the histograms' bins."""
-    SECTION = "dropout_activations"
-
-
 class DropoutActivations(LayerProbe):
     name = "dropout_activations"
-    Table = DropoutActivationsTable
     what = ("Hidden activations of each variant's first run on the validation split, log "
             "counts; titles: sparsity (fraction of zeros)")
 

@@ -9,22 +9,13 @@ any variant; the report adds each head's test accuracy per variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from regulab.studies.kinds.base import Kind, Table
+from regulab.studies.kinds.base import Kind
 
 __all__ = ["Multitask"]
 
 
-@dataclass
-class MultitaskTable(Table):
-    """``[multitask]``: no keys; the variants are the file's ``[variants]``."""
-    SECTION = "multitask"
-
-
 class Multitask(Kind):
     name = "multitask"
-    Table = MultitaskTable
 
     def analysis(self, spec, models, configs, source_runs):
         heads = {t for c in configs.values() for t in c.get("multitask", {}).get("tasks", [])}

@@ -11,23 +11,14 @@ before anything trains) and ``bins`` the histogram bins (40). ``analysis``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from regulab.studies.kinds.base import LayerProbe, LayerTable
+from regulab.studies.kinds.base import LayerProbe
 from regulab.studies.probes import weight_histograms
 
 __all__ = ["Weights"]
 
 
-@dataclass
-class WeightsTable(LayerTable):
-    """``[weights]``: the layers measured and the histograms' bins."""
-    SECTION = "weights"
-
-
 class Weights(LayerProbe):
     name = "weights"
-    Table = WeightsTable
     what = ("Weights of each variant's first run, log counts; titles: sparsity (fraction of "
             "zeros), L1 and L2 norms")
     norms = True
