@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from regulab.checks import Section
-from regulab.config.core import apply_overrides, canonical_key, read_toml
+from regulab.config.core import LEGACY, apply_overrides, canonical_key, read_toml
 from regulab.config.sections import SECTIONS
 from regulab.errors import invalid
 
@@ -31,7 +31,7 @@ __all__ = ["flatten", "read_base", "read_spec_file", "config_key_depth"]
 
 def config_key_depth(parts: list[str]) -> int:
     """How many parts a full config key starting with ``parts`` has (``augment.image.x``: 3)."""
-    return 3 if parts and parts[0] == "augment" else 2
+    return 3 if parts and parts[0] == LEGACY else 2
 
 
 def flatten(table: Mapping[str, Any], where: str, kind: str = "study key",
@@ -44,7 +44,7 @@ def flatten(table: Mapping[str, Any], where: str, kind: str = "study key",
     out: dict[str, Any] = {}
     for k, v in table.items():
         parts = [*prefix, *str(k).split(".")]
-        if parts[0] not in (*SECTIONS, "augment", "name"):
+        if parts[0] not in (*SECTIONS, LEGACY, "name"):
             allowed = "a config key (section.key)" + (f" or one of {', '.join(extra)}" if extra else "")
             raise invalid(f"{where}.{k}", allowed, v, kind=kind)
         if isinstance(v, Mapping) and len(parts) < config_key_depth(parts):

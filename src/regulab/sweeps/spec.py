@@ -43,7 +43,7 @@ from typing import Any
 
 from regulab.callbacks import monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string
-from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
+from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml
 from regulab.config.files import config_key_depth, read_spec_file
 from regulab.config.sections import SECTIONS
 from regulab.errors import ConfigError, invalid
@@ -176,7 +176,7 @@ class SweepSpec:
 def _dim(key: str, entry: Any, base: dict, sampler: str) -> Dim:
     where = f'space."{key}"'
     parts = key.split(".")
-    if len(parts) != config_key_depth(parts) or parts[0] not in (*SECTIONS, "augment"):
+    if len(parts) != config_key_depth(parts) or parts[0] not in (*SECTIONS, LEGACY):
         raise _fail(where, "a config key section.key in quotes", key)
     if not isinstance(entry, Mapping):
         raise _fail(where, "a table {low, high, log, step} or {choices = [...]}", entry)
