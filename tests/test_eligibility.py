@@ -101,6 +101,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True, "model.dropconnect": 0.2,
             "regularization.penalty_layers": ["fc1"], "regularization.max_norm": 3.0,
             "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
+            "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
             "image.random_crop": 6, "image.crop_padding": 2, "image.rotation": 10.0,
             "image.translate": 0.1, "image.scale": [0.9, 1.1], "image.shear": 5.0, "image.hflip": 0.5,

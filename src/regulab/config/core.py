@@ -33,11 +33,13 @@ from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConf
                                      ModelConfig, MultitaskConfig, OptimConfig, RegularizationConfig,
                                      TextConfig, TrainConfig, TransferConfig, VideoConfig)
 from regulab.errors import ConfigError, invalid, unknown
+from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
-           "canonical_key", "read_toml", "to_toml", "LEGACY"]
+           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
+PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own data function
 
 
 @dataclass
@@ -57,8 +59,26 @@ class Config:
     text: TextConfig = field(default_factory=TextConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def to_dict(self, portable: bool = False) -> dict:
+        """The config as nested dicts; a user's objects (``model.factory``, ``data.dataset``
+        from Python) stay themselves, or with ``portable`` become what TOML and JSON can hold
+        (``regulab.user_code.describe``)."""
+        d = {"name": self.name}
+        for f in dataclasses.fields(self)[1:]:
+            section = getattr(self, f.name)
+            d[f.name] = {k.name: _copy_value(getattr(section, k.name)) for k in dataclasses.fields(section)}
+        return _portable(d) if portable else d
+
+    def with_code(self, model: Any = None, data: Any = None) -> Config:
+        """This config with the user's network (``model.factory``: a class, a function returning
+        a network, or a network) and data (``data.dataset``: the data itself) given from Python;
+        None leaves the key as it is."""
+        cfg = self
+        if model is not None:
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, factory=model))
+        if data is not None:
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=data))
+        return cfg
 
     def changed(self, section: str) -> bool:
         """Whether section ``section`` differs from its defaults (a modality is configured)."""
@@ -73,6 +93,29 @@ def canonical_key(dotted: str) -> str:
     if len(parts) >= 2 and parts[0] == LEGACY and parts[1] in MODALITIES:
         return ".".join(parts[1:])
     return dotted
+
+
+def _copy_value(v: Any) -> Any:
+    """A copy of a plain value (lists and tables copied); a user's object is not copied."""
+    if isinstance(v, dict):
+        return {k: _copy_value(x) for k, x in v.items()}
+    return [_copy_value(x) for x in v] if isinstance(v, list) and is_plain(v) else v
+
+
+_portable = portable
+
+
+def code_paths(raw: Mapping[str, Any], folder: str | Path | None) -> dict:
+    """A copy of the raw config ``raw`` with the relative ``FILE.py`` of ``model.factory`` and
+    ``data.dataset = "python:FILE.py:NAME"`` made absolute against ``folder`` (the folder of
+    the file they were written in; the working directory for ``--set``)."""
+    raw = _copy(raw)
+    model, data = raw.get("model"), raw.get("data")
+    if isinstance(model, dict) and isinstance(model.get("factory"), str):
+        model["factory"] = resolve(model["factory"], folder)
+    if isinstance(data, dict) and isinstance(data.get("dataset"), str) and data["dataset"].startswith(PYTHON):
+        data["dataset"] = PYTHON + resolve(data["dataset"][len(PYTHON):], folder)
+    return raw
 
 
 def _copy(raw: Any) -> Any:
@@ -212,8 +255,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 def load_config(path: str | Path | None = None,
                 overrides: Mapping[str, Any] | list[str] | None = None) -> Config:
     """Read a TOML file (or start from defaults when ``path`` is None) and apply overrides."""
-    raw = read_toml(path) if path is not None else {}
-    return config_from_dict(apply_overrides(raw, parse_overrides(overrides)))
+    raw = code_paths(read_toml(path), Path(path).parent) if path is not None else {}
+    return config_from_dict(code_paths(apply_overrides(raw, parse_overrides(overrides)), Path.cwd()))
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
@@ -247,7 +290,7 @@ def _toml_value(v: Any) -> str:
 
 def to_toml(cfg: Config) -> str:
     """The resolved config as TOML; keys left unset (None) are omitted."""
-    d = cfg.to_dict()
+    d = cfg.to_dict(portable=True)
     lines = [f"name = {_toml_value(d.pop('name'))}"]
     for section, values in d.items():
         lines += ["", f"[{section}]"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from regulab.checks import Section
-from regulab.config.core import LEGACY, apply_overrides, canonical_key, read_toml
+from regulab.config.core import LEGACY, apply_overrides, canonical_key, code_paths, read_toml
 from regulab.config.sections import SECTIONS
 from regulab.errors import invalid
 
@@ -64,11 +64,12 @@ def read_base(raw: Mapping[str, Any], where: Path | None, table: str, base_file:
         if not path.is_file():
             raise invalid(f"{table}.base", f"an existing config file (relative to the {table} file)",
                           base_file, kind=kind)
-        base = read_toml(path, f"{table}.base: config file")
+        base = code_paths(read_toml(path, f"{table}.base: config file"), path.parent)
     inline = raw.get("base", {})
     if not isinstance(inline, Mapping):
         raise invalid("base", "a table of config sections", inline, kind=kind)
-    return apply_overrides(base, flatten(inline, "base", kind))
+    here = where.parent if where is not None else Path.cwd()
+    return code_paths(apply_overrides(base, flatten(inline, "base", kind)), here)
 
 
 def read_spec_file(raw: Mapping[str, Any], where: Path | None, section: type[Section],
@@ -85,4 +86,4 @@ def read_spec_file(raw: Mapping[str, Any], where: Path | None, section: type[Sec
             raise invalid(k, f"one of {', '.join(allowed)} (tables)", k, kind=kind, options=allowed)
     own = section.from_table(raw.get(table, {}))
     base = read_base(raw, where, table, getattr(own, "base", None), kind)
-    return own, apply_overrides(base, overrides or {})
+    return own, code_paths(apply_overrides(base, overrides or {}), Path.cwd())

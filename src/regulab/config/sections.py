@@ -14,6 +14,8 @@ from typing import Any
 
 from regulab.checks import (IGNORED, MEMBER, SHARED, Section, blocks, boolean, choice, key, label_maps,
                             layer_count, list_of, number, number_or_list, optional, string, train_size)
+from regulab.errors import invalid
+from regulab.user_code import FORM, OBJECT, is_spec
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.image.section import ImageConfig
 from regulab.modalities.text.section import TextConfig
@@ -31,11 +33,34 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 PREPROCESS = ("none", "minmax", "standardize", "unit_norm")
 
 
+def user_data(key: str, v: Any) -> Any:
+    """A dataset's name or spec (a non-empty string), or in Python the data itself (an object,
+    turned into a ``Dataset`` or streamed when the run is prepared)."""
+    return string(key, v) if isinstance(v, str) or v is None else v
+
+
+def user_factory(key: str, v: Any) -> Any:
+    """``FILE.py:NAME`` or ``package.module:NAME`` (``python-object:...``: written for an object
+    given from Python), or in Python a class or function returning an ``nn.Module``."""
+    if isinstance(v, str) and (is_spec(v) or v.startswith(OBJECT)):
+        return v
+    if callable(v) and not isinstance(v, str):
+        return v
+    raise invalid(key, f"{FORM} (in Python: an nn.Module class or a function returning one)", v)
+
+
+def keyword_args(key: str, v: Any) -> dict:
+    """A table of keyword arguments ``NAME = value``."""
+    if not isinstance(v, dict) or not all(isinstance(k, str) and k.isidentifier() for k in v):
+        raise invalid(key, "a table of keyword arguments NAME = value", v)
+    return dict(v)
+
+
 @dataclass
 class DataConfig(Section):
     """``[data]``: which dataset, how it is split and preprocessed."""
-    dataset: str = key("mnist1d", string, "built-in name, or csv:PATH, npz:PATH, images:DIR",
-                       population=SHARED)
+    dataset: Any = key("mnist1d", user_data, "built-in name, or csv:PATH, npz:PATH, images:DIR, "
+                       "python:FILE.py:NAME (in Python: the data itself)", population=SHARED)
     split: list = key([0.8, 0.15, 0.05], list_of(number(ge=0.0, le=1.0), min_len=3,
                       allowed="a list of 3 fractions [train, val, test]"),
                       "train/validation/test fractions; sum to 1", population=SHARED)
@@ -90,6 +115,10 @@ class ModelConfig(Section):
     dropconnect: float = key(0.0, number(ge=0.0, lt=1.0),
                              "drop probability of each hidden dense layer's weights", population=blocks())
     dropconnect_per_example: bool = key(False, boolean, "a DropConnect mask per example", population=SHARED)
+    factory: Any = key(None, optional(user_factory), "the user's network: FILE.py:NAME or "
+                       "package.module:NAME, an nn.Module class or a function returning one",
+                       population=blocks())
+    args: dict = key({}, keyword_args, "keyword arguments of model.factory", population=SHARED)
 
 
 @dataclass

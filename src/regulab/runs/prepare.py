@@ -210,8 +210,11 @@ def extra_columns(cfg: Config) -> list[str]:
 def load_data(cfg: Config) -> Dataset:
     """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
     d = cfg.data
-    ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
-                      sections=cfg)
+    if isinstance(d.dataset, Dataset):
+        ds = d.dataset
+    else:
+        ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
+                          sections=cfg)
     if d.classes is None:
         return ds
     if ds.task != "classification":

@@ -120,11 +120,15 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
 
 
 def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
-          progress: bool | None = None, callbacks: list[Callback] | None = None) -> Run:
+          progress: bool | None = None, callbacks: list[Callback] | None = None, *,
+          model: Any = None, data: Any = None) -> Run:
     """Train one run of ``cfg`` and write its run directory; see the module docstring.
     ``callbacks`` run after the config's own (a sweep's pruning, say) and before the log.
+    ``model``: the user's network -- an ``nn.Module``, its class, or a function returning one
+    (``model.factory``); ``data``: the user's data (``data.dataset``; ``regulab.runs.prepare``).
     ``train.nproc`` > 1: data-parallel in that many new processes; inside a ``torchrun`` job,
     this process is one rank of it (``regulab.train.distributed``)."""
+    cfg = cfg.with_code(model, data)
     store = RunStore(db)
     if callbacks and cfg.train.nproc > 1 and not distributed.in_job():
         raise ConfigError(f"config key 'train.nproc' must be 1 when train() is given callbacks "
@@ -231,7 +235,7 @@ def _register(run_dir: Path, store: RunStore, cfg: Config) -> int:
     """The run's row in the store (made once, found again after a kill) and ``checkpoint/run.json``."""
     run_id = store.find_run(str(run_dir.resolve()))
     if run_id is None:
-        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict())
+        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict(portable=True))
     atomic_write(run_dir / "checkpoint" / "run.json", json.dumps({"run_id": run_id, "db": store.url}))
     return run_id
 
