@@ -45,7 +45,7 @@ batch_size = 33
 patience = 2
 """
 
-RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "model.safetensors",
+RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "model.safetensors", "model.json",
              "checkpoint"}
 
 

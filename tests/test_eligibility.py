@@ -112,7 +112,9 @@ def test_each_blocking_key_at_a_blocking_value_trains_alone_and_says_why():
     assert set(BLOCKING) == set(BLOCKING_KEYS), "add a blocking value for each new blocking key"
     assert ineligible(config()) is None and population_key(config()) is not None
     for dotted, value in BLOCKING.items():
-        cfg = config(**{dotted: value})
+        # a user's network takes none of the keys of regulab's own (USER_NETWORK_KEYS)
+        own = {"model.hidden": [100, 100], "model.activation": "relu"} if dotted == "model.factory" else {}
+        cfg = config(**{dotted: value, **own})
         assert population_key(cfg) is None, dotted
         why = ineligible(cfg)
         assert why is not None and why.startswith(f"{dotted} = ") and why.endswith("blocks stacking"), why

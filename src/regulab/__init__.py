@@ -17,6 +17,7 @@ from regulab.engine.trainer import Trainer
 from regulab.errors import ConfigError, DataError, DivergedError, RegulabInputError
 from regulab.modalities.sources import load_dataset
 from regulab.runs.population import train_population
+from regulab.runs.predict import load_model
 from regulab.runs.run import Run, resume, train
 from regulab.studies.spec import load_study
 from regulab.studies.study import StudyResult, run_study, study
@@ -25,7 +26,7 @@ from regulab.version import __version__ as __version__
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
            "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult",
-           "sweep", "load_sweep", "train_population"]
+           "sweep", "load_sweep", "train_population", "load_model"]
 
 _LAZY = {"sweep": "regulab.sweeps.worker", "load_sweep": "regulab.sweeps.spec"}   # Optuna on use
 

@@ -125,10 +125,12 @@ def label_maps(key: str, v: Any) -> dict:
 
 
 def layer_count(key: str, v: Any) -> Any:
-    """``"all"`` or a whole number of layers >= 1."""
+    """``"all"``, a whole number of layers >= 1, or a list of module names."""
     if v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
         return v
-    raise invalid(key, "'all' or a whole number of layers >= 1", v)
+    if isinstance(v, list) and v and all(isinstance(n, str) and n for n in v):
+        return list(v)
+    raise invalid(key, "'all', a whole number of layers >= 1, or a list of module names", v)
 
 
 def size(key: str, v: Any) -> Any:

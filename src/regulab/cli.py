@@ -54,6 +54,17 @@ def _train(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from regulab.config.core import load_config
+    from regulab.runs.predict import load_model, predict, read_inputs, write_predictions
+    model = load_model(args.run_dir)
+    target = load_config(f"{args.run_dir}/config.toml").data.target
+    X, names = read_inputs(args.input, tuple(model.preprocess.shift.shape), target)
+    path = write_predictions(args.out, names, predict(model, X), model.classes)
+    print(f"{len(names)} predictions: {path}")
+    return 0
+
+
 def _study_table(results: dict) -> str:
     """The summary as text: rank, variant, train/val/test mean +- std, change, verdict."""
     m = results["metric"]
@@ -205,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--nproc", metavar="N", help=nproc_help + " (default: the run's train.nproc)")
     p.set_defaults(func=_resume)
+
+    p = sub.add_parser("predict", help="predictions of a finished run's model for a CSV, an .npz "
+                                       "or a folder of images")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("input", help="a CSV of feature columns, an .npz with X, or a folder of images")
+    p.add_argument("--out", default="predictions.csv", help="the CSV to write (default: "
+                   "predictions.csv): one row per input, its predicted class and probabilities")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--db", help=db_help)

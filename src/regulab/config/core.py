@@ -78,6 +78,7 @@ class Config:
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, factory=model))
         if data is not None:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=data))
+        _multitask_checks(cfg.multitask, cfg.model)
         return cfg
 
     def changed(self, section: str) -> bool:
@@ -197,7 +198,7 @@ def _cross_checks(cfg: Config) -> None:
     if (d.folds is None) != (d.fold is None) or (d.folds is not None and d.fold >= d.folds):
         raise ConfigError(f"config keys 'data.folds' and 'data.fold' go together, with 0 <= fold < "
                           f"folds; got folds={d.folds!r}, fold={d.fold!r}")
-    if cfg.model.kind != "linear" and isinstance(cfg.model.dropout, list) \
+    if cfg.model.kind != "linear" and cfg.model.factory is None and isinstance(cfg.model.dropout, list) \
             and len(cfg.model.dropout) != len(cfg.model.hidden):
         raise ConfigError(
             f"config key 'model.dropout' must have one probability per hidden layer "
@@ -212,7 +213,10 @@ def _cross_checks(cfg: Config) -> None:
                           f"batch_size={cfg.train.batch_size}")
 
 
-def _multitask_checks(m: MultitaskConfig) -> None:
+def _multitask_checks(m: MultitaskConfig, model: ModelConfig) -> None:
+    if m.tasks and model.factory is not None:
+        raise ConfigError(f"config key 'multitask.tasks' cannot apply to a user's network "
+                          f"(model.factory): its heads are regulab's; got {m.tasks!r}")
     if len(set(m.tasks)) != len(m.tasks):
         raise ConfigError(f"config key 'multitask.tasks' must not repeat a task; got {m.tasks!r}")
     if m.weights is not None and len(m.weights) != len(m.tasks):
@@ -247,7 +251,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
             raise unknown(k, ["name", *SECTIONS], "the top level")
     cfg = Config(**kwargs)
     _cross_checks(cfg)
-    _multitask_checks(cfg.multitask)
+    _multitask_checks(cfg.multitask, cfg.model)
     _transfer_checks(cfg.transfer)
     return cfg
 

@@ -9,12 +9,14 @@ Each key is declared on one line with its default, its constraint and its meanin
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
 from regulab.checks import (IGNORED, MEMBER, SHARED, Section, blocks, boolean, choice, key, label_maps,
                             layer_count, list_of, number, number_or_list, optional, string, train_size)
-from regulab.errors import invalid
+from regulab.errors import ConfigError, invalid
 from regulab.user_code import FORM, OBJECT, is_spec
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.image.section import ImageConfig
@@ -88,6 +90,18 @@ class DataConfig(Section):
                     population=SHARED)
 
 
+# the [model] keys that describe regulab's own networks, and why each cannot apply to a user's
+USER_NETWORK_KEYS = {
+    "kind": "the factory is the architecture",
+    "hidden": "the factory sets the layer widths",
+    "channels": "the factory sets the conv channels",
+    "kernel_size": "the factory sets the kernel sizes",
+    "activation": "the factory chooses the activations",
+    "batchnorm": "regulab cannot know where batch norm goes in it (add nn.BatchNorm layers to it)",
+    "batchnorm_position": "regulab cannot know where batch norm goes in it",
+}
+
+
 @dataclass
 class ModelConfig(Section):
     """``[model]``: the architecture and its initialization."""
@@ -119,6 +133,16 @@ class ModelConfig(Section):
                        "package.module:NAME, an nn.Module class or a function returning one",
                        population=blocks())
     args: dict = key({}, keyword_args, "keyword arguments of model.factory", population=SHARED)
+
+    def relations(self) -> None:
+        if self.factory is None:     # model.args without one: refused when the run is prepared,
+            return                   # as a factory may still come from Python (Config.with_code)
+        for name, why in USER_NETWORK_KEYS.items():
+            f = next(f for f in dataclasses.fields(self) if f.name == name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if getattr(self, name) != default:
+                raise ConfigError(f"config key 'model.{name}' cannot apply to a user's network "
+                                  f"(model.factory): {why}; got {getattr(self, name)!r}")
 
 
 @dataclass

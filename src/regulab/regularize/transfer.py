@@ -48,7 +48,7 @@ from regulab.errors import CheckpointError, ConfigError
 from regulab.io import load_tensors
 
 __all__ = ["SourceRun", "load_source", "transfer_units", "unit_modules", "canonical",
-           "transfer_weights", "freeze_", "param_groups"]
+           "transfer_weights", "transfer_by_name", "freeze_", "param_groups"]
 
 HEAD = "out"
 RUN_DIR = "a finished regulab run directory (with config.toml and model.safetensors)"
@@ -210,6 +210,53 @@ def transfer_weights(net: nn.Module, source: SourceRun, layers: str | int) -> li
         for t, s in copies:
             t.copy_(s)
     return [name for name, _ in net.named_parameters() if name.split(".")[0] in modules]
+
+
+def _key(name: str) -> str:
+    """A ``state_dict`` key without wrapper segments anywhere: ``"block.conv.layer.weight"`` ->
+    ``"block.conv.weight"`` (a user's network is wrapped in place, at any depth)."""
+    parts = name.split(".")
+    return ".".join(p for i, p in enumerate(parts) if not (p == "layer" and 0 < i == len(parts) - 2))
+
+
+def transfer_by_name(net: nn.Module, source: SourceRun, layers: str | int | list[str]) -> list[str]:
+    """Copy tensors of ``source`` into ``net`` by module name (a user's network, or a list of
+    names): ``layers`` a list of module names copies every tensor under them (``"block1"``
+    copies ``block1.conv1.weight``, its batch norm's statistics, ...); an int k, the first k
+    top-level children that own a weight; ``"all"``, every tensor whose name and shape are
+    the same in both networks (a new head of another width is not). Returns the names of the
+    copied parameters. A named module missing from either network, or a tensor whose shape
+    differs, raises ``ConfigError`` naming 'transfer.layers' before anything is copied."""
+    layers = layer_count("transfer.layers", layers)
+    target = {_key(k): t for k, t in net.state_dict(keep_vars=True).items()}
+    src = {_key(k): t for k, t in source.net_state.items()}
+    what = f"config key 'transfer.layers' = {layers!r}"
+    if layers == "all":
+        keys = [k for k in target if k in src and src[k].shape == target[k].shape]
+    else:
+        prefixes = layers if isinstance(layers, list) else \
+            [n for n, c in net.named_children() if any(p.dim() >= 2 for p in c.parameters())][:layers]
+        keys = []
+        for prefix in prefixes:
+            mine = [k for k in target if k.startswith(prefix + ".")]
+            if not mine or not all(k in src for k in mine):
+                theirs = sorted({k.split(".")[0] for k in src})
+                raise ConfigError(f"{what} names module '{prefix}', which the target network and the "
+                                  f"source run '{source.path}' must both have (the source's top-level "
+                                  f"modules: {', '.join(theirs)})")
+            for k in mine:
+                if src[k].shape != target[k].shape:
+                    raise ConfigError(f"{what} copies '{k}', whose shape is {tuple(src[k].shape)} in the "
+                                      f"source run '{source.path}' and {tuple(target[k].shape)} in the target")
+            keys += mine
+    if not keys:
+        raise ConfigError(f"{what} copies nothing: no tensor of the source run '{source.path}' has a "
+                          f"name and shape of the target network")
+    with torch.no_grad():
+        for k in keys:
+            target[k].copy_(src[k])
+    copied = set(keys)
+    return [name for name, _ in net.named_parameters() if _key(name) in copied]
 
 
 class _FrozenBatchNorm:

@@ -106,6 +106,7 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     if store is None:
         return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
     save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())
+    atomic_write(run_dir / "model.json", json.dumps(p.model_info(), indent=1))
     if p.text is not None:      # the fitted text features: vocabulary and idf, or word vectors
         atomic_write(run_dir / "text_features.json", json.dumps(p.text.state_dict()))
     atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
@@ -114,11 +115,15 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
 
 
-def evaluate(run_dir: str | Path, splits: tuple[str, ...] = ("test",)) -> dict[str, float]:
+def evaluate(run_dir: str | Path, splits: tuple[str, ...] = ("test",), *, model: Any = None,
+             data: Any = None) -> dict[str, float]:
     """The scores of a finished run's saved model on ``splits`` (prepared again from its
-    ``config.toml``, with the test split on), as ``results.json`` names them."""
+    ``config.toml``, with the test split on), as ``results.json`` names them; ``model`` and
+    ``data``: the user's objects again, when the run was given them from Python."""
     run_dir = Path(run_dir)
-    p = prepare(load_config(run_dir / "config.toml", {"eval.test": True}))
+    cfg = load_config(run_dir / "config.toml", {"eval.test": True})
+    cfg = cfg.with_code(None if isinstance(model, str) else model, None if isinstance(data, str) else data)
+    p = prepare(cfg)
     p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
     out: dict[str, float] = {}
     for name in splits:

@@ -34,19 +34,22 @@ from regulab.data.preprocess import Preprocessor
 from regulab.data.split import fold_indices, split_indices, subsample
 from regulab.engine.optimizers import build_optimizer
 from regulab.engine.trainer import Trainer, loss_function
-from regulab.errors import ConfigError, DataError
+from regulab.errors import ConfigError, DataError, Field, RegulabInputError
 from regulab.modalities.layer import build_augment
 from regulab.modalities.sources import load_dataset
 from regulab.modalities.text.features import featurize
-from regulab.nn.models import Pipeline, build_model
+from regulab.nn.models import Pipeline, build_model, regularizers
+from regulab.nn.user import adapt, factory_label, make_network
 from regulab.regularize.constraints import MaxNorm
 from regulab.regularize.ema import EMACallback
 from regulab.regularize.multitask import Tasks
 from regulab.regularize.penalties import NormPenalty, selected_parameters
-from regulab.regularize.transfer import SourceRun, freeze_, load_source, param_groups, transfer_weights
+from regulab.regularize.transfer import (SourceRun, freeze_, load_source, param_groups, transfer_by_name,
+                                         transfer_weights)
+from regulab.user_code import describe, load_object
 
 __all__ = ["Prepared", "prepare", "load_data", "split_arrays", "resolve_device", "extra_columns",
-           "RegularizationMonitor"]
+           "RegularizationMonitor", "network"]
 
 
 @dataclass
@@ -62,6 +65,14 @@ class Prepared:
     loader: TensorLoader
     noise: torch.Generator          # also drives Monte-Carlo dropout inference
     text: Any = None                # the fitted TextPipeline of a text dataset
+    outputs: Any = None             # the network's output width, or [(head, width), ...]
+
+    def model_info(self) -> dict:
+        """What rebuilding the trained network needs besides config.toml (``model.json``)."""
+        X = self.splits["train"][0]
+        return {"sample_shape": list(X.shape[1:]), "outputs": self.outputs, "task": self.task,
+                "classes": self.dataset.classes if self.task == "classification" else None,
+                "binary": self.trainer.binary, "modality": self.dataset.modality}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,23 +168,57 @@ def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.nda
     return arrays
 
 
+def network(cfg: Config, modality: str, sample_shape: tuple, n_out, seed: int) -> torch.nn.Module:
+    """The network ``[model]`` describes -- regulab's, or the user's ``model.factory`` given
+    regulab's layer-level techniques (``regulab.nn.user``) -- behind an ``Augment`` layer when
+    the data's modality has one; initialized from ``seed``, in training mode."""
+    augment, shape = build_augment(cfg, modality, tuple(sample_shape))   # its own errors
+    m = cfg.model
+    if m.factory is not None:
+        factory = load_object(m.factory, Field("model.factory")) if isinstance(m.factory, str) else m.factory
+        net = make_network(factory, m.args, seed, factory_label(m.factory))
+        return adapt(net, regularizers(m, cfg.regularization), init=m.init,
+                     generator=torch.Generator().manual_seed(seed), augment=augment).train()
+    if m.args:
+        raise ConfigError(f"config key 'model.args' holds the keyword arguments of model.factory; "
+                          f"got {m.args!r} and no factory")
+    net = build_model(m, shape, n_out, torch.Generator().manual_seed(seed), cfg.regularization)
+    if augment is not None:
+        net = torch.nn.Sequential(OrderedDict([("augment", augment), *net.named_children()]))
+    return net
+
+
 def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -> torch.nn.Module:
-    """The network, behind an ``Augment`` layer when the data's modality has one."""
-    augment, shape = build_augment(cfg, ds.modality, sample.shape[1:])   # its own errors
+    """``network``, with one batch passed through it so that a shape mismatch fails here."""
+    m = cfg.model
+    what = f"model.kind '{m.kind}'" if m.factory is None else f"model.factory '{factory_label(m.factory)}'"
+    # a user's network may raise anything on a sample it cannot take
+    catch = (ValueError, RuntimeError) if m.factory is None else Exception
     try:
-        net = build_model(cfg.model, shape, n_out, torch.Generator().manual_seed(seed),
-                          cfg.regularization)
-        if augment is not None:
-            net = torch.nn.Sequential(OrderedDict([("augment", augment), *net.named_children()]))
+        net = network(cfg, ds.modality, sample.shape[1:], n_out, seed)
+    except catch as e:
+        if isinstance(e, RegulabInputError):     # the augmentation's, the factory's own
+            raise
+        raise DataError(f"{what} cannot take samples of shape {tuple(sample.shape[1:])} from "
+                        f"data.dataset '{_dataset_label(cfg)}' ({e})") from None
+    try:
         with torch.no_grad():
             out = net.eval()(torch.as_tensor(sample, dtype=torch.float32))
-    except (ValueError, RuntimeError) as e:
-        raise DataError(f"model.kind '{cfg.model.kind}' cannot take samples of shape "
-                        f"{tuple(sample.shape[1:])} from data.dataset '{cfg.data.dataset}' ({e})") from None
+    except catch as e:
+        raise DataError(f"{what} cannot take samples of shape {tuple(sample.shape[1:])} from "
+                        f"data.dataset '{_dataset_label(cfg)}' ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())})") from None
     width = n_out if isinstance(n_out, int) else sum(k for _, k in n_out)   # multi-task: heads side by side
-    if tuple(out.shape) != (len(sample), width):
-        raise DataError(f"model output has shape {tuple(out.shape)}, expected (batch, {width})")
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(sample), width):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DataError(f"{what} output has shape {got}, expected (batch, {width}) for data.dataset "
+                        f"'{_dataset_label(cfg)}'")
     return net.train()
+
+
+def _dataset_label(cfg: Config) -> str:
+    d = cfg.data.dataset
+    return d if isinstance(d, str) else describe(d)
 
 
 def _regularizers(cfg: Config, net: torch.nn.Module):
@@ -294,7 +339,9 @@ def prepare(cfg: Config) -> Prepared:
     init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
     n_out = (1 if loss == "bce" else ds.n_outputs) if tasks is None else list(zip(tasks.names, tasks.sizes))
     net = _build_net(cfg, ds, n_out, init_seed, arrays["train"][0][:2])
-    transferred = transfer_weights(net, source, cfg.transfer.layers) if source is not None else []
+    transferred = [] if source is None else \
+        transfer_weights(net, source, cfg.transfer.layers) if cfg.model.factory is None \
+        and not isinstance(cfg.transfer.layers, list) else transfer_by_name(net, source, cfg.transfer.layers)
     optimizer = _optimizer(cfg, net, transferred)
     penalties, constraints, callbacks = _regularizers(cfg, net)
     pipeline = Pipeline(pre, net).to(device)
@@ -308,7 +355,7 @@ def prepare(cfg: Config) -> Prepared:
                       constraints=constraints, callbacks=callbacks,
                       generators={"shuffle": shuffle, "noise": noise},
                       eval_batch_size=cfg.eval.batch_size, tasks=tasks)
-    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text)
+    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text, n_out)
 
 
 class RegularizationMonitor(Callback):

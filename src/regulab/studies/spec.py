@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from regulab.checks import Section, choice, key, name, number, optional, string, text
+from regulab.user_code import portable
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
 from regulab.config.files import read_spec_file
 from regulab.errors import ConfigError, invalid
@@ -122,7 +123,7 @@ class StudySpec:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "seeds": self.seeds, "baseline": self.baseline, "combine": self.combine,
                 "population": self.population,
-                "options": self.options, "base": self.base,
+                "options": self.options, "base": portable(self.base),
                 "variants": [vars(v) for v in self.variants]}
 
 

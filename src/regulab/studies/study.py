@@ -29,12 +29,14 @@ from typing import Any
 from regulab.engine.population.eligibility import ineligible, population_key
 from regulab.errors import CheckpointError
 from regulab.io import atomic_write, finite_json, new_dir
+from regulab.nn.user import check_callable
 from regulab.runs.population import train_population
 from regulab.runs.prepare import resolve_device
 from regulab.runs.run import train
 from regulab.runs.store import RunStore
 from regulab.studies import aggregate, kinds
 from regulab.studies.spec import StudySection, StudySpec, Variant
+from regulab.user_code import portable
 
 log = logging.getLogger("regulab")
 
@@ -204,8 +206,8 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
         store.set_status(study_id, "failed")
         raise
     results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
-    atomic_write(study_dir / "results.json", json.dumps(results, indent=1))
-    store.finish(study_id, "completed", results)
+    atomic_write(study_dir / "results.json", json.dumps(portable(results), indent=1))
+    store.finish(study_id, "completed", portable(results))
     if render:
         from regulab.studies.report import render_report
         render_report(results, study_dir / "report.html")
@@ -259,11 +261,15 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
 def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | list[int] = 3, *,
           kind: str = "compare", name: str | None = None, baseline: str | None = "baseline",
           options: dict[str, Any] | None = None, combine: int = 0, out: str | Path | None = None,
-          db: str | None = None, progress: bool | None = None) -> StudyResult:
+          db: str | None = None, progress: bool | None = None, model: Any = None,
+          data: Any = None) -> StudyResult:
     """A study from Python: ``cfg`` is the base, ``variants`` maps names to config overrides
     (a "baseline" with none is added first unless given), e.g.::
 
         rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)
+
+    ``model``: the user's network as a class or a function returning one (each run builds a
+    fresh one); ``data``: the user's data (``rl.train``'s ``data``), shared by every run.
 
     Other kinds take their table as ``options`` (``kind="grid", options={"key": ..., "values": [...]}``).
     """
@@ -275,6 +281,7 @@ def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | l
     study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
     if raw_variants and baseline is not None:
         study_table["baseline"] = baseline
+    cfg = cfg.with_code(None if model is None else check_callable(model), data)
     raw = {"study": study_table, "base": cfg.to_dict(), "variants": raw_variants}
     if options is not None:
         raw[kind] = options

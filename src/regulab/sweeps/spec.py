@@ -43,6 +43,7 @@ from typing import Any
 
 from regulab.callbacks import monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string
+from regulab.user_code import portable
 from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml
 from regulab.config.files import config_key_depth, read_spec_file
 from regulab.config.sections import SECTIONS
@@ -161,7 +162,7 @@ class SweepSpec:
                 "metric": self.metric, "direction": self.direction, "pruner": self.pruner,
                 "warmup": self.warmup, "startup": self.startup, "seed": self.seed,
                 "heartbeat": self.heartbeat, "grace": self.grace, "retries": self.retries,
-                "population": self.population, "base": self.base,
+                "population": self.population, "base": portable(self.base),
                 "space": {k: {f: v for f, v in vars(d).items() if f != "key" and v not in (None, False)}
                           for k, d in self.space.items()}}
 

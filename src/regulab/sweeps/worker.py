@@ -47,6 +47,7 @@ import socket
 import sys
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,11 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from regulab.callbacks import Callback
-from regulab.config.core import Config, to_toml
+from regulab.config.core import Config, apply_overrides, to_toml
 from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, new_dir
+from regulab.nn.user import check_callable
 from regulab.runs.evaluate import evaluate
 from regulab.runs.population import train_population
 from regulab.runs.run import train
@@ -292,8 +294,14 @@ def _progress(enabled: bool | None, spec: SweepSpec):
 
 
 def sweep(spec: SweepSpec, out: str | Path | None = None, db: str | None = None,
-          progress: bool | None = None) -> SweepResult:
-    """Run trials of ``spec`` until its budget is spent and no trial runs; see the module docstring."""
+          progress: bool | None = None, *, model: Any = None, data: Any = None) -> SweepResult:
+    """Run trials of ``spec`` until its budget is spent and no trial runs; see the module docstring.
+    ``model`` (a class or function returning the user's network) and ``data`` (the user's data)
+    go into every trial's config, as in ``rl.train``."""
+    code = {k: v for k, v in (("model.factory", None if model is None else check_callable(model)),
+                              ("data.dataset", data)) if v is not None}
+    if code:
+        spec = dataclasses.replace(spec, base=apply_overrides(spec.base, code))
     store = RunStore(db)
     url = store.url
     if sa.engine.make_url(url).get_backend_name() == "sqlite" and store.sqlite_path is None:
@@ -366,7 +374,8 @@ def _test_scores(spec: SweepSpec, trial: optuna.trial.FrozenTrial, store: RunSto
         cfg = spec.config(spec.params(trial.params), f"{spec.name}-best", test=True)
         run = train(cfg, out=run_dir.parent.parent / "best-run", db=store.url, progress=False)
         return {k: v for k, v in run.results.items() if k.startswith("test_")}
-    return evaluate(run_dir, ("test",))
+    base = spec.config({}, spec.name)      # the user's objects, when given from Python
+    return evaluate(run_dir, ("test",), model=base.model.factory, data=base.data.dataset)
 
 
 def _best(spec: SweepSpec, study: optuna.Study, lock, store: RunStore) -> dict[str, Any] | None:

@@ -1,0 +1,307 @@
+"""A user's own network (``model.factory``, ``model=``): every model-agnostic technique on it,
+its errors, ``load_model`` and ``regulab predict``, transfer by module name, studies and sweeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import regulab as rl
+from regulab.cli import main
+from regulab.config.core import load_config
+from regulab.config.sections import USER_NETWORK_KEYS
+from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
+from regulab.nn.user import INPUTS
+from regulab.regularize.mc_dropout import sampling
+from regulab.runs.prepare import prepare
+
+from .conftest import EXAMPLES, assert_refused, write
+
+# the user's file: examples/byo/resnet.py, with a few factories of the kinds a test needs
+EXTRA = """
+
+def small(classes=10):
+    return ResNet(width=4, blocks=1, classes=classes, drop=0.1)
+
+
+def broken(**kwargs):
+    raise RuntimeError("no GPU here")
+
+
+def not_a_network():
+    return "a string"
+"""
+
+CONFIG = """
+name = "byo"
+[data]
+dataset = "digits"
+split = [0.7, 0.15, 0.15]
+[model]
+factory = "resnet.py:ResNet"
+args = { width = 4, blocks = 1, drop = 0.1 }
+[optim]
+lr = 0.01
+[train]
+epochs = 3
+batch_size = 64
+"""
+
+
+@pytest.fixture
+def user_files(workdir) -> Path:
+    """The config beside the user's file, as a user keeps them: FILE is relative to the config."""
+    (workdir / "resnet.py").write_text((EXAMPLES / "byo" / "resnet.py").read_text() + EXTRA)
+    cfg = write(workdir / "byo.toml", CONFIG)
+    return cfg
+
+
+def _import_fixture(folder: Path):
+    from regulab.user_code import load_object
+    path = folder / "user_resnet.py"
+    path.write_text((EXAMPLES / "byo" / "resnet.py").read_text() + EXTRA)
+    return load_object(f"{path}:ResNet", "model.factory"), load_object(f"{path}:small", "model.factory")
+
+
+def _cfg(**over):
+    return load_config(None, {"data.dataset": "digits", "data.split": [0.7, 0.15, 0.15], "optim.lr": 0.01,
+                              "train.epochs": 2, "train.batch_size": 64, "train.progress": False, **over})
+
+
+def test_train_a_factory_from_a_file_and_load_model_reproduces_the_test_accuracy(user_files, workdir, capsys):
+    assert main(["train", str(user_files), "--out", "out", "--quiet"]) == 0
+    run = workdir / "out"
+    config = (run / "config.toml").read_text()
+    assert f'factory = "{workdir / "resnet.py"}:ResNet"' in config       # recorded, absolute
+    results = json.loads((run / "results.json").read_text())
+    model = rl.load_model(run)
+    assert type(model.net).__name__ == "ResNet" and not model.training
+    assert isinstance(model.net.drop, Dropout)          # the network's own dropout, made regulab's
+    p = prepare(load_config(run / "config.toml"))
+    X, y = p.splits["test"]                             # preprocess "none": raw inputs
+    with torch.no_grad():
+        acc = (model(X).argmax(1) == y).double().mean().item()
+    assert acc == pytest.approx(results["test_acc"], abs=1e-12)
+    # and regulab predict writes the same predictions
+    np.savez(workdir / "inputs.npz", X=X.numpy())
+    assert main(["predict", str(run), str(workdir / "inputs.npz"), "--out", str(workdir / "pred.csv")]) == 0
+    rows = (workdir / "pred.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["input", "prediction", "p_0"] and len(rows) == len(X) + 1
+    predicted = [int(r.split(",")[1]) for r in rows[1:]]
+    assert predicted == model(X).argmax(1).tolist()
+
+
+def test_the_python_api_takes_a_class_a_function_or_a_network(workdir):
+    ResNet, small = _import_fixture(workdir)
+    a = rl.train(_cfg(**{"model.args": {"width": 4, "blocks": 1, "drop": 0.1}}), model=ResNet, out="a", progress=False)
+    b = rl.train(_cfg(), model=small, out="b", progress=False)
+    assert a.results["test_acc"] == b.results["test_acc"]
+    torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())    # same seed, same net
+    mine = ResNet(width=4, blocks=1, drop=0.1)
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    c = rl.train(_cfg(), model=mine, out="c", progress=False)
+    torch.testing.assert_close(mine.state_dict(), before)        # the user's object is not changed
+    assert c.model.net is not mine and "python-object:ResNet" in (workdir / "c" / "config.toml").read_text()
+    # a network given from Python is passed again to load it
+    with pytest.raises(rl.ConfigError, match="was a Python object"):
+        rl.load_model(workdir / "c")
+    assert rl.load_model(workdir / "c", model=ResNet(width=4, blocks=1)).net.head.out_features == 10
+
+
+def test_the_factory_is_seeded_by_train_seed(workdir):
+    ResNet, _ = _import_fixture(workdir)
+    nets = [prepare(_cfg(**{"train.seed": s}).with_code(model=ResNet)).pipeline.net for s in (0, 0, 1)]
+    torch.testing.assert_close(nets[0].stem.weight, nets[1].stem.weight)
+    assert not torch.equal(nets[0].stem.weight, nets[2].stem.weight)
+
+
+def test_layer_techniques_go_into_the_users_network(workdir):
+    ResNet, _ = _import_fixture(workdir)
+    cfg = _cfg(**{"model.dropout": 0.3, "model.dropout_mode": "classic", "model.dropconnect": 0.2,
+                  "model.input_dropout": 0.1, "regularization.input_noise": 0.5})
+    net = prepare(cfg.with_code(model=ResNet)).pipeline.net
+    assert type(net).__name__ == "ResNet"
+    assert isinstance(net.drop, Dropout) and net.drop.drop_prob == 0.3 and net.drop.mode == "classic"
+    weights = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    wrapped = [m for m in net.modules() if isinstance(m, DropConnect)]
+    assert len(wrapped) == len(weights) == 4 and all(w.drop_prob == 0.2 for w in wrapped)
+    front = getattr(net, INPUTS)
+    assert isinstance(front.noise_in, GaussianNoise) and front.noise_in.std == 0.5
+    assert isinstance(front.drop_in, Dropout) and front.drop_in.drop_prob == 0.1
+    # classic dropout at inference: y = (1 - p) x on the head's input, recomputed by hand
+    x = torch.rand(5, 1, 8, 8)
+    net.eval()
+    h = net.pool(net.blocks(torch.relu(net.stem(x * (1 - 0.1))))).flatten(1)   # input dropout, classic
+    torch.testing.assert_close(net(x), net.head(h * (1 - 0.3)))
+    # the input noise runs in training: the hook puts it in front of the network's forward
+    seen = []
+    handle = net.stem.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    net.train()
+    net(torch.zeros(5, 1, 8, 8))
+    handle.remove()
+    assert seen[0].std() > 0.2                   # N(0, 0.5^2) noise, some of it dropped
+    # Monte-Carlo dropout draws in eval mode through the replaced modules
+    net.eval()
+    with sampling(net, torch.Generator().manual_seed(0)):
+        assert not torch.equal(net(x), net(x))
+
+
+def test_weight_noise_wraps_every_linear_and_conv(workdir):
+    ResNet, _ = _import_fixture(workdir)
+    net = prepare(_cfg(**{"regularization.weight_noise": 0.1}).with_code(model=ResNet)).pipeline.net
+    assert sum(isinstance(m, WeightNoise) for m in net.modules()) == 4
+    assert all(isinstance(m.layer, (nn.Linear, nn.Conv2d)) for m in net.modules() if isinstance(m, WeightNoise))
+
+
+def test_penalties_and_max_norm_act_on_the_users_weights(workdir):
+    ResNet, _ = _import_fixture(workdir)
+    p = prepare(_cfg(**{"regularization.l2": 1e-3, "regularization.l1": 1e-4,
+                        "regularization.max_norm": 0.5}).with_code(model=ResNet))
+    net = p.pipeline.net
+    weights = [m.weight for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    expected = 1e-3 * sum((w ** 2).sum() for w in weights) + 1e-4 * sum(w.abs().sum() for w in weights)
+    torch.testing.assert_close(p.trainer.penalties[0](net), expected)
+    p.trainer.fit(p.loader, p.splits["val"], epochs=1)
+    for w in weights:          # every unit's incoming weights within the ball after each step
+        assert w.flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
+
+
+@pytest.mark.parametrize("key", [*USER_NETWORK_KEYS, "multitask.tasks"])
+def test_keys_that_describe_regulabs_own_networks_are_refused(user_files, workdir, capsys, key):
+    values = {"kind": "cnn", "hidden": [3], "channels": [4], "kernel_size": 3, "activation": "tanh",
+              "batchnorm": "true", "batchnorm_position": '"after"', "multitask.tasks": '["parity"]'}
+    dotted = key if "." in key else f"model.{key}"
+    value = values[key]
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", f"{dotted}={value}"])
+    assert_refused(capsys, code, [f"'{dotted}'", "cannot apply to a user's network"], workdir)
+
+
+@pytest.mark.parametrize("factory, words", [
+    ("nowhere.py:Net", ["'model.factory'", "existing file", "nowhere.py:Net"]),
+    ("resnet.py:ResNett", ["'model.factory'", "'ResNett'", "did you mean 'ResNet'"]),
+    ("resnet.py:broken", ["'model.factory'", "RuntimeError: no GPU here"]),
+    ("resnet.py:not_a_network", ["'model.factory'", "must give an nn.Module", "str"]),
+    ("no_such_module_x:Net", ["'model.factory'", "importable module"]),
+    ("resnet", ["'model.factory'", "FILE.py:NAME"]),
+])
+def test_a_factory_that_is_missing_raises_or_returns_the_wrong_thing_is_refused(
+        user_files, workdir, capsys, factory, words):
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", f'model.factory="{factory}"',
+                 "--set", "model.args={}"])
+    assert_refused(capsys, code, words, workdir)
+
+
+def test_a_network_that_cannot_take_the_data_is_refused(user_files, workdir, capsys):
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", "model.args={classes = 3}"])
+    assert_refused(capsys, code, ["model.factory", "output has shape (2, 3)", "(batch, 10)"], workdir)
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", "data.dataset=moons"])
+    assert_refused(capsys, code, ["model.factory", "cannot take samples of shape (2,)"], workdir)
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", "model.dropout=[0.1, 0.2]"])
+    assert_refused(capsys, code, ["'model.dropout'", "one probability per dropout module", "drop"], workdir)
+
+
+def test_transfer_by_module_name_from_a_run_of_the_same_factory(user_files, workdir, capsys):
+    assert main(["train", str(user_files), "--out", "source", "--quiet", "--set", "model.dropconnect=0.1"]) == 0
+    src = rl.load_model(workdir / "source").net
+    assert main(["train", str(user_files), "--out", "target", "--quiet", "--set", "transfer.source=source",
+                 "--set", 'transfer.layers=["stem", "blocks"]', "--set", "train.epochs=1"]) == 0
+    tgt = rl.load_model(workdir / "target").net
+    torch.testing.assert_close(tgt.stem.weight, src.stem.layer.weight)     # frozen: unchanged
+    torch.testing.assert_close(tgt.blocks[0].bn2.running_var, src.blocks[0].bn2.running_var)
+    assert not torch.equal(tgt.head.weight, src.head.layer.weight)          # not copied, trained
+    code = main(["train", str(user_files), "--out", "out", "--quiet", "--set", "transfer.source=source",
+                 "--set", 'transfer.layers=["stemm"]'])
+    assert_refused(capsys, code, ["'transfer.layers'", "'stemm'", "blocks, head, stem"], workdir)
+
+
+STUDY = """
+[study]
+name = "byo-clinic"
+seeds = 1
+[base]
+data = { dataset = "digits", split = [0.7, 0.15, 0.15] }
+model = { factory = "resnet.py:small" }
+optim = { lr = 0.01 }
+train = { epochs = 2, batch_size = 128, progress = false }
+[variants.baseline]
+[variants.l2]
+regularization.l2 = 1e-3
+[variants.l1]
+regularization.l1 = 1e-4
+[variants.dropout]
+model.dropout = 0.3
+[variants.dropconnect]
+model.dropconnect = 0.1
+[variants.max-norm]
+regularization.max_norm = 2.0
+[variants.input-noise]
+regularization.input_noise = 0.1
+[variants.weight-noise]
+regularization.weight_noise = 0.01
+[variants.smoothing]
+regularization.label_smoothing = 0.1
+[variants.label-noise]
+data.label_noise = 0.1
+[variants.ema]
+regularization.ema = 0.9
+[variants.early-stopping]
+train = { early_stopping = true, patience = 1, epochs = 4 }
+[variants.augment]
+image = { translate = 0.1 }
+[variants.ensemble]
+members = 2
+[variants.bagging]
+members = 2
+data.bootstrap = true
+"""
+
+
+def test_a_study_of_every_technique_on_the_users_network(user_files, workdir, capsys):
+    study = write(workdir / "study.toml", STUDY)
+    assert main(["study", str(study), "--out", "study", "--quiet"]) == 0
+    results = json.loads((workdir / "study" / "results.json").read_text())
+    names = {v["name"] for v in results["variants"]}
+    assert names == {"baseline", "l2", "l1", "dropout", "dropconnect", "max-norm", "input-noise",
+                     "weight-noise", "smoothing", "label-noise", "ema", "early-stopping", "augment",
+                     "ensemble", "bagging"}
+    assert (workdir / "study" / "report.html").is_file()
+    nets = {v["name"]: rl.load_model(workdir / "study" / v["runs"][0]["run_dir"]).net
+            for v in results["variants"] if v["members"] == 1}
+    assert all(type(net).__name__ == "ResNet" for net in nets.values())
+    assert nets["dropout"].drop.drop_prob == 0.3 and nets["baseline"].drop.drop_prob == 0.1
+    assert isinstance(nets["dropconnect"].stem, DropConnect) and isinstance(nets["weight-noise"].stem, WeightNoise)
+    assert isinstance(getattr(nets["input-noise"], INPUTS).noise_in, GaussianNoise)
+    assert hasattr(getattr(nets["augment"], INPUTS), "augment")
+    assert all(m.weight.flatten(1).norm(dim=1).max() <= 2.0 + 1e-5
+               for m in nets["max-norm"].modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    ensemble = next(v for v in results["variants"] if v["name"] == "bagging")
+    assert ensemble["members"] == 2 and ensemble["stats"]["test_acc"]["mean"] >= 0.0
+
+
+def test_study_and_sweep_take_a_factory_from_python(workdir):
+    _, small = _import_fixture(workdir)
+    res = rl.study(_cfg(**{"train.epochs": 1}), variants={"l2": {"regularization.l2": 1e-3}}, seeds=1,
+                   model=small, out="s", progress=False)
+    assert {v["name"] for v in res.results["variants"]} == {"baseline", "l2"}
+    assert "python-object:small" in (workdir / "s" / "study.json").read_text() or \
+        "small" in (workdir / "s" / "study.json").read_text()
+    with pytest.raises(rl.ConfigError, match="fresh network"):
+        rl.study(_cfg(), model=small(), seeds=1, out="t", progress=False)
+    spec = rl.load_sweep(write(workdir / "sweep.toml", """
+[sweep]
+name = "byo"
+trials = 2
+sampler = "random"
+[base]
+data = { dataset = "digits", split = [0.7, 0.15, 0.15] }
+train = { epochs = 1, batch_size = 128, progress = false }
+[space]
+"regularization.l2" = { low = 1e-5, high = 1e-2, log = true }
+"""))
+    best = rl.sweep(spec, out="w", db=str(workdir / "sweep.db"), progress=False, model=small).best
+    assert best is not None and "test_acc" in json.dumps(best)
