@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -95,10 +96,26 @@ def test_clone_and_get_set_params_round_trip():
     assert clf.get_params()["regularization__l2"] == 1e-3 and clf.train__seed == 4
     pipe = Pipeline([("clf", clf)]).set_params(clf__model__dropout=0.1)
     assert pipe.named_steps["clf"].model__dropout == 0.1
-    with pytest.raises(ConfigError, match="'model__dropuot'; did you mean 'model__dropout'"):
+    with pytest.raises(ConfigError, match="parameter 'model__dropuot'; did you mean 'model__dropout'"):
         clf.set_params(model__dropuot=0.5)
     with pytest.raises(TypeError, match="'model__hiden'; did you mean 'model__hidden'"):
         RegulabClassifier(model__hiden=(8,))
+
+
+def test_the_users_network_and_its_arguments_reach_the_config():
+    class Net(torch.nn.Module):
+        def __init__(self, width: int = 4):
+            super().__init__()
+            self.layer = torch.nn.LazyLinear(width)
+
+    clf = RegulabClassifier(model=Net, model__args={"width": 8}, regularization__l2=np.float64(1e-3),
+                            model__hidden=np.array([16, 8]))
+    cfg = clf.to_config()
+    assert cfg.model.factory is Net and cfg.model.args == {"width": 8}
+    assert cfg.regularization.l2 == 1e-3 and cfg.model.hidden == [16, 8]     # NumPy values as Python's
+    assert clone(clf).model is Net and RegulabClassifier().to_config().model.args == {}
+    with pytest.raises(ConfigError, match="config key 'model.factory' must be"):
+        RegulabClassifier(model=3).to_config()
 
 
 def test_a_bad_value_is_the_one_line_config_error_at_fit():

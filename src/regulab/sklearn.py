@@ -13,7 +13,9 @@ is written as a tuple, as scikit-learn wants immutable defaults), so ``GridSearc
     grid.fit(X, y).best_params_
 
 ``model`` is the user's network (``model.factory``: an ``nn.Module`` class or a function
-returning one; its keyword arguments in ``model__args``); None: regulab's own ``model__kind``.
+returning one -- not a network object, as every fit starts from a fresh one; its keyword
+arguments in ``model__args``); None: regulab's own ``model__kind``. ``to_config()`` is the
+``Config`` the parameters make.
 
 Left out, as they do not apply to arrays handed to ``fit``: the modality sections
 (``[image]``, ``[audio]``, ``[text]``, ``[video]``), ``[multitask]`` and ``[transfer]`` (a
@@ -122,11 +124,11 @@ class _RegulabEstimator(BaseEstimator):
         ``dropout`` of a sub-estimator ``model`` as scikit-learn's ``__`` would read it."""
         for name, value in params.items():
             if name not in PARAMS:
-                raise unknown(name, PARAMS, f"parameters of {type(self).__name__}")
+                raise unknown(name, PARAMS, f"parameters of {type(self).__name__}", kind="parameter")
             setattr(self, name, value)
         return self
 
-    def config(self) -> Config:
+    def to_config(self) -> Config:
         """The config these parameters make (validated: a bad value is a ``ConfigError``)."""
         overrides = {name.replace("__", "."): _plain(getattr(self, name))
                      for name in PARAMS if name != "model"}
@@ -136,7 +138,7 @@ class _RegulabEstimator(BaseEstimator):
         return cfg.with_code(model=self.model)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, classes: list[str] | None):
-        cfg = self.config()
+        cfg = self.to_config()
         ds = Dataset(name="sklearn", X=X, y=y, task=self._task, classes=classes)
         p = prepare(cfg.with_code(data=ds))
         self.history_ = p.trainer.fit(p.loader, p.splits["val"], epochs=cfg.train.epochs)
