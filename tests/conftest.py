@@ -34,6 +34,8 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_datasets.py::test_fixed_classification_builtins",
     "tests/test_datasets.py::test_mnist_full_shapes",
     "tests/test_mnist1d.py::test_quickstart_mlp_reaches_the_papers_accuracy",
+    "tests/test_sklearn.py::test_grid_search_over_l2_and_dropout_in_a_pipeline",
+    "tests/test_sklearn.py::test_importing_regulab_does_not_import_the_estimators",
 )
 
 

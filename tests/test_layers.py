@@ -9,7 +9,7 @@ never a higher one, and never a sibling unless the sibling edge is listed (``SIB
     blocks      data/ nn/ | modalities/ (-> data) | regularize/ (-> nn)
     engine      engine/
     runs        runs/
-    features    studies/ sweeps/ explain
+    features    studies/ sweeps/ explain sklearn
     cli         cli, __main__; and the package itself (``regulab/__init__``, the public API)
 
 Every import counts, also one inside a function; only imports for type annotations (under
@@ -32,7 +32,7 @@ PACKAGE = SRC / "regulab"
 GROUND = ("errors", "checks", "io", "metrics", "callbacks", "diagnose", "version", "user_code")
 LAYERS = [("ground", GROUND), ("config", ("config", "section")), ("report", ("report",)),
           ("blocks", ("data", "nn", "modalities", "regularize")), ("engine", ("engine",)),
-          ("runs", ("runs",)), ("features", ("studies", "sweeps", "explain")),
+          ("runs", ("runs",)), ("features", ("studies", "sweeps", "explain", "sklearn")),
           ("cli", ("cli", "__main__", "regulab"))]
 SIBLINGS = {("config", "section"), ("modalities", "data"), ("regularize", "nn")}   # (importer, imported) in one layer
 ONLY = {"report": {"ground", "report"}}     # packages that may import no more than these layers

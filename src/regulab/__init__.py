@@ -7,6 +7,7 @@ Quick start::
     run = rl.train(cfg)          # -> Run: results, history, model, run_dir
     res = rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)   # -> StudyResult
     best = rl.sweep(rl.load_sweep("examples/sweeps/tpe_digits.toml")).best   # Optuna search
+    clf = rl.RegulabClassifier(model__dropout=0.3).fit(X, y)   # a scikit-learn estimator
 """
 
 from regulab import nn
@@ -26,9 +27,11 @@ from regulab.version import __version__ as __version__
 __all__ = ["nn", "Config", "load_config", "load_dataset", "train", "resume", "Run", "Trainer",
            "TensorLoader", "Callback", "EarlyStopping", "ConfigError", "DataError",
            "DivergedError", "RegulabInputError", "study", "run_study", "load_study", "StudyResult",
-           "sweep", "load_sweep", "train_population", "load_model"]
+           "sweep", "load_sweep", "train_population", "load_model", "RegulabClassifier",
+           "RegulabRegressor"]
 
-_LAZY = {"sweep": "regulab.sweeps.worker", "load_sweep": "regulab.sweeps.spec"}   # Optuna on use
+_LAZY = {"sweep": "regulab.sweeps.worker", "load_sweep": "regulab.sweeps.spec",   # Optuna on use
+         "RegulabClassifier": "regulab.sklearn", "RegulabRegressor": "regulab.sklearn"}
 
 
 def __getattr__(name: str):
