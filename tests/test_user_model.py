@@ -68,6 +68,9 @@ def _import_fixture(folder: Path):
     return load_object(f"{path}:ResNet", "model.factory"), load_object(f"{path}:small", "model.factory")
 
 
+SMALL = {"model.args": {"width": 4, "blocks": 1, "drop": 0.1}}     # ResNet's: 4 Linear/Conv layers
+
+
 def _cfg(**over):
     return load_config(None, {"data.dataset": "digits", "data.split": [0.7, 0.15, 0.15], "optim.lr": 0.01,
                               "train.epochs": 2, "train.batch_size": 64, "train.progress": False, **over})
@@ -98,7 +101,7 @@ def test_train_a_factory_from_a_file_and_load_model_reproduces_the_test_accuracy
 
 def test_the_python_api_takes_a_class_a_function_or_a_network(workdir):
     ResNet, small = _import_fixture(workdir)
-    a = rl.train(_cfg(**{"model.args": {"width": 4, "blocks": 1, "drop": 0.1}}), model=ResNet, out="a", progress=False)
+    a = rl.train(_cfg(**SMALL), model=ResNet, out="a", progress=False)
     b = rl.train(_cfg(), model=small, out="b", progress=False)
     assert a.results["test_acc"] == b.results["test_acc"]
     torch.testing.assert_close(a.model.state_dict(), b.model.state_dict())    # same seed, same net
@@ -122,7 +125,7 @@ def test_the_factory_is_seeded_by_train_seed(workdir):
 
 def test_layer_techniques_go_into_the_users_network(workdir):
     ResNet, _ = _import_fixture(workdir)
-    cfg = _cfg(**{"model.dropout": 0.3, "model.dropout_mode": "classic", "model.dropconnect": 0.2,
+    cfg = _cfg(**SMALL, **{"model.dropout": 0.3, "model.dropout_mode": "classic", "model.dropconnect": 0.2,
                   "model.input_dropout": 0.1, "regularization.input_noise": 0.5})
     net = prepare(cfg.with_code(model=ResNet)).pipeline.net
     assert type(net).__name__ == "ResNet"
@@ -153,7 +156,7 @@ def test_layer_techniques_go_into_the_users_network(workdir):
 
 def test_weight_noise_wraps_every_linear_and_conv(workdir):
     ResNet, _ = _import_fixture(workdir)
-    net = prepare(_cfg(**{"regularization.weight_noise": 0.1}).with_code(model=ResNet)).pipeline.net
+    net = prepare(_cfg(**SMALL, **{"regularization.weight_noise": 0.1}).with_code(model=ResNet)).pipeline.net
     assert sum(isinstance(m, WeightNoise) for m in net.modules()) == 4
     assert all(isinstance(m.layer, (nn.Linear, nn.Conv2d)) for m in net.modules() if isinstance(m, WeightNoise))
 
