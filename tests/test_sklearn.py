@@ -108,11 +108,12 @@ def test_the_users_network_and_its_arguments_reach_the_config():
             super().__init__()
             self.layer = torch.nn.LazyLinear(width)
 
-    clf = RegulabClassifier(model=Net, model__args={"width": 8}, regularization__l2=np.float64(1e-3),
-                            model__hidden=np.array([16, 8]))
+    clf = RegulabClassifier(model=Net, model__args={"width": 8}, regularization__l2=np.float64(1e-3))
     cfg = clf.to_config()
-    assert cfg.model.factory is Net and cfg.model.args == {"width": 8}
-    assert cfg.regularization.l2 == 1e-3 and cfg.model.hidden == [16, 8]     # NumPy values as Python's
+    assert cfg.model.factory is Net and cfg.model.args == {"width": 8} and cfg.regularization.l2 == 1e-3
+    assert RegulabClassifier(model__hidden=np.array([16, 8])).to_config().model.hidden == [16, 8]  # NumPy as Python's
+    with pytest.raises(ConfigError, match="'model.hidden' cannot apply to a user's network"):
+        RegulabClassifier(model=Net, model__hidden=[16, 8]).to_config()
     assert clone(clf).model is Net and RegulabClassifier().to_config().model.args == {}
     with pytest.raises(ConfigError, match="config key 'model.factory' must be"):
         RegulabClassifier(model=3).to_config()
