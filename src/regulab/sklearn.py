@@ -163,11 +163,6 @@ class _RegulabEstimator(BaseEstimator):
                            for b in batches])
         return probs.clamp_min(1e-12).log().cpu()
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
-
 
 class RegulabClassifier(ClassifierMixin, _RegulabEstimator):
     """A regulab network as a scikit-learn classifier; see the module docstring.
