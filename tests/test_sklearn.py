@@ -119,6 +119,21 @@ def test_the_users_network_and_its_arguments_reach_the_config():
         RegulabClassifier(model=3).to_config()
 
 
+def test_a_fit_trains_the_users_network():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+
+    def net(width: int = 8) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                   torch.nn.Linear(width, 10))
+    clf = RegulabClassifier(model=net, model__args={"width": 32}, model__dropout=0.2, train__epochs=5,
+                            optim__lr=0.01).fit(X[:600] / 16, y[:600])
+    first = clf.model_.net[0]
+    assert isinstance(clf.model_.net, torch.nn.Sequential) and first.out_features == 32
+    assert clf.model_.net[2].drop_prob == 0.2                     # its own dropout, made regulab's
+    assert clf.score(X[600:900] / 16, y[600:900]) > 0.5
+
+
 def test_a_bad_value_is_the_one_line_config_error_at_fit():
     X, y = digits(100)
     clf = RegulabClassifier(regularization__l2=-1.0)       # stored as given: checked by fit
