@@ -127,7 +127,7 @@ def _loader(rows: Rows, batches: Iterable[list[int]], workers: int, pin: bool):
     ctx = "fork" if workers > 0 and "fork" in torch.multiprocessing.get_all_start_methods() else None
     return torch.utils.data.DataLoader(rows, batch_sampler=batches, num_workers=workers,
                                        pin_memory=pin, multiprocessing_context=ctx,
-                                       prefetch_factor=4 if workers > 0 else None)
+                                       prefetch_factor=2 if workers > 0 else None)
 
 
 class Streamed:

@@ -265,7 +265,7 @@ def _preprocessor(cfg: Config, shape: tuple, source: SourceRun | None, X_train: 
     if source is None or cfg.transfer.preprocess == "refit":
         pre = Preprocessor(cfg.data.preprocess, shape)
         if isinstance(X_train, Rows):   # one streaming pass
-            return pre.fit_batches(Streamed(X_train, lambda x: x, "cpu", _workers(cfg)).batches(1024))
+            return pre.fit_batches(Streamed(X_train, lambda x: x, "cpu", _workers(cfg)).batches(cfg.eval.batch_size))
         return pre.fit(torch.as_tensor(X_train))
     pre = Preprocessor(source.config.data.preprocess, shape)
     try:
