@@ -99,6 +99,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 
 # a value at which each blocking key keeps a run out of populations
 BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True, "model.dropconnect": 0.2,
+            "data.resident": False,
             "regularization.penalty_layers": ["fc1"], "regularization.max_norm": 3.0,
             "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "model.factory": "net.py:Net",
@@ -141,7 +142,7 @@ def test_member_and_ignored_keys_leave_the_key_alone_shared_keys_change_it():
 def _other(dotted: str, default: Any) -> Any:
     """A valid value of a member or ignored key other than its default."""
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
-               "eval.test": False, "train.progress": False, "train.seed": 7}
+               "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1

@@ -41,6 +41,13 @@ def user_data(key: str, v: Any) -> Any:
     return string(key, v) if isinstance(v, str) or v is None else v
 
 
+def resident_choice(key: str, v: Any) -> Any:
+    """true, false or "auto"."""
+    if v is True or v is False or v == "auto":
+        return v
+    raise invalid(key, 'true, false or "auto"', v)
+
+
 def user_factory(key: str, v: Any) -> Any:
     """``FILE.py:NAME`` or ``package.module:NAME`` (``python-object:...``: written for an object
     given from Python), or in Python a class or function returning an ``nn.Module``."""
@@ -88,6 +95,14 @@ class DataConfig(Section):
                      population=SHARED)
     fold: Any = key(None, optional(number(ge=0, integer=True)), "which fold is held out (0..K-1)",
                     population=SHARED)
+    resident: Any = key("auto", resident_choice, "true: the data on the device as tensors; false: "
+                        "streamed through a DataLoader; auto: streamed when its collated size exceeds "
+                        "data.memory_budget", population=blocks(True))
+    memory_budget: Any = key(None, optional(number(gt=0)), "MiB of collated data kept resident "
+                             "(data.resident auto); default a quarter of physical memory",
+                             population=SHARED)
+    workers: Any = key(None, optional(number(ge=0, integer=True)), "DataLoader worker processes "
+                       "of streamed data; default min(4, CPUs)", population=IGNORED)
 
 
 # the [model] keys that describe regulab's own networks, and why each cannot apply to a user's

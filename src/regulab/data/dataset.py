@@ -4,7 +4,9 @@ Arrays: ``X`` is float32 ``(N, *sample_shape)`` -- images as ``(N, C, H, W)`` in
 (texts: an object array of strings until their features are computed); classification ``y``
 is int64 labels ``0..C-1`` of shape ``(N,)``; regression ``y`` is float32 ``(N, k)``.
 ``X``/``y`` is the pool that a run splits into train/validation (and test); ``X_test``/
-``y_test`` is the data set's own test set when it has one, which is then kept as THE test set.
+``y_test`` is the data set's own test set when it has one, which is then kept as THE test set;
+``X_val``/``y_val`` its own validation set (a user's ``{"train", "val"}``), which keeps the
+split as given. ``X`` may also be lazy (``regulab.data.stream.Rows``): inputs read per item.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Dataset:
     classes: list[str] | None
     X_test: np.ndarray | None = field(default=None, repr=False)
     y_test: np.ndarray | None = field(default=None, repr=False)
+    X_val: np.ndarray | None = field(default=None, repr=False)
+    y_val: np.ndarray | None = field(default=None, repr=False)
     description: str = ""
     feature_names: list[str] | None = None
     modality: str | None = None     # one of MODALITIES; None: from X (strings, (N, C, H, W), else tabular)

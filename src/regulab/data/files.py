@@ -24,7 +24,7 @@ import numpy as np
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
 
-__all__ = ["read_csv", "read_npz", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
+__all__ = ["read_csv", "read_npz", "labels", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
 
 MAX_AUTO_CLASSES = 50
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -216,6 +216,30 @@ def _check_labels(y: np.ndarray, key: str, where: str) -> None:
                         "classification labels must be integers 0..C-1")
 
 
+def labels(ys: dict[str, np.ndarray], task: str, where: str) -> tuple[dict[str, np.ndarray], str, list[str] | None]:
+    """Labels or targets of each split (``{"y": ..., "y_test": ...}``, numeric arrays) checked
+    and typed for ``task`` -- "auto": integer (or bool) -> classification with labels already
+    0..C-1 (C = max + 1 over the splits), float -> regression, (N, k) float32 -- and the class
+    names; ``where`` names the data in errors."""
+    if task == "auto":
+        task = "regression" if next(iter(ys.values())).dtype.kind == "f" else "classification"
+    if task == "classification":
+        for k in ys:
+            _check_labels(ys[k], k, where)
+            ys[k] = ys[k].astype(np.int64)
+        classes = [str(c) for c in range(int(max(y.max() for y in ys.values())) + 1)]
+        _check_classes(where, classes)
+        return ys, task, classes
+    for k in ys:
+        y = ys[k].astype(np.float32)
+        if y.ndim not in (1, 2):
+            raise DataError(f"{where}: array '{k}' has shape {y.shape}; regression targets must be "
+                            "(N,) or (N, k)")
+        _check_finite(y, k, where)
+        ys[k] = y.reshape(len(y), -1)  # always (N, k)
+    return ys, task, None
+
+
 def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
     """Read ``npz:PATH``: arrays X, y and optionally X_test, y_test."""
     path = existing_path(path_text, "npz")
@@ -258,24 +282,8 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
                             "(classification) or floats (regression)")
         _check_finite(X, xk, where)
 
-    y_keys = [k for k in ("y", "y_test") if k in arrays]
-    if task == "auto":
-        task = "regression" if arrays["y"].dtype.kind == "f" else "classification"
-    if task == "classification":
-        for k in y_keys:
-            _check_labels(arrays[k], k, where)
-            arrays[k] = arrays[k].astype(np.int64)
-        classes = [str(c) for c in range(int(max(arrays[k].max() for k in y_keys)) + 1)]
-        _check_classes(where, classes)
-    else:
-        for k in y_keys:
-            y = arrays[k].astype(np.float32)
-            if y.ndim not in (1, 2):
-                raise DataError(f"{where}: array '{k}' has shape {y.shape}; regression targets must be "
-                                "(N,) or (N, k)")
-            _check_finite(y, k, where)
-            arrays[k] = y.reshape(len(y), -1)  # always (N, k)
-        classes = None
+    ys, task, classes = labels({k: arrays[k] for k in ("y", "y_test") if k in arrays}, task, where)
+    arrays.update(ys)
     X_test = arrays.get("X_test")
     return Dataset(spec, arrays["X"].astype(np.float32), arrays["y"], task, classes,
                    X_test=None if X_test is None else X_test.astype(np.float32),

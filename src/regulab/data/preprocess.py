@@ -15,6 +15,8 @@ Fitting on the training split alone keeps validation and test statistics out of 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -45,6 +47,40 @@ class Preprocessor(nn.Module):
         elif self.kind == "standardize":
             std = X.std(0, correction=0)
             self.shift.copy_(X.mean(0))
+            self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        return self
+
+    @torch.no_grad()
+    def fit_batches(self, batches: Iterable[Tensor]) -> Preprocessor:
+        """``fit`` in one pass over batches of the training examples (streamed data): min and
+        max, or mean and variance merged batch by batch in float64 (Chan, Golub and LeVeque,
+        1979: ``M2 = M2_a + M2_b + delta^2 n_a n_b / n``), the population std as ``fit``'s."""
+        if self.kind not in ("minmax", "standardize"):
+            return self
+        n, lo, hi, mean, m2 = 0, None, None, None, None
+        for xb in batches:
+            xb = xb.to(torch.float64)
+            if len(xb) == 0:
+                continue
+            if self.kind == "minmax":
+                lo = xb.amin(0) if lo is None else torch.minimum(lo, xb.amin(0))
+                hi = xb.amax(0) if hi is None else torch.maximum(hi, xb.amax(0))
+                continue
+            nb, mb = len(xb), xb.mean(0)
+            m2b = (xb - mb).pow(2).sum(0)
+            if mean is None:
+                n, mean, m2 = nb, mb, m2b
+                continue
+            delta, total = mb - mean, n + nb
+            mean = mean + delta * (nb / total)
+            m2 = m2 + m2b + delta.pow(2) * (n * nb / total)
+            n = total
+        if self.kind == "minmax":
+            self.shift.copy_(lo)
+            self.scale.copy_(torch.where(hi > lo, hi - lo, torch.ones_like(hi)))
+        else:
+            std = (m2 / n).sqrt()
+            self.shift.copy_(mean)
             self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         return self
 

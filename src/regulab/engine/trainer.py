@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from regulab.callbacks import Callback
+from regulab.data.stream import chunks
 from regulab.engine.objective import Objective, loss_function
 from regulab.errors import DivergedError
 from regulab.nn.layers import set_generator
@@ -57,7 +58,9 @@ def divergence(total: Tensor, epoch: int, steps_before: int) -> DivergedError | 
 
 
 class Trainer:
-    """Fit ``model`` with ``optimizer`` on a ``TensorLoader``; see the module docstring.
+    """Fit ``model`` with ``optimizer`` on a ``TensorLoader`` or a ``StreamLoader`` (any loader of
+    ``(xb, yb)`` batches on the device with the split's ``X`` and targets ``y``); the splits it
+    scores are tensors or streamed splits (``regulab.data.stream``); see the module docstring.
 
     ``loss_fn`` is an ``Objective`` (``loss_function("cross_entropy", label_smoothing=0.1)``) or
     any ``(out, y) -> mean loss``; either way ``self.objective`` (``regulab.engine.objective``)
@@ -130,8 +133,7 @@ class Trainer:
         obj = self.objective
         loss_sum = torch.zeros((), device=X.device)
         hits = torch.zeros((), device=X.device)
-        for i in range(0, len(X), self.eval_batch_size):
-            xb, yb = X[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
+        for xb, yb in zip(chunks(X, self.eval_batch_size), chunks(y, self.eval_batch_size)):
             out = self.model(xb)
             loss_sum = loss_sum + obj.losses(out, yb)[1] * len(xb)
             hits = hits + obj.hits(out, yb)
@@ -141,8 +143,7 @@ class Trainer:
     def predict(self, X: Tensor) -> Tensor:
         """The model's outputs on ``X`` in eval mode, in evaluation-sized batches."""
         with self.evaluation_mode():
-            return torch.cat([self.model(X[i:i + self.eval_batch_size])
-                              for i in range(0, len(X), self.eval_batch_size)])
+            return torch.cat([self.model(xb) for xb in chunks(X, self.eval_batch_size)])
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -161,8 +162,8 @@ class Trainer:
         step_callbacks = [cb for cb in self.callbacks
                           if type(cb).on_step_end is not Callback.on_step_end]
         for xb, yb in loader:
-            if dp is not None:      # this rank's rows of the global batch
-                xb, yb, share = dp.shard(xb, yb)
+            if dp is not None:      # this rank's rows of the global batch (a sharded loader reads only those)
+                xb, yb, share = (xb, yb, loader.share) if getattr(loader, "sharded", False) else dp.shard(xb, yb)
             out = self.model(xb)
             loss, logged = self.objective.losses(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None

@@ -19,6 +19,7 @@ import torch
 from regulab import metrics
 from regulab.callbacks import EarlyStopping
 from regulab.config.core import Config, load_config
+from regulab.data.stream import chunks
 from regulab.diagnose import diagnose
 from regulab.io import atomic_write, finite_json, load_tensors, save_tensors
 from regulab.nn.models import Pipeline
@@ -40,7 +41,7 @@ class Run:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
-def final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
+def final_outputs(p: Prepared, X) -> torch.Tensor:
     """The final model's outputs: by weight scaling (a plain eval-mode forward), or the log of
     Monte-Carlo dropout probabilities (``eval.dropout_inference``), which act as logits."""
     e, t = p.cfg.eval, p.trainer
@@ -49,9 +50,9 @@ def final_outputs(p: Prepared, X: torch.Tensor) -> torch.Tensor:
     aggregate = "mean" if e.dropout_inference == "mc_mean" else "geometric"
     heads = t.tasks.sizes if t.tasks is not None else None
     with t.evaluation_mode():
-        probs = torch.cat([mc_predict(t.model, X[i:i + e.batch_size], e.mc_samples,
-                                      aggregate=aggregate, generator=p.noise, heads=heads)
-                           for i in range(0, len(X), e.batch_size)])
+        probs = torch.cat([mc_predict(t.model, xb, e.mc_samples, aggregate=aggregate,
+                                      generator=p.noise, heads=heads)
+                           for xb in chunks(X, e.batch_size)])
     return probs.clamp_min(1e-12).log()
 
 

@@ -11,7 +11,8 @@ numbers up to float rounding.
 A run that cannot stack trains alone, with the same results, and the reason is logged at INFO
 on the "regulab" logger (``run NAME trains alone: model.batchnorm = true blocks stacking``):
 its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback whose
-``stackable`` is False, say) or its network or optimizer (no stacked form). Early stopping is
+``stackable`` is False, say), its network or optimizer (no stacked form), or its data, which
+streams (``data.resident``). Early stopping is
 per member: a member that stops is frozen while the others go on.
 """
 
@@ -80,7 +81,8 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
     for k, (p, more) in enumerate(zip(preps, extra)):
         if p is not None:
             p.trainer.callbacks += more
-            reasons[k] = unstackable(p.trainer)
+            reasons[k] = (f"its data streams ({p.streamed}); a population needs resident data"
+                          if p.streamed else unstackable(p.trainer))
     members = [k for k, why in enumerate(reasons) if why is None]
     done: list[Any] = [None] * len(cfgs)
     if members:

@@ -31,7 +31,9 @@ from regulab.data.dataset import Dataset
 from regulab.data.label_noise import flip_labels
 from regulab.data.loader import TensorLoader
 from regulab.data.preprocess import Preprocessor
-from regulab.data.split import fold_indices, split_indices, subsample
+from regulab.data.split import SplitIndices, fold_indices, split_indices, subsample
+from regulab.data.stream import Rows, StreamLoader, Streamed, default_workers, place
+from regulab.data.user import user_dataset
 from regulab.engine.optimizers import build_optimizer
 from regulab.engine.trainer import Trainer, loss_function
 from regulab.errors import ConfigError, DataError, Field, RegulabInputError
@@ -65,6 +67,7 @@ class Prepared:
     loader: TensorLoader
     noise: torch.Generator          # also drives Monte-Carlo dropout inference
     text: Any = None                # the fitted TextPipeline of a text dataset
+    streamed: str | None = None     # why the data streams (regulab.data.stream); None: resident
     outputs: Any = None             # the network's output width, or [(head, width), ...]
 
     def model_info(self) -> dict:
@@ -146,7 +149,12 @@ def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.nda
     """The split's raw arrays; label noise only ever touches the training split."""
     d = cfg.data
     stratify = d.stratify and ds.task == "classification"
-    if d.folds is not None:     # cross-validation of the pool; its own test set takes no part
+    if ds.X_val is not None:    # the user's own train/val(/test) split, kept as given
+        if d.folds is not None:
+            raise ConfigError(f"config key 'data.folds' needs one pool to split; got {d.folds} for "
+                              f"data.dataset '{ds.name}', which brings its own validation split")
+        idx = SplitIndices(np.arange(len(ds.y)), np.arange(0), None)
+    elif d.folds is not None:     # cross-validation of the pool; its own test set takes no part
         idx = fold_indices(ds.y, d.split, d.folds, d.fold, stratify=stratify, seed=d.seed)
     else:
         idx = split_indices(ds.y, d.split, stratify=stratify, seed=d.seed,
@@ -160,7 +168,8 @@ def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.nda
         rng = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 0xB007]))
         draw = rng.integers(0, len(y_train), size=len(y_train))
         X_train, y_train = X_train[draw], y_train[draw]
-    arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val])}
+    arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val]) if ds.X_val is None
+              else (ds.X_val, ds.y_val)}
     if ds.X_test is not None and d.folds is None:
         arrays["test"] = (ds.X_test, ds.y_test)
     elif idx.test is not None:
@@ -255,11 +264,11 @@ def extra_columns(cfg: Config) -> list[str]:
 def load_data(cfg: Config) -> Dataset:
     """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
     d = cfg.data
-    if isinstance(d.dataset, Dataset):
-        ds = d.dataset
+    if not isinstance(d.dataset, str):      # from Python: the data itself (regulab.data.user)
+        ds = user_dataset(d.dataset, f"data.dataset {type(d.dataset).__name__}", d.task)
     else:
         ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
-                          sections=cfg)
+                          sections=cfg, lazy=True)
     if d.classes is None:
         return ds
     if ds.task != "classification":
@@ -277,9 +286,14 @@ def load_data(cfg: Config) -> Dataset:
         mask = relabel[y] >= 0
         return X[mask], relabel[y[mask]]
     X, y = keep(ds.X, ds.y)
+    X_val, y_val = keep(ds.X_val, ds.y_val)
     X_test, y_test = keep(ds.X_test, ds.y_test)
-    return dataclasses.replace(ds, X=X, y=y, X_test=X_test, y_test=y_test,
+    return dataclasses.replace(ds, X=X, y=y, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test,
                                classes=[ds.classes[c] for c in d.classes])
+
+
+def _workers(cfg: Config) -> int:
+    return default_workers() if cfg.data.workers is None else cfg.data.workers
 
 
 def _tasks(cfg: Config, ds: Dataset) -> Tasks | None:
@@ -294,7 +308,10 @@ def _preprocessor(cfg: Config, shape: tuple, source: SourceRun | None, X_train: 
     """Fitted on the training split, or the transfer source's, so its layers see inputs scaled
     as in the training they come from."""
     if source is None or cfg.transfer.preprocess == "refit":
-        return Preprocessor(cfg.data.preprocess, shape).fit(torch.as_tensor(X_train))
+        pre = Preprocessor(cfg.data.preprocess, shape)
+        if isinstance(X_train, Rows):   # one streaming pass
+            return pre.fit_batches(Streamed(X_train, lambda x: x, "cpu", _workers(cfg)).batches(cfg.eval.batch_size))
+        return pre.fit(torch.as_tensor(X_train))
     pre = Preprocessor(source.config.data.preprocess, shape)
     try:
         pre.load_state_dict(source.preprocess_state)
@@ -320,7 +337,7 @@ def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> tor
 def prepare(cfg: Config) -> Prepared:
     """Validate ``cfg`` against its data and build everything; writes nothing."""
     source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
-    ds = load_data(cfg)
+    ds, streamed = place(load_data(cfg), cfg.data.resident, cfg.data.memory_budget)
     _check_task(cfg, ds.task, ds.modality)
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
@@ -331,6 +348,10 @@ def prepare(cfg: Config) -> Prepared:
     pre = _preprocessor(cfg, arrays["train"][0].shape[1:], source, arrays["train"][0])
     splits = {}
     for name, (X, y) in arrays.items():
+        if streamed:    # read by DataLoader workers, preprocessed on the device batch by batch
+            splits[name] = (Streamed(X, pre, device, _workers(cfg)),
+                            _targets(y if tasks is None else tasks.labels(y), ds.task, loss, device))
+            continue
         with torch.no_grad():
             # a cached dataset's own arrays are read-only: torch gets a copy, not a view
             Xt = pre(torch.as_tensor(np.require(X, requirements="W"), dtype=torch.float32))
@@ -349,13 +370,15 @@ def prepare(cfg: Config) -> Prepared:
     gen_device = device if device.type == "cuda" else "cpu"
     shuffle = torch.Generator(device=gen_device).manual_seed(shuffle_seed)
     noise = torch.Generator(device=gen_device).manual_seed(noise_seed)
-    loader = TensorLoader(*splits["train"], cfg.train.batch_size, shuffle=True, generator=shuffle)
+    loader = (StreamLoader if streamed else TensorLoader)(*splits["train"], cfg.train.batch_size,
+                                                         shuffle=True, generator=shuffle)
     trainer = Trainer(net, optimizer, loss_function(loss, cfg.regularization.label_smoothing),
                       task=ds.task, binary=loss == "bce", penalties=penalties,
                       constraints=constraints, callbacks=callbacks,
                       generators={"shuffle": shuffle, "noise": noise},
                       eval_batch_size=cfg.eval.batch_size, tasks=tasks)
-    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text, n_out)
+    return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text, streamed,
+                    n_out)
 
 
 class RegularizationMonitor(Callback):

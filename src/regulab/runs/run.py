@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import io
 import json
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -168,10 +169,17 @@ def _launch(p: Prepared, store: RunStore, progress: bool | None,
     if n > 1 and p.device.type == "cuda" and n > gpus:
         raise ConfigError(f"config key 'train.nproc' must be <= the number of CUDA devices ({gpus}) "
                           f"on train.device cuda (one per process); got {n}")
+    data = None if isinstance(p.cfg.data.dataset, str) else p.cfg.data.dataset
+    if n > 1 and data is not None:      # config.toml cannot hold it: the ranks get it pickled
+        try:
+            pickle.dumps(data)
+        except Exception as e:
+            raise ConfigError(f"config key 'train.nproc' must be 1 when data= is an object that cannot be "
+                              f"pickled for the other processes ({type(e).__name__}: {e}); got {n}") from None
     run_dir, run_id = start()
     if n == 1:
         return _fit(p, run_dir, store, run_id, progress)
-    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore)
+    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data)
     return _collect(p, run_dir)
 
 
@@ -180,13 +188,16 @@ def _rank_fit(p: Prepared, run_dir: Path, store: RunStore, run_id: int,
     """Fit as one rank of a data-parallel job: a shard of every batch; only rank 0 writes."""
     p.trainer.data_parallel = distributed.DataParallel(distributed.rank(),
                                                        distributed.world_size(), p.noise)
+    if p.streamed:      # each rank reads only its rows of every global batch
+        p.loader.shard(distributed.rank(), distributed.world_size())
     return _fit(p, run_dir, store if distributed.is_main() else None, run_id, progress)
 
 
 def _spawned_rank(run_dir: Path, db: str, run_id: int, progress: bool | None,
-                  restore: bool) -> None:
-    """One process of ``spawn``: the run prepared again from its config.toml (and checkpoint)."""
-    p = prepare(load_config(run_dir / "config.toml"))
+                  restore: bool, data: Any = None) -> None:
+    """One process of ``spawn``: the run prepared again from its config.toml (and checkpoint);
+    ``data``: the data object given from Python (``train(data=...)``), which config.toml names only."""
+    p = prepare(load_config(run_dir / "config.toml").with_code(data=data))
     if restore:
         _restore(p, run_dir)
     _rank_fit(p, run_dir, RunStore(db), run_id, progress)

@@ -2,7 +2,9 @@
 .png/.jpg/.jpeg files of one size -> (N, C, H, W) float32 in [0, 1].
 
 Grayscale ("L") when every file is grayscale, else RGB (alpha dropped). Resizing belongs to the
-image section's augmentation (``[image] resize``), not here.
+image section's augmentation (``[image] resize``), not here. ``lazy``: only the headers are read
+now; each image is decoded when its row is read (``ImageFiles`` behind a
+``regulab.data.stream.Rows``), so a folder larger than memory can stream.
 """
 
 from __future__ import annotations
@@ -13,15 +15,37 @@ import numpy as np
 
 from regulab.data.dataset import Dataset
 from regulab.data.files import class_folders, existing_path
+from regulab.data.stream import Rows
 from regulab.errors import DataError, invalid
 
-__all__ = ["read", "read_images", "IMAGE_SUFFIXES"]
+__all__ = ["read", "read_images", "ImageFiles", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA"}
 
 
-def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
+class ImageFiles:
+    """Image files decoded one at a time: ``self[j]`` is file j as (C, H, W) float32 in [0, 1]."""
+
+    def __init__(self, files: list[Path], mode: str, root: Path, path_text: str):
+        self.files, self.mode, self.root, self.path_text = files, mode, root, path_text
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        from PIL import Image
+        f, where = self.files[j], f"images dir '{self.path_text}'"
+        shown = Path(self.path_text) / f.relative_to(self.root)
+        try:
+            with Image.open(f) as im:
+                pixels = np.asarray(im.convert(self.mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"{where}: file '{shown}' cannot be decoded ({e})") from None
+        return (pixels[None] if self.mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
+
+
+def read_images(spec: str, path_text: str, *, task: str, lazy: bool = False) -> Dataset:
     """Read ``images:DIR``: DIR/<class>/<file>.png|jpg|jpeg -> (N, C, H, W) float32 in [0, 1]."""
     from PIL import Image
 
@@ -54,18 +78,13 @@ def read_images(spec: str, path_text: str, *, task: str) -> Dataset:
             modes.add(im.mode)
     mode = "L" if modes <= _GRAY_MODES else "RGB"
     W, H = size
-    X = np.empty((len(samples), 1 if mode == "L" else 3, H, W), dtype=np.float32)  # (N, C, H, W)
-    for i, (f, _) in enumerate(samples):  # pass 2: pixels
-        with open_image(f) as im:
-            try:
-                pixels = np.asarray(im.convert(mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
-            except (OSError, ValueError) as e:
-                raise DataError(f"{where}: file '{shown(f)}' cannot be decoded ({e})") from None
-        X[i] = (pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
     y = np.asarray([label for _, label in samples], dtype=np.int64)
-    return Dataset(spec, X, y, "classification", classes,
-                   description=f"{where}: {len(samples)} {mode} images of {W}x{H} (WxH) in "
-                               f"{len(classes)} class folders", modality="image")
+    described = (f"{where}: {len(samples)} {mode} images of {W}x{H} (WxH) in {len(classes)} "
+                 "class folders")
+    X = Rows(ImageFiles([f for f, _ in samples], mode, root, path_text), (1 if mode == "L" else 3, H, W))
+    if not lazy:    # pass 2: pixels
+        X = np.asarray(X)  # (N, C, H, W)
+    return Dataset(spec, X, y, "classification", classes, description=described, modality="image")
 
 
 def read(spec: str, path: str, section, *, task: str) -> Dataset:
