@@ -169,17 +169,20 @@ def _launch(p: Prepared, store: RunStore, progress: bool | None,
     if n > 1 and p.device.type == "cuda" and n > gpus:
         raise ConfigError(f"config key 'train.nproc' must be <= the number of CUDA devices ({gpus}) "
                           f"on train.device cuda (one per process); got {n}")
+    # objects given from Python, which config.toml only names: the ranks get them pickled
     data = None if isinstance(p.cfg.data.dataset, str) else p.cfg.data.dataset
-    if n > 1 and data is not None:      # config.toml cannot hold it: the ranks get it pickled
+    model = None if isinstance(p.cfg.model.factory, (str, type(None))) else p.cfg.model.factory
+    for what, obj in (("data=", data), ("model=", model)):
         try:
-            pickle.dumps(data)
+            if n > 1 and obj is not None:
+                pickle.dumps(obj)
         except Exception as e:
-            raise ConfigError(f"config key 'train.nproc' must be 1 when data= is an object that cannot be "
+            raise ConfigError(f"config key 'train.nproc' must be 1 when {what} is an object that cannot be "
                               f"pickled for the other processes ({type(e).__name__}: {e}); got {n}") from None
     run_dir, run_id = start()
     if n == 1:
         return _fit(p, run_dir, store, run_id, progress)
-    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data)
+    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data, model)
     return _collect(p, run_dir)
 
 
@@ -194,10 +197,11 @@ def _rank_fit(p: Prepared, run_dir: Path, store: RunStore, run_id: int,
 
 
 def _spawned_rank(run_dir: Path, db: str, run_id: int, progress: bool | None,
-                  restore: bool, data: Any = None) -> None:
+                  restore: bool, data: Any = None, model: Any = None) -> None:
     """One process of ``spawn``: the run prepared again from its config.toml (and checkpoint);
-    ``data``: the data object given from Python (``train(data=...)``), which config.toml names only."""
-    p = prepare(load_config(run_dir / "config.toml").with_code(data=data))
+    ``data``, ``model``: the objects given from Python (``train(data=..., model=...)``), which
+    config.toml only names."""
+    p = prepare(load_config(run_dir / "config.toml").with_code(model=model, data=data))
     if restore:
         _restore(p, run_dir)
     _rank_fit(p, run_dir, RunStore(db), run_id, progress)
@@ -252,10 +256,11 @@ def _register(run_dir: Path, store: RunStore, cfg: Config) -> int:
 
 
 def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = None,
-           nproc: int | str | None = None) -> Run:
+           nproc: int | str | None = None, *, model: Any = None, data: Any = None) -> Run:
     """Continue a stopped or killed run from its last checkpoint (or from the start if none),
     with the run's ``train.nproc`` processes unless ``nproc`` is given (a different count gives
-    the same result within float tolerance, not bitwise)."""
+    the same result within float tolerance, not bitwise). ``model``, ``data``: the objects the
+    run was given from Python, again (config.toml only names them)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise CheckpointError(f"run directory '{run_dir}' has no config.toml; is it a regulab run?")
@@ -271,6 +276,7 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
             raise CheckpointError(f"checkpoint file '{info_path}' is corrupted ({e})") from None
     store = RunStore(db or info.get("db"))
     cfg = load_config(run_dir / "config.toml", None if nproc is None else [f"train.nproc={nproc}"])
+    cfg = cfg.with_code(model, data)
     with _job(cfg) as cfg:
         p = prepare(cfg)
         restore = _restore(p, run_dir)
