@@ -34,6 +34,8 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_datasets.py::test_fixed_classification_builtins",
     "tests/test_datasets.py::test_mnist_full_shapes",
     "tests/test_mnist1d.py::test_quickstart_mlp_reaches_the_papers_accuracy",
+    "tests/test_user_data.py::test_four_times_the_memory_budget_trains_in_bounded_memory",
+    "tests/test_user_data.py::test_two_processes_over_streamed_data_match_one",
 )
 
 
