@@ -244,6 +244,7 @@ def test_streamed_follows_the_resident_order_and_preprocessing():
     for resident, stream in pairs:
         for (xa, ya), (xb, yb) in zip(resident, stream, strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(streamed[:2], X[:2])
     for kind in ("standardize", "minmax"):
         whole = Preprocessor(kind, (3,)).fit(X)
         batched = Preprocessor(kind, (3,)).fit_batches(streamed.batches(7))
@@ -386,3 +387,12 @@ def test_readme_documents_the_python_source():
     text = (REPO / "README.md").read_text()
     assert "python:FILE.py:NAME" in text and "data.resident" in text
     assert "runs its code" in text
+
+
+def test_a_run_of_a_python_object_needs_the_object_again(workdir, capsys):
+    namespace: dict = {}
+    exec(compile(DATA_PY, "data.py", "exec"), namespace)
+    cfg = rl.load_config(config_file(workdir), {"train.epochs": 1})
+    rl.train(cfg, out=workdir / "first", progress=False, data=namespace["Blobs"]())
+    code = main(["train", str(workdir / "first" / "config.toml"), "--out", "out"])
+    assert_refused(capsys, code, ["data.dataset", "was a Python object (Blobs)", "pass the object again"], workdir)

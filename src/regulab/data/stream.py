@@ -145,6 +145,11 @@ class Streamed:
     def shape(self) -> tuple:
         return self.rows.shape
 
+    def __getitem__(self, key: slice) -> Tensor:
+        """A few rows (a slice), read now, on the device and transformed."""
+        with torch.no_grad():
+            return self.transform(torch.as_tensor(self.rows[key]).to(self.device))
+
     def batches(self, batch_size: int, order: Iterable[list[int]] | None = None) -> Iterator[Tensor]:
         """The inputs in ``order`` (lists of row indices; default: in order, ``batch_size`` at a
         time), each batch ``(B, *sample_shape)`` on the device and transformed."""
