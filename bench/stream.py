@@ -9,7 +9,7 @@ over ``torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_wor
 times ``epochs`` epochs of training (no per-epoch validation, no run directory); the three run
 alternately (rotating their order), and the figure is the median of the per-round ratios.
 
-    python bench/stream.py [--n 4096] [--epochs 2] [--repeats 5] [--workers 2]
+    python bench/stream.py [--n 4096] [--epochs 2] [--repeats 5] [--workers 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     data = Images(args.n)
     base = {"model.kind": "cnn", "model.channels": [8, 16], "model.kernel_size": 3, "model.hidden": [32],
             "optim.name": "adam", "optim.lr": 0.001, "train.batch_size": 64, "train.early_stopping": False,
@@ -97,8 +100,8 @@ def main() -> None:
                 t, n_train = paths[name]()
                 seconds[name].append(t)
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, python {platform.python_version()}, no GPU" if not torch.cuda.is_available()
-          else f"machine: {cpu_name()}, {torch.cuda.get_device_name()}")
+          f"torch {torch.__version__}, python {platform.python_version()}, no GPU, load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"CNN conv 8-16 (3x3) + dense 32 on {n_train} 32x32 RGB training images, batch 64, "
           f"{args.epochs} epochs, {args.workers} workers, {args.repeats} rounds")
     for name, values in seconds.items():
