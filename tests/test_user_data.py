@@ -207,6 +207,15 @@ def test_bad_user_data_is_refused_in_one_line(workdir, capsys, spec, words):
     assert not (workdir / "runs").exists() or not any(p.is_dir() for p in (workdir / "runs").iterdir())
 
 
+def test_own_splits_keep_their_classes_and_refuse_folds(workdir, capsys):
+    cfg = config_file(workdir, "splits")
+    p = prepare(rl.load_config(cfg, {"data.classes": [2, 0]}))
+    assert p.dataset.classes == ["2", "0"] and len(p.splits["val"][1]) == 40     # 60 of 3 classes
+    assert set(p.splits["val"][1].tolist()) == {0, 1}
+    code = main(["train", str(cfg), "--out", "out", "--set", "data.folds=3", "--set", "data.fold=0"])
+    assert_refused(capsys, code, ["data.folds", "its own validation split"], workdir)
+
+
 def test_an_unpicklable_object_cannot_go_to_other_processes(workdir):
     cfg = rl.load_config(config_file(workdir), {"train.nproc": 2})
     X = np.zeros((30, 2), np.float32)
