@@ -8,6 +8,7 @@ trains many runs -- and those marked ``@pytest.mark.slow`` in their file.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -78,6 +79,19 @@ def epochs_logged(run_dir: Path) -> int:
             return sum(1 for _ in csv.DictReader(f))
     except (FileNotFoundError, csv.Error):
         return 0
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
+    """A run's metrics.csv as numbers, without the timings."""
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def untimed_results(run_dir: Path) -> dict:
+    """A run's results.json without fit_seconds."""
+    results = json.loads((run_dir / "results.json").read_text())
+    results.pop("fit_seconds")
+    return results
 
 
 def write(path: Path, text: str) -> Path:
