@@ -166,6 +166,15 @@ def test_each_form_trains_from_the_command_line(workdir, name, n_train, task):
     assert 'dataset = "python:' in (workdir / "out" / "config.toml").read_text()
 
 
+def test_a_module_on_the_path_is_named_by_its_dotted_name(workdir, monkeypatch):
+    cfg = config_file(workdir / "project")
+    (workdir / "project" / "data.py").rename(workdir / "project" / "my_user_data.py")
+    monkeypatch.syspath_prepend(str(workdir / "project"))
+    assert main(["train", str(cfg), "--out", "out", "--quiet", "--set",
+                 "data.dataset=python:my_user_data:splits"]) == 0
+    assert json.loads((workdir / "out" / "results.json").read_text())["n_train"] == 200
+
+
 def test_each_form_trains_from_python(workdir):
     namespace: dict = {}
     exec(compile(DATA_PY, "data.py", "exec"), namespace)
