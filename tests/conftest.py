@@ -8,6 +8,7 @@ trains many runs -- and those marked ``@pytest.mark.slow`` in their file.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_mnist1d.py::test_quickstart_mlp_reaches_the_papers_accuracy",
     "tests/test_sklearn.py::test_grid_search_over_l2_and_dropout_in_a_pipeline",
     "tests/test_sklearn.py::test_importing_regulab_does_not_import_the_estimators",
+    "tests/test_user_data.py::test_four_times_the_memory_budget_trains_in_bounded_memory",
+    "tests/test_user_data.py::test_two_processes_over_streamed_data_match_one",
 )
 
 
@@ -78,6 +81,19 @@ def epochs_logged(run_dir: Path) -> int:
             return sum(1 for _ in csv.DictReader(f))
     except (FileNotFoundError, csv.Error):
         return 0
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
+    """A run's metrics.csv as numbers, without the timings."""
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def untimed_results(run_dir: Path) -> dict:
+    """A run's results.json without fit_seconds."""
+    results = json.loads((run_dir / "results.json").read_text())
+    results.pop("fit_seconds")
+    return results
 
 
 def write(path: Path, text: str) -> Path:

@@ -4,8 +4,6 @@ killed 2-process run resumes to the uninterrupted one."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +20,7 @@ from regulab.cli import main
 from regulab.engine.distributed import DataParallel
 from regulab.runs.store import RunStore
 
-from .conftest import assert_refused, epochs_logged, subprocess_env, write
+from .conftest import assert_refused, epochs_logged, metrics_rows, subprocess_env, untimed_results, write
 
 # 991 training rows in batches of 33: 30 full batches, split 16/17 between the 2 ranks (uneven),
 # and a last batch of 1 row, which leaves rank 0 an empty shard. No dropout or noise: exact.
@@ -49,17 +47,6 @@ RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "m
              "checkpoint"}
 
 
-def _metrics(run_dir: Path) -> list[dict[str, float]]:
-    with open(run_dir / "metrics.csv") as f:
-        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
-
-
-def _results(run_dir: Path) -> dict:
-    results = json.loads((run_dir / "results.json").read_text())
-    results.pop("fit_seconds")
-    return results
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same config trained by 1 process (the command) and by 2 (the Python API)."""
@@ -82,7 +69,7 @@ def test_shards_are_contiguous_uneven_or_empty():
 
 def test_two_processes_match_one(runs):
     root, _, run = runs
-    one, two = _metrics(root / "one"), _metrics(root / "two")
+    one, two = metrics_rows(root / "one"), metrics_rows(root / "two")
     assert len(one) == len(two) == 6
     for a, b in zip(one, two):
         assert a.keys() == b.keys()
@@ -92,7 +79,7 @@ def test_two_processes_match_one(runs):
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-5)
-    r1, r2 = _results(root / "one"), _results(root / "two")
+    r1, r2 = untimed_results(root / "one"), untimed_results(root / "two")
     assert r1.keys() == r2.keys()
     for k, v in r1.items():
         assert r2[k] == (pytest.approx(v, rel=1e-5) if isinstance(v, float) else v), k
@@ -109,7 +96,7 @@ def test_two_processes_write_once(runs):
     assert {p.name for p in two.iterdir()} == RUN_FILES
     assert {p.name for p in (two / "checkpoint").iterdir()} == {"run.json", "state.safetensors"}
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["one", "two"]
-    assert [int(h["epoch"]) for h in _metrics(two)] == list(range(1, 7))
+    assert [int(h["epoch"]) for h in metrics_rows(two)] == list(range(1, 7))
     rows = [r for r in RunStore(db).runs() if Path(r["run_dir"]) == two.resolve()]
     assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == 6
     assert len(RunStore(db).runs()) == 2
@@ -135,8 +122,8 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_one(runs, tmp_path,
     assert main(["resume", str(run_dir), "--quiet"]) == 0    # 2 processes, from config.toml
     ref = root / "two"
     assert (run_dir / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
-    assert _metrics(run_dir) == _metrics(ref)
-    assert _results(run_dir) == _results(ref)
+    assert metrics_rows(run_dir) == metrics_rows(ref)
+    assert untimed_results(run_dir) == untimed_results(ref)
     rows = RunStore(f"sqlite:///{tmp_path / 'runs.db'}").runs()
     assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == 6
 

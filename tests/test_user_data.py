@@ -6,7 +6,6 @@ four times smaller than the data, and sharded over 2 data-parallel processes."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from regulab.data.loader import TensorLoader
 from regulab.runs.population import train_population
 from regulab.runs.prepare import prepare
 
-from .conftest import REPO, assert_refused, assert_resume_exact, subprocess_env, write
+from .conftest import (REPO, assert_refused, assert_resume_exact, metrics_rows, subprocess_env, untimed_results,
+                       write)
 
 # the user's file: deterministic samples generated per index, never all held at once
 DATA_PY = '''
@@ -131,21 +131,19 @@ def config_file(folder: Path, name: str = "blobs", workers: int = 0, extra: str 
     return write(folder / "mine.toml", CONFIG.format(name=name, workers=workers, extra=extra))
 
 
-def _metrics(run_dir: Path) -> list[dict[str, float]]:
-    with open(run_dir / "metrics.csv") as f:
-        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
-
-
-def _results(run_dir: Path) -> dict:
-    results = json.loads((run_dir / "results.json").read_text())
-    results.pop("fit_seconds")
-    return results
-
-
 def _close(a: dict, b: dict, rel: float = 1e-5) -> None:
     assert a.keys() == b.keys()
     for k, v in a.items():
         assert b[k] == (pytest.approx(v, rel=rel, abs=1e-7) if isinstance(v, float) else v), k
+
+
+def _same_runs(one: Path, two: Path, epochs: int = 3) -> None:
+    """Two runs' metrics.csv and results.json agree within float tolerance."""
+    a, b = metrics_rows(one), metrics_rows(two)
+    assert len(a) == len(b) == epochs
+    for ra, rb in zip(a, b):
+        _close(ra, rb)
+    _close(untimed_results(one), untimed_results(two))
 
 
 # -- every form, from a config file and from Python ---------------------------------------------------
@@ -166,6 +164,15 @@ def test_each_form_trains_from_the_command_line(workdir, name, n_train, task):
     assert results["n_train"] == n_train
     assert ("train_r2" in results) == (task == "regression")
     assert 'dataset = "python:' in (workdir / "out" / "config.toml").read_text()
+
+
+def test_a_module_on_the_path_is_named_by_its_dotted_name(workdir, monkeypatch):
+    cfg = config_file(workdir / "project")
+    (workdir / "project" / "data.py").rename(workdir / "project" / "my_user_data.py")
+    monkeypatch.syspath_prepend(str(workdir / "project"))
+    assert main(["train", str(cfg), "--out", "out", "--quiet", "--set",
+                 "data.dataset=python:my_user_data:splits"]) == 0
+    assert json.loads((workdir / "out" / "results.json").read_text())["n_train"] == 200
 
 
 def test_each_form_trains_from_python(workdir):
@@ -207,6 +214,15 @@ def test_bad_user_data_is_refused_in_one_line(workdir, capsys, spec, words):
     assert not (workdir / "runs").exists() or not any(p.is_dir() for p in (workdir / "runs").iterdir())
 
 
+def test_own_splits_keep_their_classes_and_refuse_folds(workdir, capsys):
+    cfg = config_file(workdir, "splits")
+    p = prepare(rl.load_config(cfg, {"data.classes": [2, 0]}))
+    assert p.dataset.classes == ["2", "0"] and len(p.splits["val"][1]) == 40     # 60 of 3 classes
+    assert set(p.splits["val"][1].tolist()) == {0, 1}
+    code = main(["train", str(cfg), "--out", "out", "--set", "data.folds=3", "--set", "data.fold=0"])
+    assert_refused(capsys, code, ["data.folds", "its own validation split"], workdir)
+
+
 def test_an_unpicklable_object_cannot_go_to_other_processes(workdir):
     cfg = rl.load_config(config_file(workdir), {"train.nproc": 2})
     X = np.zeros((30, 2), np.float32)
@@ -228,11 +244,7 @@ def test_streamed_gives_the_resident_numbers(workdir):
     cfg = config_file(workdir, "splits", workers=2)
     assert main(["train", str(cfg), "--out", "resident", "--quiet", "--set", "data.resident=true"]) == 0
     assert main(["train", str(cfg), "--out", "streamed", "--quiet", "--set", "data.resident=false"]) == 0
-    a, b = _metrics(workdir / "resident"), _metrics(workdir / "streamed")
-    assert len(a) == len(b) == 3
-    for ra, rb in zip(a, b):
-        _close(ra, rb)
-    _close(_results(workdir / "resident"), _results(workdir / "streamed"))
+    _same_runs(workdir / "resident", workdir / "streamed")
 
 
 def test_streamed_follows_the_resident_order_and_preprocessing():
@@ -244,6 +256,7 @@ def test_streamed_follows_the_resident_order_and_preprocessing():
     for resident, stream in pairs:
         for (xa, ya), (xb, yb) in zip(resident, stream, strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(streamed[:2], X[:2])
     for kind in ("standardize", "minmax"):
         whole = Preprocessor(kind, (3,)).fit(X)
         batched = Preprocessor(kind, (3,)).fit_batches(streamed.batches(7))
@@ -301,7 +314,7 @@ def test_an_image_folder_streams(workdir):
             "train.device": "cpu", "train.progress": False, "data.workers": 1}
     resident = rl.train(rl.load_config(None, {**base, "data.resident": True}), out=workdir / "r")
     streamed = rl.train(rl.load_config(None, {**base, "data.resident": False}), out=workdir / "s")
-    _close(_results(workdir / "r"), _results(workdir / "s"))
+    _close(untimed_results(workdir / "r"), untimed_results(workdir / "s"))
     assert resident.results["n_train"] == streamed.results["n_train"] == 32
 
 
@@ -374,11 +387,7 @@ def test_two_processes_over_streamed_data_match_one(workdir):
     cfg = config_file(workdir / "project", "splits", workers=1, extra="resident = false")
     assert main(["train", str(cfg), "--out", "one", "--quiet"]) == 0
     assert main(["train", str(cfg), "--out", "two", "--quiet", "--nproc", "2"]) == 0
-    one, two = _metrics(workdir / "one"), _metrics(workdir / "two")
-    assert len(one) == len(two) == 3
-    for a, b in zip(one, two):
-        _close(a, b)
-    _close(_results(workdir / "one"), _results(workdir / "two"))
+    _same_runs(workdir / "one", workdir / "two")
     assert "nproc = 2" in (workdir / "two" / "config.toml").read_text()
 
 
@@ -386,3 +395,12 @@ def test_readme_documents_the_python_source():
     text = (REPO / "README.md").read_text()
     assert "python:FILE.py:NAME" in text and "data.resident" in text
     assert "runs its code" in text
+
+
+def test_a_run_of_a_python_object_needs_the_object_again(workdir, capsys):
+    namespace: dict = {}
+    exec(compile(DATA_PY, "data.py", "exec"), namespace)
+    cfg = rl.load_config(config_file(workdir), {"train.epochs": 1})
+    rl.train(cfg, out=workdir / "first", progress=False, data=namespace["Blobs"]())
+    code = main(["train", str(workdir / "first" / "config.toml"), "--out", "out"])
+    assert_refused(capsys, code, ["data.dataset", "was a Python object (Blobs)", "pass the object again"], workdir)

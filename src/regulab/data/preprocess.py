@@ -57,23 +57,27 @@ class Preprocessor(nn.Module):
         1979: ``M2 = M2_a + M2_b + delta^2 n_a n_b / n``), the population std as ``fit``'s."""
         if self.kind not in ("minmax", "standardize"):
             return self
+        # the running statistics are updated in place: no new long-lived tensor per batch
         n, lo, hi, mean, m2 = 0, None, None, None, None
         for xb in batches:
-            xb = xb.to(torch.float64)
             if len(xb) == 0:
                 continue
+            xb = xb.to(torch.float64, copy=True)   # changed in place below
             if self.kind == "minmax":
-                lo = xb.amin(0) if lo is None else torch.minimum(lo, xb.amin(0))
-                hi = xb.amax(0) if hi is None else torch.maximum(hi, xb.amax(0))
+                if lo is None:
+                    lo, hi = xb.amin(0), xb.amax(0)
+                else:
+                    torch.minimum(lo, xb.amin(0), out=lo)
+                    torch.maximum(hi, xb.amax(0), out=hi)
                 continue
             nb, mb = len(xb), xb.mean(0)
-            m2b = (xb - mb).pow(2).sum(0)
+            m2b = xb.sub_(mb).square_().sum(0)
             if mean is None:
                 n, mean, m2 = nb, mb, m2b
                 continue
-            delta, total = mb - mean, n + nb
-            mean = mean + delta * (nb / total)
-            m2 = m2 + m2b + delta.pow(2) * (n * nb / total)
+            delta, total = mb.sub_(mean), n + nb
+            mean.add_(delta, alpha=nb / total)
+            m2.add_(m2b).add_(delta.square_(), alpha=n * nb / total)
             n = total
         if self.kind == "minmax":
             self.shift.copy_(lo)

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from regulab.data.loader import TensorLoader
+
 __all__ = ["Rows", "Streamed", "StreamLoader", "place", "chunks", "default_budget", "default_workers",
            "MIB"]
 
@@ -145,6 +147,11 @@ class Streamed:
     def shape(self) -> tuple:
         return self.rows.shape
 
+    def __getitem__(self, key: slice) -> Tensor:
+        """A few rows (a slice), read now, on the device and transformed."""
+        with torch.no_grad():
+            return self.transform(torch.as_tensor(self.rows[key]).to(self.device))
+
     def batches(self, batch_size: int, order: Iterable[list[int]] | None = None) -> Iterator[Tensor]:
         """The inputs in ``order`` (lists of row indices; default: in order, ``batch_size`` at a
         time), each batch ``(B, *sample_shape)`` on the device and transformed."""
@@ -165,32 +172,18 @@ def chunks(X: Tensor | Streamed, batch_size: int) -> Iterator[Tensor]:
     return (X[i:i + batch_size] for i in range(0, len(X), batch_size))
 
 
-class StreamLoader:
+class StreamLoader(TensorLoader):
     """``TensorLoader``'s minibatches of a streamed split ``X`` and its targets ``y`` (a tensor
     on the device): the same shuffled order for the same generator, the inputs read by the
     workers. ``shard(rank, world)``: each batch is this rank's rows of the global batch (``share``
     is their fraction of it), as ``regulab.engine.distributed`` takes them from resident data."""
 
     sharded = False
-
-    def __init__(self, X: Streamed, y: Tensor, batch_size: int, *, shuffle: bool = True,
-                 generator: torch.Generator | None = None, drop_last: bool = False):
-        if len(X) != len(y):
-            raise ValueError(f"X and y must have the same length; got {len(X)} and {len(y)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        self.X, self.y = X, y
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.generator = generator
-        self.rank, self.world, self.share = 0, 1, 1.0
+    share = 1.0
 
     def shard(self, rank: int, world: int) -> StreamLoader:
         self.rank, self.world, self.sharded = rank, world, True
         return self
-
-    def __len__(self) -> int:
-        n, b = len(self.X), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.X)
@@ -198,10 +191,11 @@ class StreamLoader:
             order = torch.randperm(n, generator=self.generator, device=self.X.device)
         else:
             order = torch.arange(n, device=self.X.device)
+        rank, world = (self.rank, self.world) if self.sharded else (0, 1)
         parts = []          # (this rank's rows of each global batch, the global batch's size)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
-            lo, hi = self.rank * len(idx) // self.world, (self.rank + 1) * len(idx) // self.world
+            lo, hi = rank * len(idx) // world, (rank + 1) * len(idx) // world
             parts.append((idx[lo:hi], len(idx)))
         mine = [p.tolist() for p, _ in parts if len(p)]
         inputs = self.X.batches(self.batch_size, mine)

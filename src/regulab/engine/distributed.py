@@ -13,6 +13,9 @@ with the same global batch, within float tolerance:
       sum_r (b_r / B) * grad mean_{i in r} loss_i = grad (1/B) sum_i loss_i,
 
   the gradient of the global batch's mean loss, on every rank;
+* streamed data (``regulab.data.stream.StreamLoader.shard``): no rank holds the split; each
+  draws the same shuffle and reads only its rows [r*B//N, (r+1)*B//N) of each global batch --
+  the rows it would take from resident data -- so the sums below are the same;
 * penalties (L1/L2) depend on the weights alone, which every rank holds identically: each
   rank adds their gradient after the sum, so they count once;
 * every rank takes the same optimizer step, keeps the same weights and optimizer state, runs

@@ -24,7 +24,7 @@ from regulab.modalities.audio import reader as audio
 from regulab.modalities.image import reader as image
 from regulab.modalities.text import reader as text
 from regulab.modalities.video import reader as video
-from regulab.user_code import load_object
+from regulab.user_code import OBJECT, load_object
 
 __all__ = ["load_dataset", "list_datasets", "BUILTINS", "FILE_SOURCES"]
 
@@ -60,6 +60,8 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
         raise invalid("data.dataset", allowed, spec, error=DataError)
     for name, value in (("task", task), ("n_samples", n_samples), ("seed", seed)):
         DataConfig.check(name, value)       # the rules of the [data] keys of the same names
+    if spec.startswith(OBJECT):     # written for data given from Python: it must be given again
+        load_object(spec, "data.dataset", error=DataError)
     source, sep, path = spec.partition(":")
     if sep:
         return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples,

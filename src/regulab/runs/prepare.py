@@ -64,7 +64,7 @@ class Prepared:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
     pipeline: Pipeline
     trainer: Trainer
-    loader: TensorLoader
+    loader: TensorLoader | StreamLoader
     noise: torch.Generator          # also drives Monte-Carlo dropout inference
     text: Any = None                # the fitted TextPipeline of a text dataset
     streamed: str | None = None     # why the data streams (regulab.data.stream); None: resident

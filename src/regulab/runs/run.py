@@ -19,7 +19,9 @@ Seeds: ``data.seed`` fixes the split; ``train.seed`` is expanded with NumPy's
 
 Data-parallel runs (``train.nproc`` > 1, or under ``torchrun``; ``distributed``): the config is
 validated and the run directory made once, here; then every rank prepares the same run, trains
-on its shard of each batch, and only rank 0 writes metrics, checkpoints and results.
+on its shard of each batch, and only rank 0 writes metrics, checkpoints and results. Data given
+from Python (``train(data=...)``), which config.toml cannot hold, goes to the new processes
+pickled; an object that cannot be pickled is refused before anything is written.
 """
 
 from __future__ import annotations
