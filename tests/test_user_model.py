@@ -35,12 +35,30 @@ def broken(**kwargs):
 
 def not_a_network():
     return "a string"
+
+
+class Digits(torch.utils.data.Dataset):      # scikit-learn's digits: items (x (1, 8, 8), label)
+
+    def __init__(self):
+        from sklearn.datasets import load_digits
+        X, self.y = load_digits(return_X_y=True)
+        self.X = torch.tensor(X / 16, dtype=torch.float32).view(-1, 1, 8, 8)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], int(self.y[i])
+
+
+def digits():
+    return Digits()
 """
 
 CONFIG = """
 name = "byo"
 [data]
-dataset = "digits"
+dataset = "python:resnet.py:digits"
 split = [0.7, 0.15, 0.15]
 [model]
 factory = "resnet.py:ResNet"
@@ -114,6 +132,19 @@ def test_the_python_api_takes_a_class_a_function_or_a_network(workdir):
     with pytest.raises(rl.ConfigError, match="was a Python object"):
         rl.load_model(workdir / "c")
     assert rl.load_model(workdir / "c", model=ResNet(width=4, blocks=1)).net.head.out_features == 10
+
+
+def test_the_python_api_with_a_users_dataset_object_and_load_model(workdir):
+    _, small = _import_fixture(workdir)
+    from regulab.user_code import load_object
+    dataset = load_object(f"{workdir / 'user_resnet.py'}:Digits", "data.dataset")()
+    run = rl.train(_cfg(**{"data.dataset": "mnist1d"}), model=small, data=dataset, out="d", progress=False)
+    assert "python-object:Digits" in (workdir / "d" / "config.toml").read_text()
+    model = rl.load_model(run.run_dir, model=small)
+    p = prepare(_cfg().with_code(model=small, data=dataset))
+    X, y = p.splits["test"]
+    with torch.no_grad():
+        assert (model(X).argmax(1) == y).double().mean().item() == pytest.approx(run.results["test_acc"], abs=1e-12)
 
 
 def test_the_factory_is_seeded_by_train_seed(workdir):
@@ -227,7 +258,7 @@ STUDY = """
 name = "byo-clinic"
 seeds = 1
 [base]
-data = { dataset = "digits", split = [0.7, 0.15, 0.15] }
+data = { dataset = "python:resnet.py:digits", split = [0.7, 0.15, 0.15] }
 model = { factory = "resnet.py:small" }
 optim = { lr = 0.01 }
 train = { epochs = 2, batch_size = 128, progress = false }

@@ -56,7 +56,8 @@ def _raw_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     from regulab.runs.prepare import load_data, split_arrays
     arrays = split_arrays(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bootstrap=False)),
                      load_data(cfg))
-    return {k: (torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
+    # a lazily read dataset (regulab.data.stream.Rows) is read here, whole
+    return {k: (torch.as_tensor(np.asarray(X), dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
             for k, (X, y) in arrays.items()}
 
 
