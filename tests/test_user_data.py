@@ -345,13 +345,16 @@ def peak():
             return int(line.split()[1]) * 1024
 
 
-cfg = rl.load_config(None, {"data.memory_budget": 24, "data.workers": 1, "data.split": [0.8, 0.1, 0.1],
+SETTINGS = {"data.memory_budget": 24, "data.workers": 1, "data.split": [0.8, 0.1, 0.1],
                             "data.preprocess": "standardize", "model.kind": "cnn", "model.channels": [4],
                             "model.kernel_size": 5, "model.hidden": [8], "train.epochs": 1,
                             "train.batch_size": 64, "eval.batch_size": 64, "train.device": "cpu",
-                            "train.progress": False})
+                            "train.progress": False}
+cfg = rl.load_config(None, SETTINGS)
 torch.set_num_threads(1)
-rl.train(cfg, out=sys.argv[1] + "-warm-up", data=Generated(64))    # the code paths, the same weights
+# the code paths, the same weights, streamed too (a small set would be resident)
+rl.train(rl.load_config(None, {**SETTINGS, "data.resident": False}), out=sys.argv[1] + "-warm-up",
+         data=Generated(64))
 before = peak()
 run = rl.train(cfg, out=sys.argv[1], data=Generated())
 after = peak()
@@ -366,9 +369,10 @@ print(json.dumps({"before": before, "after": after, "children": children, "n_tra
 
 def test_four_times_the_memory_budget_trains_in_bounded_memory(tmp_path, data_cache):
     script = write(tmp_path / "memory.py", MEMORY_SCRIPT)
-    # glibc's dynamic mmap threshold keeps freed batch-sized buffers in the heap, where they count
-    # in the peak however little is alive; a fixed threshold makes the peak measure live memory
-    env = {**subprocess_env(data_cache), "PYTHONPATH": str(REPO / "src"), "MALLOC_MMAP_THRESHOLD_": "1048576"}
+    # the environment a user has: no allocator settings (regulab fixes glibc's mmap threshold
+    # itself when data streams: regulab.data.stream.return_freed_batches)
+    env = {k: v for k, v in subprocess_env(data_cache).items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = str(REPO / "src")
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -404,3 +408,12 @@ def test_a_run_of_a_python_object_needs_the_object_again(workdir, capsys):
     rl.train(cfg, out=workdir / "first", progress=False, data=namespace["Blobs"]())
     code = main(["train", str(workdir / "first" / "config.toml"), "--out", "out"])
     assert_refused(capsys, code, ["data.dataset", "was a Python object (Blobs)", "pass the object again"], workdir)
+
+
+def test_streamed_runs_set_glibcs_mmap_threshold():
+    import ctypes
+    import platform
+
+    from regulab.data.stream import return_freed_batches
+    glibc = platform.libc_ver()[0] == "glibc" and hasattr(ctypes.CDLL(None), "mallopt")
+    assert return_freed_batches() is glibc

@@ -23,6 +23,7 @@ In data-parallel training (``shard``) each rank reads only its rows of each glob
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import os
@@ -36,7 +37,7 @@ from torch import Tensor
 from regulab.data.loader import TensorLoader
 
 __all__ = ["Rows", "Streamed", "StreamLoader", "place", "chunks", "default_budget", "default_workers",
-           "MIB"]
+           "return_freed_batches", "MIB"]
 
 MIB = 2 ** 20
 
@@ -121,6 +122,22 @@ def place(ds, resident: bool | str, budget_mib: float | None):
         return dataclasses.replace(ds, **{k: np.asarray(getattr(ds, k)) for k in lazy}), None
     return ds, (f"its collated size {size / MIB:.0f} MiB exceeds data.memory_budget "
                 f"{budget / MIB:.0f} MiB")
+
+
+M_MMAP_THRESHOLD = -3      # glibc's mallopt parameter (malloc.h)
+
+
+def return_freed_batches() -> bool:
+    """Make glibc serve every allocation of 1 MiB or more with its own ``mmap``, given back to
+    the system when freed (``mallopt(M_MMAP_THRESHOLD, 1 MiB)``; what ``MALLOC_MMAP_THRESHOLD_=
+    1048576`` does). By default glibc raises that threshold to the largest block freed so far and
+    then keeps batch-sized blocks in the heap of each thread that freed one, so a streamed run's
+    resident memory could grow by several times the few batches alive at once. Called when data
+    streams (the DataLoader workers, forked after, inherit it); False where it is not glibc."""
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MIB))
+    except (OSError, AttributeError):
+        return False
 
 
 def _loader(rows: Rows, batches: Iterable[list[int]], workers: int, pin: bool):

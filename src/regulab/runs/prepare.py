@@ -32,7 +32,7 @@ from regulab.data.label_noise import flip_labels
 from regulab.data.loader import TensorLoader
 from regulab.data.preprocess import Preprocessor
 from regulab.data.split import SplitIndices, fold_indices, split_indices, subsample
-from regulab.data.stream import Rows, StreamLoader, Streamed, default_workers, place
+from regulab.data.stream import Rows, StreamLoader, Streamed, default_workers, place, return_freed_batches
 from regulab.data.user import user_dataset
 from regulab.engine.optimizers import build_optimizer
 from regulab.engine.trainer import Trainer, loss_function
@@ -338,6 +338,8 @@ def prepare(cfg: Config) -> Prepared:
     """Validate ``cfg`` against its data and build everything; writes nothing."""
     source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
     ds, streamed = place(load_data(cfg), cfg.data.resident, cfg.data.memory_budget)
+    if streamed:
+        return_freed_batches()      # batch-sized buffers back to the system when freed
     _check_task(cfg, ds.task, ds.modality)
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
