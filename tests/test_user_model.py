@@ -287,6 +287,9 @@ regularization.ema = 0.9
 train = { early_stopping = true, patience = 1, epochs = 4 }
 [variants.augment]
 image = { translate = 0.1 }
+[variants.mc-dropout]
+model.dropout = 0.3
+eval = { dropout_inference = "mc_mean", mc_samples = 5 }
 [variants.ensemble]
 members = 2
 [variants.bagging]
@@ -301,7 +304,7 @@ def test_a_study_of_every_technique_on_the_users_network(user_files, workdir, ca
     results = json.loads((workdir / "study" / "results.json").read_text())
     names = {v["name"] for v in results["variants"]}
     assert names == {"baseline", "l2", "l1", "dropout", "dropconnect", "max-norm", "input-noise",
-                     "weight-noise", "smoothing", "label-noise", "ema", "early-stopping", "augment",
+                     "weight-noise", "smoothing", "label-noise", "ema", "early-stopping", "augment", "mc-dropout",
                      "ensemble", "bagging"}
     assert (workdir / "study" / "report.html").is_file()
     nets = {v["name"]: rl.load_model(workdir / "study" / v["runs"][0]["run_dir"]).net
@@ -339,3 +342,34 @@ train = { epochs = 1, batch_size = 128, progress = false }
 """))
     best = rl.sweep(spec, out="w", db=str(workdir / "sweep.db"), progress=False, model=small).best
     assert best is not None and "test_acc" in json.dumps(best)
+
+
+def test_predict_reads_a_csv_without_its_target_and_a_folder_of_images(workdir, capsys):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    rows = ["a,b,label,c"] + [f"{x[0]:.4f},{x[1]:.4f},{int(x[0] + x[1] > 0)},{x[2]:.4f}" for x in X]
+    (workdir / "table.csv").write_text("\n".join(rows) + "\n")
+    cfg = write(workdir / "csv.toml", 'name = "t"\n[data]\ndataset = "csv:table.csv"\ntarget = "label"\n'
+                                      '[model]\nhidden = [8]\n[train]\nepochs = 2\n')
+    assert main(["train", str(cfg), "--out", "tab", "--quiet"]) == 0
+    assert main(["predict", "tab", "table.csv", "--out", "p.csv"]) == 0
+    lines = (workdir / "p.csv").read_text().splitlines()
+    assert len(lines) == 201 and lines[0] == "input,prediction,p_0,p_1"
+    model = rl.load_model(workdir / "tab")
+    want = model(torch.tensor(X[:, [0, 1, 2]], dtype=torch.float32)).argmax(1).tolist()
+    assert [int(r.split(",")[1]) for r in lines[1:]] == want
+    for label in ("0", "1"):            # an image folder: class folders for training
+        (workdir / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 128, (6, 6), dtype=np.uint8) + 127 * int(label)
+            Image.fromarray(pixels.astype(np.uint8)).save(workdir / "imgs" / label / f"{i}.png")
+    cfg = write(workdir / "img.toml", 'name = "i"\n[data]\ndataset = "images:imgs"\nsplit = [0.5, 0.25, 0.25]\n'
+                                      '[model]\nhidden = [8]\n[train]\nepochs = 2\n')
+    assert main(["train", str(cfg), "--out", "img", "--quiet"]) == 0
+    assert main(["predict", "img", "imgs", "--out", "q.csv"]) == 0
+    lines = (workdir / "q.csv").read_text().splitlines()
+    assert len(lines) == 25 and lines[1].startswith("0/0.png,")
+    code = main(["predict", "img", "table.csv", "--out", "r.csv"])
+    err = capsys.readouterr().err
+    assert code == 2 and "samples of shape (4,); the run takes (1, 6, 6)" in err and not (workdir / "r.csv").exists()
