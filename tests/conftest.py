@@ -39,6 +39,7 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_sklearn.py::test_importing_regulab_does_not_import_the_estimators",
     "tests/test_user_data.py::test_four_times_the_memory_budget_trains_in_bounded_memory",
     "tests/test_user_data.py::test_two_processes_over_streamed_data_match_one",
+    "tests/test_user_model.py::test_a_study_of_every_technique_on_the_users_network",
 )
 
 

@@ -373,3 +373,17 @@ def test_predict_reads_a_csv_without_its_target_and_a_folder_of_images(workdir, 
     code = main(["predict", "img", "table.csv", "--out", "r.csv"])
     err = capsys.readouterr().err
     assert code == 2 and "samples of shape (4,); the run takes (1, 6, 6)" in err and not (workdir / "r.csv").exists()
+
+
+def test_the_readmes_first_python_example_runs(workdir):
+    """The README's first screen: a user's network through train, study and load_model (fewer
+    epochs and seeds here)."""
+    import re
+    text = (EXAMPLES.parent / "README.md").read_text()
+    code = re.search(r"## Your network, your data\n\n```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace('"train.epochs": 20', '"train.epochs": 2, "train.progress": False')
+    code = code.replace("seeds=3)", "seeds=1, progress=False)")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert type(scope["net"].net).__name__ == "MyNet" and not scope["net"].training
+    assert [v["name"] for v in scope["res"].results["variants"]] == ["baseline", "dropconnect", "max-norm"]

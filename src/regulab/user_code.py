@@ -90,8 +90,9 @@ def load_object(spec: str, field: str, error: type[RegulabInputError] = ConfigEr
     key in errors. A missing file, module or name, or a file that raises: one-line ``error``."""
     if not isinstance(spec, str) or not is_spec(spec):
         if isinstance(spec, str) and spec.startswith(OBJECT):
+            again = {"model.factory": "model=", "data.dataset": "data="}.get(str(field), "it")
             raise error(f"{_kind(field)} '{field}' was a Python object ({spec[len(OBJECT):]}) in the "
-                        f"run that wrote it; pass the object again (model= or data=)")
+                        f"run that wrote it; pass the object again ({again})")
         raise invalid(field, FORM, spec, error=error)
     target, _, name = spec.rpartition(":")
     if target.endswith(".py"):
