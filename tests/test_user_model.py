@@ -287,6 +287,8 @@ regularization.ema = 0.9
 train = { early_stopping = true, patience = 1, epochs = 4 }
 [variants.augment]
 image = { translate = 0.1 }
+[variants.transfer]
+transfer = { source = "source-run", layers = ["stem", "blocks"] }
 [variants.mc-dropout]
 model.dropout = 0.3
 eval = { dropout_inference = "mc_mean", mc_samples = 5 }
@@ -300,11 +302,14 @@ data.bootstrap = true
 
 def test_a_study_of_every_technique_on_the_users_network(user_files, workdir, capsys):
     study = write(workdir / "study.toml", STUDY)
+    assert main(["train", str(user_files), "--out", "source-run", "--quiet", "--set", "model.factory=resnet.py:small",
+                 "--set", "model.args={}"]) == 0         # the run the transfer variant starts from
     assert main(["study", str(study), "--out", "study", "--quiet"]) == 0
     results = json.loads((workdir / "study" / "results.json").read_text())
     names = {v["name"] for v in results["variants"]}
     assert names == {"baseline", "l2", "l1", "dropout", "dropconnect", "max-norm", "input-noise",
                      "weight-noise", "smoothing", "label-noise", "ema", "early-stopping", "augment", "mc-dropout",
+                     "transfer",
                      "ensemble", "bagging"}
     assert (workdir / "study" / "report.html").is_file()
     nets = {v["name"]: rl.load_model(workdir / "study" / v["runs"][0]["run_dir"]).net
@@ -314,6 +319,9 @@ def test_a_study_of_every_technique_on_the_users_network(user_files, workdir, ca
     assert isinstance(nets["dropconnect"].stem, DropConnect) and isinstance(nets["weight-noise"].stem, WeightNoise)
     assert isinstance(getattr(nets["input-noise"], INPUTS).noise_in, GaussianNoise)
     assert hasattr(getattr(nets["augment"], INPUTS), "augment")
+    source = rl.load_model(workdir / "source-run").net
+    torch.testing.assert_close(nets["transfer"].stem.weight, source.stem.weight)      # frozen: as copied
+    assert not torch.equal(nets["transfer"].head.weight, source.head.weight)
     assert all(m.weight.flatten(1).norm(dim=1).max() <= 2.0 + 1e-5
                for m in nets["max-norm"].modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     ensemble = next(v for v in results["variants"] if v["name"] == "bagging")

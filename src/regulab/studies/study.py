@@ -104,7 +104,8 @@ class _Runner:
     def _job(self, v: Variant, job: kinds.Job, where: str) -> tuple[dict, str]:
         """(config overrides beyond the variant's, run directory relative to the study's)."""
         extra: dict[str, Any] = dict(job.overrides)
-        if "transfer.source" in v.overrides:      # the source run of the same seed
+        if "transfer.source" in v.overrides and job.seed in self.sources:
+            # a transfer study: the source run of the same seed (elsewhere: the run the variant names)
             extra["transfer.source"] = str(self.sources[job.seed].resolve())
         rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{job.seed}{job.suffix}"
         return extra, rel
