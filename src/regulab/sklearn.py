@@ -141,7 +141,7 @@ class _RegulabEstimator(BaseEstimator):
         cfg = self.to_config()
         ds = Dataset(name="sklearn", X=X, y=y, task=self._task, classes=classes)
         p = prepare(cfg.with_code(data=ds))
-        self.history_ = p.trainer.fit(p.loader, p.splits["val"], epochs=cfg.train.epochs)
+        self.history_ = p.trainer.fit(p.loader, p.splits.get("val"), epochs=cfg.train.epochs)
         self.model_ = p.pipeline.eval()
         self.config_ = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset="sklearn"))
         return self

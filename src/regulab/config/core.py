@@ -36,7 +36,7 @@ from regulab.errors import ConfigError, invalid, unknown
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
-           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON"]
+           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON", "require_validation"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
 PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own data function
@@ -192,8 +192,8 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.split' must be [train, val, test] (3 fractions); got {split!r}")
     if abs(sum(split) - 1.0) > 1e-6:
         raise ConfigError(f"config key 'data.split' must sum to 1; got {split!r} (sum {sum(split):g})")
-    if split[0] <= 0 or split[1] <= 0:
-        raise ConfigError(f"config key 'data.split' needs train and validation fractions > 0; got {split!r}")
+    if split[0] <= 0:
+        raise ConfigError(f"config key 'data.split' needs a training fraction > 0; got {split!r}")
     d = cfg.data
     if (d.folds is None) != (d.fold is None) or (d.folds is not None and d.fold >= d.folds):
         raise ConfigError(f"config keys 'data.folds' and 'data.fold' go together, with 0 <= fold < "
@@ -211,6 +211,14 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"config key 'train.nproc' must leave each process >= 2 rows of a batch "
                           f"for batch norm (train.batch_size // nproc); got nproc={cfg.train.nproc}, "
                           f"batch_size={cfg.train.batch_size}")
+
+
+def require_validation(cfg: Config, why: str) -> None:
+    """Refuse a config whose validation fraction is 0 where ``why`` needs a validation split
+    (a study compares its variants on validation, a sweep ranks its trials there)."""
+    if cfg.data.split[1] == 0:
+        raise ConfigError(f"config key 'data.split' must give validation a fraction > 0: {why}; "
+                          f"got {cfg.data.split!r}")
 
 
 def _multitask_checks(m: MultitaskConfig, model: ModelConfig) -> None:

@@ -79,6 +79,9 @@ class DataConfig(Section):
     preprocess: str = key("none", choice(*PREPROCESS), "fitted on the training split only", population=SHARED)
     train_size: Any = key(None, optional(train_size), "subset of the training split", population=SHARED)
     target: Any = key(None, optional(string), "target column of a csv dataset", population=SHARED)
+    split_column: Any = key(None, optional(string), "column of a csv dataset saying each row's split "
+                            "(train, val or test; not a feature): the split kept as given",
+                            population=SHARED)
     task: str = key("auto", choice("auto", "classification", "regression"), "learning task",
                     population=SHARED)
     n_samples: Any = key(None, optional(number(ge=10, integer=True)),

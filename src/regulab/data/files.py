@@ -7,7 +7,13 @@ Task "auto" picks classification when the target is non-numeric, or integer-valu
 most ``MAX_AUTO_CLASSES`` distinct values; otherwise regression. Class labels are the sorted
 unique target values, encoded 0..C-1 (numbers sort numerically).
 
-npz: arrays ``X`` and ``y``, optional ``X_test``/``y_test``; loaded with ``allow_pickle=False``.
+csv with ``split_column`` (``data.split_column``): that column says each row's split -- ``train``,
+``val`` or ``test`` -- and is not a feature; the split is kept as given (``data.split`` is not
+used), with no validation split when no row says ``val``.
+
+npz: arrays ``X`` and ``y``, optional ``X_test``/``y_test`` (kept as THE test set) and
+``X_val``/``y_val`` (kept as THE validation set: ``X``/``y`` are then all trained on);
+loaded with ``allow_pickle=False``.
 Task "auto": integer (or bool) ``y`` -> classification, with labels already 0..C-1 (C = max+1);
 float ``y`` -> regression.
 """
@@ -126,8 +132,10 @@ def _read_rows(path: Path, where: str) -> tuple[list[str], list[list[str]], list
     return header, rows, lines
 
 
-def read_csv(spec: str, path_text: str, *, target: str | None, task: str) -> Dataset:
-    """Read ``csv:PATH``: numeric feature columns plus the ``target`` column."""
+def read_csv(spec: str, path_text: str, *, target: str | None, task: str,
+             split_column: str | None = None) -> Dataset:
+    """Read ``csv:PATH``: numeric feature columns plus the ``target`` column (and the
+    ``split_column``, which says each row's split: train, val or test)."""
     path = existing_path(path_text, "csv")
     where = f"csv file '{path_text}'"
     header, rows, lines = _read_rows(path, where)
@@ -136,7 +144,11 @@ def read_csv(spec: str, path_text: str, *, target: str | None, task: str) -> Dat
         hint = "" if target is None else did_you_mean(target, header)
         raise DataError(f"data.target: got {got}{hint}; csv:PATH needs the target column, one of: "
                         f"{', '.join(header)} (in {where})")
-    features = [c for c in header if c != target]
+    if split_column is not None and (split_column not in header or split_column == target):
+        raise DataError(f"data.split_column: got {split_column!r}"
+                        f"{did_you_mean(split_column, header)}; allowed: a column of {where} other than "
+                        f"the target: {', '.join(c for c in header if c != target)}")
+    features = [c for c in header if c not in (target, split_column)]
     if not features:
         raise DataError(f"{where}: has only the target column '{target}'; at least one feature "
                         "column is needed")
@@ -173,9 +185,35 @@ def read_csv(spec: str, path_text: str, *, target: str | None, task: str) -> Dat
         y, classes = np.asarray([index[v] for v in labels], dtype=np.int64), uniq
     if classes is not None:
         _check_classes(f"{where}: target '{target}'", classes)
-    return Dataset(spec, X.astype(np.float32), y, task, classes, feature_names=features,
-                   description=f"{where}: {len(rows)} rows, {len(features)} numeric features, "
-                               f"target '{target}' ({task})")
+    ds = Dataset(spec, X.astype(np.float32), y, task, classes, feature_names=features,
+                 description=f"{where}: {len(rows)} rows, {len(features)} numeric features, "
+                             f"target '{target}' ({task})")
+    return ds if split_column is None else _split_by_column(ds, cols[split_column], lines, split_column, where)
+
+
+SPLIT_VALUES = ("train", "val", "test")
+
+
+def _split_by_column(ds: Dataset, values: list[str], lines: list[int], column: str, where: str) -> Dataset:
+    """``ds`` with its rows split as the column ``values`` say: the train rows are the pool,
+    the val rows THE validation set (empty when there are none: no validation split), the
+    test rows THE test set (None when there are none)."""
+    values = [v.lower() for v in values]
+    bad = next((i for i, v in enumerate(values) if v not in SPLIT_VALUES), None)
+    if bad is not None:
+        raise DataError(f"data.split_column: column '{column}' of {where} has {values[bad]!r} at row "
+                        f"{bad + 1} (line {lines[bad]}); allowed: {', '.join(SPLIT_VALUES)}")
+    rows = {s: np.flatnonzero(np.asarray(values) == s) for s in SPLIT_VALUES}
+    if not len(rows["train"]):
+        raise DataError(f"data.split_column: column '{column}' of {where} marks no row 'train'; "
+                        "allowed: at least one training row")
+    test = rows["test"] if len(rows["test"]) else None
+    return Dataset(ds.name, ds.X[rows["train"]], ds.y[rows["train"]], ds.task, ds.classes,
+                   X_val=ds.X[rows["val"]], y_val=ds.y[rows["val"]],
+                   X_test=None if test is None else ds.X[test], y_test=None if test is None else ds.y[test],
+                   feature_names=ds.feature_names,
+                   description=f"{ds.description}; split by column '{column}': "
+                               + ", ".join(f"{len(r)} {s}" for s, r in rows.items()))
 
 
 def _is_finite_number(text: str) -> bool:
@@ -241,7 +279,7 @@ def labels(ys: dict[str, np.ndarray], task: str, where: str) -> tuple[dict[str, 
 
 
 def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
-    """Read ``npz:PATH``: arrays X, y and optionally X_test, y_test."""
+    """Read ``npz:PATH``: arrays X, y and optionally X_val, y_val and X_test, y_test."""
     path = existing_path(path_text, "npz")
     where = f"npz file '{path_text}'"
     try:
@@ -257,13 +295,16 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
         for key in ("X", "y"):
             if key not in keys:
                 raise DataError(f"{where}: missing array '{key}'; arrays present: "
-                                f"{', '.join(keys) or 'none'} (needs X and y, optional X_test, y_test)")
-        if ("X_test" in keys) != ("y_test" in keys):
-            raise DataError(f"{where}: has only one of X_test / y_test (arrays: {', '.join(keys)}); "
-                            "give both or neither")
-        arrays = {k: _npz_array(archive, k, where) for k in ("X", "y", "X_test", "y_test") if k in keys}
+                                f"{', '.join(keys) or 'none'} (needs X and y, optional X_val, y_val, "
+                                "X_test, y_test)")
+        for part in ("val", "test"):
+            if (f"X_{part}" in keys) != (f"y_{part}" in keys):
+                raise DataError(f"{where}: has only one of X_{part} / y_{part} (arrays: "
+                                f"{', '.join(keys)}); give both or neither")
+        arrays = {k: _npz_array(archive, k, where) for k in ("X", "y", "X_val", "y_val", "X_test", "y_test")
+                  if k in keys}
 
-    for xk, yk in (("X", "y"), ("X_test", "y_test")):
+    for xk, yk in (("X", "y"), ("X_val", "y_val"), ("X_test", "y_test")):
         if xk not in arrays:
             continue
         X, y = arrays[xk], arrays[yk]
@@ -282,11 +323,13 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
                             "(classification) or floats (regression)")
         _check_finite(X, xk, where)
 
-    ys, task, classes = labels({k: arrays[k] for k in ("y", "y_test") if k in arrays}, task, where)
+    ys, task, classes = labels({k: arrays[k] for k in ("y", "y_val", "y_test") if k in arrays}, task, where)
     arrays.update(ys)
-    X_test = arrays.get("X_test")
+    X_val, X_test = arrays.get("X_val"), arrays.get("X_test")
     return Dataset(spec, arrays["X"].astype(np.float32), arrays["y"], task, classes,
+                   X_val=None if X_val is None else X_val.astype(np.float32), y_val=arrays.get("y_val"),
                    X_test=None if X_test is None else X_test.astype(np.float32),
                    y_test=arrays.get("y_test"),
                    description=f"{where}: {len(arrays['X'])} samples of shape {arrays['X'].shape[1:]}"
+                               f"{'' if X_val is None else f' + {len(X_val)} validation'}"
                                f"{'' if X_test is None else f' + {len(X_test)} test'} ({task})")

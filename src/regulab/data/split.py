@@ -7,6 +7,8 @@ that runs with different training seeds see the same examples. The test set is e
 once, at the end of a run. K-fold cross-validation uses scikit-learn's
 ``StratifiedKFold`` / ``KFold`` (``data.folds``, ``data.fold``): the held-out fold is the test
 split, and the validation split that early stopping watches comes from the other folds.
+A validation fraction of 0 (``data.split = [1, 0, 0]`` or ``[0.9, 0, 0.1]``) gives an empty
+validation split: every row of the pool not held out for testing is trained on.
 A dataset's own test set takes no part in cross-validation.
 """
 
@@ -32,7 +34,10 @@ class SplitIndices:
 
 def _split(idx: np.ndarray, y: np.ndarray | None, second: float | int, seed: int, what: str,
            key: str = "data.split"):
-    """Split ``idx`` in two, the second part of size ``second`` (fraction or count)."""
+    """Split ``idx`` in two, the second part of size ``second`` (fraction or count); a
+    second part of size 0 is empty (``data.split = [1, 0, 0]``: no validation split)."""
+    if second == 0:
+        return idx, idx[:0]
     try:
         return train_test_split(idx, test_size=second, random_state=seed, shuffle=True,
                                 stratify=None if y is None else y[idx])

@@ -43,13 +43,15 @@ def list_datasets() -> list[Builtin]:
 
 
 def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
-                 n_samples: int | None = None, seed: int = 0, sections=None, lazy: bool = False) -> Dataset:
+                 n_samples: int | None = None, seed: int = 0, sections=None, lazy: bool = False,
+                 split_column: str | None = None) -> Dataset:
     """Load a built-in by name or a user file given as ``csv:PATH``, ``npz:PATH``, ``images:DIR``,
     ``audio:DIR``, ``text:PATH``, ``video:DIR`` or ``python:FILE.py:NAME``, a modality's source read as its section in
     ``sections`` says (a ``Config``, or anything with ``.audio``, ``.text``, ...; default:
     the sections' defaults).
 
-    target: the csv target column (csv only, required there). task: "auto" (inferred; see
+    target: the csv target column (csv only, required there). split_column: the csv column that
+    says each row's split, train / val / test (csv only). task: "auto" (inferred; see
     ``regulab.data.files``), "classification" or "regression". n_samples: size of a generated
     data set (mnist1d, moons, sine); refused elsewhere. seed: seeds moons and sine. lazy: the
     images of ``images:DIR`` are decoded when read (``regulab.data.stream.Rows``), not now.
@@ -65,7 +67,7 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     source, sep, path = spec.partition(":")
     if sep:
         return _load_file(spec, source, path, target=target, task=task, n_samples=n_samples,
-                          sections=sections, lazy=lazy)
+                          sections=sections, lazy=lazy, split_column=split_column)
     if spec not in BUILTINS:
         hint = ""
         if spec.lower().endswith((".csv", ".npz")):
@@ -74,6 +76,9 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
                         f"{did_you_mean(spec, BUILTINS) or hint}")
     if target is not None:
         raise invalid("data.target", "absent for a built-in (target is for csv:PATH)", target, error=DataError)
+    if split_column is not None:
+        raise invalid("data.split_column", "absent for a built-in (split_column is for csv:PATH)",
+                      split_column, error=DataError)
     info = BUILTINS[spec]
     if task not in ("auto", info.task):
         raise invalid("data.task", f"auto or {info.task} for built-in '{spec}', a {info.task} data set",
@@ -85,7 +90,8 @@ def load_dataset(spec: str, *, target: str | None = None, task: str = "auto",
     return load_builtin(info, n_samples, seed)
 
 
-def _load_file(spec, source, path, *, target, task, n_samples, sections=None, lazy=False) -> Dataset:
+def _load_file(spec, source, path, *, target, task, n_samples, sections=None, lazy=False,
+               split_column=None) -> Dataset:
     """``csv:``/``npz:`` to the data layer's readers, a modality's source to its reader."""
     if source not in FILE_SOURCES:
         raise DataError(f"config key 'data.dataset' must name a source ({FORMS}); got {spec!r}"
@@ -95,10 +101,13 @@ def _load_file(spec, source, path, *, target, task, n_samples, sections=None, la
                       f"built-ins: {', '.join(GENERATED)})", n_samples, error=DataError)
     if source != "csv" and target is not None:
         raise invalid("data.target", f"absent for {spec!r} (target is for csv:PATH)", target, error=DataError)
+    if source != "csv" and split_column is not None:
+        raise invalid("data.split_column", f"absent for {spec!r} (split_column is for csv:PATH)",
+                      split_column, error=DataError)
     if source == "python":
         return python_data(path, task)
     if source == "csv":
-        return files.read_csv(spec, path, target=target, task=task)
+        return files.read_csv(spec, path, target=target, task=task, split_column=split_column)
     if source == "npz":
         return files.read_npz(spec, path, task=task)
     if source == "images":

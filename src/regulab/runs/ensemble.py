@@ -86,13 +86,16 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
         runs = train_population(cfgs, outs, db=db, progress=progress)
     else:
         runs = [train(c, out=o, db=db, progress=progress) for c, o in zip(cfgs, outs)]
-    if runs[0].results.get("val_acc") is None:
+    if runs[0].results.get("train_acc") is None:
         raise ConfigError("an ensemble averages class probabilities: the dataset must be a "
                           "classification task")
+    # the main head's classes (a multi-task model has more outputs); None: every output, for a
+    # run with neither a validation nor a test split to report them
+    n_classes = next((len(e["classes"]) for e in runs[0].evaluation.values()), None)
     results: dict[str, float] = {"members": members, "bagging": bagging}
     for name, (X, y) in _raw_splits(cfg).items():
         models = [r.model.to("cpu") for r in runs]
-        probs = ensemble_probabilities(models, X, len(runs[0].evaluation["val"]["classes"]))
+        probs = ensemble_probabilities(models, X, n_classes)
         results[f"{name}_acc"] = float((probs.argmax(1) == y).double().mean())
         results[f"{name}_loss"] = float(F.nll_loss(probs.clamp_min(1e-12).log(), y))
         accs = [r.results[f"{name}_acc"] for r in runs]

@@ -103,7 +103,8 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     results.update(
         best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
         stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
-        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]))
+        # no validation split (data.split = [1, 0, 0]): nothing to compare training with
+        diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]) if "val" in p.splits else None)
     if store is None:
         return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
     save_tensors(run_dir / "model.safetensors", p.pipeline.state_dict())

@@ -43,7 +43,7 @@ log = logging.getLogger("regulab")
 
 def population_of(preps: Sequence[Prepared]) -> Population:
     """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split."""
-    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits["val"])
+    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits.get("val"))
 
 
 class _EpochRows:

@@ -61,7 +61,7 @@ class Prepared:
     dataset: Dataset
     device: torch.device
     task: str
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", "val", maybe "test"
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]   # "train", maybe "val" and "test"
     pipeline: Pipeline
     trainer: Trainer
     loader: TensorLoader | StreamLoader
@@ -146,7 +146,8 @@ def _targets(y: np.ndarray, task: str, loss: str, device: torch.device) -> torch
 
 
 def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The split's raw arrays; label noise only ever touches the training split."""
+    """The split's raw arrays -- "train", "val" unless it is empty, "test" when there is one;
+    label noise only ever touches the training split."""
     d = cfg.data
     stratify = d.stratify and ds.task == "classification"
     if ds.X_val is not None:    # the user's own train/val(/test) split, kept as given
@@ -168,8 +169,10 @@ def split_arrays(cfg: Config, ds: Dataset) -> dict[str, tuple[np.ndarray, np.nda
         rng = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 0xB007]))
         draw = rng.integers(0, len(y_train), size=len(y_train))
         X_train, y_train = X_train[draw], y_train[draw]
-    arrays = {"train": (X_train, y_train), "val": (ds.X[idx.val], ds.y[idx.val]) if ds.X_val is None
-              else (ds.X_val, ds.y_val)}
+    arrays = {"train": (X_train, y_train)}
+    X_val, y_val = (ds.X[idx.val], ds.y[idx.val]) if ds.X_val is None else (ds.X_val, ds.y_val)
+    if len(X_val):      # an empty one (data.split = [1, 0, 0]): no validation split at all
+        arrays["val"] = (X_val, y_val)
     if ds.X_test is not None and d.folds is None:
         arrays["test"] = (ds.X_test, ds.y_test)
     elif idx.test is not None:
@@ -264,11 +267,14 @@ def extra_columns(cfg: Config) -> list[str]:
 def load_data(cfg: Config) -> Dataset:
     """The dataset ``[data]`` names, with only ``data.classes`` kept (relabeled 0, 1, ...)."""
     d = cfg.data
+    if not isinstance(d.dataset, str) and d.split_column is not None:
+        raise ConfigError(f"config key 'data.split_column' is for a csv:PATH dataset; got "
+                          f"{d.split_column!r} for data given from Python (give it as a dict of splits)")
     if not isinstance(d.dataset, str):      # from Python: the data itself (regulab.data.user)
         ds = user_dataset(d.dataset, f"data.dataset {type(d.dataset).__name__}", d.task)
     else:
         ds = load_dataset(d.dataset, target=d.target, task=d.task, n_samples=d.n_samples, seed=d.seed,
-                          sections=cfg, lazy=True)
+                          sections=cfg, lazy=True, split_column=d.split_column)
     if d.classes is None:
         return ds
     if ds.task != "classification":
@@ -344,6 +350,11 @@ def prepare(cfg: Config) -> Prepared:
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
     arrays = split_arrays(cfg, ds)
+    if "val" not in arrays and cfg.train.early_stopping:
+        own = "" if ds.X_val is None else f" (data.dataset '{_dataset_label(cfg)}' brings its own, empty)"
+        raise ConfigError(f"config keys 'data.split' and 'train.early_stopping': early stopping watches "
+                          f"the validation split, which is empty{own}; got split={cfg.data.split!r} and "
+                          "early_stopping=true (allowed: a validation fraction > 0, or early_stopping = false)")
     text = featurize(cfg.text, arrays, cfg.data.seed) if ds.modality == "text" else None
     tasks = _tasks(cfg, ds)
 

@@ -57,10 +57,12 @@ STATE_FILE = "state.safetensors"
 
 # -- run directory -----------------------------------------------------------------------------
 
-def _columns(task: str, extra: list[str]) -> list[str]:
+def _columns(task: str, extra: list[str], val: bool = True) -> list[str]:
+    """metrics.csv's columns; no ``val_*`` column for a run without a validation split."""
     score = ["mse", "r2"] if task == "regression" else ["acc"]
-    return (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
+    cols = (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
             + [f"val_{s}" for s in score] + ["lr", "penalty", *extra, "seconds"])
+    return cols if val else [c for c in cols if not c.startswith("val_")]
 
 
 class RunLog(Callback):
@@ -97,7 +99,7 @@ class RunLog(Callback):
 def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
     resumed run drops the rows written after its checkpoint)."""
-    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg)),
+    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg), "val" in p.splits),
                  p.cfg.train.checkpoint_every)
     log.write_csv(p.trainer.history)
     return log
@@ -114,7 +116,7 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     start = time.perf_counter()
     seconds_before = sum(h["seconds"] for h in t.history)
     try:
-        t.fit(p.loader, p.splits["val"], epochs=p.cfg.train.epochs)
+        t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
     except BaseException as e:
         if store is not None:
             store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")

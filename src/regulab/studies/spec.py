@@ -45,7 +45,7 @@ from typing import Any
 
 from regulab.checks import Section, choice, key, name, number, optional, string, text
 from regulab.user_code import portable
-from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml
+from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml, require_validation
 from regulab.config.files import read_spec_file
 from regulab.errors import ConfigError, invalid
 from regulab.studies.kinds import KINDS
@@ -110,7 +110,9 @@ class StudySpec:
         overrides = {**variant.overrides, **(extra or {}), "train.seed": seed,
                      "name": f"{self.name}-{variant.name}"}
         try:
-            return config_from_dict(apply_overrides(self.base, overrides))
+            cfg = config_from_dict(apply_overrides(self.base, overrides))
+            require_validation(cfg, "a study compares its variants on the validation split")
+            return cfg
         except ConfigError as e:
             raise ConfigError(f"study '{self.name}', variant '{variant.name}': {e}") from None
 

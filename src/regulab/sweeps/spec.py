@@ -44,7 +44,7 @@ from typing import Any
 from regulab.callbacks import monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string
 from regulab.user_code import portable
-from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml
+from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml, require_validation
 from regulab.config.files import config_key_depth, read_spec_file
 from regulab.config.sections import SECTIONS
 from regulab.errors import ConfigError, invalid
@@ -151,7 +151,7 @@ class SweepSpec:
         """The config of one trial: ``params`` (config values) over the base; trials do not
         score the test split (``eval.test = false``), the best one is scored once at the end."""
         overrides = {**params, "name": name, "eval.test": test}
-        return config_from_dict(apply_overrides(self.base, overrides))
+        return _trial_config(self.base, overrides)
 
     def params(self, optuna_params: Mapping[str, Any]) -> dict[str, Any]:
         """An Optuna trial's params -> config values (JSON-encoded choices decoded)."""
@@ -214,10 +214,17 @@ def _dim(key: str, entry: Any, base: dict, sampler: str) -> Dim:
         dim = Dim(key, low, high, log, step)
     for value in dim.extremes():       # every bound and choice must make a valid config
         try:
-            config_from_dict(apply_overrides(base, {key: value}))
+            _trial_config(base, {key: value})
         except ConfigError as e:
             raise ConfigError(f"sweep key '{where}' holds {value!r}, which the config rejects: {e}") from None
     return dim
+
+
+def _trial_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Config:
+    """The config of ``overrides`` over ``base``, with a validation split to rank trials on."""
+    cfg = config_from_dict(apply_overrides(base, overrides))
+    require_validation(cfg, "a sweep ranks its trials on the validation split")
+    return cfg
 
 
 def _task(cfg: Config) -> str:
@@ -238,7 +245,7 @@ def sweep_from_dict(raw: Mapping[str, Any], where: Path | None = None,
         raise _fail("space", 'a table with one entry per config key, e.g. "optim.lr" = '
                     "{low = 1e-4, high = 0.1, log = true}", space_raw)
     try:
-        cfg = config_from_dict(apply_overrides(base, {"eval.test": False}))
+        cfg = _trial_config(base, {"eval.test": False})
     except ConfigError as e:
         raise ConfigError(f"sweep '{sweep_name}', base config: {e}") from None
     space = {k: _dim(k, v, base, s.sampler) for k, v in space_raw.items()}

@@ -2,7 +2,7 @@
 
 Studies and sweeps train many small networks that differ only in a seed or a regularization
 strength. A ``Population`` takes their ``Trainer``s (network, optimizer, objective, penalties,
-callbacks, generators), their ``TensorLoader``s and the validation split they share, stacks the
+callbacks, generators), their ``TensorLoader``s and the validation split they share (if any), stacks the
 networks into one ``StackedNet`` and the optimizers into one ``StackedOptimizer``, and trains
 all members with a few batched kernels per step. Each member draws from its own generators in
 the order its run alone would (its shuffling, its dropout masks and noise), so it ends with the
@@ -81,7 +81,7 @@ class Population:
     """
 
     def __init__(self, trainers: Sequence[Trainer], loaders: Sequence[TensorLoader],
-                 val: tuple[Tensor, Tensor]):
+                 val: tuple[Tensor, Tensor] | None):
         self.trainers, self.loaders = list(trainers), list(loaders)
         if not self.trainers or len(self.trainers) != len(self.loaders):
             raise ValueError(f"a population needs one loader per trainer; got {len(self.trainers)} "
@@ -200,13 +200,14 @@ class Population:
             while epoch < epochs and any(self.net.active):
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
-                val_loss, val_hits = self._validate()
+                val_loss, val_hits = self._validate() if self.val is not None else (None, None)
                 epoch += 1
                 seconds = time.perf_counter() - start
                 for k in range(self.net.K):
                     if self.net.active[k]:
                         errors[k] = self._member_epoch(k, losses[:, k], pens[:, k], hits[:, k], w,
-                                                       val_loss[k], val_hits[k], seconds)
+                                                       None if val_loss is None else val_loss[k],
+                                                       None if val_hits is None else val_hits[k], seconds)
                 if on_epoch is not None:
                     on_epoch(epoch)
         finally:
@@ -216,7 +217,8 @@ class Population:
         return errors
 
     def _member_epoch(self, k: int, loss: Tensor, pen: Tensor, hits: Tensor, w: Tensor,
-                      val_loss: Tensor, val_hits: Tensor, seconds: float) -> DivergedError | None:
+                      val_loss: Tensor | None, val_hits: Tensor | None,
+                      seconds: float) -> DivergedError | None:
         """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks."""
         t = self.trainers[k]
         error = divergence(loss + pen, t.epoch + 1, t.step)
@@ -225,7 +227,8 @@ class Population:
             return error
         logs = t.objective.summary("train", loss @ w, hits.sum(0), len(self.X), self.y)
         logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
-        logs.update(t.objective.summary("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
+        if self.val is not None:    # None: no validation split (data.split = [1, 0, 0])
+            logs.update(t.objective.summary("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
         t.step += len(w)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])
