@@ -289,3 +289,13 @@ def test_a_python_dataset_with_val_keeps_it(workdir):
     assert (results["n_train"], results["n_val"]) == (90, 33)
     Xv, yv = _blobs(33, 1)
     assert results["val_acc"] == pytest.approx(_val_acc(workdir / "out", Xv, yv), abs=1e-6)
+
+
+def test_an_estimator_fits_on_every_row_without_validation():
+    from regulab.sklearn import RegulabClassifier
+    X, y = _blobs(120, 0)
+    est = RegulabClassifier(data__split=(1.0, 0.0, 0.0), train__early_stopping=False, train__epochs=2,
+                            train__device="cpu").fit(X, y)
+    assert not [k for k in est.history_[-1] if k.startswith("val")]
+    with pytest.raises(ConfigError, match=r"'data\.split' and 'train\.early_stopping'"):
+        RegulabClassifier(data__split=(1.0, 0.0, 0.0), train__epochs=2, train__device="cpu").fit(X, y)
