@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 import regulab as rl
 from regulab.cli import main
@@ -136,17 +137,19 @@ def test_python_api(workdir):
 
 
 def test_summarize_and_combination_rules():
-    def entry(name, vals, tests):
-        runs = [{"results": {"train_acc": 1.0, "val_acc": a, "test_acc": t, "train_loss": 0.1,
-                             "val_loss": 1.0, "test_loss": 1.0}} for a, t in zip(vals, tests)]
-        return aggregate.summarize(Variant(name), runs, 10)
+    def entry(name, vals, tests, members=1):
+        runs = [{"seed": s, "fold": None,
+                 "results": {"train_acc": 1.0, "val_acc": a, "test_acc": t, "train_loss": 0.1,
+                             "val_loss": 1.0, "test_loss": 1.0}}
+                for s, (a, t) in enumerate(zip(vals, tests))]
+        return aggregate.summarize(Variant(name, members=members), runs, 10)
     variants = [Variant("base"), Variant("a", {"model.dropout": 0.1}),
                 Variant("b", {"model.dropout": 0.3}), Variant("c", {"regularization.l2": 1.0}),
                 Variant("d", {"regularization.l1": 1.0}), Variant("e", {"x.y": 1}, members=3),
                 Variant("f", {"regularization.ema": 0.9}, combine=False)]
     entries = [entry("base", [0.60, 0.62], [0.6, 0.6]), entry("a", [0.70, 0.70], [0.7, 0.72]),
                entry("b", [0.71, 0.71], [0.7, 0.7]), entry("c", [0.65, 0.65], [0.6, 0.6]),
-               entry("d", [0.615, 0.615], [0.6, 0.6]), entry("e", [0.9, 0.9], [0.9, 0.9]),
+               entry("d", [0.615, 0.615], [0.6, 0.6]), entry("e", [0.9, 0.9], [0.9, 0.9], members=3),
                entry("f", [0.9, 0.9], [0.9, 0.9])]
     # b beats a on validation and shares its key; d is within the baseline's std; e, f excluded
     picked = aggregate.pick_combination(entries, variants, "base", "acc", 3)
@@ -154,7 +157,11 @@ def test_summarize_and_combination_rules():
     aggregate.rank(entries, "acc")
     aggregate.against_baseline(entries, "base", "acc")
     a = entries[1]
-    assert a["delta_test"] == pytest.approx(0.11) and a["significant"]
+    # +0.10 and +0.12 over two seeds: the paired interval, 0.11 -+ t(0.975, 1) * 0.01, holds 0
+    assert a["delta_test"] == pytest.approx(0.11) and not a["significant"]
+    half = scipy_stats.t.ppf(0.975, 1) * np.std([0.1, 0.12], ddof=1) / np.sqrt(2)
+    assert a["delta_test_ci95"] == pytest.approx([0.11 - half, 0.11 + half])
+    assert a["ci_method"] == "paired t" and entries[5]["ci_method"] == "welch t"    # members=3
     assert a["stats"]["test_acc"]["std"] == pytest.approx(np.std([0.7, 0.72], ddof=1))
     assert entries[3]["delta_test"] == pytest.approx(0.0) and not entries[3]["significant"]
     assert a["verdict"] == "overfit" and "dropout" in a["advice"]

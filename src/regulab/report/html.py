@@ -169,12 +169,32 @@ def _answer(results: dict[str, Any]) -> str:
         out += "); it is the baseline: no variant beats it on validation"
     elif base is not None:
         d = fmt(best.get("delta_test"), signed=True)
-        spread = ("larger than the spread over runs" if best.get("significant")
-                  else "within the spread over runs")
-        out += f", {d} against the baseline {esc(base.get('label'))}: {spread})"
+        out += f", {d} against the baseline {esc(base.get('label'))}{_ci_text(best)})"
     else:
         out += ")"
     return out + f". Verdict: {esc(best.get('verdict') or MISSING)}."
+
+
+def _ci(v: dict[str, Any]) -> str:
+    """'[lo, hi]' of the test change's 95% interval; '' when there is none."""
+    ci = v.get("delta_test_ci95")
+    return f"[{fmt(ci[0], signed=True)}, {fmt(ci[1], signed=True)}]" if isinstance(ci, list) else ""
+
+
+def _ci_text(v: dict[str, Any]) -> str:
+    """The interval in words: which test, how wide with the seeds used, how many would halve
+    it; that there is none with fewer than 2 runs."""
+    ci = v.get("delta_test_ci95")
+    if not isinstance(ci, list):
+        return "; no interval: fewer than 2 seeds"
+    n = v.get("ci_n")
+    seeds = f"{n} paired seeds" if isinstance(n, int) else \
+        f"{n[0]} and {n[1]} runs" if isinstance(n, list) else "the seeds"
+    halve = v.get("ci_seeds_to_halve")
+    where = "excludes 0" if v.get("significant") else "holds 0"
+    return (f"; 95% interval {_ci(v)} ({esc(v.get('ci_method') or 't')}), {where}; "
+            f"{fmt(ci[1] - ci[0])} wide with {seeds}"
+            + (f", {halve} seeds would halve it" if isinstance(halve, int) else ""))
 
 
 def _intro(results: dict[str, Any], answer: str | None) -> str:
@@ -203,7 +223,9 @@ def _table(results: dict[str, Any]) -> str:
                         ("best", v["name"] == results.get("best"))) if on)
         delta = fmt(v.get("delta_test"), signed=True)
         if v.get("significant") and delta != MISSING:
-            delta = f'<span class="sig" title="larger than the std over runs">{delta} ✱</span>'
+            delta = f'<span class="sig" title="the 95% interval excludes 0">{delta} ✱</span>'
+        if _ci(v) and delta != MISSING:
+            delta += f'<br><span class="name">{_ci(v)}</span>'
         verdict = v.get("verdict") or MISSING
         params = f"{v['params']:,}" if isinstance(v.get("params"), int) else MISSING
         cells = [f'<td class="num">{esc(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
@@ -217,8 +239,21 @@ def _table(results: dict[str, Any]) -> str:
     return ('<div class="scroll"><table class="summary">\n<thead><tr>'
             + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>\n<tbody>\n"
             + "\n".join(rows) + "\n</tbody></table></div>\n<p class=\"meta\">Mean ± std over "
-            "runs; ranked on validation (the test set chooses nothing); ✱: the change is larger "
-            "than both the variant's and the baseline's std.</p>\n" + _diagnosis(vs))
+            "runs; ranked on validation (the test set chooses nothing); under each change, its "
+            "95% t interval over the seeds (paired by seed; Welch where the seeds differ); ✱: "
+            f"the interval excludes 0.{_precision(vs)}</p>\n" + _diagnosis(vs))
+
+
+def _precision(vs: list[dict[str, Any]]) -> str:
+    """How wide the intervals are (the median) and how many seeds would halve them."""
+    widths = sorted(v["delta_test_ci95"][1] - v["delta_test_ci95"][0] for v in vs
+                    if isinstance(v.get("delta_test_ci95"), list))
+    halves = sorted(v["ci_seeds_to_halve"] for v in vs if isinstance(v.get("ci_seeds_to_halve"), int))
+    runs = max((len(v.get("runs") or []) for v in vs), default=0)
+    if not widths:
+        return " No intervals: fewer than 2 seeds." if vs and runs < 2 else ""
+    out = f" With {runs} seeds the intervals are {fmt(widths[len(widths) // 2])} wide (median)"
+    return out + (f"; about {halves[len(halves) // 2]} seeds would halve them." if halves else ".")
 
 
 def _diagnosis(vs: list[dict[str, Any]]) -> str:
