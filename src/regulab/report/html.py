@@ -3,8 +3,9 @@ fetched), written atomically.
 
 Sections, in order: the question and its answer (best variant on validation, its test score
 and change against the baseline; or the answer the caller gives); the summary table (rank,
-train/val/test score mean ± std, gap = train - val, change in test score against the
-baseline, verdict, advice); the plots (``plot_plan``: the summary chart and the training
+train/val/test score mean ± std, gap = train - val, the fraction of the baseline's gap closed,
+change in test score against the baseline with its 95% interval, verdict), the diagnosis rule
+and each variant's advice; the plots (``plot_plan``: the summary chart and the training
 curves, then the figures the caller gives); the combination; each variant's resolved config;
 the machine. Every string that comes from the study (names, labels, description, overrides,
 config values, machine) goes through ``html.escape(quote=True)`` (``esc``); a missing value
@@ -214,7 +215,7 @@ def _table(results: dict[str, Any]) -> str:
         return "<p>This study trains no variants.</p>"
     short = "R²" if score == "r2" else "acc"
     head = ["Rank", "Variant", "Params", f"Train {short}", f"Val {short}", f"Test {short}",
-            "Gap (train − val)", "Δ test vs baseline", "Verdict"]
+            "Gap (train − val)", "Gap closed", "Δ test vs baseline", "Verdict"]
     rows = []
     for v in vs:
         st = v.get("stats") or {}
@@ -233,7 +234,7 @@ def _table(results: dict[str, Any]) -> str:
                  f'{esc(v["name"])}</span></td>', f'<td class="num">{params}</td>',
                  *(f'<td class="num">{_ms(st.get(k))}</td>'
                    for k in (f"train_{score}", f"val_{score}", f"test_{score}", "gap")),
-                 f'<td class="num">{delta}</td>',
+                 f'<td class="num">{_closed(v)}</td>', f'<td class="num">{delta}</td>',
                  f'<td class="{esc(verdict.split()[0])}">{esc(verdict)}</td>']
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="summary">\n<thead><tr>'
@@ -256,23 +257,38 @@ def _precision(vs: list[dict[str, Any]]) -> str:
     return out + (f"; about {halves[len(halves) // 2]} seeds would halve them." if halves else ".")
 
 
+def _closed(v: dict[str, Any]) -> str:
+    """The fraction of the baseline's gap a variant closes, as a percentage."""
+    x = (v.get("fit") or {}).get("gap_closed")
+    return f"{round(100 * x)}%".replace("-", "−") if fmt(x) != MISSING else MISSING
+
+
 def _diagnosis(vs: list[dict[str, Any]]) -> str:
-    """Each verdict once: the rule that gives it, the notes' remedies, the variants it fits."""
-    from regulab.diagnose import FLOOR, GAP
-    rules = {"overfit": f"train − validation score &gt; {GAP}",
-             "underfit": f"gap ≤ {GAP} and train score &lt; {FLOOR}",
-             "good fit": f"gap ≤ {GAP} and train score ≥ {FLOOR}"}
+    """The rule once (bias and variance, each graded), how many variants each diagnosis fits,
+    then each variant's advice, best ranked first."""
+    from regulab.diagnose import BIAS_GRADES, VARIANCE_GRADES
+    (b1, b2), (v1, v2) = BIAS_GRADES, VARIANCE_GRADES
+    ref = next((v["fit"]["reference"] for v in vs if (v.get("fit") or {}).get("reference")), 1.0)
+    rule = (f"<p>Bias = {fmt(ref)} − train score, graded low ≤ {b1} &lt; moderate ≤ {b2} &lt; "
+            f"high; variance = the gap, train − validation score, graded low ≤ {v1} &lt; moderate "
+            f"≤ {v2} &lt; high. <em>underfit</em>: bias above low; <em>overfit</em>: variance above "
+            "low; both can hold at once. Gap closed = (baseline's gap − variant's gap) / "
+            "baseline's gap.</p>")
     items = []
-    for verdict in ("overfit", "underfit", "good fit"):
-        with_it = [v for v in vs if v.get("verdict") == verdict]
-        if not with_it:
-            continue
-        advice = with_it[0].get("advice") or "nothing to fix"
-        names = ", ".join(esc(v.get("label")) for v in with_it)
-        items.append(f'<li><span class="{verdict.split()[0]}">{verdict}</span> ({rules[verdict]}): '
-                     f"<em>{esc(advice)}</em>. {len(with_it)} variant(s): {names}.</li>")
-    return '<h3 id="diagnosis">Diagnosis</h3>\n<ul class="diagnosis">' + "".join(items) + "</ul>" \
-        if items else ""
+    for name in ("overfit", "underfit and overfit", "underfit", "good fit"):
+        with_it = [v for v in vs if ((v.get("fit") or {}).get("diagnosis")
+                                     or (v.get("verdict") or "").split(" (")[0]) == name]
+        if with_it:
+            names = ", ".join(esc(v.get("label")) for v in with_it)
+            items.append(f'<li><span class="{name.split()[0]}">{name}</span>: {len(with_it)} '
+                         f"variant(s): {names}.</li>")
+    advice = "".join(f'<li><strong>{esc(v.get("label"))}</strong>: <span class="'
+                     f'{esc((v.get("verdict") or "").split(" ")[0])}">{esc(v.get("verdict"))}'
+                     f'</span>. {esc(v["advice"])}.</li>' for v in vs if v.get("advice"))
+    return ('<h3 id="diagnosis">Diagnosis</h3>\n' + rule + '<ul class="diagnosis">'
+            + "".join(items) + "</ul>"
+            + (f'\n<h3 id="advice">Advice</h3>\n<ul class="advice">{advice}</ul>' if advice else "")
+            ) if items else ""
 
 
 def _combination(results: dict[str, Any]) -> str:

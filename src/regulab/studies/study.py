@@ -34,7 +34,7 @@ from regulab.runs.population import train_population
 from regulab.runs.prepare import resolve_device
 from regulab.runs.run import train
 from regulab.runs.store import RunStore
-from regulab.studies import aggregate, kinds
+from regulab.studies import aggregate, kinds, verdicts
 from regulab.studies.spec import StudySection, StudySpec, Variant
 from regulab.user_code import portable
 
@@ -249,6 +249,8 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
         e["x"] = kind.x(e)
     aggregate.rank(entries, score)
     aggregate.against_baseline(entries, spec.baseline, score)
+    verdicts.verdicts(entries, spec.baseline, score, spec.reference,
+                      combination["name"] if combination else None)
     best = min(entries, key=lambda e: e["rank"])["name"] if entries else None
     return {"name": spec.name, "kind": spec.kind, "description": spec.description,
             "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
