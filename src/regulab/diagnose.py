@@ -39,6 +39,7 @@ GAP = 0.05
 FLOOR = 0.90
 BIAS_GRADES = (0.10, 0.25)        # low <= 0.10 < moderate <= 0.25 < high
 VARIANCE_GRADES = (GAP, 0.15)     # low <= 0.05 < moderate <= 0.15 < high
+EPS = 1e-9     # a difference that equals a threshold in decimals (0.90 - 0.85) stays on its side
 
 REMEDIES = {
     "overfit": "more data, data augmentation, a smaller network, L1/L2 penalties, dropout, early stopping",
@@ -52,9 +53,9 @@ REMEDIES = {
 def grade(value: float, thresholds: tuple[float, float]) -> str:
     """'low' when value <= thresholds[0], 'moderate' up to thresholds[1], else 'high'
     (nan: 'high', nothing is known to be fine)."""
-    if math.isnan(value) or value > thresholds[1]:
+    if math.isnan(value) or value > thresholds[1] + EPS:
         return "high"
-    return "moderate" if value > thresholds[0] else "low"
+    return "moderate" if value > thresholds[0] + EPS else "low"
 
 
 def diagnose(train_score: float, val_score: float, gap: float = GAP, floor: float = FLOOR) -> str:
@@ -62,7 +63,7 @@ def diagnose(train_score: float, val_score: float, gap: float = GAP, floor: floa
     accuracy (or R^2): overfit when train - val > ``gap``, underfit when train < ``floor``."""
     if math.isnan(train_score) or math.isnan(val_score):
         return "underfit"
-    over, under = train_score - val_score > gap, train_score < floor
+    over, under = train_score - val_score > gap + EPS, train_score < floor - EPS
     return ("underfit and overfit" if over and under else "overfit" if over
             else "underfit" if under else "good fit")
 
