@@ -110,8 +110,12 @@ def plot_plan(results: dict[str, Any], figures: Sequence[Plot] = ()) -> list[Plo
     if vs:
         base = next((v for v in vs if v["name"] == results.get("baseline")), None)
         line = f"; dashed line: the baseline, {esc(base.get('label'))}" if base else ""
+        right = (f" Right: the change in test {score} against the baseline with its 95% "
+                 "interval over seeds (filled: the interval excludes 0)."
+                 if any(isinstance(v.get("delta_test_ci95"), list) for v in vs) else "")
         out.append(Plot("summary", f"Test {score} of each variant, mean ± std over runs (error "
-                        f"bars), best ranked on top{line}. The axis is zoomed to the scores.",
+                        f"bars), best ranked on top{line}. The axis is zoomed to the scores."
+                        + right,
                         lambda: plots.summary_chart(results)))
     if any(r.get("history") for v in vs for r in v.get("runs") or []):
         cut = f" Showing the {plots.MAX_PANELS} best ranked of {n} variants." \
