@@ -99,6 +99,42 @@ def test_aggregates_recomputed(tiny):
     assert res["machine"]["torch"] and res["seeds"] == [0, 1] and res["metric"] == "acc"
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")   # scipy, on equal runs
+def test_intervals_and_verdicts_recomputed(tiny):
+    _, res = tiny
+    base = next(v for v in res["variants"] if v["name"] == "baseline")
+    for v in res["variants"]:
+        if v is base:
+            assert v["delta_test_ci95"] is None
+            continue
+        x, y = ([r["results"]["test_acc"] for r in e["runs"]] for e in (v, base))
+        if v["name"] == "ens":      # members seeded seed * 3: not the baseline's initial weights
+            ref = scipy_stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+            assert v["ci_method"] == "welch t"
+        else:                       # runs listed seed by seed, as the baseline's
+            ref = scipy_stats.ttest_rel(x, y).confidence_interval(0.95)
+            assert v["ci_method"] == "paired t" and v["ci_n"] == 2
+        if np.isfinite(ref.low):
+            assert v["delta_test_ci95"] == pytest.approx([ref.low, ref.high], abs=1e-9)
+        assert v["significant"] == bool(v["delta_test_ci95"][0] > 0 or v["delta_test_ci95"][1] < 0)
+        train, val = v["stats"]["train_acc"]["mean"], v["stats"]["val_acc"]["mean"]
+        assert v["fit"]["bias"] == pytest.approx(1.0 - train)
+        assert v["fit"]["variance"] == pytest.approx(train - val)
+        assert v["verdict"].startswith(v["fit"]["diagnosis"]) and v["advice"]
+
+
+def test_the_study_table_shows_the_interval():
+    from regulab.cli import _study_table
+    stat = {"mean": 0.5, "std": 0.01}
+    row = {"rank": 1, "name": "l2", "stats": {f"{s}_acc": stat for s in ("train", "val", "test")},
+           "delta_test": 0.03, "delta_test_ci95": [0.01, 0.05], "significant": True,
+           "verdict": "overfit (high variance, low bias)"}
+    table = _study_table({"metric": "acc", "variants": [row]})
+    assert "+0.030* [+0.010, +0.050]  overfit (high variance, low bias)" in table
+    row.update(delta_test_ci95=None, significant=False)
+    assert "+0.030 " in _study_table({"metric": "acc", "variants": [row]})
+
+
 def test_store_holds_the_study_and_report_rerenders(tiny, capsys):
     root, res = tiny
     store = RunStore(str(root / "r.db"))

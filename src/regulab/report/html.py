@@ -257,8 +257,9 @@ def _precision(vs: list[dict[str, Any]]) -> str:
     runs = max((len(v.get("runs") or []) for v in vs), default=0)
     if not widths:
         return " No intervals: fewer than 2 seeds." if vs and runs < 2 else ""
-    out = f" With {runs} seeds the intervals are {fmt(widths[len(widths) // 2])} wide (median)"
-    return out + (f"; about {halves[len(halves) // 2]} seeds would halve them." if halves else ".")
+    out = (f" With {runs} runs per variant the intervals are {fmt(widths[len(widths) // 2])} "
+           "wide (median)")
+    return out + (f"; about {halves[len(halves) // 2]} runs would halve them." if halves else ".")
 
 
 def _closed(v: dict[str, Any]) -> str:
