@@ -10,7 +10,10 @@ A study directory (``--out DIR``, default ``runs/study-<name>-<timestamp>``)::
 
 Every run goes to the run store as usual, and the study itself gets a row of kind "study"
 whose results are ``results.json``. Each run's test split is evaluated once, at its end;
-variants are ranked on validation only (``studies.aggregate``); the study's kind
+variants are ranked on validation only (``studies.aggregate``); each change against the
+baseline carries its 95% interval (``studies.intervals``: ``delta_test_ci95``, ``delta_val_ci95``,
+``ci_method``, ``ci_n``, ``ci_seeds_to_halve``) and each variant its verdict (``studies.verdicts``:
+``fit``, ``verdict``, ``advice``); the study's kind
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``).
 """
