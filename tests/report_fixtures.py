@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 __all__ = ["fake_study", "KINDS", "EVIL", "EXPECTED_FIGURES"]
 
@@ -136,6 +137,8 @@ def fake_study(kind: str, n_variants: int = 3, seeds: int = 3, *, metric: str = 
         variants.append({"name": name, "label": label, "overrides": overrides, "group": group,
                          "x": x, "members": 1, "params": 10_000 * (i + 1), "rank": None,
                          "stats": stats, "delta_test": None, "delta_val": None,
+                         "delta_test_ci95": None, "delta_val_ci95": None, "ci_method": None,
+                         "ci_n": None, "ci_seeds_to_halve": None,
                          "significant": False, "verdict": "overfit", "advice": "more data, dropout",
                          "runs": runs})
         configs[name] = {"model": {"hidden": [64, 64], "dropout": 0.1 * i, "note": label,
@@ -151,7 +154,14 @@ def fake_study(kind: str, n_variants: int = 3, seeds: int = 3, *, metric: str = 
         t, b = v["stats"][f"test_{metric}"], base[f"test_{metric}"]
         v["delta_test"] = t["mean"] - b["mean"]
         v["delta_val"] = v["stats"][f"val_{metric}"]["mean"] - base[f"val_{metric}"]["mean"]
-        v["significant"] = abs(v["delta_test"]) > max(t["std"], b["std"])
+        if v is not variants[0] and len(seed_list) >= 2:     # paired t over the seeds
+            ci = [scipy_stats.ttest_rel([r["results"][f"{s}_{metric}"] for r in v["runs"]],
+                                  [r["results"][f"{s}_{metric}"] for r in variants[0]["runs"]]
+                                  ).confidence_interval(0.95) for s in ("test", "val")]
+            v["delta_test_ci95"], v["delta_val_ci95"] = ([float(c.low), float(c.high)] for c in ci)
+            v.update(ci_method="paired t", ci_n=len(seed_list), ci_seeds_to_halve=4 * len(seed_list))
+        ci = v.get("delta_test_ci95")
+        v["significant"] = ci is not None and (ci[0] > 0 or ci[1] < 0)
         if v["stats"]["gap"]["mean"] <= 0.05:
             v["verdict"], v["advice"] = "good fit", ""
     return {"name": f"fake-{kind}", "kind": kind,

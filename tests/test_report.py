@@ -240,3 +240,39 @@ def test_the_report_draws_what_it_is_given(tmp_path):
     future = {**fake_study("compare"), "kind": "future"}     # a kind this version lacks
     assert [p.id for p in plot_plan(future)] == ["summary", "curves"]
     assert "Best on validation" in render_report(future, tmp_path / "r.html").read_text()
+
+
+def test_changes_carry_their_intervals_and_the_seeds_that_would_halve_them(tmp_path):
+    results = fake_study("compare")
+    v = next(x for x in results["variants"] if x["name"] == "variant-2")
+    lo, hi = v["delta_test_ci95"]
+    text = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
+    rows = Page(text).rows
+    cell = dict(zip(rows[0], next(r for r in rows if len(r) == len(rows[0]) and v["name"] in r[1])))
+    assert f"[{lo:+.3f}, {hi:+.3f}]".replace("-", "−") in cell["Δ test vs baseline"]
+    assert ("✱" in cell["Δ test vs baseline"]) == (lo > 0 or hi < 0)
+    widths = sorted(x["delta_test_ci95"][1] - x["delta_test_ci95"][0] for x in results["variants"]
+                    if x["delta_test_ci95"])
+    assert f"intervals are {widths[len(widths) // 2]:.3f} wide (median)" in text
+    assert "12 runs would halve them" in text       # the fixture's 4 x 3 seeds
+    svg = plot_plan(results)[0].draw()
+    assert "vs baseline (95% CI)" in svg
+    # one seed: no interval, and the page says why
+    one = fake_study("compare", seeds=1)
+    text = render_report(one, tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "No intervals: fewer than 2 seeds." in text
+    assert "vs baseline (95% CI)" not in plot_plan(one)[0].draw()
+
+
+def test_verdicts_and_advice_are_listed(tmp_path):
+    results = fake_study("compare")
+    v = results["variants"][1]
+    v.update(verdict="underfit and overfit (high variance, high bias)",
+             advice="Train accuracy 0.65: too strong, lower the strength or train longer",
+             fit={"diagnosis": "underfit and overfit", "gap_closed": 0.62, "reference": 1.0})
+    text = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
+    rows = Page(text).rows
+    cell = dict(zip(rows[0], next(r for r in rows if len(r) == len(rows[0]) and v["name"] in r[1])))
+    assert cell["Gap closed"] == "62%" and cell["Verdict"].startswith("underfit and overfit")
+    assert "too strong, lower the strength or train longer" in text
+    assert '<span class="underfit">underfit and overfit</span>: 1 variant(s)' in text

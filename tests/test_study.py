@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 import regulab as rl
 from regulab.cli import main
@@ -98,6 +99,42 @@ def test_aggregates_recomputed(tiny):
     assert res["machine"]["torch"] and res["seeds"] == [0, 1] and res["metric"] == "acc"
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")   # scipy, on equal runs
+def test_intervals_and_verdicts_recomputed(tiny):
+    _, res = tiny
+    base = next(v for v in res["variants"] if v["name"] == "baseline")
+    for v in res["variants"]:
+        if v is base:
+            assert v["delta_test_ci95"] is None
+            continue
+        x, y = ([r["results"]["test_acc"] for r in e["runs"]] for e in (v, base))
+        if v["name"] == "ens":      # members seeded seed * 3: not the baseline's initial weights
+            ref = scipy_stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+            assert v["ci_method"] == "welch t"
+        else:                       # runs listed seed by seed, as the baseline's
+            ref = scipy_stats.ttest_rel(x, y).confidence_interval(0.95)
+            assert v["ci_method"] == "paired t" and v["ci_n"] == 2
+        if np.isfinite(ref.low):
+            assert v["delta_test_ci95"] == pytest.approx([ref.low, ref.high], abs=1e-9)
+        assert v["significant"] == bool(v["delta_test_ci95"][0] > 0 or v["delta_test_ci95"][1] < 0)
+        train, val = v["stats"]["train_acc"]["mean"], v["stats"]["val_acc"]["mean"]
+        assert v["fit"]["bias"] == pytest.approx(1.0 - train)
+        assert v["fit"]["variance"] == pytest.approx(train - val)
+        assert v["verdict"].startswith(v["fit"]["diagnosis"]) and v["advice"]
+
+
+def test_the_study_table_shows_the_interval():
+    from regulab.cli import _study_table
+    stat = {"mean": 0.5, "std": 0.01}
+    row = {"rank": 1, "name": "l2", "stats": {f"{s}_acc": stat for s in ("train", "val", "test")},
+           "delta_test": 0.03, "delta_test_ci95": [0.01, 0.05], "significant": True,
+           "verdict": "overfit (high variance, low bias)"}
+    table = _study_table({"metric": "acc", "variants": [row]})
+    assert "+0.030* [+0.010, +0.050]  overfit (high variance, low bias)" in table
+    row.update(delta_test_ci95=None, significant=False)
+    assert "+0.030 " in _study_table({"metric": "acc", "variants": [row]})
+
+
 def test_store_holds_the_study_and_report_rerenders(tiny, capsys):
     root, res = tiny
     store = RunStore(str(root / "r.db"))
@@ -136,17 +173,19 @@ def test_python_api(workdir):
 
 
 def test_summarize_and_combination_rules():
-    def entry(name, vals, tests):
-        runs = [{"results": {"train_acc": 1.0, "val_acc": a, "test_acc": t, "train_loss": 0.1,
-                             "val_loss": 1.0, "test_loss": 1.0}} for a, t in zip(vals, tests)]
-        return aggregate.summarize(Variant(name), runs, 10)
+    def entry(name, vals, tests, members=1):
+        runs = [{"seed": s, "fold": None,
+                 "results": {"train_acc": 1.0, "val_acc": a, "test_acc": t, "train_loss": 0.1,
+                             "val_loss": 1.0, "test_loss": 1.0}}
+                for s, (a, t) in enumerate(zip(vals, tests))]
+        return aggregate.summarize(Variant(name, members=members), runs, 10)
     variants = [Variant("base"), Variant("a", {"model.dropout": 0.1}),
                 Variant("b", {"model.dropout": 0.3}), Variant("c", {"regularization.l2": 1.0}),
                 Variant("d", {"regularization.l1": 1.0}), Variant("e", {"x.y": 1}, members=3),
                 Variant("f", {"regularization.ema": 0.9}, combine=False)]
     entries = [entry("base", [0.60, 0.62], [0.6, 0.6]), entry("a", [0.70, 0.70], [0.7, 0.72]),
                entry("b", [0.71, 0.71], [0.7, 0.7]), entry("c", [0.65, 0.65], [0.6, 0.6]),
-               entry("d", [0.615, 0.615], [0.6, 0.6]), entry("e", [0.9, 0.9], [0.9, 0.9]),
+               entry("d", [0.615, 0.615], [0.6, 0.6]), entry("e", [0.9, 0.9], [0.9, 0.9], members=3),
                entry("f", [0.9, 0.9], [0.9, 0.9])]
     # b beats a on validation and shares its key; d is within the baseline's std; e, f excluded
     picked = aggregate.pick_combination(entries, variants, "base", "acc", 3)
@@ -154,7 +193,11 @@ def test_summarize_and_combination_rules():
     aggregate.rank(entries, "acc")
     aggregate.against_baseline(entries, "base", "acc")
     a = entries[1]
-    assert a["delta_test"] == pytest.approx(0.11) and a["significant"]
+    # +0.10 and +0.12 over two seeds: the paired interval, 0.11 -+ t(0.975, 1) * 0.01, holds 0
+    assert a["delta_test"] == pytest.approx(0.11) and not a["significant"]
+    half = scipy_stats.t.ppf(0.975, 1) * np.std([0.1, 0.12], ddof=1) / np.sqrt(2)
+    assert a["delta_test_ci95"] == pytest.approx([0.11 - half, 0.11 + half])
+    assert a["ci_method"] == "paired t" and entries[5]["ci_method"] == "welch t"    # members=3
     assert a["stats"]["test_acc"]["std"] == pytest.approx(np.std([0.7, 0.72], ddof=1))
     assert entries[3]["delta_test"] == pytest.approx(0.0) and not entries[3]["significant"]
     assert a["verdict"] == "overfit" and "dropout" in a["advice"]

@@ -112,6 +112,7 @@ def test_quick_and_base_file(workdir):
      ["model.dropout", "2.0"]),
     ({"study": {"kind": "kfold"}}, ["kfold.k", "required"]),
     ({"study": {"combine": -1}}, ["study.combine", "-1"]),
+    ({"study": {"reference": 1.5}}, ["study.reference", "<= 1.0", "1.5"]),
     ({"study": {"name": "a/b"}}, ["study.name", "a/b"]),
     ({"study": {"base": "missing.toml"}}, ["study.base", "missing.toml"]),
 ])

@@ -66,20 +66,27 @@ def _predict(args) -> int:
 
 
 def _study_table(results: dict) -> str:
-    """The summary as text: rank, variant, train/val/test mean +- std, change, verdict."""
+    """The summary as text: rank, variant, train/val/test mean +- std, change with its 95%
+    interval (starred when the interval excludes 0), verdict."""
     m = results["metric"]
     rows = sorted(results["variants"], key=lambda v: v["rank"])
     width = max([len(v["name"]) for v in rows] + [7])
 
     def cell(stat):
         return "   --        " if stat["mean"] is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+    def change(v):
+        if v["delta_test"] is None:
+            return ""
+        ci = v.get("delta_test_ci95")
+        return (f"{v['delta_test']:+.3f}" + ("*" if v["significant"] else " ")
+                + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""))
     lines = [f"{'rank':>4}  {'variant':<{width}}  {'train ' + m:<13}  {'val ' + m:<13}  "
-             f"{'test ' + m:<13}  {'Δ test':>7}  verdict"]
+             f"{'test ' + m:<13}  {'Δ test [95% CI]':<24}  verdict"]
     for v in rows:
         s = v["stats"]
-        delta = "" if v["delta_test"] is None else f"{v['delta_test']:+.3f}" + ("*" if v["significant"] else " ")
         lines.append(f"{v['rank']:>4}  {v['name']:<{width}}  {cell(s['train_' + m])}  "
-                     f"{cell(s['val_' + m])}  {cell(s['test_' + m])}  {delta:>7}  {v['verdict']}")
+                     f"{cell(s['val_' + m])}  {cell(s['test_' + m])}  {change(v):<24}  {v['verdict']}")
     return "\n".join(lines)
 
 
@@ -93,7 +100,8 @@ def _study(args) -> int:
     r = result.results
     if r["variants"]:
         print(_study_table(r))
-        print("* the change is larger than the seeds' standard deviation")
+        print("Δ test: mean change against the baseline, 95% t interval over seeds (paired by "
+              "seed, Welch when the seeds differ); *: the interval excludes 0")
     if r.get("combination"):
         print(f"combination: {' + '.join(r['combination']['parts'])}")
     print(f"{len(r['variants'])} variants, {sum(len(v['runs']) for v in r['variants'])} runs "

@@ -3,8 +3,9 @@ fetched), written atomically.
 
 Sections, in order: the question and its answer (best variant on validation, its test score
 and change against the baseline; or the answer the caller gives); the summary table (rank,
-train/val/test score mean ± std, gap = train - val, change in test score against the
-baseline, verdict, advice); the plots (``plot_plan``: the summary chart and the training
+train/val/test score mean ± std, gap = train - val, the fraction of the baseline's gap closed,
+change in test score against the baseline with its 95% interval, verdict), the diagnosis rule
+and each variant's advice; the plots (``plot_plan``: the summary chart and the training
 curves, then the figures the caller gives); the combination; each variant's resolved config;
 the machine. Every string that comes from the study (names, labels, description, overrides,
 config values, machine) goes through ``html.escape(quote=True)`` (``esc``); a missing value
@@ -109,8 +110,12 @@ def plot_plan(results: dict[str, Any], figures: Sequence[Plot] = ()) -> list[Plo
     if vs:
         base = next((v for v in vs if v["name"] == results.get("baseline")), None)
         line = f"; dashed line: the baseline, {esc(base.get('label'))}" if base else ""
+        right = (f" Right: the change in test {score} against the baseline with its 95% "
+                 "interval over seeds (filled: the interval excludes 0)."
+                 if any(isinstance(v.get("delta_test_ci95"), list) for v in vs) else "")
         out.append(Plot("summary", f"Test {score} of each variant, mean ± std over runs (error "
-                        f"bars), best ranked on top{line}. The axis is zoomed to the scores.",
+                        f"bars), best ranked on top{line}. The axis is zoomed to the scores."
+                        + right,
                         lambda: plots.summary_chart(results)))
     if any(r.get("history") for v in vs for r in v.get("runs") or []):
         cut = f" Showing the {plots.MAX_PANELS} best ranked of {n} variants." \
@@ -169,12 +174,32 @@ def _answer(results: dict[str, Any]) -> str:
         out += "); it is the baseline: no variant beats it on validation"
     elif base is not None:
         d = fmt(best.get("delta_test"), signed=True)
-        spread = ("larger than the spread over runs" if best.get("significant")
-                  else "within the spread over runs")
-        out += f", {d} against the baseline {esc(base.get('label'))}: {spread})"
+        out += f", {d} against the baseline {esc(base.get('label'))}{_ci_text(best)})"
     else:
         out += ")"
     return out + f". Verdict: {esc(best.get('verdict') or MISSING)}."
+
+
+def _ci(v: dict[str, Any]) -> str:
+    """'[lo, hi]' of the test change's 95% interval; '' when there is none."""
+    ci = v.get("delta_test_ci95")
+    return f"[{fmt(ci[0], signed=True)}, {fmt(ci[1], signed=True)}]" if isinstance(ci, list) else ""
+
+
+def _ci_text(v: dict[str, Any]) -> str:
+    """The interval in words: which test, how wide with the seeds used, how many would halve
+    it; that there is none with fewer than 2 runs."""
+    ci = v.get("delta_test_ci95")
+    if not isinstance(ci, list):
+        return "; no interval: fewer than 2 seeds"
+    n = v.get("ci_n")
+    seeds = f"{n} paired seeds" if isinstance(n, int) else \
+        f"{n[0]} and {n[1]} runs" if isinstance(n, list) else "the seeds"
+    halve = v.get("ci_seeds_to_halve")
+    where = "excludes 0" if v.get("significant") else "holds 0"
+    return (f"; 95% interval {_ci(v)} ({esc(v.get('ci_method') or 't')}), {where}; "
+            f"{fmt(ci[1] - ci[0])} wide with {seeds}"
+            + (f", {halve} seeds would halve it" if isinstance(halve, int) else ""))
 
 
 def _intro(results: dict[str, Any], answer: str | None) -> str:
@@ -194,7 +219,7 @@ def _table(results: dict[str, Any]) -> str:
         return "<p>This study trains no variants.</p>"
     short = "R²" if score == "r2" else "acc"
     head = ["Rank", "Variant", "Params", f"Train {short}", f"Val {short}", f"Test {short}",
-            "Gap (train − val)", "Δ test vs baseline", "Verdict"]
+            "Gap (train − val)", "Gap closed", "Δ test vs baseline", "Verdict"]
     rows = []
     for v in vs:
         st = v.get("stats") or {}
@@ -203,7 +228,9 @@ def _table(results: dict[str, Any]) -> str:
                         ("best", v["name"] == results.get("best"))) if on)
         delta = fmt(v.get("delta_test"), signed=True)
         if v.get("significant") and delta != MISSING:
-            delta = f'<span class="sig" title="larger than the std over runs">{delta} ✱</span>'
+            delta = f'<span class="sig" title="the 95% interval excludes 0">{delta} ✱</span>'
+        if _ci(v) and delta != MISSING:
+            delta += f'<br><span class="name">{_ci(v)}</span>'
         verdict = v.get("verdict") or MISSING
         params = f"{v['params']:,}" if isinstance(v.get("params"), int) else MISSING
         cells = [f'<td class="num">{esc(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
@@ -211,33 +238,62 @@ def _table(results: dict[str, Any]) -> str:
                  f'{esc(v["name"])}</span></td>', f'<td class="num">{params}</td>',
                  *(f'<td class="num">{_ms(st.get(k))}</td>'
                    for k in (f"train_{score}", f"val_{score}", f"test_{score}", "gap")),
-                 f'<td class="num">{delta}</td>',
+                 f'<td class="num">{_closed(v)}</td>', f'<td class="num">{delta}</td>',
                  f'<td class="{esc(verdict.split()[0])}">{esc(verdict)}</td>']
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="summary">\n<thead><tr>'
             + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>\n<tbody>\n"
             + "\n".join(rows) + "\n</tbody></table></div>\n<p class=\"meta\">Mean ± std over "
-            "runs; ranked on validation (the test set chooses nothing); ✱: the change is larger "
-            "than both the variant's and the baseline's std.</p>\n" + _diagnosis(vs))
+            "runs; ranked on validation (the test set chooses nothing); under each change, its "
+            "95% t interval over the seeds (paired by seed; Welch where the seeds differ); ✱: "
+            f"the interval excludes 0.{_precision(vs)}</p>\n" + _diagnosis(vs))
+
+
+def _precision(vs: list[dict[str, Any]]) -> str:
+    """How wide the intervals are (the median) and how many seeds would halve them."""
+    widths = sorted(v["delta_test_ci95"][1] - v["delta_test_ci95"][0] for v in vs
+                    if isinstance(v.get("delta_test_ci95"), list))
+    halves = sorted(v["ci_seeds_to_halve"] for v in vs if isinstance(v.get("ci_seeds_to_halve"), int))
+    runs = max((len(v.get("runs") or []) for v in vs), default=0)
+    if not widths:
+        return " No intervals: fewer than 2 seeds." if vs and runs < 2 else ""
+    out = (f" With {runs} runs per variant the intervals are {fmt(widths[len(widths) // 2])} "
+           "wide (median)")
+    return out + (f"; about {halves[len(halves) // 2]} runs would halve them." if halves else ".")
+
+
+def _closed(v: dict[str, Any]) -> str:
+    """The fraction of the baseline's gap a variant closes, as a percentage."""
+    x = (v.get("fit") or {}).get("gap_closed")
+    return f"{round(100 * x)}%".replace("-", "−") if fmt(x) != MISSING else MISSING
 
 
 def _diagnosis(vs: list[dict[str, Any]]) -> str:
-    """Each verdict once: the rule that gives it, the notes' remedies, the variants it fits."""
-    from regulab.diagnose import FLOOR, GAP
-    rules = {"overfit": f"train − validation score &gt; {GAP}",
-             "underfit": f"gap ≤ {GAP} and train score &lt; {FLOOR}",
-             "good fit": f"gap ≤ {GAP} and train score ≥ {FLOOR}"}
+    """The rule once (bias and variance, each graded), how many variants each diagnosis fits,
+    then each variant's advice, best ranked first."""
+    from regulab.diagnose import BIAS_GRADES, VARIANCE_GRADES
+    (b1, b2), (v1, v2) = BIAS_GRADES, VARIANCE_GRADES
+    ref = next((v["fit"]["reference"] for v in vs if (v.get("fit") or {}).get("reference")), 1.0)
+    rule = (f"<p>Bias = {fmt(ref)} − train score, graded low ≤ {b1} &lt; moderate ≤ {b2} &lt; "
+            f"high; variance = the gap, train − validation score, graded low ≤ {v1} &lt; moderate "
+            f"≤ {v2} &lt; high. <em>underfit</em>: bias above low; <em>overfit</em>: variance above "
+            "low; both can hold at once. Gap closed = (baseline's gap − variant's gap) / "
+            "baseline's gap.</p>")
     items = []
-    for verdict in ("overfit", "underfit", "good fit"):
-        with_it = [v for v in vs if v.get("verdict") == verdict]
-        if not with_it:
-            continue
-        advice = with_it[0].get("advice") or "nothing to fix"
-        names = ", ".join(esc(v.get("label")) for v in with_it)
-        items.append(f'<li><span class="{verdict.split()[0]}">{verdict}</span> ({rules[verdict]}): '
-                     f"<em>{esc(advice)}</em>. {len(with_it)} variant(s): {names}.</li>")
-    return '<h3 id="diagnosis">Diagnosis</h3>\n<ul class="diagnosis">' + "".join(items) + "</ul>" \
-        if items else ""
+    for name in ("overfit", "underfit and overfit", "underfit", "good fit"):
+        with_it = [v for v in vs if ((v.get("fit") or {}).get("diagnosis")
+                                     or (v.get("verdict") or "").split(" (")[0]) == name]
+        if with_it:
+            names = ", ".join(esc(v.get("label")) for v in with_it)
+            items.append(f'<li><span class="{name.split()[0]}">{name}</span>: {len(with_it)} '
+                         f"variant(s): {names}.</li>")
+    advice = "".join(f'<li><strong>{esc(v.get("label"))}</strong>: <span class="'
+                     f'{esc((v.get("verdict") or "").split(" ")[0])}">{esc(v.get("verdict"))}'
+                     f'</span>. {esc(v["advice"])}.</li>' for v in vs if v.get("advice"))
+    return ('<h3 id="diagnosis">Diagnosis</h3>\n' + rule + '<ul class="diagnosis">'
+            + "".join(items) + "</ul>"
+            + (f'\n<h3 id="advice">Advice</h3>\n<ul class="advice">{advice}</ul>' if advice else "")
+            ) if items else ""
 
 
 def _combination(results: dict[str, Any]) -> str:

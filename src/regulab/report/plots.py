@@ -129,14 +129,18 @@ def _svg(fig: Figure, prefix: str) -> str:
 
 def summary_chart(results: dict[str, Any]) -> str:
     """Test score mean ± std per variant (horizontal bars, best rank on top), the baseline's
-    mean as a dashed line."""
+    mean as a dashed line; beside it, when any variant has ``delta_test_ci95``, each change in
+    test score against the baseline with its 95% interval as error bars (filled: the interval
+    excludes 0)."""
     vs, key = by_rank(results["variants"]), f"test_{score_key(results)}"
     means, stds = np.array([[*_stat(v, key)] for v in vs]).T
     base = next((v for v in vs if v["name"] == results.get("baseline")), None)
     colors = ["#98a2b3" if v is base else "#2e6fd8" if v["name"] == results.get("best")
               else "#7ea6e8" for v in vs]
+    cis = [v.get("delta_test_ci95") if isinstance(v.get("delta_test_ci95"), list) else None
+           for v in vs]
     with _figure(WIDTH, 1.0 + 0.3 * len(vs)) as fig:
-        ax = fig.add_subplot()
+        ax = fig.add_subplot(1, 2 if any(cis) else 1, 1)
         y = np.arange(len(vs))
         ax.barh(y, np.nan_to_num(means), xerr=stds, color=colors, height=0.7, capsize=3,
                 error_kw={"elinewidth": 1, "ecolor": "#333"})
@@ -153,7 +157,25 @@ def summary_chart(results: dict[str, Any]) -> str:
                        label=f"baseline: {_vlabel(base, 30)}")
             ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0))
         ax.set_xlabel(f"test {score_name(results)} (mean ± std over runs)")
+        if any(cis):
+            right = fig.add_subplot(1, 2, 2, sharey=ax)
+            _delta_panel(right, vs, cis, colors)
+            right.set_xlabel(f"Δ test {score_name(results)} vs baseline (95% CI)")
         return _svg(fig, "summary")
+
+
+def _delta_panel(ax: Any, vs: list[dict[str, Any]], cis: list[Any], colors: list[str]) -> None:
+    """Each variant's change with its interval; hollow markers where the interval holds 0."""
+    for i, (v, ci, c) in enumerate(zip(vs, cis, colors)):
+        d = _num(v.get("delta_test"))
+        if math.isnan(d):
+            continue
+        err = [[d - ci[0]], [ci[1] - d]] if ci else None
+        ax.errorbar([d], [i], xerr=err, fmt="o", color=c, ecolor="#333", elinewidth=1,
+                    capsize=3, markerfacecolor=c if v.get("significant") else "white")
+    ax.axvline(0.0, color="#111", ls="--", lw=1)
+    ax.tick_params(labelleft=False)
+    ax.grid(axis="y", visible=False)
 
 
 def _curve_panel(ax: Any, v: dict[str, Any], score: str) -> None:

@@ -8,9 +8,9 @@ For each variant with runs r = 1..n (seeds, or folds)::
 for s = train, validation and test score (accuracy, or R^2 for regression), the losses, and the
 gap = train score - validation score of each run. Variants are ranked by mean validation score
 (the test set never chooses anything). ``delta_test`` is a variant's mean test score minus the
-baseline's; it is ``significant`` when its size is larger than both the variant's and the
-baseline's standard deviation over seeds (and each has at least 2 runs). The verdict applies
-``regulab.diagnose`` to the mean train and validation scores.
+baseline's, with a 95% confidence interval (``against_baseline``: paired t over runs of the
+same seed and fold, Welch t otherwise); it is ``significant`` when that interval excludes 0. The
+verdict applies ``regulab.diagnose`` to the mean train and validation scores.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from regulab.diagnose import REMEDIES, diagnose
+from regulab.studies import intervals
 from regulab.studies.spec import Variant
 
 __all__ = ["summarize", "rank", "against_baseline", "pick_combination", "machine_info", "cpu_name",
@@ -56,7 +57,9 @@ def summarize(variant: Variant, runs: list[dict[str, Any]], params: int) -> dict
     return {"name": variant.name, "label": variant.label, "overrides": variant.overrides,
             "group": variant.group, "x": variant.x, "members": variant.members, "params": params,
             "rank": None, "stats": stats, "delta_test": None, "delta_val": None,
-            "significant": False, "verdict": verdict, "advice": REMEDIES[verdict], "runs": runs}
+            "delta_test_ci95": None, "delta_val_ci95": None, "ci_method": None, "ci_n": None,
+            "ci_seeds_to_halve": None, "significant": False, "verdict": verdict,
+            "advice": REMEDIES[verdict], "runs": runs}
 
 
 def _mean(entry: dict[str, Any], key: str) -> float:
@@ -71,8 +74,20 @@ def rank(entries: list[dict[str, Any]], score: str) -> None:
         entries[i]["rank"] = r
 
 
+def _by_run(e: dict[str, Any], key: str, paired: bool) -> dict[Any, Any]:
+    """A variant's ``key`` score per run, keyed by (seed, fold) (by position when unpaired)."""
+    return {(r.get("seed"), r.get("fold")) if paired else i: r["results"].get(key)
+            for i, r in enumerate(e["runs"])}
+
+
 def against_baseline(entries: list[dict[str, Any]], baseline: str | None, score: str) -> None:
-    """``delta_test``, ``delta_val`` and ``significant`` of every entry against the baseline."""
+    """``delta_test`` and ``delta_val`` (mean score minus the baseline's), their 95% intervals
+    ``delta_test_ci95`` and ``delta_val_ci95`` (``regulab.studies.intervals``: paired t over runs
+    of the same (seed, fold), or Welch t when a variant's runs are not the baseline's seeds; which
+    one in ``ci_method``, the pairs or runs used in ``ci_n``, and ``ci_seeds_to_halve``: the
+    seeds that would halve the test interval) and ``significant``: the test interval excludes
+    0, as the issue defines the star. The ranking and the combination still look only at
+    validation; the star is a statement about the test split, made once."""
     base = next((e for e in entries if e["name"] == baseline), None)
     if base is None:
         return
@@ -81,11 +96,23 @@ def against_baseline(entries: list[dict[str, Any]], baseline: str | None, score:
         t, v = e["stats"][f"test_{score}"], e["stats"][f"val_{score}"]
         if t["mean"] is not None and b_test["mean"] is not None:
             e["delta_test"] = t["mean"] - b_test["mean"]
-            # a spread needs two runs on each side; one seed proves nothing
-            e["significant"] = (min(len(e["runs"]), len(base["runs"])) >= 2
-                                and abs(e["delta_test"]) > max(t["std"], b_test["std"]))
         if v["mean"] is not None and b_val["mean"] is not None:
             e["delta_val"] = v["mean"] - b_val["mean"]
+        if e is base:
+            continue
+        # runs pair when they have the same seeds and folds and the same seeding: a deep
+        # ensemble's members are seeded seed * members, so its runs share no initial weights
+        keys, b_keys = ([(r.get("seed"), r.get("fold")) for r in x["runs"]] for x in (e, base))
+        paired = (e.get("members", 1) == base.get("members", 1) and sorted(map(str, keys))
+                  == sorted(map(str, b_keys)) and len(set(keys)) == len(keys))
+        for split in ("test", "val"):
+            ci = intervals.interval(_by_run(e, f"{split}_{score}", paired),
+                                    _by_run(base, f"{split}_{score}", paired), paired)
+            e[f"delta_{split}_ci95"] = ci["ci95"]
+            if split == "test":
+                e.update(ci_method=ci["method"], ci_n=ci["n"], ci_seeds_to_halve=ci["halve"])
+        lo_hi = e["delta_test_ci95"]
+        e["significant"] = lo_hi is not None and (lo_hi[0] > 0 or lo_hi[1] < 0)
 
 
 def pick_combination(entries: list[dict[str, Any]], variants: list[Variant], baseline: str | None,

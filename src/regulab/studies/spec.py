@@ -14,6 +14,7 @@ A study file is TOML::
     quick_seeds = 2               # seeds with --quick (default: the same)
     population = 64               # runs that differ only in seeds and regularization strengths
                                   # train as one batched model, up to this many (0: one by one)
+    reference = 1.0               # the score of a perfect fit: bias = reference - train score
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -84,6 +85,8 @@ class StudySection(Section):
     quick: dict = key({}, _table, "config overrides applied with --quick")
     quick_seeds: Any = key(None, optional(seed_list), "seeds with --quick (default: the same)")
     combine: int = key(0, number(ge=0, integer=True), "merge the N best variants (0: no combination)")
+    reference: float = key(1.0, number(gt=0.0, le=1.0), "the score of a perfect fit: bias = reference - train "
+                           "score (1.0 for accuracy and R²; lower when the labels are noisy)")
     population: int = key(64, number(ge=0, integer=True),
                           "runs that differ only in member keys train as one model, up to this many "
                           "(0 or 1: one by one)")
@@ -104,6 +107,7 @@ class StudySpec:
     quick: dict[str, Any] = field(default_factory=dict)
     quick_seeds: list[int] | None = None
     population: int = 64                # largest population trained as one model (< 2: none)
+    reference: float = 1.0              # the score of a perfect fit (regulab.diagnose)
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
         """The resolved config of ``variant`` at ``seed``; errors name the variant."""
@@ -124,7 +128,7 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "seeds": self.seeds, "baseline": self.baseline, "combine": self.combine,
-                "population": self.population,
+                "population": self.population, "reference": self.reference,
                 "options": self.options, "base": portable(self.base),
                 "variants": [vars(v) for v in self.variants]}
 
@@ -153,7 +157,7 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
                       kind=KIND)
     spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),
-                     flatten(s.quick, "study.quick"), s.quick_seeds, s.population)
+                     flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference)
     for v in [*variants, *kind.sources(spec)]:
         # every config validates before anything is trained (a transfer target without its source)
         v = Variant(v.name, {k: x for k, x in v.overrides.items() if not k.startswith("transfer.")})

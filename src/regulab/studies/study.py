@@ -10,7 +10,10 @@ A study directory (``--out DIR``, default ``runs/study-<name>-<timestamp>``)::
 
 Every run goes to the run store as usual, and the study itself gets a row of kind "study"
 whose results are ``results.json``. Each run's test split is evaluated once, at its end;
-variants are ranked on validation only (``studies.aggregate``); the study's kind
+variants are ranked on validation only (``studies.aggregate``); each change against the
+baseline carries its 95% interval (``studies.intervals``: ``delta_test_ci95``, ``delta_val_ci95``,
+``ci_method``, ``ci_n``, ``ci_seeds_to_halve``) and each variant its verdict (``studies.verdicts``:
+``fit``, ``verdict``, ``advice``); the study's kind
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``).
 """
@@ -34,7 +37,7 @@ from regulab.runs.population import train_population
 from regulab.runs.prepare import resolve_device
 from regulab.runs.run import train
 from regulab.runs.store import RunStore
-from regulab.studies import aggregate, kinds
+from regulab.studies import aggregate, kinds, verdicts
 from regulab.studies.spec import StudySection, StudySpec, Variant
 from regulab.user_code import portable
 
@@ -249,6 +252,8 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
         e["x"] = kind.x(e)
     aggregate.rank(entries, score)
     aggregate.against_baseline(entries, spec.baseline, score)
+    verdicts.verdicts(entries, spec.baseline, score, spec.reference,
+                      combination["name"] if combination else None)
     best = min(entries, key=lambda e: e["rank"])["name"] if entries else None
     return {"name": spec.name, "kind": spec.kind, "description": spec.description,
             "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
