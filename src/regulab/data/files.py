@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
 
-__all__ = ["read_csv", "read_npz", "labels", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
+__all__ = ["read_csv", "read_features", "read_npz", "labels", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
 
 MAX_AUTO_CLASSES = 50
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -132,6 +133,22 @@ def _read_rows(path: Path, where: str) -> tuple[list[str], list[list[str]], list
     return header, rows, lines
 
 
+def _features(cols: dict[str, list[str]], features: list[str], lines: list[int], where: str) -> np.ndarray:
+    """The feature columns as an ``(N, F)`` float64 array."""
+    return np.stack([_parse_numbers(cols[c], lines, c, where) for c in features], axis=1)
+
+
+def read_features(path: Path, leave_out: Iterable[str | None], where: str) -> np.ndarray:
+    """Every column of the CSV file ``path`` but those in ``leave_out``, as an ``(N, F)`` float64
+    array (a trained run's inputs: ``regulab predict``); the errors of ``read_csv``."""
+    header, rows, lines = _read_rows(path, where)
+    features = [c for c in header if c not in set(leave_out)]
+    if not features:
+        raise DataError(f"{where}: has no feature column (left out: {', '.join(c for c in leave_out if c)})")
+    cols = {name: [row[j] for row in rows] for j, name in enumerate(header)}
+    return _features(cols, features, lines, where)
+
+
 def read_csv(spec: str, path_text: str, *, target: str | None, task: str,
              split_column: str | None = None) -> Dataset:
     """Read ``csv:PATH``: numeric feature columns plus the ``target`` column (and the
@@ -153,7 +170,7 @@ def read_csv(spec: str, path_text: str, *, target: str | None, task: str,
         raise DataError(f"{where}: has only the target column '{target}'; at least one feature "
                         "column is needed")
     cols = {name: [row[j] for row in rows] for j, name in enumerate(header)}
-    X = np.stack([_parse_numbers(cols[c], lines, c, where) for c in features], axis=1)
+    X = _features(cols, features, lines, where)
 
     labels = cols[target]
     missing = [i for i, v in enumerate(labels) if v.lower() in _MISSING]

@@ -19,7 +19,6 @@ run's channels and size, pixels / 255).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,16 @@ import numpy as np
 import torch
 
 from regulab.config.core import load_config
+from regulab.data.files import read_features
 from regulab.data.preprocess import Preprocessor
+from regulab.data.stream import Rows
 from regulab.errors import CheckpointError, DataError, RegulabInputError, invalid
 from regulab.io import atomic_write, load_tensors
+from regulab.modalities.image.reader import IMAGE_SUFFIXES, ImageFiles
 from regulab.nn.models import Pipeline
 from regulab.runs.prepare import network
 
 __all__ = ["load_model", "read_inputs", "predict", "write_predictions"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _run_file(run_dir: Path, name: str) -> Path:
@@ -73,37 +73,15 @@ def load_model(run_dir: str | Path, model: Any = None) -> Pipeline:
     return pipeline.eval()
 
 
-def _read_csv(path: Path, target: str | None) -> np.ndarray:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise DataError(f"input file '{path}' must be a CSV with a header and at least one row")
-    header, body = rows[0], rows[1:]
-    keep = [i for i, name in enumerate(header) if name != target]
-    try:
-        return np.asarray([[float(r[i]) for i in keep] for r in body], dtype=np.float32)
-    except (ValueError, IndexError) as e:
-        raise DataError(f"input file '{path}' must hold numbers in every column but the target "
-                        f"({target or 'none'}); {e}") from None
-
-
 def _read_images(root: Path, shape: tuple) -> tuple[np.ndarray, list[str]]:
-    from PIL import Image
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"input folder '{root}' holds no {', '.join(IMAGE_SUFFIXES)} images")
     if len(shape) != 3:
         raise DataError(f"input folder '{root}': the run takes samples of shape {shape}, not images")
     C, H, W = shape
-    X = np.empty((len(files), C, H, W), dtype=np.float32)
-    for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                pixels = np.asarray(im.convert("L" if C == 1 else "RGB").resize((W, H)), dtype=np.uint8)
-        except OSError as e:
-            raise DataError(f"input file '{f}' cannot be read as an image ({type(e).__name__})") from None
-        X[i] = (pixels[None] if C == 1 else pixels.transpose(2, 0, 1)) / 255.0
-    return X, [str(f.relative_to(root)) for f in files]
+    images = ImageFiles(files, "L" if C == 1 else "RGB", root, str(root), size=(W, H))
+    return np.asarray(Rows(images, shape)), [str(f.relative_to(root)) for f in files]
 
 
 def read_inputs(path: str | Path, shape: tuple, target: str | None = None) -> tuple[np.ndarray, list[str]]:
@@ -122,7 +100,7 @@ def read_inputs(path: str | Path, shape: tuple, target: str | None = None) -> tu
                 raise DataError(f"input file '{path}' must hold an array X (or only one array); has {names}")
             X = np.asarray(archive[key], dtype=np.float32)
     elif path.suffix.lower() == ".csv":
-        X = _read_csv(path, target)
+        X = read_features(path, [target], f"input file '{path}'").astype(np.float32)
     else:
         raise invalid("INPUT", "a .csv or .npz file, or an image folder", str(path), kind="argument",
                       error=DataError)

@@ -25,10 +25,13 @@ _GRAY_MODES = {"1", "L", "LA"}
 
 
 class ImageFiles:
-    """Image files decoded one at a time: ``self[j]`` is file j as (C, H, W) float32 in [0, 1]."""
+    """Image files decoded one at a time: ``self[j]`` is file j as (C, H, W) float32 in [0, 1];
+    ``size`` (W, H): resized to it after the conversion to ``mode`` (a trained run's input size)."""
 
-    def __init__(self, files: list[Path], mode: str, root: Path, path_text: str):
+    def __init__(self, files: list[Path], mode: str, root: Path, path_text: str,
+                 size: tuple[int, int] | None = None):
         self.files, self.mode, self.root, self.path_text = files, mode, root, path_text
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.files)
@@ -39,7 +42,8 @@ class ImageFiles:
         shown = Path(self.path_text) / f.relative_to(self.root)
         try:
             with Image.open(f) as im:
-                pixels = np.asarray(im.convert(self.mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
+                im = im.convert(self.mode)
+                pixels = np.asarray(im if self.size is None else im.resize(self.size), dtype=np.uint8)  # (H, W[, 3])
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{where}: file '{shown}' cannot be decoded ({e})") from None
         return (pixels[None] if self.mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
