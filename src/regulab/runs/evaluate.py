@@ -124,7 +124,7 @@ def evaluate(run_dir: str | Path, splits: tuple[str, ...] = ("test",), *, model:
     ``data``: the user's objects again, when the run was given them from Python."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.toml", {"eval.test": True})
-    cfg = cfg.with_code(None if isinstance(model, str) else model, None if isinstance(data, str) else data)
+    cfg = cfg.with_code(model, data)
     p = prepare(cfg)
     p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
     out: dict[str, float] = {}

@@ -208,15 +208,11 @@ def _build_net(cfg: Config, ds: Dataset, n_out, seed: int, sample: np.ndarray) -
     catch = (ValueError, RuntimeError) if m.factory is None else Exception
     try:
         net = network(cfg, ds.modality, sample.shape[1:], n_out, seed)
-    except catch as e:
-        if isinstance(e, RegulabInputError):     # the augmentation's, the factory's own
-            raise
-        raise DataError(f"{what} cannot take samples of shape {tuple(sample.shape[1:])} from "
-                        f"data.dataset '{_dataset_label(cfg)}' ({e})") from None
-    try:
         with torch.no_grad():
             out = net.eval()(torch.as_tensor(sample, dtype=torch.float32))
     except catch as e:
+        if isinstance(e, RegulabInputError):     # the augmentation's, the factory's own
+            raise
         raise DataError(f"{what} cannot take samples of shape {tuple(sample.shape[1:])} from "
                         f"data.dataset '{_dataset_label(cfg)}' ({type(e).__name__}: "
                         f"{' '.join(str(e).split())})") from None
@@ -373,9 +369,12 @@ def prepare(cfg: Config) -> Prepared:
     init_seed, shuffle_seed, noise_seed = _seeds(cfg.train.seed)
     n_out = (1 if loss == "bce" else ds.n_outputs) if tasks is None else list(zip(tasks.names, tasks.sizes))
     net = _build_net(cfg, ds, n_out, init_seed, arrays["train"][0][:2])
-    transferred = [] if source is None else \
-        transfer_weights(net, source, cfg.transfer.layers) if cfg.model.factory is None \
-        and not isinstance(cfg.transfer.layers, list) else transfer_by_name(net, source, cfg.transfer.layers)
+    if source is None:
+        transferred = []
+    elif cfg.model.factory is None and not isinstance(cfg.transfer.layers, list):
+        transferred = transfer_weights(net, source, cfg.transfer.layers)     # regulab's units
+    else:
+        transferred = transfer_by_name(net, source, cfg.transfer.layers)
     optimizer = _optimizer(cfg, net, transferred)
     penalties, constraints, callbacks = _regularizers(cfg, net)
     pipeline = Pipeline(pre, net).to(device)
