@@ -367,6 +367,14 @@ def test_predict_reads_a_csv_without_its_target_and_a_folder_of_images(workdir, 
     model = rl.load_model(workdir / "tab")
     want = model(torch.tensor(X[:, [0, 1, 2]], dtype=torch.float32)).argmax(1).tolist()
     assert [int(r.split(",")[1]) for r in lines[1:]] == want
+    # a run whose CSV says each row's split: that column is no input either
+    split = ["part"] + ["train" if i < 150 else "val" for i in range(200)]
+    (workdir / "parts.csv").write_text("\n".join(f"{r},{s}" for r, s in zip(rows, split)) + "\n")
+    cfg = write(workdir / "parts.toml", 'name = "t"\n[data]\ndataset = "csv:parts.csv"\ntarget = "label"\n'
+                                        'split_column = "part"\n[model]\nhidden = [8]\n[train]\nepochs = 2\n')
+    assert main(["train", str(cfg), "--out", "parts", "--quiet"]) == 0
+    assert main(["predict", "parts", "parts.csv", "--out", "p2.csv"]) == 0
+    assert len((workdir / "p2.csv").read_text().splitlines()) == 201
     for label in ("0", "1"):            # an image folder: class folders for training
         (workdir / "imgs" / label).mkdir(parents=True)
         for i in range(12):

@@ -58,8 +58,8 @@ def _predict(args) -> int:
     from regulab.config.core import load_config
     from regulab.runs.predict import load_model, predict, read_inputs, write_predictions
     model = load_model(args.run_dir)
-    target = load_config(f"{args.run_dir}/config.toml").data.target
-    X, names = read_inputs(args.input, tuple(model.preprocess.shift.shape), target)
+    data = load_config(f"{args.run_dir}/config.toml").data
+    X, names = read_inputs(args.input, tuple(model.preprocess.shift.shape), data.target, data.split_column)
     path = write_predictions(args.out, names, predict(model, X), model.classes)
     print(f"{len(names)} predictions: {path}")
     return 0

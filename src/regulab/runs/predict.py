@@ -84,8 +84,10 @@ def _read_images(root: Path, shape: tuple) -> tuple[np.ndarray, list[str]]:
     return np.asarray(Rows(images, shape)), [str(f.relative_to(root)) for f in files]
 
 
-def read_inputs(path: str | Path, shape: tuple, target: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """(samples ``(N, *shape)``, a name per sample) from a CSV, an ``.npz`` or an image folder."""
+def read_inputs(path: str | Path, shape: tuple, target: str | None = None,
+                split_column: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """(samples ``(N, *shape)``, a name per sample) from a CSV (its ``target`` and
+    ``split_column`` columns left out, when there), an ``.npz`` or an image folder."""
     path = Path(path)
     if path.is_dir():
         return _read_images(path, shape)
@@ -100,7 +102,7 @@ def read_inputs(path: str | Path, shape: tuple, target: str | None = None) -> tu
                 raise DataError(f"input file '{path}' must hold an array X (or only one array); has {names}")
             X = np.asarray(archive[key], dtype=np.float32)
     elif path.suffix.lower() == ".csv":
-        X = read_features(path, [target], f"input file '{path}'").astype(np.float32)
+        X = read_features(path, [target, split_column], f"input file '{path}'").astype(np.float32)
     else:
         raise invalid("INPUT", "a .csv or .npz file, or an image folder", str(path), kind="argument",
                       error=DataError)
