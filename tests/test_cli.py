@@ -35,7 +35,7 @@ PLAIN = SMALL.replace("n_samples = 400\n", "")   # for datasets other than the g
 RUN_FILES = {"config.toml", "metrics.csv", "results.json", "evaluation.json", "model.safetensors", "model.json",
              "checkpoint"}
 RESULT_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-               "best_epoch", "epochs_run", "stopped_early", "fit_seconds", "diagnosis",
+               "best_epoch", "epochs_run", "stopped_early", "monitor", "fit_seconds", "diagnosis",
                "n_train", "n_val", "n_test"}
 
 

@@ -36,8 +36,10 @@ def test_defaults():
     assert cfg.data.dataset == "mnist1d" and cfg.data.split == [0.8, 0.15, 0.05]
     assert cfg.data.stratify is True and cfg.data.preprocess == "none"
     assert cfg.model.kind == "mlp" and cfg.model.hidden == [100, 100] and cfg.model.dropout == 0.0
-    assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3
-    assert cfg.train.epochs == 50 and cfg.train.batch_size == 100
+    assert cfg.optim.name == "adam" and cfg.optim.lr == 0.01        # issue 14: BENCHMARKS.md, Defaults
+    assert cfg.train.epochs == 200 and cfg.train.batch_size == 100
+    assert cfg.train.early_stopping is True and cfg.train.monitor == "auto"
+    assert cfg.train.patience == 30 and cfg.train.min_delta == 0.0 and cfg.train.restore_best is True
     assert cfg.eval.batch_size == 1024
     # the default list is not shared between instances
     a, b = Config(), Config()

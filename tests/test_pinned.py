@@ -29,11 +29,17 @@ import regulab as rl
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "pinned.json"
 
 
+# The defaults these runs were pinned with, given explicitly so that a change of a default
+# (issue 14 made train.monitor "auto" and raised optim.lr, train.patience and train.epochs)
+# changes no pinned number.
+OLD_DEFAULTS = {"optim.lr": 1e-3, "train.monitor": "val_loss", "train.patience": 10}
+
+
 def _cfg(**overrides):
     base = {"data.dataset": "digits", "data.preprocess": "standardize", "data.train_size": 500,
             "train.epochs": 3, "train.batch_size": 64, "train.early_stopping": False,
             "train.progress": False}
-    return rl.load_config(None, {**base, **overrides})
+    return rl.load_config(None, {**OLD_DEFAULTS, **base, **overrides})
 
 
 def _numbers(results: dict, history: list[dict]) -> dict:
@@ -88,20 +94,20 @@ def compute(root: Path) -> dict:
                           "augment.image.rotation": 10.0, "augment.image.translate": 0.1,
                           "train.epochs": 2}))
     single("regression", rl.load_config(None, {
-        "data.dataset": "sine", "model.hidden": [32], "regularization.weight_noise": 0.01,
+        **OLD_DEFAULTS, "data.dataset": "sine", "model.hidden": [32], "regularization.weight_noise": 0.01,
         "optim.lr": 0.01, "train.epochs": 4, "train.batch_size": 32, "train.progress": False}))
     single("multitask", _cfg(**{"model.hidden": [32], "multitask.tasks": ["parity", "greater_than_4"],
                                 "train.epochs": 2}))
     audio = _audio_dir(root / "wavs")
     single("audio", rl.load_config(None, {
-        "data.dataset": f"audio:{audio}", "data.split": [0.6, 0.2, 0.2], "model.kind": "cnn",
+        **OLD_DEFAULTS, "data.dataset": f"audio:{audio}", "data.split": [0.6, 0.2, 0.2], "model.kind": "cnn",
         "model.channels": [4], "model.kernel_size": 3, "model.hidden": [16],
         "augment.audio.n_mels": 20, "augment.audio.noise_snr": [10.0, 20.0],
         "augment.audio.time_shift": 0.1, "augment.audio.freq_mask": 3, "augment.audio.time_mask": 5,
         "train.epochs": 2, "train.batch_size": 8, "train.progress": False}))
     text = _text_csv(root / "texts.csv")
     single("text", rl.load_config(None, {
-        "data.dataset": f"text:{text}", "data.split": [0.6, 0.2, 0.2], "model.hidden": [16],
+        **OLD_DEFAULTS, "data.dataset": f"text:{text}", "data.split": [0.6, 0.2, 0.2], "model.hidden": [16],
         "augment.text.copies": 1, "augment.text.char_prob": 0.05, "augment.text.word_prob": 0.1,
         "augment.text.max_features": 50, "optim.lr": 0.01, "train.epochs": 6, "train.batch_size": 8,
         "train.progress": False}))

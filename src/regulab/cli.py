@@ -27,7 +27,8 @@ def _summary(run) -> str:
     r = run.results
     score = "acc" if "train_acc" in r else "r2"
     parts = [f"{k}={r[k]:.4f}" for k in (f"train_{score}", f"val_{score}", f"test_{score}") if k in r]
-    return (f"{' '.join(parts)} epochs={r['epochs_run']} best_epoch={r['best_epoch']} "
+    watched = f" monitor={r['monitor']}" if r.get("monitor") else ""    # None: early stopping off
+    return (f"{' '.join(parts)} epochs={r['epochs_run']} best_epoch={r['best_epoch']}{watched} "
             f"diagnosis={r['diagnosis'] or 'none (no validation split)'}\nresults: {run.run_dir / 'results.json'}")
 
 

@@ -27,8 +27,9 @@ cross-validation are scikit-learn's job), ``train.checkpoint_every``/``progress`
 Splits: regulab holds out a validation split by default (the one early stopping watches, as
 ``MLPClassifier(early_stopping=True, validation_fraction=0.1)`` does), so the default
 ``data__split`` is ``(0.9, 0.1, 0.0)``: 90% trains, 10% validates, no test split (score on
-your own held-out data). Early stopping is on, as in regulab (``train__early_stopping``,
-``train__patience``, ``train__restore_best``); ``history_`` holds each epoch's metrics.
+your own held-out data). Early stopping is on, as in regulab, watching the estimator's score
+(``train__monitor = "auto"``: validation accuracy, or R^2 for the regressor; ``train__patience``,
+``train__restore_best``); ``history_`` holds each epoch's metrics.
 ``data__split=(1.0, 0.0, 0.0)`` with ``train__early_stopping=False`` fits on every row.
 
 ``fit`` validates the parameters like a config file (scikit-learn's convention: nothing is

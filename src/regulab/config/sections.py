@@ -218,7 +218,8 @@ class TransferConfig(Section):
 class OptimConfig(Section):
     """``[optim]``: the optimizer (torch.optim)."""
     name: str = key("adam", choice(*OPTIMIZERS), "optimizer", population=SHARED)
-    lr: float = key(1e-3, number(gt=0.0), "learning rate", population=MEMBER)
+    lr: float = key(0.01, number(gt=0.0), "learning rate; 0.01, the MNIST-1D paper's Adam rate: on "
+                    "the built-in data it beat 0.001 (BENCHMARKS.md, Defaults)", population=MEMBER)
     momentum: float = key(0.9, number(ge=0.0, lt=1.0), "momentum term of 'momentum' and 'nesterov' (others ignore it)",
                           population=SHARED)
     betas: list = key([0.9, 0.999], list_of(number(ge=0.0, lt=1.0), min_len=2,
@@ -232,7 +233,8 @@ class OptimConfig(Section):
 @dataclass
 class TrainConfig(Section):
     """``[train]``: the training loop."""
-    epochs: int = key(50, number(ge=1, integer=True), "maximum number of epochs", population=SHARED)
+    epochs: int = key(200, number(ge=1, integer=True), "maximum number of epochs: a cap early "
+                      "stopping reaches first on the built-in data", population=SHARED)
     batch_size: int = key(100, number(ge=1, integer=True), "minibatch size", population=SHARED)
     seed: int = key(0, number(ge=0, integer=True), "seed of init, shuffling and dropout", population=MEMBER)
     device: str = key("auto", choice("auto", "cpu", "cuda"), "auto: cuda when available", population=SHARED)
@@ -240,10 +242,13 @@ class TrainConfig(Section):
                     "auto: cross_entropy (classes), mse (regression)",
                     population=blocks("cross_entropy", "mse"))
     early_stopping: bool = key(True, boolean, "stop when the monitored metric stalls", population=SHARED)
-    patience: int = key(10, number(ge=1, integer=True), "epochs without improvement", population=SHARED)
+    patience: int = key(30, number(ge=1, integer=True), "epochs without improvement before stopping: "
+                        "a validation score stalls for 10-20 epochs and climbs again", population=SHARED)
     min_delta: float = key(0.0, number(ge=0.0), "smallest change counted as improvement", population=SHARED)
-    monitor: str = key("val_loss", choice("val_loss", "val_acc", "val_mse", "val_r2"),
-                       "metric early stopping watches", population=SHARED)
+    monitor: str = key("auto", choice("auto", "val_loss", "val_acc", "val_mse", "val_r2"),
+                       "metric early stopping watches; auto: the task's score (val_acc, or val_r2 "
+                       "for regression), as a classifier's val_loss turns up while its accuracy "
+                       "still climbs", population=SHARED)
     restore_best: bool = key(True, boolean, "keep the best epoch's weights at the end", population=SHARED)
     checkpoint_every: int = key(1, number(ge=1, integer=True), "epochs between checkpoints",
                                 population=IGNORED)

@@ -103,6 +103,8 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     results.update(
         best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
         stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),
+        # what early stopping watched, train.monitor "auto" resolved (None: no early stopping)
+        monitor=stopper.monitor if stopper else None,
         # no validation split (data.split = [1, 0, 0]): nothing to compare training with
         diagnosis=diagnose(results[f"train_{score}"], results[f"val_{score}"]) if "val" in p.splits else None)
     if store is None:
