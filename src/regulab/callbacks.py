@@ -70,7 +70,8 @@ def task_monitor(monitor: str, task: str) -> str:
 
     The score, not the loss, by default: a classifier's validation loss turns up while its
     accuracy still climbs (it grows confident on the examples it gets wrong), so a stopper on
-    the loss stops early and restores a worse classifier (BENCHMARKS.md, "Defaults")."""
+    the loss stops early and restores a worse classifier (BENCHMARKS.md, "Defaults against
+    published baselines")."""
     return TASK_SCORES[task] if monitor == "auto" else monitor
 
 

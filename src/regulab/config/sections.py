@@ -219,7 +219,7 @@ class OptimConfig(Section):
     """``[optim]``: the optimizer (torch.optim)."""
     name: str = key("adam", choice(*OPTIMIZERS), "optimizer", population=SHARED)
     lr: float = key(0.01, number(gt=0.0), "learning rate; 0.01, the MNIST-1D paper's Adam rate: on "
-                    "the built-in data it beat 0.001 (BENCHMARKS.md, Defaults)", population=MEMBER)
+                    "the small built-in data it beat 0.001 (BENCHMARKS.md)", population=MEMBER)
     momentum: float = key(0.9, number(ge=0.0, lt=1.0), "momentum term of 'momentum' and 'nesterov' (others ignore it)",
                           population=SHARED)
     betas: list = key([0.9, 0.999], list_of(number(ge=0.0, lt=1.0), min_len=2,

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regulab.callbacks import monitor_mode
+from regulab.callbacks import TASK_SCORES, monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string
 from regulab.user_code import portable
 from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml, require_validation
@@ -53,7 +53,9 @@ __all__ = ["Dim", "SweepSpec", "SweepSection", "load_sweep", "sweep_from_dict", 
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
-METRICS = {"classification": ("val_acc", "val_loss"), "regression": ("val_r2", "val_mse", "val_loss")}
+# the metrics a sweep may optimize; the first, the default, is the task's score (as train.monitor "auto")
+METRICS = {"classification": (TASK_SCORES["classification"], "val_loss"),
+           "regression": (TASK_SCORES["regression"], "val_mse", "val_loss")}
 _RANGE_KEYS = ("low", "high", "log", "step")
 KIND = "sweep key"
 
