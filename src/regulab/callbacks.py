@@ -26,7 +26,8 @@ import torch
 if TYPE_CHECKING:
     from regulab.engine.trainer import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "ProgressBar", "improves", "monitor_mode"]
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "improves", "monitor_mode", "task_monitor",
+           "TASK_SCORES"]
 
 
 class Callback:
@@ -57,6 +58,20 @@ class Callback:
 def monitor_mode(monitor: str) -> str:
     """'max' for accuracy and R^2, 'min' for losses and errors."""
     return "max" if monitor.endswith(("acc", "r2")) else "min"
+
+
+# the score a run of each task is judged by, and so what ``train.monitor = "auto"`` watches
+TASK_SCORES = {"classification": "val_acc", "regression": "val_r2"}
+
+
+def task_monitor(monitor: str, task: str) -> str:
+    """``monitor`` as early stopping watches it: "auto" is the task's score (validation accuracy
+    for classification, R^2 for regression; a multi-task run's main head), any other name itself.
+
+    The score, not the loss, by default: a classifier's validation loss turns up while its
+    accuracy still climbs (it grows confident on the examples it gets wrong), so a stopper on
+    the loss stops early and restores a worse classifier (BENCHMARKS.md, "Defaults")."""
+    return TASK_SCORES[task] if monitor == "auto" else monitor
 
 
 def improves(value: float, best: float | None, min_delta: float, mode: str) -> bool:

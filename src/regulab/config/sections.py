@@ -242,8 +242,10 @@ class TrainConfig(Section):
     early_stopping: bool = key(True, boolean, "stop when the monitored metric stalls", population=SHARED)
     patience: int = key(10, number(ge=1, integer=True), "epochs without improvement", population=SHARED)
     min_delta: float = key(0.0, number(ge=0.0), "smallest change counted as improvement", population=SHARED)
-    monitor: str = key("val_loss", choice("val_loss", "val_acc", "val_mse", "val_r2"),
-                       "metric early stopping watches", population=SHARED)
+    monitor: str = key("auto", choice("auto", "val_loss", "val_acc", "val_mse", "val_r2"),
+                       "metric early stopping watches; auto: the task's score (val_acc, or val_r2 "
+                       "for regression), as a classifier's val_loss turns up while its accuracy "
+                       "still climbs", population=SHARED)
     restore_best: bool = key(True, boolean, "keep the best epoch's weights at the end", population=SHARED)
     checkpoint_every: int = key(1, number(ge=1, integer=True), "epochs between checkpoints",
                                 population=IGNORED)

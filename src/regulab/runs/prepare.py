@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regulab.callbacks import Callback, EarlyStopping
+from regulab.callbacks import Callback, EarlyStopping, task_monitor
 from regulab.config.core import Config
 from regulab.data.dataset import Dataset
 from regulab.data.label_noise import flip_labels
@@ -115,7 +115,7 @@ def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
 
 
 def _check_task(cfg: Config, task: str, modality: str) -> None:
-    allowed = ("val_loss", "val_mse", "val_r2") if task == "regression" else ("val_loss", "val_acc")
+    allowed = ("auto", "val_loss", "val_mse", "val_r2") if task == "regression" else ("auto", "val_loss", "val_acc")
     if cfg.train.monitor not in allowed:
         raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
                           f"{task} task; got {cfg.train.monitor!r}")
@@ -229,8 +229,9 @@ def _dataset_label(cfg: Config) -> str:
     return d if isinstance(d, str) else describe(d)
 
 
-def _regularizers(cfg: Config, net: torch.nn.Module):
-    """(penalties, constraints, callbacks) of ``[regularization]``; layer names checked on ``net``."""
+def _regularizers(cfg: Config, net: torch.nn.Module, task: str):
+    """(penalties, constraints, callbacks) of ``[regularization]`` and early stopping (watching
+    ``train.monitor``, "auto" resolved for ``task``); layer names checked on ``net``."""
     r = cfg.regularization
     penalties, constraints, callbacks = [], [], []
     if r.l1 > 0 or r.l2 > 0 or r.penalty_layers is not None:
@@ -240,8 +241,8 @@ def _regularizers(cfg: Config, net: torch.nn.Module):
     if r.max_norm is not None:
         constraints.append(MaxNorm(r.max_norm))
     if cfg.train.early_stopping:
-        callbacks.append(EarlyStopping(cfg.train.monitor, cfg.train.patience, cfg.train.min_delta,
-                                       cfg.train.restore_best))
+        callbacks.append(EarlyStopping(task_monitor(cfg.train.monitor, task), cfg.train.patience,
+                                       cfg.train.min_delta, cfg.train.restore_best))
     if r.ema > 0:
         callbacks.append(EMACallback(r.ema))    # after early stopping: see Trainer.fit
     if extra_columns(cfg):
@@ -376,7 +377,7 @@ def prepare(cfg: Config) -> Prepared:
     else:
         transferred = transfer_by_name(net, source, cfg.transfer.layers)
     optimizer = _optimizer(cfg, net, transferred)
-    penalties, constraints, callbacks = _regularizers(cfg, net)
+    penalties, constraints, callbacks = _regularizers(cfg, net, ds.task)
     pipeline = Pipeline(pre, net).to(device)
 
     gen_device = device if device.type == "cuda" else "cpu"
