@@ -16,18 +16,21 @@ import matplotlib
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from regulab.report.svg import WIDTH, figure, num, plain, to_svg, variant_label
+from regulab.report.svg import WIDTH, figure, num, plain, shared_legend, to_svg, variant_label
 
 __all__ = ["summary_chart", "training_curves", "score_curve", "kfold_chart", "transfer_chart",
-           "init_statistics", "init_histograms", "layer_histograms", "head_chart",
-           "score_key", "score_name", "by_rank", "init_activations", "MAX_PANELS", "MAX_ROWS",
-           "MAX_COLS"]
+           "init_statistics", "init_histograms", "layer_histograms", "head_chart", "confusion_chart",
+           "score_key", "score_name", "by_rank", "init_activations", "has_clean_train", "MAX_PANELS",
+           "MAX_ROWS", "MAX_COLS", "MAX_CELL_TEXT"]
 
 COLS = 4              # small multiples: columns of the training-curve grid
 MAX_PANELS = 24       # training curves of at most this many variants (the best ranked)
 MAX_ROWS, MAX_COLS = 8, 6   # histogram grids: variants (or schemes) x layers
 SPLITS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 LINESTYLES, MARKERS = ("-", "--", ":", "-."), "osD^vP"
+# the training curves' lines: (history key prefix, legend name, line style)
+CURVES = (("train", "train", "-"), ("val", "val", "-"), ("clean_train", "train, eval mode", "--"))
+MAX_CELL_TEXT = 20    # a confusion matrix prints each cell's count up to this many classes
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -119,22 +122,31 @@ def _delta_panel(ax: Any, vs: list[dict[str, Any]], cis: list[Any], colors: list
     ax.grid(axis="y", visible=False)
 
 
+def has_clean_train(results: dict[str, Any]) -> bool:
+    """Whether any run's history holds the clean train score (``train.eval_train``)."""
+    key = f"clean_train_{score_key(results)}"
+    return any(key in h for v in results.get("variants") or [] for r in v.get("runs") or []
+               for h in r.get("history") or [])
+
+
 def _curve_panel(ax: Any, v: dict[str, Any], score: str) -> None:
     runs = [r for r in v.get("runs") or [] if r.get("history")]
-    for split in ("train", "val"):
-        color = SPLITS[split]
+    for split, name, ls in CURVES:
+        color = SPLITS[split.removeprefix("clean_")]
         ys = [np.array([num(h.get(f"{split}_{score}")) for h in r["history"]]) for r in runs]
+        if split.startswith("clean_") and not any(np.isfinite(y).any() for y in ys):
+            continue                              # not logged (train.eval_train = false)
         xs = [np.array([num(h.get("epoch", i + 1)) for i, h in enumerate(r["history"])])
               for r in runs]
         if len({len(y) for y in ys}) == 1:       # equal lengths: mean and a ± std band
             stack = np.vstack(ys)
             m = np.nanmean(stack, axis=0)
             s = np.nanstd(stack, axis=0, ddof=1) if len(ys) > 1 else np.zeros_like(m)
-            ax.plot(xs[0], m, color=color, lw=1.4, label=split)
-            ax.fill_between(xs[0], m - s, m + s, color=color, alpha=0.2, lw=0)
+            ax.plot(xs[0], m, color=color, ls=ls, lw=1.4, label=name)
+            ax.fill_between(xs[0], m - s, m + s, color=color, alpha=0.2 if ls == "-" else 0.1, lw=0)
         else:                                     # runs stopped at different epochs: each run
             for i, (x, y) in enumerate(zip(xs, ys)):
-                ax.plot(x, y, color=color, lw=0.8, alpha=0.7, label=split if i == 0 else None)
+                ax.plot(x, y, color=color, ls=ls, lw=0.8, alpha=0.7, label=name if i == 0 else None)
     res = [r.get("results") or {} for r in v.get("runs") or []]
     best = [num(r.get("best_epoch")) for r in res]
     early = any(r.get("stopped_early") for r in res) or any(
@@ -148,7 +160,8 @@ def _curve_panel(ax: Any, v: dict[str, Any], score: str) -> None:
 def training_curves(results: dict[str, Any]) -> str:
     """Small multiples, one panel per variant (at most ``MAX_PANELS``, best ranked first):
     train and validation score per epoch, mean over runs with a ± std band (each run thinly
-    when their lengths differ), and the mean best epoch when early stopping cut training."""
+    when their lengths differ), the clean train score (eval mode, ``train.eval_train``) dashed
+    where the runs logged it, and the mean best epoch when early stopping cut training."""
     score = score_key(results)
     vs = [v for v in by_rank(results["variants"])
           if any(r.get("history") for r in v.get("runs") or [])][:MAX_PANELS]
@@ -168,11 +181,7 @@ def training_curves(results: dict[str, Any]) -> str:
         if score == "r2":      # early epochs can be far below zero: keep the useful range
             lo, hi = axes[0, 0].get_ylim()
             axes[0, 0].set_ylim(max(lo, -0.5), hi)
-        seen: dict[str, Any] = {}
-        for ax in axes.flat[:len(vs)]:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(lab, h)
-        fig.legend(list(seen.values()), list(seen), loc="outside upper center", ncols=len(seen))
+        shared_legend(fig, axes.flat[:len(vs)])
         return to_svg(fig, "curves")
 
 
@@ -376,3 +385,31 @@ def head_chart(results: dict[str, Any]) -> str:
         ax.set_ylabel("test accuracy of the head")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3)
         return to_svg(fig, "heads")
+
+
+def confusion_chart(results: dict[str, Any]) -> str:
+    """``results["confusion"]`` (a variant's test confusion matrix summed over its runs) as a
+    heatmap: rows the true class, columns the predicted one, each cell's count printed (up to
+    ``MAX_CELL_TEXT`` classes) and its colour the count's share of its row, so a rare class
+    shows as clearly as a common one (the diagonal is each class's recall)."""
+    c = results["confusion"]
+    classes = [plain(x, 16) for x in c["classes"]]
+    counts = np.array([[num(x) for x in row] for row in c["matrix"]], dtype=float)     # (C, C)
+    rows = np.nansum(counts, axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    n = len(classes)
+    side = min(WIDTH * 0.7, 2.4 + 0.42 * n)
+    with figure(side + 1.0, side) as fig:
+        ax = fig.add_subplot()
+        image = ax.imshow(np.nan_to_num(share), cmap="Blues", vmin=0.0, vmax=1.0)
+        fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+        if n <= MAX_CELL_TEXT:
+            for (i, j), x in np.ndenumerate(counts):
+                ax.text(j, i, "–" if math.isnan(x) else f"{x:.0f}", ha="center", va="center",
+                        fontsize=8 if n <= 10 else 6.5, color="white" if share[i, j] > 0.5 else "#1d2330")
+        ax.set_xticks(np.arange(n), classes, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+        ax.set_yticks(np.arange(n), classes)
+        ax.grid(visible=False)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        return to_svg(fig, "confusion")

@@ -15,14 +15,14 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
 
-__all__ = ["RC", "WIDTH", "figure", "to_svg", "plain", "variant_label", "num"]
+__all__ = ["RC", "WIDTH", "figure", "to_svg", "shared_legend", "plain", "variant_label", "num"]
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "regulab", "font.family": "sans-serif",
       "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -56,6 +56,15 @@ def figure(width: float, height: float) -> Iterator[Figure]:
     with matplotlib.rc_context(RC), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # nan means and empty log axes
         yield Figure(figsize=(width, height), layout="constrained")
+
+
+def shared_legend(fig: Figure, axes: Iterable[Any]) -> None:
+    """One legend above the panels of ``fig``, each label of ``axes`` once (small multiples)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.legend(list(seen.values()), list(seen), loc="outside upper center", ncols=max(len(seen), 1))
 
 
 def _tag(m: re.Match, prefix: str) -> str:
