@@ -142,7 +142,8 @@ def test_member_and_ignored_keys_leave_the_key_alone_shared_keys_change_it():
 def _other(dotted: str, default: Any) -> Any:
     """A valid value of a member or ignored key other than its default."""
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
-               "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1}
+               "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
+               "train.eval_train": True}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1
