@@ -162,6 +162,10 @@ def test_only_the_chosen_strength_is_scored_on_test(tuned_study):
         assert "confusion_matrix" in json.loads((kept / "evaluation.json").read_text())["test"]
         run = next(x for x in _entry(r, "tuned")["runs"] if x["seed"] == s)
         assert run["results"]["test_acc"] == kept_results["test_acc"]
+    # the best variant's test confusion matrix, summed over its runs, for the report
+    best = _entry(r, r["best"])
+    assert r["confusion"]["variant"] == r["best"] and r["confusion"]["runs"] == 2
+    assert sum(map(sum, r["confusion"]["matrix"])) == sum(x["results"]["n_test"] for x in best["runs"])
 
 
 def _npz(path: Path, permute_test: bool) -> None:

@@ -13,7 +13,11 @@ whose results are ``results.json``. Each run's test split is evaluated once, at 
 variants are ranked on validation only (``studies.aggregate``); each change against the
 baseline carries its 95% interval (``studies.intervals``: ``delta_test_ci95``, ``delta_val_ci95``,
 ``ci_method``, ``ci_n``, ``ci_seeds_to_halve``) and each variant its verdict (``studies.verdicts``:
-``fit``, ``verdict``, ``advice``); the study's kind
+``fit``, ``verdict``, ``advice``), its epochs (``epochs_mean``, ``best_epoch_mean``) and, when
+tuned, its curve over the strengths (``tuned``, ``studies.tune``); the study's
+``search`` holds the combination's Optuna trials (``studies.search``), ``confusion`` the best
+variant's test confusion matrix summed over its runs, ``budget`` how runs were given epochs and
+``runs_trained`` every run trained (candidates and trials included); the study's kind
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``).
 """
@@ -313,6 +317,7 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
             "machine": aggregate.machine_info(device), "variants": entries, "best": best,
             "combination": combination, "search": found, "budget": spec.budget,
             "runs_trained": runner.count,
+            "confusion": aggregate.confusion(entries, study_dir, best) if best else None,
             "analysis": kind.analysis(spec, runner.models, runner.configs, source_runs),
             "configs": runner.configs}
 
