@@ -270,3 +270,15 @@ def test_bad_tune_in_a_study_file_writes_nothing(workdir, capsys):
     write(workdir / "bad.toml", HAND_VS_TUNED.replace('[0.9, 0.0]', '[0.9]'))
     code = main(["study", "bad.toml", "--out", "out"])
     assert_refused(capsys, code, ["variants.tuned.tune", "model.dropout", "2 or more"], workdir)
+
+
+def test_python_api_tunes_and_budgets(workdir):
+    import regulab as rl
+    cfg = rl.load_config(None, {"data.dataset": "moons", "data.n_samples": 200, "model.hidden": [8],
+                                "train.epochs": 3, "train.progress": False})
+    res = rl.study(cfg, variants={"l2": {"tune": {"regularization.l2": [1e-4, 1e-1]}}}, seeds=2,
+                   budget="equal", out="s")
+    l2 = res.variant("l2")
+    assert l2["tuned"]["values"] == [1e-4, 1e-1] and l2["tuned"]["chosen"] in (1e-4, 1e-1)
+    assert res.results["budget"] == "equal" and res.results["runs_trained"] == 2 * 3
+    assert all(r["results"]["epochs_run"] == 3 for v in res.results["variants"] for r in v["runs"])

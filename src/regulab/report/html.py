@@ -250,11 +250,14 @@ def _ci_text(v: dict[str, Any]) -> str:
 def _intro(results: dict[str, Any], answer: str | None) -> str:
     seeds = ", ".join(esc(s) for s in results.get("seeds") or []) or MISSING
     runs = sum(len(v.get("runs") or []) for v in results.get("variants") or [])
+    trained = results.get("runs_trained")
+    runs = f"{runs} runs" + (f" ({trained} trained, with the tuning candidates and search trials)"
+                             if isinstance(trained, int) and trained > runs else "")
     desc = results.get("description")
     quick = " · quick mode" if results.get("quick") else ""
     answer = _answer(results) if answer is None else answer
     return ((f"<p>{esc(desc)}</p>\n" if desc else "") + f'<p class="answer">{answer}</p>\n'
-            f'<p class="meta">Seeds: {seeds} · {runs} runs · score: {score_name(results)} · '
+            f'<p class="meta">Seeds: {seeds} · {runs} · score: {score_name(results)} · '
             f"total time: {_duration(results.get('seconds'))}{quick}</p>")
 
 

@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from regulab.report.plots import SPLITS, by_rank, score_key, score_name
 from regulab.report.svg import WIDTH, figure, num, plain, shared_legend, to_svg, variant_label
@@ -165,6 +166,7 @@ def search_trials(results: dict[str, Any]) -> str:
             ax.plot([bx], [by], marker="*", ms=13, color="#d62728", ls="none",
                     label=f"best: trial {bx:.0f}")
         ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))       # trials are numbered
         metric = search.get("metric") or f"val_{score_key(results)}"
         ax.set_ylabel(plain(metric, 40))
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))

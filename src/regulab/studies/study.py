@@ -325,13 +325,20 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
 
 def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | list[int] = 3, *,
           kind: str = "compare", name: str | None = None, baseline: str | None = "baseline",
-          options: dict[str, Any] | None = None, combine: int = 0, out: str | Path | None = None,
+          options: dict[str, Any] | None = None, combine: int = 0, search: int = 0,
+          budget: str = "config", out: str | Path | None = None,
           db: str | None = None, progress: bool | None = None, model: Any = None,
           data: Any = None) -> StudyResult:
     """A study from Python: ``cfg`` is the base, ``variants`` maps names to config overrides
     (a "baseline" with none is added first unless given), e.g.::
 
         rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)
+        rl.study(cfg, variants={"l2": {"tune": {"regularization.l2": [1e-4, 1e-3, 1e-2]}},
+                                "drop": {"tune": {"model.dropout": [0.1, 0.3]}}},
+                 combine=2, search=8, budget="score")
+
+    ``combine``, ``search`` and ``budget`` are the ``[study]`` keys of the same names
+    (``regulab.studies.spec``); a variant's ``tune`` its meta key (``regulab.studies.tune``).
 
     ``model``: the user's network as a class or a function returning one (each run builds a
     fresh one); ``data``: the user's data (``rl.train``'s ``data``), shared by every run.
@@ -343,7 +350,8 @@ def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | l
     raw_variants = {} if kinds.KINDS[StudySection.check("kind", kind)].generates \
         else ({"baseline": {}} if baseline == "baseline" and "baseline" not in variants else {})
     raw_variants.update(variants)
-    study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
+    study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine,
+                   "search": search, "budget": budget}
     if raw_variants and baseline is not None:
         study_table["baseline"] = baseline
     cfg = cfg.with_code(None if model is None else check_callable(model), data)
