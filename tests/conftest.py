@@ -103,6 +103,21 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def study_once(root: Path, data_cache: Path, text: str) -> tuple[Path, dict]:
+    """Run the study file ``text`` from the CLI in ``root`` (as ``s.toml`` into ``s``, its own
+    store) for a module's tests to share; returns (the study directory, its results)."""
+    from regulab.cli import main
+    old = os.getcwd()
+    os.chdir(root)
+    os.environ["REGULAB_CACHE"] = str(data_cache)
+    try:
+        write(root / "s.toml", text)
+        assert main(["study", "s.toml", "--out", "s", "--db", str(root / "r.db"), "--quiet"]) == 0
+        return root / "s", json.loads((root / "s" / "results.json").read_text())
+    finally:
+        os.chdir(old)
+
+
 def subprocess_env(data_cache: Path, db: Path | None = None) -> dict[str, str]:
     env = dict(os.environ, REGULAB_CACHE=str(data_cache), PYTHONUNBUFFERED="1")
     env.pop("REGULAB_DB", None)

@@ -94,6 +94,9 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
     # the keys a study or sweep varies in a population are members
     assert {"train.seed", "model.dropout", "regularization.l2", "optim.lr", "optim.weight_decay",
             "regularization.label_smoothing"} <= set(MEMBER_KEYS)
+    # augmentation strengths too: each member draws its own (tests/test_population.py)
+    assert {"image.translate", "image.scale", "image.rotation", "image.shear", "image.hflip",
+            "image.vflip"} <= set(MEMBER_KEYS)
     assert eligibility.TAGS["model.dropout"][0] is MEMBER
 
 
@@ -104,9 +107,7 @@ BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True
             "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
-            "image.random_crop": 6, "image.crop_padding": 2, "image.rotation": 10.0,
-            "image.translate": 0.1, "image.scale": [0.9, 1.1], "image.shear": 5.0, "image.hflip": 0.5,
-            "image.vflip": 0.5, "image.mean": [0.5], "image.std": [0.5]}
+            "image.random_crop": 6, "image.crop_padding": 2, "image.mean": [0.5], "image.std": [0.5]}
 
 
 def test_each_blocking_key_at_a_blocking_value_trains_alone_and_says_why():
@@ -142,7 +143,8 @@ def test_member_and_ignored_keys_leave_the_key_alone_shared_keys_change_it():
 def _other(dotted: str, default: Any) -> Any:
     """A valid value of a member or ignored key other than its default."""
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
-               "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1}
+               "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
+               "train.eval_train": True, "image.scale": [0.9, 1.1]}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1

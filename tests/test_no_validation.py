@@ -299,3 +299,24 @@ def test_an_estimator_fits_on_every_row_without_validation():
     assert not [k for k in est.history_[-1] if k.startswith("val")]
     with pytest.raises(ConfigError, match=r"'data\.split' and 'train\.early_stopping'"):
         RegulabClassifier(data__split=(1.0, 0.0, 0.0), train__epochs=2, train__device="cpu").fit(X, y)
+
+
+def test_a_study_uses_the_validation_split_its_data_brings(workdir, capsys):
+    """``data.split = [1, 0, 0]`` with an npz that holds ``X_val``: the study runs and ranks on
+    that validation set; the same npz without it is refused before anything is written."""
+    (X, y), (Xv, yv) = _blobs(120, 0), _blobs(40, 1)
+    np.savez(workdir / "own.npz", X=X, y=y, X_val=Xv, y_val=yv)
+    np.savez(workdir / "none.npz", X=X, y=y)
+    text = STUDY.replace('dataset = "moons", n_samples = 200, split = [0.9, 0.0, 0.1]',
+                         'dataset = "npz:NPZ", split = [1.0, 0.0, 0.0]')
+    write(workdir / "own.toml", text.replace("NPZ", "own.npz"))
+    assert main(["study", "own.toml", "--out", "s", "--db", str(workdir / "r.db"), "--quiet"]) == 0
+    r = json.loads((workdir / "s" / "results.json").read_text())
+    for v in r["variants"]:
+        run = v["runs"][0]["results"]
+        assert run["n_val"] == 40 and run["n_train"] == 120
+        assert run["val_acc"] == pytest.approx(_val_acc(workdir / "s" / v["runs"][0]["run_dir"], Xv, yv))
+    capsys.readouterr()
+    write(workdir / "none.toml", text.replace("NPZ", "none.npz"))
+    code = main(["study", "none.toml", "--out", "out"])
+    assert_refused(capsys, code, ["data.split", "[1.0, 0.0, 0.0]", "validation"], workdir)

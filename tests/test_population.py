@@ -119,6 +119,23 @@ def test_regression_and_classic_dropout_members(tmp_path):
                                          progress=False))
 
 
+def test_augmented_members_equal_their_runs(tmp_path):
+    """MNIST-1D's shift and stretch (``[image]``) as a member key: members with different
+    strengths, and one without, each draw their own augmentation first in every step."""
+    db = f"sqlite:///{tmp_path}/runs.db"
+    base = _apply(BASE, {"data.dataset": "mnist1d", "data.preprocess": "none", "data.train_size": 300,
+                         "model.hidden": [16]})
+    cfgs = [config(base, image__translate=0.1), config(base, image__translate=0.2, image__scale=[0.9, 1.1],
+                                                       model__dropout=0.2, train__seed=1),
+            config(base, model__dropout=0.3), config(base, image__scale=[0.8, 1.2], regularization__input_noise=0.1)]
+    assert len({population_key(c) for c in cfgs}) == 1
+    ops = population_of([prepare(c) for c in cfgs]).net.ops      # stacked, not trained alone
+    assert [op.members for op in ops if op.kind == "augment"] == [[0, 1, 3]]
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+
+
 def test_early_stopping_is_per_member(tmp_path):
     db = f"sqlite:///{tmp_path}/runs.db"
     cfgs = [config(optim__name="momentum", optim__lr=lr, train__seed=s, train__epochs=12,

@@ -15,7 +15,7 @@ from regulab.studies import aggregate
 from regulab.studies.spec import Variant
 from regulab.studies.study import load_results
 
-from .conftest import assert_refused, write
+from .conftest import assert_refused, study_once, write
 
 STUDY = """
 [study]
@@ -43,18 +43,8 @@ members = 2
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data_cache):
     """One finished study shared by the tests below (trained once)."""
-    import os
     root = tmp_path_factory.mktemp("study")
-    old = os.getcwd()
-    os.chdir(root)
-    os.environ["REGULAB_CACHE"] = str(data_cache)
-    try:
-        write(root / "tiny.toml", STUDY)
-        code = main(["study", "tiny.toml", "--out", "s", "--db", str(root / "r.db"), "--quiet"])
-        assert code == 0
-        return root, json.loads((root / "s" / "results.json").read_text())
-    finally:
-        os.chdir(old)
+    return root, study_once(root, data_cache, STUDY)[1]
 
 
 def test_study_directory_and_runs(tiny):

@@ -30,18 +30,25 @@ def test_examples_and_clinic_load(path):
 
 def test_clinic_covers_the_notes():
     spec = load_study(clinic_path())
-    keys = {k for v in spec.variants for k in v.overrides}
+    keys = {k for v in spec.variants for k in v.overrides} | {v.tune.key for v in spec.variants if v.tune}
     for key in ("regularization.l2", "regularization.l1", "model.dropout", "model.dropout_mode",
                 "model.dropconnect", "regularization.max_norm", "regularization.input_noise",
                 "regularization.weight_noise", "regularization.label_smoothing", "model.batchnorm",
-                "train.early_stopping", "image.translate", "regularization.ema",
-                "eval.dropout_inference"):
+                "image.translate", "regularization.ema", "eval.dropout_inference"):
         assert key in keys, key
     assert any(v.members > 1 for v in spec.variants)             # an ensemble
-    assert len([v for v in spec.variants if v.overrides.get("model.dropout")]) >= 3
-    assert spec.seeds == [0, 1, 2] and spec.combine >= 2
+    tuned = {v.tune.key: v.tune.values for v in spec.variants if v.tune}
+    assert len(tuned["model.dropout"]) >= 3
+    # every technique with a strength is tuned, except the two that show a mode at one strength
+    fixed = [v.name for v in spec.variants if v.tune is None and v.overrides
+             and not isinstance(next(iter(v.overrides.values())), bool)]
+    assert sorted(fixed) == ["dropout-classic", "mc-dropout"]
+    assert spec.seeds == [0, 1, 2] and spec.combine >= 2 and spec.search >= 4
+    # early stopping on the validation score, best weights kept, for every variant (budget)
     base = spec.config(spec.variants[0], 0)
-    assert not base.train.early_stopping and base.data.dataset == "mnist1d"
+    assert spec.budget == "score" and base.data.dataset == "mnist1d"
+    assert base.train.early_stopping and base.train.restore_best and base.train.monitor == "auto"
+    assert base.train.epochs >= 100
 
 
 def test_flatten_nested_and_dotted_keys_agree():

@@ -91,6 +91,11 @@ def _study_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _value(x) -> str:
+    """A config value as the study's summary prints it: floats to 3 significant digits."""
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
 def _study(args) -> int:
     from regulab.config.core import parse_overrides
     from regulab.studies.spec import clinic_path, load_study
@@ -99,14 +104,23 @@ def _study(args) -> int:
     result = run_study(spec, out=args.out, db=args.db, quick=args.quick,
                        progress=False if args.quiet else None)
     r = result.results
+    m = r["metric"]
     if r["variants"]:
         print(_study_table(r))
         print("Δ test: mean change against the baseline, 95% t interval over seeds (paired by "
               "seed, Welch when the seeds differ); *: the interval excludes 0")
+    for v in r["variants"]:
+        if v.get("tuned"):
+            t = v["tuned"]
+            print(f"tuned {v['name']}: {t['key']} = {_value(t['chosen'])} (best mean validation "
+                  f"{m} of {', '.join(map(_value, t['values']))})")
     if r.get("combination"):
-        print(f"combination: {' + '.join(r['combination']['parts'])}")
-    print(f"{len(r['variants'])} variants, {sum(len(v['runs']) for v in r['variants'])} runs "
-          f"in {r['seconds']:.0f} s")
+        c, found = r["combination"], r.get("search")
+        print(f"combination: {' + '.join(c['parts'])}" + (
+            "" if not found else f"; {len(found['trials'])} Optuna trials on validation, best: "
+            + ", ".join(f"{k} = {_value(x)}" for k, x in found["best"]["params"].items())))
+    runs = r.get("runs_trained", sum(len(v["runs"]) for v in r["variants"]))
+    print(f"{len(r['variants'])} variants, {runs} runs in {r['seconds']:.0f} s")
     print(f"report: {result.report}")
     return 0
 

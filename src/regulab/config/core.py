@@ -36,7 +36,8 @@ from regulab.errors import ConfigError, invalid, unknown
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
-           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON", "require_validation"]
+           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON", "require_validation",
+           "may_bring_validation"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
 PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own data function
@@ -213,10 +214,20 @@ def _cross_checks(cfg: Config) -> None:
                           f"batch_size={cfg.train.batch_size}")
 
 
+def may_bring_validation(cfg: Config) -> bool:
+    """Whether the data may hold its own validation split whatever ``data.split`` says: an npz
+    file (``X_val``), a ``python:`` dataset or a data object (its ``val``), a CSV column naming
+    each row's split. Known only once the data is read (``runs.prepare``)."""
+    d = cfg.data
+    return (not isinstance(d.dataset, str) or d.dataset.startswith(("npz:", "python:"))
+            or d.split_column is not None)
+
+
 def require_validation(cfg: Config, why: str) -> None:
     """Refuse a config whose validation fraction is 0 where ``why`` needs a validation split
-    (a study compares its variants on validation, a sweep ranks its trials there)."""
-    if cfg.data.split[1] == 0:
+    (a study compares its variants on validation, a sweep ranks its trials there), unless its
+    data may bring its own (``may_bring_validation``: then the study checks the data itself)."""
+    if cfg.data.split[1] == 0 and not may_bring_validation(cfg):
         raise ConfigError(f"config key 'data.split' must give validation a fraction > 0: {why}; "
                           f"got {cfg.data.split!r}")
 

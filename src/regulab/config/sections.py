@@ -256,6 +256,10 @@ class TrainConfig(Section):
     nproc: int = key(1, number(ge=1, integer=True),
                      "processes for data-parallel training (torch.distributed); each takes a "
                      "share of every batch of train.batch_size", population=blocks())
+    eval_train: bool = key(False, boolean,
+                           "after each epoch also score the train split in eval mode, as validation "
+                           "is (no dropout, noise or augmentation): clean_train_loss, clean_train_acc "
+                           "(or _mse, _r2)", population=IGNORED)
 
 
 @dataclass

@@ -3,7 +3,11 @@
 Each epoch: ``model.train()``, one pass over the shuffled minibatches, then
 ``model.eval()`` and an evaluation of the validation split under ``torch.no_grad()``.
 Training metrics are running averages over the epoch's minibatches (as Keras reports
-them), kept as device tensors so the loop never waits on the device mid-epoch.
+them), kept as device tensors so the loop never waits on the device mid-epoch: they are
+measured with regularization on (dropout, noise and augmentation active, the weights still
+moving). With ``eval_train`` the train split is also scored after each epoch as the
+validation split is (eval mode, the callbacks' evaluation weights), as ``clean_train_*``;
+that pass draws nothing, so the run's numbers are the same with it or without.
 
 NaN/Inf guard: each step's loss is kept on the device; at the end of the epoch one check
 finds the first non-finite one and raises ``DivergedError`` naming the epoch and step
@@ -75,6 +79,8 @@ class Trainer:
     weighted sum (which replaces ``loss_fn``), and each head's loss and accuracy is logged.
     ``data_parallel`` (a ``regulab.engine.distributed.DataParallel``, set after construction)
     makes this process one rank of a data-parallel run: it trains on its shard of each batch.
+    ``eval_train``: after each epoch also score the loader's split in eval mode, as
+    ``clean_train_loss`` and ``clean_train_acc`` (or ``_mse``, ``_r2``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -82,7 +88,7 @@ class Trainer:
                  binary: bool = False, penalties: Sequence[Penalty] = (),
                  constraints: Sequence[Constraint] = (), callbacks: Sequence[Callback] = (),
                  generators: Mapping[str, torch.Generator] | None = None,
-                 eval_batch_size: int = 1024, tasks: Any = None):
+                 eval_batch_size: int = 1024, tasks: Any = None, eval_train: bool = False):
         self.tasks = tasks
         self.objective = _objective(loss_fn, task, binary, tasks)    # loss, hits, summary
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
@@ -94,6 +100,7 @@ class Trainer:
         if "noise" in self.generators:
             set_generator(model, self.generators["noise"])
         self.eval_batch_size = eval_batch_size
+        self.eval_train = eval_train
         self.data_parallel: Any = None
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
@@ -214,6 +221,8 @@ class Trainer:
                 logs = self._train_epoch(train_loader)
                 if val is not None:
                     logs.update(self.evaluate(*val, prefix="val"))
+                if self.eval_train:     # the train split as validation is scored (module docstring)
+                    logs.update(self.evaluate(train_loader.X, train_loader.y, prefix="clean_train"))
                 self.end_epoch(logs, time.perf_counter() - start)
         finally:
             self.end_fit()

@@ -4,12 +4,15 @@ fetched), written atomically.
 Sections, in order: the question and its answer (best variant on validation, its test score
 and change against the baseline; or the answer the caller gives); the summary table (rank,
 train/val/test score mean ± std, gap = train - val, the fraction of the baseline's gap closed,
-change in test score against the baseline with its 95% interval, verdict), the diagnosis rule
-and each variant's advice; the plots (``plot_plan``: the summary chart and the training
-curves, then the figures the caller gives); the combination; each variant's resolved config;
-the machine. Every string that comes from the study (names, labels, description, overrides,
-config values, machine) goes through ``html.escape(quote=True)`` (``esc``); a missing value
-(JSON null) shows as "–" (``MISSING``).
+change in test score against the baseline with its 95% interval, epochs kept and run, verdict;
+a tuned variant's chosen value beside its label), the diagnosis rule and each variant's
+advice; the plots (``plot_plan``: the summary chart, the training curves, the best variant's
+confusion matrix, the tuned strengths' curves and the combination search's trials where the
+results hold them, then the figures the caller gives); the search's best trials; the
+combination; each variant's resolved config and the machine (``appendix``). Every string that
+comes from the study (names, labels, description, overrides, config values, machine) goes
+through ``html.escape(quote=True)`` (``esc``, ``regulab.report.text``); a missing value (JSON
+null) shows as "–" (``MISSING``).
 
 The page knows no study kind: ``regulab.studies.report`` passes each kind's figures and
 answer (``regulab.studies.kinds``), built with ``Plot``, ``esc`` and ``fmt``.
@@ -17,20 +20,19 @@ answer (``regulab.studies.kinds``), built with ``Plot``, ``esc`` and ``fmt``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
-from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from regulab.io import atomic_write
-from regulab.report import plots
+from regulab.report import plots, selection
+from regulab.report.appendix import configs_section, machine_section
 from regulab.report.plots import by_rank, score_key, score_name
+from regulab.report.selection import search_table, value_text
+from regulab.report.text import MISSING, esc, fmt
 
 __all__ = ["render_report", "render_html", "plot_plan", "Plot", "esc", "fmt", "MISSING"]
-
-MISSING = "–"
 
 CSS = """
 body{margin:0;background:#eef0f3;color:#1d2330;
@@ -93,7 +95,8 @@ def render_html(results: dict[str, Any], figures: Sequence[Plot] = (),
              "</figcaption>\n</figure>" for p in plot_plan(results, figures)]
     if drawn:
         body += ['<h2 id="plots">Plots</h2>', *drawn]
-    body += [_combination(results), _configs(results), _machine(results)]
+    body += [search_table(results), _combination(results), configs_section(results),
+             machine_section(results)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{name} · regulab study report</title>\n<style>{CSS}</style>\n</head>\n"
@@ -102,8 +105,10 @@ def render_html(results: dict[str, Any], figures: Sequence[Plot] = (),
 
 def plot_plan(results: dict[str, Any], figures: Sequence[Plot] = ()) -> list[Plot]:
     """The report's figures, in order: the summary chart when there is at least one variant;
-    the training curves when any run has a history; then ``figures``, those of the study's
-    kind (``regulab.studies.kinds``), as given."""
+    the training curves when any run has a history; the confusion matrix, the tuned-strength
+    curves and the search's trials when ``results`` holds them (``confusion``, a variant's
+    ``tuned``, ``search``); then ``figures``, those of the study's kind
+    (``regulab.studies.kinds``), as given."""
     vs, n = results.get("variants") or [], len(results.get("variants") or [])
     score = score_name(results)
     out: list[Plot] = []
@@ -120,27 +125,58 @@ def plot_plan(results: dict[str, Any], figures: Sequence[Plot] = ()) -> list[Plo
     if any(r.get("history") for v in vs for r in v.get("runs") or []):
         cut = f" Showing the {plots.MAX_PANELS} best ranked of {n} variants." \
             if n > plots.MAX_PANELS else ""
+        clean = (" Dashed blue: the clean train score, the train split scored in eval mode after "
+                 "each epoch as validation is." if plots.has_clean_train(results) else
+                 " <code>train.eval_train = true</code> logs a clean train score per epoch.")
         out.append(Plot("curves", f"Training curves: train and validation {score} per epoch, "
                         "mean over runs with a ± std band (thin lines: runs of unequal length); "
                         "dashed vertical line: the mean best epoch where early stopping cut "
-                        f"training.{cut}", lambda: plots.training_curves(results)))
-    return out + list(figures)
+                        f"training. The train {score} is measured during training, with "
+                        "regularization on (dropout, noise and augmentation active) and averaged "
+                        "over the epoch's batches, so it can sit below validation (the table's "
+                        f"train {score} is scored once after training, in eval mode).{clean}{cut}",
+                        lambda: plots.training_curves(results)))
+    return out + _choices(results) + list(figures)
+
+
+def _choices(results: dict[str, Any]) -> list[Plot]:
+    """The confusion matrix, the tuned strengths and the search, where ``results`` has them."""
+    out, score = [], score_name(results)
+    c = results.get("confusion")
+    if isinstance(c, dict) and c.get("matrix") and len(c.get("classes") or []) == len(c["matrix"]):
+        v = _variant(results, c.get("variant")) or {}
+        which = "the best variant, " if c.get("variant") == results.get("best") else ""
+        runs = c.get("runs")
+        many = (f" (counts not printed above {plots.MAX_CELL_TEXT} classes)"
+                if len(c["classes"]) > plots.MAX_CELL_TEXT else "")
+        out.append(Plot("confusion", f"Test confusion matrix of {which}<strong>"
+                        f"{esc(v.get('label') or c.get('variant'))}</strong>, summed over "
+                        f"{esc(runs)} run{'s' * (runs != 1)}: rows are the true classes, columns "
+                        "the predicted ones; each cell gives its count, its colour the share of its "
+                        f"row (the diagonal: each class's recall){many}.",
+                        lambda: plots.confusion_chart(results)))
+    tuned = selection.tuned_variants(results)
+    if tuned:
+        cut = (f" Showing the {selection.MAX_TUNED} best ranked of {len(tuned)} tuned variants."
+               if len(tuned) > selection.MAX_TUNED else "")
+        out.append(Plot("tuned", f"Tuned strengths: each tuned variant's validation {score} "
+                        f"(mean ± std over seeds) and train {score} (dashed) at each value tried; "
+                        "the star marks the value chosen, named in each panel's title. Each "
+                        "strength was chosen on validation only; the test split was scored once, "
+                        f"for the chosen value.{cut}", lambda: selection.tuned_curves(results)))
+    search = results.get("search")
+    if isinstance(search, dict) and search.get("trials"):
+        keys = ", ".join(f"<code>{esc(k)}</code>" for k in search.get("keys") or []) or MISSING
+        out.append(Plot("search", f"Combination search ({esc(search.get('method') or '?')}) over "
+                        f"{keys}: each of the {len(search['trials'])} trials' validation score "
+                        f"(<code>{esc(search.get('metric') or 'val_' + score_key(results))}</code>) "
+                        "by trial number, the best so far as a line, the best trial starred. The "
+                        "search looked at validation only; the test split chose nothing.",
+                        lambda: selection.search_trials(results)))
+    return out
 
 
 # --- pieces ---------------------------------------------------------------------------------
-
-def esc(x: Any) -> str:
-    """``x`` as text safe inside HTML (quotes escaped too)."""
-    return escape(str(x), quote=True)
-
-
-def fmt(x: Any, signed: bool = False) -> str:
-    """A number with 3 decimals (``signed``: with its sign, a true minus); ``MISSING`` when
-    ``x`` is not a finite number."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
-        return MISSING
-    return f"{x:+.3f}".replace("-", "−") if signed else f"{x:.3f}"
-
 
 def _ms(stat: Any) -> str:
     """'mean ± std' with 3 decimals; '–' when the mean is missing."""
@@ -186,12 +222,21 @@ def _ci(v: dict[str, Any]) -> str:
     return f"[{fmt(ci[0], signed=True)}, {fmt(ci[1], signed=True)}]" if isinstance(ci, list) else ""
 
 
+def _no_width(v: dict[str, Any]) -> bool:
+    """Whether the test change's interval is a point: every seed gave the same change."""
+    ci = v.get("delta_test_ci95")
+    return isinstance(ci, list) and fmt(ci[0]) != MISSING and ci[0] == ci[1]
+
+
 def _ci_text(v: dict[str, Any]) -> str:
     """The interval in words: which test, how wide with the seeds used, how many would halve
-    it; that there is none with fewer than 2 runs."""
+    it; that there is none with fewer than 2 runs, and that one of no width measures nothing."""
     ci = v.get("delta_test_ci95")
     if not isinstance(ci, list):
         return "; no interval: fewer than 2 seeds"
+    if _no_width(v):
+        return (f"; identical across seeds: the interval {_ci(v)} has no width, which says "
+                "nothing about other seeds")
     n = v.get("ci_n")
     seeds = f"{n} paired seeds" if isinstance(n, int) else \
         f"{n[0]} and {n[1]} runs" if isinstance(n, list) else "the seeds"
@@ -205,11 +250,14 @@ def _ci_text(v: dict[str, Any]) -> str:
 def _intro(results: dict[str, Any], answer: str | None) -> str:
     seeds = ", ".join(esc(s) for s in results.get("seeds") or []) or MISSING
     runs = sum(len(v.get("runs") or []) for v in results.get("variants") or [])
+    trained = results.get("runs_trained")
+    runs = f"{runs} runs" + (f" ({trained} trained, with the tuning candidates and search trials)"
+                             if isinstance(trained, int) and trained > runs else "")
     desc = results.get("description")
     quick = " · quick mode" if results.get("quick") else ""
     answer = _answer(results) if answer is None else answer
     return ((f"<p>{esc(desc)}</p>\n" if desc else "") + f'<p class="answer">{answer}</p>\n'
-            f'<p class="meta">Seeds: {seeds} · {runs} runs · score: {score_name(results)} · '
+            f'<p class="meta">Seeds: {seeds} · {runs} · score: {score_name(results)} · '
             f"total time: {_duration(results.get('seconds'))}{quick}</p>")
 
 
@@ -219,7 +267,7 @@ def _table(results: dict[str, Any]) -> str:
         return "<p>This study trains no variants.</p>"
     short = "R²" if score == "r2" else "acc"
     head = ["Rank", "Variant", "Params", f"Train {short}", f"Val {short}", f"Test {short}",
-            "Gap (train − val)", "Gap closed", "Δ test vs baseline", "Verdict"]
+            "Gap (train − val)", "Gap closed", "Δ test vs baseline", "Epochs (best / run)", "Verdict"]
     rows = []
     for v in vs:
         st = v.get("stats") or {}
@@ -231,14 +279,17 @@ def _table(results: dict[str, Any]) -> str:
             delta = f'<span class="sig" title="the 95% interval excludes 0">{delta} ✱</span>'
         if _ci(v) and delta != MISSING:
             delta += f'<br><span class="name">{_ci(v)}</span>'
+            if _no_width(v):
+                delta += '<br><span class="name">no width: identical across seeds</span>'
         verdict = v.get("verdict") or MISSING
         params = f"{v['params']:,}" if isinstance(v.get("params"), int) else MISSING
         cells = [f'<td class="num">{esc(v.get("rank") if v.get("rank") is not None else MISSING)}</td>',
-                 f'<td class="variant">{esc(v.get("label"))}{tags}<br><span class="name">'
+                 f'<td class="variant">{esc(v.get("label"))}{_tuned_tag(v)}{tags}<br><span class="name">'
                  f'{esc(v["name"])}</span></td>', f'<td class="num">{params}</td>',
                  *(f'<td class="num">{_ms(st.get(k))}</td>'
                    for k in (f"train_{score}", f"val_{score}", f"test_{score}", "gap")),
                  f'<td class="num">{_closed(v)}</td>', f'<td class="num">{delta}</td>',
+                 f'<td class="num">{_epochs(v)}</td>',
                  f'<td class="{esc(verdict.split()[0])}">{esc(verdict)}</td>']
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="summary">\n<thead><tr>'
@@ -246,20 +297,49 @@ def _table(results: dict[str, Any]) -> str:
             + "\n".join(rows) + "\n</tbody></table></div>\n<p class=\"meta\">Mean ± std over "
             "runs; ranked on validation (the test set chooses nothing); under each change, its "
             "95% t interval over the seeds (paired by seed; Welch where the seeds differ); ✱: "
-            f"the interval excludes 0.{_precision(vs)}</p>\n" + _diagnosis(vs))
+            "the interval excludes 0. Epochs: the epoch whose weights were kept and the epochs "
+            f"trained, means over runs.{_precision(vs)}</p>\n" + _diagnosis(vs))
+
+
+def _tuned_tag(v: dict[str, Any]) -> str:
+    """" (tuned: 0.001)" after a tuned variant's label: the value chosen on validation."""
+    t = v.get("tuned")
+    if not isinstance(t, dict) or "chosen" not in t:
+        return ""
+    return (f' <span class="tag" title="{esc(t.get("key") or "")} chosen on validation">tuned: '
+            f'{esc(value_text(t["chosen"]))}</span>')
+
+
+def _epochs(v: dict[str, Any]) -> str:
+    """'best / run': the mean epoch kept and the mean epochs trained (from the runs when the
+    entry predates ``epochs_mean``)."""
+    res = [r.get("results") or {} for r in v.get("runs") or []]
+    out = []
+    for key, field in (("best_epoch_mean", "best_epoch"), ("epochs_mean", "epochs_run")):
+        x = v.get(key)
+        if fmt(x) == MISSING:
+            xs = [r[field] for r in res if fmt(r.get(field)) != MISSING]
+            x = sum(xs) / len(xs) if xs else None
+        out.append(MISSING if fmt(x) == MISSING else f"{x:.1f}".removesuffix(".0"))
+    return MISSING if out == [MISSING, MISSING] else " / ".join(out)
 
 
 def _precision(vs: list[dict[str, Any]]) -> str:
     """How wide the intervals are (the median) and how many seeds would halve them."""
     widths = sorted(v["delta_test_ci95"][1] - v["delta_test_ci95"][0] for v in vs
-                    if isinstance(v.get("delta_test_ci95"), list))
+                    if isinstance(v.get("delta_test_ci95"), list) and not _no_width(v)
+                    and fmt(v["delta_test_ci95"][1] - v["delta_test_ci95"][0]) != MISSING)
     halves = sorted(v["ci_seeds_to_halve"] for v in vs if isinstance(v.get("ci_seeds_to_halve"), int))
     runs = max((len(v.get("runs") or []) for v in vs), default=0)
+    points = [esc(v.get("label")) for v in vs if _no_width(v)]
+    none = (f" Identical across seeds: {', '.join(points)} changed the test score by the same "
+            "amount for every seed, so the interval has no width; that measures no uncertainty, "
+            "it does not remove it." if points else "")
     if not widths:
-        return " No intervals: fewer than 2 seeds." if vs and runs < 2 else ""
+        return (" No intervals: fewer than 2 seeds." if vs and runs < 2 else "") + none
     out = (f" With {runs} runs per variant the intervals are {fmt(widths[len(widths) // 2])} "
            "wide (median)")
-    return out + (f"; about {halves[len(halves) // 2]} runs would halve them." if halves else ".")
+    return out + (f"; about {halves[len(halves) // 2]} runs would halve them." if halves else ".") + none
 
 
 def _closed(v: dict[str, Any]) -> str:
@@ -311,54 +391,3 @@ def _combination(results: dict[str, Any]) -> str:
     return (f'<h2 id="combination">Combination</h2>\n<p><strong>{label}</strong> <span '
             f'class="name">{esc(combo.get("name"))}</span> merges the overrides of:</p>\n'
             f"<ul>{items}</ul>\n<p>{result}</p>")
-
-
-def _toml_value(x: Any) -> str:
-    if x is None:
-        return '"–"  # unset'
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    if isinstance(x, (int, float)):
-        return repr(x)
-    if isinstance(x, (list, tuple)):
-        return "[" + ", ".join(_toml_value(i) for i in x) + "]"
-    if isinstance(x, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(i)}" for k, i in x.items()) + "}"
-    return json.dumps(str(x), ensure_ascii=False)
-
-
-def _toml(cfg: dict[str, Any], prefix: str = "") -> list[str]:
-    """A config as TOML-like text: plain keys first, then one [table] per section."""
-    lines = [f"{k} = {_toml_value(x)}" for k, x in cfg.items() if not isinstance(x, dict)]
-    for k, x in cfg.items():
-        if isinstance(x, dict):
-            lines += ["", f"[{prefix}{k}]", *_toml(x, f"{prefix}{k}.")]
-    return lines
-
-
-def _configs(results: dict[str, Any]) -> str:
-    configs = results.get("configs") or {}
-    if not configs:
-        return ""
-    order = [v["name"] for v in by_rank(results.get("variants") or []) if v["name"] in configs]
-    out = ['<h2 id="configs">Resolved configs</h2>']
-    for name in order + [n for n in configs if n not in order]:
-        v = _variant(results, name) or {}
-        over = ", ".join(f"{k} = {_toml_value(x)}" for k, x in (v.get("overrides") or {}).items())
-        if (v.get("members") or 1) > 1:     # a deep ensemble per run
-            over = ", ".join(x for x in (over, f"members = {v['members']}") if x)
-        text = "\n".join(_toml(configs[name])).strip()
-        out.append(f"<details><summary><strong>{esc(v.get('label') or name)}</strong> "
-                   f'<span class="name">{esc(name)}</span>'
-                   f"{' — overrides: <code>' + esc(over) + '</code>' if over else ''}</summary>"
-                   f"<pre>{esc(text)}</pre></details>")
-    return "\n".join(out)
-
-
-def _machine(results: dict[str, Any]) -> str:
-    m = results.get("machine") or {}
-    keys = ["cpu", "cores", "device", "python", "torch", "numpy", "regulab", "platform"]
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(m[k]) if m.get(k) is not None else MISSING}"
-                   "</td></tr>" for k in keys + [k for k in m if k not in keys])
-    return (f'<h2 id="machine">Machine and versions</h2>\n<div class="scroll">'
-            f'<table class="machine">{rows}</table></div>')

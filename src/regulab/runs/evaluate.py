@@ -4,7 +4,9 @@
 weights -- by weight scaling, or by Monte-Carlo dropout (``eval.dropout_inference``) -- and
 writes ``model.safetensors``, ``evaluation.json`` (per-class precision/recall/F1 and confusion
 matrices, or MSE/R^2/MAE) and ``results.json`` (which marks a finished run), and the run's row
-in the store. ``evaluate(run_dir)`` scores a saved run again (a sweep's best trial on test).
+in the store. ``evaluate(run_dir)`` scores a saved run again (a sweep's best trial on test);
+``add_test(run_dir)`` scores a run trained with ``eval.test = false`` on its test split once,
+after a choice made on validation, and records it as if the run had (a study's tuned strength).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from regulab.regularize.mc_dropout import mc_predict
 from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.store import RunStore
 
-__all__ = ["Run", "final_outputs", "scores", "noisy_test", "finish", "evaluate"]
+__all__ = ["Run", "final_outputs", "scores", "noisy_test", "report", "finish", "evaluate", "add_test"]
 
 
 @dataclass
@@ -75,6 +77,18 @@ def noisy_test(p: Prepared) -> dict[str, float]:
     return scores(p, final_outputs(p, noisy), y, "test_noisy")
 
 
+def report(p: Prepared, out: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """``evaluation.json``'s entry of one split: per-class precision, recall, F1 and the
+    confusion matrix, each head's (multi-task), or MSE, R^2 and MAE."""
+    t = p.trainer
+    if p.task == "regression":
+        return metrics.regression_report(out, y)
+    if t.tasks is not None:
+        return t.tasks.report(out, y)
+    logits = torch.cat([-out, out], 1) if t.binary else out
+    return metrics.classification_report(logits, y.long(), p.dataset.classes)
+
+
 def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
             fit_seconds: float) -> Run:
     """Evaluate train/val/test once with the final weights and write the result files
@@ -87,15 +101,8 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
             continue            # a sweep's trials: the test split is scored once, at the end
         out = final_outputs(p, X)
         results.update(scores(p, out, y, name))
-        if name == "train":
-            continue
-        if p.task == "regression":
-            evaluation[name] = metrics.regression_report(out, y)
-        elif t.tasks is not None:
-            evaluation[name] = t.tasks.report(out, y)
-        else:
-            logits = torch.cat([-out, out], 1) if t.binary else out
-            evaluation[name] = metrics.classification_report(logits, y.long(), p.dataset.classes)
+        if name != "train":
+            evaluation[name] = report(p, out, y)
     results.update(noisy_test(p))
     stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
     score = "r2" if p.task == "regression" else "acc"
@@ -135,3 +142,31 @@ def evaluate(run_dir: str | Path, splits: tuple[str, ...] = ("test",), *, model:
             X, y = p.splits[name]
             out.update(scores(p, final_outputs(p, X), y, name))
     return out
+
+
+def add_test(run_dir: str | Path, *, model: Any = None, data: Any = None,
+             db: str | None = None) -> dict[str, float]:
+    """Score a finished run trained with ``eval.test = false`` on its test split, once, and
+    record it as ``finish`` would have: the test scores join ``results.json`` (and the run's
+    row in the store ``db``), the test report joins ``evaluation.json``. For a choice made on
+    validation first (a study's tuned strength, its searched combination): the candidates
+    that lost are never scored on test. Returns the test scores."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.toml", {"eval.test": True}).with_code(model, data)
+    p = prepare(cfg)
+    if "test" not in p.splits:
+        return {}
+    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
+    X, y = p.splits["test"]
+    out = final_outputs(p, X)
+    test = {**scores(p, out, y, "test"), **noisy_test(p)}
+    results = {**json.loads((run_dir / "results.json").read_text()), **finite_json(test)}
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    evaluation["test"] = report(p, out, y)
+    atomic_write(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+    atomic_write(run_dir / "results.json", json.dumps(results, indent=2))
+    store = RunStore(db)
+    run_id = store.find_run(str(run_dir.resolve()))
+    if run_id is not None:
+        store.finish(run_id, "completed", results)
+    return test

@@ -253,7 +253,8 @@ def _regularizers(cfg: Config, net: torch.nn.Module, task: str):
 def extra_columns(cfg: Config) -> list[str]:
     """metrics.csv columns beyond the standard ones, for the techniques in use."""
     r, tasks = cfg.regularization, cfg.multitask.tasks
-    cols = [f"{split}_{name}" for split in ("train", "val")
+    splits = ("train", "val", "clean_train") if cfg.train.eval_train else ("train", "val")
+    cols = [f"{split}_{name}" for split in splits
             for name in ["total_loss", *(f"{t}_{s}" for t in tasks for s in ("loss", "acc"))]] if tasks else []
     cols += ["l1_penalty"] * (r.l1 > 0) + ["l2_penalty"] * (r.l2 > 0)
     cols += ["max_unit_norm"] * (r.max_norm is not None)
@@ -389,7 +390,7 @@ def prepare(cfg: Config) -> Prepared:
                       task=ds.task, binary=loss == "bce", penalties=penalties,
                       constraints=constraints, callbacks=callbacks,
                       generators={"shuffle": shuffle, "noise": noise},
-                      eval_batch_size=cfg.eval.batch_size, tasks=tasks)
+                      eval_batch_size=cfg.eval.batch_size, tasks=tasks, eval_train=cfg.train.eval_train)
     return Prepared(cfg, ds, device, ds.task, splits, pipeline, trainer, loader, noise, text, streamed,
                     n_out)
 

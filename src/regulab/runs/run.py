@@ -57,12 +57,13 @@ STATE_FILE = "state.safetensors"
 
 # -- run directory -----------------------------------------------------------------------------
 
-def _columns(task: str, extra: list[str], val: bool = True) -> list[str]:
-    """metrics.csv's columns; no ``val_*`` column for a run without a validation split."""
+def _columns(task: str, extra: list[str], val: bool = True, eval_train: bool = False) -> list[str]:
+    """metrics.csv's columns; no ``val_*`` column for a run without a validation split, the
+    ``clean_train_*`` ones only with ``train.eval_train``."""
     score = ["mse", "r2"] if task == "regression" else ["acc"]
-    cols = (["epoch", "train_loss"] + [f"train_{s}" for s in score] + ["val_loss"]
-            + [f"val_{s}" for s in score] + ["lr", "penalty", *extra, "seconds"])
-    return cols if val else [c for c in cols if not c.startswith("val_")]
+    splits = ["train"] + ["val"] * val + ["clean_train"] * eval_train
+    return (["epoch"] + [f"{split}_{s}" for split in splits for s in ("loss", *score)]
+            + ["lr", "penalty", *extra, "seconds"])
 
 
 class RunLog(Callback):
@@ -99,8 +100,8 @@ class RunLog(Callback):
 def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
     resumed run drops the rows written after its checkpoint)."""
-    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg), "val" in p.splits),
-                 p.cfg.train.checkpoint_every)
+    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg), "val" in p.splits,
+                                                  p.cfg.train.eval_train), p.cfg.train.checkpoint_every)
     log.write_csv(p.trainer.history)
     return log
 

@@ -10,15 +10,19 @@ gap = train score - validation score of each run. Variants are ranked by mean va
 (the test set never chooses anything). ``delta_test`` is a variant's mean test score minus the
 baseline's, with a 95% confidence interval (``against_baseline``: paired t over runs of the
 same seed and fold, Welch t otherwise); it is ``significant`` when that interval excludes 0. The
-verdict applies ``regulab.diagnose`` to the mean train and validation scores.
+verdict applies ``regulab.diagnose`` to the mean train and validation scores. Each variant also
+carries its budget, ``epochs_mean`` (epochs run) and ``best_epoch_mean`` (the epoch kept), and
+``confusion`` sums a variant's test confusion matrices over its runs.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +31,8 @@ from regulab.diagnose import REMEDIES, diagnose
 from regulab.studies import intervals
 from regulab.studies.spec import Variant
 
-__all__ = ["summarize", "rank", "against_baseline", "pick_combination", "machine_info", "cpu_name",
-           "score_name"]
+__all__ = ["summarize", "rank", "against_baseline", "pick_combination", "confusion", "machine_info",
+           "cpu_name", "score_name"]
 
 
 def score_name(results: dict[str, Any]) -> str:
@@ -56,6 +60,8 @@ def summarize(variant: Variant, runs: list[dict[str, Any]], params: int) -> dict
     verdict = diagnose(math.nan if train is None else train, math.nan if val is None else val)
     return {"name": variant.name, "label": variant.label, "overrides": variant.overrides,
             "group": variant.group, "x": variant.x, "members": variant.members, "params": params,
+            "epochs_mean": _stat([r["results"].get("epochs_run") for r in runs])["mean"],
+            "best_epoch_mean": _stat([r["results"].get("best_epoch") for r in runs])["mean"],
             "rank": None, "stats": stats, "delta_test": None, "delta_val": None,
             "delta_test_ci95": None, "delta_val_ci95": None, "ci_method": None, "ci_n": None,
             "ci_seeds_to_halve": None, "significant": False, "verdict": verdict,
@@ -138,6 +144,30 @@ def pick_combination(entries: list[dict[str, Any]], variants: list[Variant], bas
         if len(picked) == n:
             break
     return picked if len(picked) >= 2 else []
+
+
+def confusion(entries: list[dict[str, Any]], study_dir: str | Path, name: str) -> dict[str, Any] | None:
+    """The test confusion matrix of variant ``name`` summed over its runs (rows: true class,
+    columns: predicted; ``regulab.metrics.confusion_matrix``), read from each run's
+    ``evaluation.json``: ``{"variant", "classes", "matrix", "runs"}``. None when there is none
+    to sum: no such variant, a regression, no test split, a run's file missing or unreadable,
+    or runs whose classes differ."""
+    entry = next((e for e in entries if e["name"] == name), None)
+    if entry is None or not entry.get("runs"):
+        return None
+    total: np.ndarray | None = None
+    classes: list[str] | None = None
+    for r in entry["runs"]:
+        try:
+            test = json.loads((Path(study_dir) / r["run_dir"] / "evaluation.json").read_text())["test"]
+            matrix = np.asarray(test["confusion_matrix"], dtype=np.int64)
+            names = [str(c) for c in test["classes"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if matrix.shape != (len(names), len(names)) or (classes is not None and names != classes):
+            return None
+        total, classes = (matrix if total is None else total + matrix), names
+    return {"variant": name, "classes": classes, "matrix": total.tolist(), "runs": len(entry["runs"])}
 
 
 def cpu_name() -> str:

@@ -15,6 +15,9 @@ A study file is TOML::
     population = 64               # runs that differ only in seeds and regularization strengths
                                   # train as one batched model, up to this many (0: one by one)
     reference = 1.0               # the score of a perfect fit: bias = reference - train score
+    budget = "score"              # config | score (each run until its validation score stops
+                                  # improving, best weights kept) | equal (every run train.epochs)
+    search = 16                   # with combine: Optuna trials over the combined strengths
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -22,15 +25,24 @@ A study file is TOML::
     [variants.baseline]           # one table per variant: config keys (dotted or nested) ...
     [variants.l2]
     regularization.l2 = 1e-3
-    label = "L2 1e-3"             # ... and optional meta keys: label, group, x, members, combine
+    label = "L2 1e-3"             # ... and optional meta keys: label, group, x, members, combine,
+    tune = { "regularization.l2" = [1e-5, 1e-4, 1e-3, 1e-2] }      # tune (the best on validation)
 
     [grid]                        # the kind's own table (``regulab.studies.kinds``)
     key = "model.dropout"
     values = [0.0, 0.2, 0.5]
 
-Meta keys of a variant: ``label``, ``group``, ``x``, ``members``, ``combine``
-(``regulab.studies.variant``). ``[study] combine = N`` makes the study add a variant that merges
-the N best variants on validation (one per config key, each better than the baseline).
+Meta keys of a variant: ``label``, ``group``, ``x``, ``members``, ``combine``, ``tune``
+(``regulab.studies.variant``; a tuned variant: ``regulab.studies.tune``). ``[study] combine = N``
+makes the study add a variant that merges the N best variants on validation (one per config
+key, each better than the baseline); with ``search = T`` their strengths are searched with T
+Optuna trials on validation (``regulab.studies.search``).
+
+``budget`` makes the comparison fair in epochs: ``score`` (every run early-stops on the task's
+validation score, ``train.monitor = "auto"``, and keeps its best weights, so a slow regularizer
+trains as long as it improves, up to ``train.epochs``); ``equal`` (early stopping off: every run
+trains exactly ``train.epochs`` epochs, the same number of steps); ``config`` (as the configs say).
+A variant's own ``train`` keys still apply over the budget's.
 
 What is special about a kind -- its table, the variants it makes, its baseline, its source
 runs -- the kind says (``KINDS[kind]``); this module reads what every study file shares.
@@ -50,9 +62,15 @@ from regulab.config.core import Config, apply_overrides, config_from_dict, read_
 from regulab.config.files import read_spec_file
 from regulab.errors import ConfigError, invalid
 from regulab.studies.kinds import KINDS
+from regulab.studies.tune import candidates
 from regulab.studies.variant import KIND, META_KEYS, Variant, flatten, read_variant
 
-__all__ = ["Variant", "StudySpec", "StudySection", "load_study", "study_from_dict", "flatten",
+
+def expanded(variants: list[Variant]) -> list[Variant]:
+    """The variants as trained: a tuned variant as its candidates, one per strength."""
+    return [c for v in variants for c in (candidates(v) if v.tune is not None else [v])]
+
+__all__ = ["Variant", "StudySpec", "BUDGETS", "expanded", "StudySection", "load_study", "study_from_dict", "flatten",
            "META_KEYS", "clinic_path"]
 
 
@@ -72,6 +90,13 @@ def _table(field: str, value: Any) -> dict:
     return dict(value)
 
 
+BUDGETS = {        # [study] budget -> what it sets in every run's config (before the variant's keys)
+    "config": {},
+    "score": {"train.early_stopping": True, "train.monitor": "auto", "train.restore_best": True},
+    "equal": {"train.early_stopping": False},
+}
+
+
 @dataclass
 class StudySection(Section):
     """``[study]``: what the study is, its seeds, its base config and how it runs."""
@@ -87,6 +112,12 @@ class StudySection(Section):
     combine: int = key(0, number(ge=0, integer=True), "merge the N best variants (0: no combination)")
     reference: float = key(1.0, number(gt=0.0, le=1.0), "the score of a perfect fit: bias = reference - train "
                            "score (1.0 for accuracy and R²; lower when the labels are noisy)")
+    budget: str = key("config", choice(*BUDGETS), "epochs per run: score (early stopping on the "
+                      "validation score, best weights kept, up to train.epochs), equal (every run "
+                      "train.epochs epochs) or config (as the configs say)")
+    search: int = key(0, number(ge=0, le=1000, integer=True),
+                      "with combine: Optuna trials over the combined techniques' strengths, on "
+                      "validation (0: their strengths as chosen alone)")
     population: int = key(64, number(ge=0, integer=True),
                           "runs that differ only in member keys train as one model, up to this many "
                           "(0 or 1: one by one)")
@@ -108,6 +139,8 @@ class StudySpec:
     quick_seeds: list[int] | None = None
     population: int = 64                # largest population trained as one model (< 2: none)
     reference: float = 1.0              # the score of a perfect fit (regulab.diagnose)
+    budget: str = "config"              # BUDGETS: what every run's config gets
+    search: int = 0                     # Optuna trials of the combination (0: none)
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
         """The resolved config of ``variant`` at ``seed``; errors name the variant."""
@@ -129,8 +162,11 @@ class StudySpec:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "seeds": self.seeds, "baseline": self.baseline, "combine": self.combine,
                 "population": self.population, "reference": self.reference,
+                "budget": self.budget, "search": self.search,
                 "options": self.options, "base": portable(self.base),
-                "variants": [vars(v) for v in self.variants]}
+                "variants": [{**vars(v), "tune": None if v.tune is None else
+                              {**vars(v.tune), "values": list(v.tune.values)}}
+                             for v in self.variants]}
 
 
 def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
@@ -155,10 +191,15 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
     if baseline is not None and baseline not in names:
         raise invalid("study.baseline", f"one of the variants ({', '.join(names)})", baseline,
                       kind=KIND)
+    if s.search and not s.combine:
+        raise invalid("study.search", "0 unless study.combine is 2 or more (it searches the "
+                      "combination's strengths)", s.search, kind=KIND)
+    base = apply_overrides(base, BUDGETS[s.budget])
     spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),
-                     flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference)
-    for v in [*variants, *kind.sources(spec)]:
+                     flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference,
+                     s.budget, s.search)
+    for v in [*expanded(variants), *kind.sources(spec)]:
         # every config validates before anything is trained (a transfer target without its source)
         v = Variant(v.name, {k: x for k, x in v.overrides.items() if not k.startswith("transfer.")})
         spec.config(v, spec.seeds[0])

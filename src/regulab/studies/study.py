@@ -13,7 +13,11 @@ whose results are ``results.json``. Each run's test split is evaluated once, at 
 variants are ranked on validation only (``studies.aggregate``); each change against the
 baseline carries its 95% interval (``studies.intervals``: ``delta_test_ci95``, ``delta_val_ci95``,
 ``ci_method``, ``ci_n``, ``ci_seeds_to_halve``) and each variant its verdict (``studies.verdicts``:
-``fit``, ``verdict``, ``advice``); the study's kind
+``fit``, ``verdict``, ``advice``), its epochs (``epochs_mean``, ``best_epoch_mean``) and, when
+tuned, its curve over the strengths (``tuned``, ``studies.tune``); the study's
+``search`` holds the combination's Optuna trials (``studies.search``), ``confusion`` the best
+variant's test confusion matrix summed over its runs, ``budget`` how runs were given epochs and
+``runs_trained`` every run trained (candidates and trials included); the study's kind
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``).
 """
@@ -37,8 +41,9 @@ from regulab.runs.population import train_population
 from regulab.runs.prepare import resolve_device
 from regulab.runs.run import train
 from regulab.runs.store import RunStore
-from regulab.studies import aggregate, kinds, verdicts
-from regulab.studies.spec import StudySection, StudySpec, Variant
+from regulab.runs.evaluate import add_test
+from regulab.studies import aggregate, kinds, search, tune, verdicts
+from regulab.studies.spec import StudySection, StudySpec, Variant, expanded
 from regulab.user_code import portable
 
 log = logging.getLogger("regulab")
@@ -103,6 +108,8 @@ class _Runner:
         self.params: dict[str, int] = {}
         self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
         self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
+        self.entries: dict[str, dict[str, Any]] = {}    # variant -> its entry, chosen on validation
+        self.count = 0                          # runs trained (candidates and trials too)
 
     def _job(self, v: Variant, job: kinds.Job, where: str) -> tuple[dict, str]:
         """(config overrides beyond the variant's, run directory relative to the study's)."""
@@ -150,6 +157,39 @@ class _Runner:
                     self.trained[job] = (cfg, run)
                 self.progress.done(len(chunk))
 
+    def tuned(self, v: Variant) -> Variant:
+        """Train ``v`` at each strength of its ``tune`` (the candidates' runs, populations
+        already trained), keep the one with the best mean validation score, score its runs on
+        the test split once (``regulab.studies.tune``); its entry goes to ``entries``, and
+        the variant at the chosen strength is returned."""
+        cands = tune.candidates(v)
+        runs = [self.run_variant(c) for c in cands]
+        score = aggregate.score_name(runs[0][0]["results"])
+        i = tune.choose(runs, score)
+        chosen = Variant(v.name, {k: x for k, x in cands[i].overrides.items() if k not in tune.NO_TEST},
+                         v.label, v.group, v.x, v.members, v.combine, v.tune)
+        self.entries[v.name] = self.scored(chosen, cands[i], runs[i])
+        self.entries[v.name]["tuned"] = tune.curve(v.tune, runs, i, score)
+        return chosen
+
+    def scored(self, v: Variant, trained: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The entry of ``v`` whose runs were trained as ``trained`` without the test split:
+        each scored on test now, once (``runs.evaluate.add_test``); the model, config and
+        parameter count kept for the analysis under ``v``'s name, the other candidates' dropped."""
+        base = self.spec.config(v, self.spec.seeds[0])      # the user's objects, when given
+        for r in runs:
+            test = add_test(self.dir / r["run_dir"], model=base.model.factory,
+                            data=base.data.dataset, db=self.db)
+            r["results"].update(finite_json(test))
+        for name in [n for n in self.models if n.startswith(f"{v.name}@")]:
+            model, config, params = (self.models.pop(name), self.configs.pop(name),
+                                     self.params.pop(name))
+            if name == trained.name:
+                self.models[v.name], self.configs[v.name], self.params[v.name] = model, config, params
+        self.configs[v.name] = {**self.configs[v.name], "eval": {**self.configs[v.name]["eval"],
+                                                                 "test": True}}
+        return aggregate.summarize(v, runs, 0)
+
     def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
         runs = []
         for job in self.jobs:
@@ -164,6 +204,7 @@ class _Runner:
         return runs
 
     def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
+        self.count += 1
         if (v.name, seed, fold) in self.trained:
             cfg, run = self.trained.pop((v.name, seed, fold))
             results, model, history = run.results, run.model, run.history
@@ -218,6 +259,13 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     return StudyResult(results, study_dir)
 
 
+def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec) -> int:
+    """The runs of a study: sources, every candidate of every variant, and the combination's
+    (one per seed, or one per seed for each trial of its search)."""
+    combined = (spec.search or 1) if spec.combine else 0
+    return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + combined)
+
+
 def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
              progress: bool | None) -> dict:
     device = resolve_device(spec.config(spec.variants[0], 0).train.device).type \
@@ -225,26 +273,35 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
     sources = kind.sources(spec)
     bar = _Progress(0, progress, spec.name)
     runner = _Runner(spec, study_dir, db, bar)
-    bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants) + bool(spec.combine)))
+    bar.set_total(bar_total(runner, sources, spec))
     try:
         source_runs = []
         for v in sources:
             source_runs = runner.run_variant(v, where="")     # source/seed-<s>
             runner.sources = {r["seed"]: study_dir / r["run_dir"] for r in source_runs}
-        runner.train_populations(spec.variants)
-        entries = [aggregate.summarize(v, runner.run_variant(v), 0) for v in spec.variants]
+        runner.train_populations(expanded(spec.variants))
+        chosen = [runner.tuned(v) if v.tune is not None else v for v in spec.variants]
+        entries = [runner.entries.pop(v.name) if v.name in runner.entries
+                   else aggregate.summarize(v, runner.run_variant(v), 0) for v in chosen]
         score = aggregate.score_name(entries[0]["runs"][0]["results"]) if entries else "acc"
-        combination = None
-        parts = aggregate.pick_combination(entries, spec.variants, spec.baseline, score,
+        combination, found = None, None
+        parts = aggregate.pick_combination(entries, chosen, spec.baseline, score,
                                            spec.combine) if spec.combine else []
         if parts:
+            label = "combination: " + " + ".join(p.label for p in parts)
             merged = Variant("combination", {k: x for p in parts for k, x in p.overrides.items()},
-                             "combination: " + " + ".join(p.label for p in parts))
-            runner.train_populations([merged])
-            entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
-            combination = {"name": merged.name, "parts": [p.name for p in parts]}
+                             label)
+            if spec.search:
+                bar.set_total(bar_total(runner, sources, spec) + len(runner.jobs) * (spec.search - 1))
+                merged, found = search.combination(runner, merged, parts, spec.search, score)
+                entries.append(runner.entries.pop(merged.name))
+            else:
+                runner.train_populations([merged])
+                entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
+            combination = {"name": merged.name, "parts": [p.name for p in parts],
+                           "overrides": merged.overrides}
         elif spec.combine:        # no combination: its runs leave the bar's total
-            bar.set_total(len(runner.jobs) * (len(sources) + len(spec.variants)))
+            bar.set_total(bar_total(runner, sources, spec) - len(runner.jobs))
     finally:
         bar.close()
     for e in entries:
@@ -258,7 +315,9 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
     return {"name": spec.name, "kind": spec.kind, "description": spec.description,
             "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
             "machine": aggregate.machine_info(device), "variants": entries, "best": best,
-            "combination": combination,
+            "combination": combination, "search": found, "budget": spec.budget,
+            "runs_trained": runner.count,
+            "confusion": aggregate.confusion(entries, study_dir, best) if best else None,
             "analysis": kind.analysis(spec, runner.models, runner.configs, source_runs),
             "configs": runner.configs}
 
@@ -266,13 +325,20 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
 
 def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | list[int] = 3, *,
           kind: str = "compare", name: str | None = None, baseline: str | None = "baseline",
-          options: dict[str, Any] | None = None, combine: int = 0, out: str | Path | None = None,
+          options: dict[str, Any] | None = None, combine: int = 0, search: int = 0,
+          budget: str = "config", out: str | Path | None = None,
           db: str | None = None, progress: bool | None = None, model: Any = None,
           data: Any = None) -> StudyResult:
     """A study from Python: ``cfg`` is the base, ``variants`` maps names to config overrides
     (a "baseline" with none is added first unless given), e.g.::
 
         rl.study(cfg, variants={"l2": {"regularization.l2": 1e-3}}, seeds=3)
+        rl.study(cfg, variants={"l2": {"tune": {"regularization.l2": [1e-4, 1e-3, 1e-2]}},
+                                "drop": {"tune": {"model.dropout": [0.1, 0.3]}}},
+                 combine=2, search=8, budget="score")
+
+    ``combine``, ``search`` and ``budget`` are the ``[study]`` keys of the same names
+    (``regulab.studies.spec``); a variant's ``tune`` its meta key (``regulab.studies.tune``).
 
     ``model``: the user's network as a class or a function returning one (each run builds a
     fresh one); ``data``: the user's data (``rl.train``'s ``data``), shared by every run.
@@ -284,7 +350,8 @@ def study(cfg, variants: dict[str, dict[str, Any]] | None = None, seeds: int | l
     raw_variants = {} if kinds.KINDS[StudySection.check("kind", kind)].generates \
         else ({"baseline": {}} if baseline == "baseline" and "baseline" not in variants else {})
     raw_variants.update(variants)
-    study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine}
+    study_table = {"name": name or cfg.name, "kind": kind, "seeds": seeds, "combine": combine,
+                   "search": search, "budget": budget}
     if raw_variants and baseline is not None:
         study_table["baseline"] = baseline
     cfg = cfg.with_code(None if model is None else check_callable(model), data)

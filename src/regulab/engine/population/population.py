@@ -176,9 +176,9 @@ class Population:
         return torch.stack(losses), torch.stack(pens), torch.stack(hits), w
 
     @torch.no_grad()
-    def _validate(self) -> tuple[Tensor, Tensor]:
-        """(K,) summed validation losses and (K, ...) hits, in evaluation-sized batches."""
-        X, y = self.val
+    def _score(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(K,) summed losses and (K, ...) hits of every member in eval mode on ``X``, ``y`` (the
+        validation split; the train split for ``eval_train``), in evaluation-sized batches."""
         K, batch = self.net.K, self.trainers[0].eval_batch_size
         loss_sum = torch.zeros(K, device=X.device)
         hits = torch.zeros((), device=X.device)
@@ -200,14 +200,16 @@ class Population:
             while epoch < epochs and any(self.net.active):
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
-                val_loss, val_hits = self._validate() if self.val is not None else (None, None)
+                val = self._score(*self.val) if self.val is not None else None
+                clean = self._score(self.X, self.y) if any(t.eval_train for t in self.trainers) else None
                 epoch += 1
                 seconds = time.perf_counter() - start
                 for k in range(self.net.K):
                     if self.net.active[k]:
                         errors[k] = self._member_epoch(k, losses[:, k], pens[:, k], hits[:, k], w,
-                                                       None if val_loss is None else val_loss[k],
-                                                       None if val_hits is None else val_hits[k], seconds)
+                                                       None if val is None else (val[0][k], val[1][k]),
+                                                       None if clean is None else (clean[0][k], clean[1][k]),
+                                                       seconds)
                 if on_epoch is not None:
                     on_epoch(epoch)
         finally:
@@ -217,9 +219,10 @@ class Population:
         return errors
 
     def _member_epoch(self, k: int, loss: Tensor, pen: Tensor, hits: Tensor, w: Tensor,
-                      val_loss: Tensor | None, val_hits: Tensor | None,
+                      val: tuple[Tensor, Tensor] | None, clean: tuple[Tensor, Tensor] | None,
                       seconds: float) -> DivergedError | None:
-        """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks."""
+        """Member k's epoch end, as ``Trainer.fit`` does it: logs, history, callbacks; ``val``
+        and ``clean`` its (summed loss, hits) on the validation and (eval mode) train splits."""
         t = self.trainers[k]
         error = divergence(loss + pen, t.epoch + 1, t.step)
         if error is not None:
@@ -227,8 +230,10 @@ class Population:
             return error
         logs = t.objective.summary("train", loss @ w, hits.sum(0), len(self.X), self.y)
         logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
-        if self.val is not None:    # None: no validation split (data.split = [1, 0, 0])
-            logs.update(t.objective.summary("val", val_loss, val_hits, len(self.val[0]), self.val[1]))
+        if val is not None:     # None: no validation split (data.split = [1, 0, 0])
+            logs.update(t.objective.summary("val", *val, len(self.val[0]), self.val[1]))
+        if clean is not None and t.eval_train:
+            logs.update(t.objective.summary("clean_train", *clean, len(self.X), self.y))
         t.step += len(w)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])

@@ -19,6 +19,12 @@ per training step, layer by layer, a mask ``rand((B, F)) >= p`` per dropout laye
 noise and updates are those of a separate run; only the matmuls' summation order differs, so
 the two agree to float rounding (tests/test_population.py compares them).
 
+Augmentation. A member's ``Augment`` layer (``regulab.modalities.layer``: 1-D shift and
+stretch, image affine transforms) is a stochastic op before the first layer: in training each
+member's pipeline transforms its own examples with draws from its own generator, first in its
+step as in its run alone; in evaluation its deterministic part. Members may differ in its
+strengths (or have none); what it outputs must have one shape for all.
+
 Speed. Per step, the work of K small networks costs one batched kernel per layer instead of K
 launches. All parameters live in one flat buffer (``FlatParams``: parameter i of every member
 side by side, ``(K, *shape_i)``), and so do their gradients, so an optimizer step is a dozen
@@ -38,12 +44,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from regulab.modalities.layer import Augment
 from regulab.nn.layers import Dropout, GaussianNoise, WeightNoise
 
 __all__ = ["Unsupported", "FlatParams", "StackedNet"]
 
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
-_STOCHASTIC = ("noise", "dropout")     # their order inside a slot (as the model builder adds them)
+_STOCHASTIC = ("augment", "noise", "dropout")   # their order inside a slot (as the model builder adds them)
 
 
 class Unsupported(ValueError):
@@ -53,8 +60,9 @@ class Unsupported(ValueError):
 @dataclass(eq=False)
 class _Op:
     """One step of the stacked forward pass."""
-    kind: str                       # flatten | act | linear | noise | dropout
+    kind: str                       # flatten | act | linear | augment | noise | dropout
     module: nn.Module | None = None                 # act: the activation
+    modules: list = field(default_factory=list)     # augment: each member's Augment (or None)
     weight: int = -1                                # linear: index of W in params
     bias: int | None = None                         # linear: index of b (None: no bias)
     members: list[int] = field(default_factory=list)    # members that draw (value > 0)
@@ -79,6 +87,8 @@ def _tokens(net: nn.Module) -> list[tuple]:
             out.append(("act", m))
         elif isinstance(m, GaussianNoise):
             out.append(("noise", m.std))
+        elif isinstance(m, Augment):
+            out.append(("augment", m))
         elif isinstance(m, Dropout):
             out.append(("dropout", m.drop_prob, m.mode))
         else:
@@ -142,6 +152,12 @@ class StackedNet:
         used = set()
         for i in range(len(skeleton) + 1):
             for kind in _STOCHASTIC:
+                if kind == "augment":
+                    mods = [slots[i][kind][1] if kind in slots[i] else None for _, slots in parsed]
+                    if any(m is not None for m in mods):
+                        self.ops.append(_Op("augment", modules=mods,
+                                            members=[k for k, m in enumerate(mods) if m is not None]))
+                    continue
                 values = [(slots[i][kind][1] if kind in slots[i] else 0.0) for _, slots in parsed]
                 if any(values):
                     modes = {slots[i][kind][2] for _, slots in parsed if kind in slots[i]} \
@@ -188,7 +204,24 @@ class StackedNet:
         return torch.stack(rows)
 
     def _uniform_only(self, k: int) -> bool:
-        return all(k not in op.members for op in self.ops if op.kind in ("noise", "linear"))
+        """Member k draws only dropout masks (no noise, no augmentation): its masks may be
+        drawn ahead for a block of steps."""
+        return all(k not in op.members for op in self.ops if op.kind in ("augment", "noise", "linear"))
+
+    def _augment(self, op: _Op, h: Tensor, training: bool) -> Tensor:
+        """Each member's augmentation of its own examples ``h[k]`` (training: drawn from its
+        generator; else the deterministic part); members without one keep theirs."""
+        rows = []
+        for k, m in enumerate(op.modules):
+            if m is None:
+                rows.append(h[k])
+            elif training:
+                rows.append(m.pipeline.train(h[k], self.generators[k]) if self.active[k] else h[k])
+            else:
+                rows.append(m.pipeline.eval(h[k]))
+        if len({r.shape for r in rows}) > 1:
+            raise Unsupported("the members' augmentations output different shapes")
+        return torch.stack(rows)
 
     @staticmethod
     def _mask(u: Tensor, value: Tensor, scale: Tensor) -> Tensor:
@@ -258,6 +291,8 @@ class StackedNet:
                 wt = w.transpose(1, 2)
                 h = torch.bmm(h, wt) if op.bias is None else \
                     torch.baddbmm(self.params[op.bias].unsqueeze(1), h, wt)   # (K, B, out)
+            elif op.kind == "augment":
+                h = self._augment(op, h, training)
             elif op.kind == "noise":
                 if training:
                     h = h + op.value * self._draw(op, (h.shape[1], op.width), True, h)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import Check, Section, blocks, choice, interval, key, list_of, number, optional, size
+from regulab.checks import MEMBER, Check, Section, blocks, choice, interval, key, list_of, number, optional, size
 from regulab.errors import invalid
 
 __all__ = ["ImageConfig", "ROTATION", "TRANSLATE", "SHEAR", "SCALE", "PROBABILITY", "FRACTION",
@@ -68,14 +68,14 @@ class ImageConfig(Section):
                            population=blocks())
     crop_padding: int = key(0, PADDING, "zero padding before the random crop",
                             population=blocks())
-    rotation: float = key(0.0, ROTATION, "max |rotation| in degrees", population=blocks())
+    rotation: float = key(0.0, ROTATION, "max |rotation| in degrees", population=MEMBER)
     translate: Any = key(0.0, TRANSLATE, "max |shift| as a fraction of width/height (or [x, y])",
-                         population=blocks())
-    scale: list = key([1.0, 1.0], SCALE, "range of the zoom factor", population=blocks())
+                         population=MEMBER)
+    scale: list = key([1.0, 1.0], SCALE, "range of the zoom factor", population=MEMBER)
     shear: Any = key(0.0, SHEAR, "max |shear| in degrees along x (or [x, y] with x + y < 90)",
-                     population=blocks())
-    hflip: float = key(0.0, PROBABILITY, "probability of a horizontal flip", population=blocks())
-    vflip: float = key(0.0, PROBABILITY, "probability of a vertical flip", population=blocks())
+                     population=MEMBER)
+    hflip: float = key(0.0, PROBABILITY, "probability of a horizontal flip", population=MEMBER)
+    vflip: float = key(0.0, PROBABILITY, "probability of a vertical flip", population=MEMBER)
     mean: Any = key(None, optional(list_of(number(), min_len=1, allowed="a list of per-channel means")),
                     "normalize: subtract per channel (all splits)", population=blocks())
     std: Any = key(None, optional(list_of(number(gt=0.0), min_len=1, allowed="a list of per-channel stds > 0")),

@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from regulab.checks import Check, Section, key, list_of, number, optional, string
-from regulab.errors import invalid
+from regulab.errors import ConfigError, invalid
 from regulab.runs.prepare import Prepared, prepare
 from regulab.studies.variant import KIND, Variant
 
@@ -138,8 +138,12 @@ class Kind:
     def prepare_first(self, spec: StudySpec) -> Prepared:
         """The first run's data and model, prepared (``prepare`` writes nothing)."""
         job = self.jobs(spec)[0]
-        return prepare(spec.config((self.sources(spec) or spec.variants)[0], job.seed,
-                                   job.overrides))
+        p = prepare(spec.config((self.sources(spec) or spec.variants)[0], job.seed, job.overrides))
+        if "val" not in p.splits:   # data.split gives it none, and the data brought none either
+            raise ConfigError(f"config key 'data.split' must give validation a fraction > 0, or "
+                              f"the data its own validation split: a study compares its variants "
+                              f"on the validation split; got {p.cfg.data.split!r}")
+        return p
 
     def check_data(self, spec: StudySpec) -> None:
         """Load the data and build the first run's model now, so bad input fails before the
