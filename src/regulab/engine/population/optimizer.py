@@ -136,6 +136,21 @@ class StackedOptimizer:
             if own:
                 optimizer.state[p] = own
 
+    @torch.no_grad()
+    def load(self, k: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        """The inverse of ``export``: member k's state from ``optimizer`` (over ``params``) into
+        its slices, and the step count (one for all members: they step together)."""
+        for i, p in enumerate(params):
+            own = optimizer.state.get(p)
+            if not own:
+                continue
+            for name, t in self.state.items():
+                self._view(t, i)[k].copy_(own[name])
+            if "step" in own:
+                self.t = int(own["step"])
+            elif self.kind[:2] == ("sgd", True):
+                self.t = max(self.t, 2)     # a momentum buffer exists: past the first step
+
     def _view(self, t: Tensor, i: int) -> Tensor:
         """Parameter i's part of a buffer shaped like ``flat.data``, as (K, *shape_i)."""
         p = self.flat.params[i]

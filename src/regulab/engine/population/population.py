@@ -8,7 +8,9 @@ all members with a few batched kernels per step. Each member draws from its own 
 the order its run alone would (its shuffling, its dropout masks and noise), so it ends with the
 numbers of a separate run up to float rounding; its own trainer gets the epochs' logs, history,
 weights and optimizer state, so its callbacks, checkpoint and final evaluation are a separate
-run's.
+run's. A member that stops (early stopping, divergence) leaves the stack at the next epoch
+(``_compact``): the others are stacked again from their own networks and optimizers, so a
+long-training member does not pay for the stopped ones.
 
 Per member k, the objective of a step is its own mean loss (``engine.objective``: its label
 smoothing eps_k) plus its norm penalty ``l1_k * sum |w| + l2_k * sum w^2`` over the weights the
@@ -101,10 +103,16 @@ class Population:
         losses = {t.objective.loss for t in self.trainers}
         if len(losses) != 1:
             raise Unsupported(f"members' losses differ: {sorted(losses)}")
+        self.members = list(range(len(self.trainers)))     # who is stacked: all, until some stop
+        self._stack(losses.pop())
+
+    def _stack(self, loss: str) -> None:
+        """Stack the networks, objectives, penalties and optimizers of ``self.trainers`` (each
+        network from its current weights, each optimizer from its current state)."""
         dev = self.X.device
         self.net = StackedNet([t.model for t in self.trainers],
                               [t.generators.get("noise") for t in self.trainers])
-        self.objective = Objective(losses.pop(), [t.objective.label_smoothing for t in self.trainers],
+        self.objective = Objective(loss, [t.objective.label_smoothing for t in self.trainers],
                                    members=self.net.K).to(dev)
         self.l1, self.l2, chosen = self._norm_penalties()
         self.penalized = [p for p, c in zip(self.net.params, chosen) if c]
@@ -114,6 +122,21 @@ class Population:
         self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers],
                                     l1=flat.per_element(self.l1) * mask if self.l1.any() else None,
                                     l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
+        for k, t in enumerate(self.trainers):
+            self.opt.load(k, t.optimizer, self.net.member_params[k])
+
+    def _compact(self) -> None:
+        """Unstack the members that stopped (early stopping, divergence, their last epoch):
+        the others go on as a smaller population from their own networks and optimizers,
+        which every epoch's end brought up to date, so each continues exactly; a stopped
+        member's work is no longer computed."""
+        keep = [k for k in range(self.net.K) if self.net.active[k]]
+        if not keep or len(keep) == self.net.K:
+            return
+        self.members = [self.members[k] for k in keep]
+        self.trainers = [self.trainers[k] for k in keep]
+        self.loaders = [self.loaders[k] for k in keep]
+        self._stack(self.objective.loss)
 
     def _norm_penalties(self) -> tuple[Tensor, Tensor, list[bool]]:
         """((K,) l1, (K,) l2, per parameter whether the penalty acts on it)."""
@@ -193,11 +216,13 @@ class Population:
     def fit(self, epochs: int, on_epoch: Callable[[int], None] | None = None) -> list[DivergedError | None]:
         """Train every member until it stops or ``epochs`` are done; ``on_epoch(epoch)`` after each."""
         errors: list[DivergedError | None] = [None] * self.net.K
-        for t in self.trainers:
+        everyone = list(self.trainers)
+        for t in everyone:
             t.begin_fit(epochs)
         try:
             epoch = 0
             while epoch < epochs and any(self.net.active):
+                self._compact()
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
                 val = self._score(*self.val) if self.val is not None else None
@@ -206,14 +231,14 @@ class Population:
                 seconds = time.perf_counter() - start
                 for k in range(self.net.K):
                     if self.net.active[k]:
-                        errors[k] = self._member_epoch(k, losses[:, k], pens[:, k], hits[:, k], w,
-                                                       None if val is None else (val[0][k], val[1][k]),
-                                                       None if clean is None else (clean[0][k], clean[1][k]),
-                                                       seconds)
+                        errors[self.members[k]] = self._member_epoch(
+                            k, losses[:, k], pens[:, k], hits[:, k], w,
+                            None if val is None else (val[0][k], val[1][k]),
+                            None if clean is None else (clean[0][k], clean[1][k]), seconds)
                 if on_epoch is not None:
                     on_epoch(epoch)
         finally:
-            for t, error in zip(self.trainers, errors):
+            for t, error in zip(everyone, errors):
                 if error is None:
                     t.end_fit()
         return errors
