@@ -223,7 +223,7 @@ def test_real_report_in_chromium(tiny, tmp_path):
     logs, sizes, shot = open_in_chromium(root / "s" / "report.html", tmp_path / "tiny.png")
     assert not [e for e in logs if e.get("level") == "SEVERE"], logs
     assert [s["id"] for s in sizes] == [f"plot-{p.id}" for p in plot_plan(res)]
-    assert [s["id"] for s in sizes] == ["plot-summary", "plot-curves"]
+    assert [s["id"] for s in sizes] == ["plot-summary", "plot-curves", "plot-confusion"]
     assert all(s["width"] > 300 and s["height"] > 100 for s in sizes), sizes
     assert shot.stat().st_size > 10_000
 

@@ -29,7 +29,8 @@ def test_example_study_quick(path, workdir, capsys):
     res = json.loads((workdir / "s" / "results.json").read_text())
     html = (workdir / "s" / "report.html").read_text()
     figures = re.findall(r'<figure class="plot" id="plot-([a-z0-9-]+)">\s*<svg', html)
-    expected = ([] if res["kind"] == "init" else ["summary", "curves"]) + KIND_PLOTS[res["kind"]]
+    # every kind with runs: the summary, the curves and the best variant's test confusion matrix
+    expected = ([] if res["kind"] == "init" else ["summary", "curves", "confusion"]) + KIND_PLOTS[res["kind"]]
     assert figures == expected, (figures, expected)
     if res["kind"] == "init":
         assert len(res["analysis"]["curves"]) == 8

@@ -18,6 +18,7 @@ A study file is TOML::
     budget = "score"              # config | score (each run until its validation score stops
                                   # improving, best weights kept) | equal (every run train.epochs)
     search = 16                   # with combine: Optuna trials over the combined strengths
+                                  # (--quick: at most 4)
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -90,6 +91,8 @@ def _table(field: str, value: Any) -> dict:
     return dict(value)
 
 
+QUICK_SEARCH = 4     # --quick: trials of the combination's search, at most
+
 BUDGETS = {        # [study] budget -> what it sets in every run's config (before the variant's keys)
     "config": {},
     "score": {"train.early_stopping": True, "train.monitor": "auto", "train.restore_best": True},
@@ -154,9 +157,11 @@ class StudySpec:
             raise ConfigError(f"study '{self.name}', variant '{variant.name}': {e}") from None
 
     def for_quick(self) -> StudySpec:
-        """The ``--quick`` version: its overrides applied to the base, its seeds."""
+        """The ``--quick`` version: its overrides applied to the base, its seeds, and at most
+        ``QUICK_SEARCH`` trials of the combination's search."""
         return dataclasses.replace(self, base=apply_overrides(self.base, self.quick),
-                                   seeds=self.quick_seeds or self.seeds)
+                                   seeds=self.quick_seeds or self.seeds,
+                                   search=min(self.search, QUICK_SEARCH))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "description": self.description,

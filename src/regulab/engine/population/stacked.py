@@ -36,9 +36,7 @@ at once (``predraw``): on the CPU, ``rand(n)`` then ``rand(m)`` from one generat
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -232,7 +230,8 @@ class StackedNet:
         """Draw the dropout masks of the next ``steps`` full steps of ``batch`` examples, for
         the members whose only draws are dropout masks (see the module docstring); the forward
         passes of those steps then take their ``step`` (0, 1, ...) instead of drawing. Members
-        draw in parallel threads (each from its own generator; torch releases the GIL)."""
+        draw one after another on this thread: a thread pool was slower, and the OpenMP teams
+        its threads left behind slowed every later run of the process two- to threefold."""
         drops = [op for op in self.ops if op.kind == "dropout"]
         device = self.flat.data.device
         fast = [k for k in range(self.K) if self.active[k] and self._uniform_only(k)
@@ -254,7 +253,8 @@ class StackedNet:
                 part = u[:, start:start + batch * op.width]
                 masks[id(op)][:, k] = self._mask(part, op.value[k, 0], op.scale[k, 0])
                 start += batch * op.width
-        list(_pool().map(draw, fast))
+        for k in fast:
+            draw(k)
         self._masks = masks
         self._slow = {id(op): [k for k in op.members if self.active[k] and k not in fast] for op in drops}
 
@@ -353,11 +353,6 @@ class FlatParams:
         """(K, P) values of each member's parameter i -> (numel,) one per element of ``data``."""
         values = values.to(self.data.device, self.data.dtype)
         return torch.cat([values[:, i].repeat_interleave(n) for i, n in enumerate(self.sizes)])
-
-
-@functools.lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="regulab-rng")
 
 
 def _column(values: Sequence[float], device) -> Tensor:
