@@ -171,6 +171,14 @@ def test_the_search_shows_its_trials_and_its_best_five():
     assert "Best: trial 3, 0.860" in text
 
 
+def test_the_search_table_names_the_techniques_each_trial_merged():
+    trials = [{**t, "parts": ["l2", "drop"] if t["number"] % 2 else ["l2"]} for t in SEARCH["trials"]]
+    text = render_html(study(search={**SEARCH, "trials": trials}))
+    rows = Page(re.search(r'<table class="search">.*?</table>', text, re.S).group(0)).rows
+    assert rows[0] == ["Trial", "Techniques", "regularization.l2", "model.dropout", "val_acc", "Seeds"]
+    assert rows[1][:2] == ["3", "l2 + drop"] and rows[5][:2] == ["0", "l2"]
+
+
 def test_a_loss_is_searched_downwards():
     search = {**SEARCH, "metric": "val_loss", "best": {"number": 4, "value": 0.78}}
     assert not selection.maximizes(search)

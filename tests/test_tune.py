@@ -231,10 +231,19 @@ def test_the_combination_is_searched_on_validation(workdir, capsys):
     assert sorted(found["keys"]) == ["model.dropout", "regularization.input_noise"]
     assert [t["number"] for t in found["trials"]] == [0, 1, 2]
     chosen = {v["tuned"]["key"]: v["tuned"]["chosen"] for v in r["variants"] if v.get("tuned")}
-    assert found["trials"][0]["params"] == chosen      # the first trial: the parts as tuned alone
+    parts = found["parts"]
+    assert sorted(parts) == ["dropout", "noise"]
+    # the first trial: the parts merged as tuned alone; the second: the best part alone
+    assert found["trials"][0]["parts"] == parts and found["trials"][0]["params"] == chosen
+    best_part = next(v for v in r["variants"] if v["name"] == parts[0])
+    assert best_part["rank"] == min(v["rank"] for v in r["variants"] if v["name"] in parts)
+    assert found["trials"][1]["parts"] == parts[:1]
+    assert found["trials"][1]["params"] == {best_part["tuned"]["key"]: best_part["tuned"]["chosen"]}
+    assert found["trials"][1]["value"] == pytest.approx(best_part["stats"]["val_acc"]["mean"])
     for t in found["trials"]:
-        assert 0.0 <= t["params"]["model.dropout"] <= 0.2
-        assert 0.01 <= t["params"]["regularization.input_noise"] <= 0.1
+        ranges = {"model.dropout": (0.0, 0.2), "regularization.input_noise": (0.01, 0.1)}
+        for k, x in t["params"].items():
+            assert ranges[k][0] <= x <= ranges[k][1]
         accs = [json.loads((workdir / f"s/runs/combination@t{t['number']}/seed-{s}/results.json")
                            .read_text()) for s in (0, 1)]
         assert t["value"] == pytest.approx(np.mean([a["val_acc"] for a in accs]))
@@ -242,8 +251,11 @@ def test_the_combination_is_searched_on_validation(workdir, capsys):
         assert scored == [t["number"] == found["best"]["number"]] * 2
     best = max(found["trials"], key=lambda t: (t["value"], -t["number"]))
     assert found["best"]["number"] == best["number"]
-    assert {k: combo["overrides"][k] for k in found["keys"]} == best["params"]
-    assert sorted(combo["parts"]) == ["dropout", "noise"]
+    assert {k: combo["overrides"][k] for k in best["params"]} == best["params"]
+    assert combo["parts"] == best["parts"]
+    # on validation the combination is at least as good as the merge and as its best part
+    entry = next(v for v in r["variants"] if v["name"] == "combination")
+    assert entry["stats"]["val_acc"]["mean"] >= max(t["value"] for t in found["trials"][:2]) - 1e-12
     assert "Optuna trials on validation" in out and "tuned dropout: model.dropout" in out
     assert r["runs_trained"] == 2 * (1 + 2 + 2 + 3)
 

@@ -9,7 +9,7 @@ A variant whose strength was tuned carries ``tuned``::
 with their text). A study that searched for the best combination carries ``search``::
 
     {"method": "optuna-tpe", "keys": [...], "metric": "val_acc", "direction": "maximize",
-     "trials": [{"number": 0, "params": {...}, "value": 0.81, "seeds": 1}, ...],
+     "trials": [{"number": 0, "parts": [...], "params": {...}, "value": 0.81, "seeds": 1}, ...],
      "best": {"number": 3, "params": {...}, "value": 0.83}}
 
 (``direction`` optional: a metric named ``*_loss`` or ``*_mse`` is minimized, any other
@@ -182,9 +182,12 @@ def search_table(results: dict[str, Any]) -> str:
     top = top_trials(search)
     keys = list(search.get("keys") or dict.fromkeys(k for t in top for k in t.get("params") or {}))
     metric = esc(search.get("metric") or f"val_{score_key(results)}")
-    head = ["Trial", *(f"<code>{esc(k)}</code>" for k in keys), metric, "Seeds"]
+    with_parts = any("parts" in t for t in top)     # which techniques each trial merged
+    head = ["Trial", *(["Techniques"] if with_parts else []), *(f"<code>{esc(k)}</code>" for k in keys),
+            metric, "Seeds"]
     rows = "".join(
         f'<tr><td class="num">{esc(t.get("number"))}</td>'
+        + (f'<td>{esc(" + ".join(map(str, t.get("parts") or [])))}</td>' if with_parts else "")
         + "".join(f'<td class="num">{esc(value_text((t.get("params") or {}).get(k)))}</td>' for k in keys)
         + f'<td class="num">{fmt(t.get("value"))}</td><td class="num">'
         f'{esc(t.get("seeds") if t.get("seeds") is not None else MISSING)}</td></tr>' for t in top)

@@ -1,16 +1,17 @@
 """The best combination by search: Optuna over the strengths of the techniques that helped.
 
 ``[study] combine = N`` picks up to N variants that beat the baseline on validation
-(``aggregate.pick_combination``); ``search = T`` then tunes their strengths together: each
-tuned part's key becomes one dimension -- a range from its smallest to its largest tried
-strength (logarithmic when its grid was), or its values as categories when they are not
-numbers -- and the other keys stay as chosen. Optuna's TPE sampler (seeded, so a study repeats)
-proposes T trials; the first is the parts merged at their strengths as chosen alone, so the
-search can only improve on the merge. Trials are asked a batch at a time and trained as
-populations where their keys allow, each over all the study's seeds, scored by the mean
-validation score, with the test split off. The best trial's runs are then scored on the test
-split, once, and become the study's ``combination`` variant; every trial is reported in
-``results.json``'s ``search``. The test split never chooses anything.
+(``aggregate.pick_combination``); ``search = T`` then searches which of them to merge and their
+strengths together: each part is on or off (``use <variant>``), and each tuned part's key is one
+dimension -- a range from its smallest to its largest tried strength (logarithmic when its grid
+was), or its values as categories when they are not numbers -- while its other keys stay as
+chosen. Optuna's TPE sampler (seeded, so a study repeats) proposes T trials; the first is the
+parts merged at their strengths as chosen alone and the second the best part alone, so the
+search can only improve, on validation, on the merge and on the best single technique. Trials
+are asked a batch at a time and trained as populations where their keys allow, each over all
+the study's seeds, scored by the mean validation score, with the test split off. The best
+trial's runs are then scored on the test split, once, and become the study's ``combination``
+variant; every trial is reported in ``results.json``'s ``search``. The test split never chooses anything.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from regulab.studies.variant import Variant
 __all__ = ["dimensions", "combination", "BATCH"]
 
 BATCH = 4           # trials asked at once, trained together
+USE = "use "        # a part's on/off dimension: "use <variant>"
 
 
 def _numeric(values: tuple) -> bool:
@@ -56,37 +58,61 @@ def _suggest(trial: Any, key: str, dim: dict[str, Any]) -> Any:
     return min(max(float(f"{x:.3g}"), dim["low"]), dim["high"])     # 3 digits: a config value
 
 
-def _initial(merged: Variant, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The first trial: each key at its strength as chosen alone (categories by index)."""
-    return {k: d["choices"].index(merged.overrides[k]) if "choices" in d else merged.overrides[k]
-            for k, d in space.items()}
+def _overrides(parts: list[Variant], used: list[str], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config overrides: the parts it uses, as chosen alone, with its strengths."""
+    out: dict[str, Any] = {}
+    for p in parts:
+        if p.name in used:
+            out.update(p.overrides)
+            if p.tune is not None and p.tune.key in params:
+                out[p.tune.key] = params[p.tune.key]
+    return out
+
+
+def _enqueued(parts: list[Variant], space: dict[str, dict[str, Any]], used: list[str]) -> dict[str, Any]:
+    """A trial to try first: the parts in ``used`` (the others off), every key at its strength
+    as chosen alone (categories by index)."""
+    by_key = {p.tune.key: p.overrides[p.tune.key] for p in parts if p.tune is not None}
+    out = {k: d["choices"].index(by_key[k]) if "choices" in d else by_key[k] for k, d in space.items()}
+    if len(parts) > 1:
+        out.update({USE + p.name: p.name in used for p in parts})
+    return out
 
 
 def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
                 score: str) -> tuple[Variant, dict[str, Any]]:
-    """Search the strengths of ``merged`` (the ``parts`` merged as chosen alone) with
-    ``trials`` Optuna trials on validation; the best trial's runs are scored on test and its
-    entry put in ``runner.entries`` under ``merged.name``. Returns the variant at the best
-    strengths and ``results.json``'s ``search``."""
+    """Search which of the ``parts`` to merge and their strengths with ``trials`` Optuna
+    trials on validation (each part on or off, each tuned part's strength in its range); the
+    first two trials are every part as chosen alone, merged, and the best part alone, so the
+    best trial is at least as good on validation as both. The best trial's runs are scored on
+    test and its entry put in ``runner.entries`` under ``merged.name``. Returns the variant of
+    the best trial and ``results.json``'s ``search``."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = dimensions(parts)
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(8, max(1, trials // 2)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.enqueue_trial(_initial(merged, space))
+    names = [p.name for p in parts]
+    study.enqueue_trial(_enqueued(parts, space, names))
+    if trials > 1:
+        study.enqueue_trial(_enqueued(parts, space, names[:1]))    # the best part alone
     rows: list[dict[str, Any]] = []
     found: dict[int, tuple[Variant, list[dict[str, Any]]]] = {}
-    n = trials if space else 1          # nothing tuned: the merge itself is the one trial
+    n = trials if space or len(parts) > 1 else 1     # nothing to choose: the merge is the trial
     while len(rows) < n:
         asked = [study.ask() for _ in range(min(BATCH, n - len(rows)))]
         batch = []
         for t in asked:
+            used = [p for p in names if len(parts) == 1 or t.suggest_categorical(USE + p, [True, False])]
+            used = used or names[:1]                 # none at all: the best part
+            keys = {p.tune.key for p in parts if p.name in used and p.tune is not None}
             params = {k: _suggest(t, k, d) for k, d in space.items()}
-            v = Variant(f"{merged.name}@t{t.number}", {**merged.overrides, **params, **tune.NO_TEST},
+            params = {k: x for k, x in params.items() if k in keys}
+            v = Variant(f"{merged.name}@t{t.number}", {**_overrides(parts, used, params), **tune.NO_TEST},
                         f"{merged.label} (trial {t.number})", combine=False)
-            batch.append((t, params, v))
-        runner.train_populations([v for _, _, v in batch])
-        for t, params, v in batch:
+            batch.append((t, used, params, v))
+        runner.train_populations([v for *_, v in batch])
+        for t, used, params, v in batch:
             runs = runner.run_variant(v)
             vals = [r["results"].get(f"val_{score}") for r in runs]
             vals = [x for x in vals if x is not None and math.isfinite(x)]
@@ -94,13 +120,15 @@ def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
             study.tell(t, value if value is not None else float("nan"),
                        state=None if value is not None else optuna.trial.TrialState.FAIL)
             found[t.number] = (v, runs)
-            rows.append({"number": t.number, "params": params, "value": value, "seeds": len(runs)})
+            rows.append({"number": t.number, "parts": used, "params": params, "value": value,
+                         "seeds": len(runs)})
     done = [r for r in rows if r["value"] is not None]
     best = max(done, key=lambda r: (r["value"], -r["number"])) if done else rows[0]
     v, runs = found[best["number"]]
+    labels = [p.label for p in parts if p.name in best["parts"]]
     chosen = Variant(merged.name, {k: x for k, x in v.overrides.items() if k not in tune.NO_TEST},
-                     merged.label + ("" if not space else f" (searched: best of {len(rows)} trials)"),
+                     "combination: " + " + ".join(labels) + f" (searched: best of {len(rows)} trials)",
                      combine=False)
     runner.entries[merged.name] = runner.scored(chosen, v, runs)
     return chosen, {"method": "optuna-tpe", "metric": f"val_{score}", "keys": list(space),
-                    "trials": rows, "best": best, "space": space}
+                    "parts": names, "trials": rows, "best": best, "space": space}

@@ -298,8 +298,8 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
             else:
                 runner.train_populations([merged])
                 entries.append(aggregate.summarize(merged, runner.run_variant(merged), 0))
-            combination = {"name": merged.name, "parts": [p.name for p in parts],
-                           "overrides": merged.overrides}
+            combination = {"name": merged.name, "overrides": merged.overrides,
+                           "parts": found["best"]["parts"] if found else [p.name for p in parts]}
         elif spec.combine:        # no combination: its runs leave the bar's total
             bar.set_total(bar_total(runner, sources, spec) - len(runner.jobs))
     finally:
