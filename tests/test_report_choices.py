@@ -171,6 +171,13 @@ def test_the_search_shows_its_trials_and_its_best_five():
     assert "Best: trial 3, 0.860" in text
 
 
+def test_a_choice_at_the_grid_edge_says_so():
+    plot = next(p for p in plot_plan(study(tuned={**TUNED, "at_edge": True})) if p.id == "tuned")
+    assert "at the grid's edge" in plot.draw()
+    plot = next(p for p in plot_plan(study(tuned=TUNED)) if p.id == "tuned")
+    assert "at the grid's edge" not in plot.draw()
+
+
 def test_the_search_table_names_the_techniques_each_trial_merged():
     trials = [{**t, "parts": ["l2", "drop"] if t["number"] % 2 else ["l2"]} for t in SEARCH["trials"]]
     text = render_html(study(search={**SEARCH, "trials": trials}))

@@ -90,6 +90,11 @@ def test_candidates_choose_and_curve_recomputed():
     assert got["train_mean"] == pytest.approx([1.0, 0.85])
     assert got["chosen"] == 1e-2 and got["chosen_index"] == 1 and got["method"] == "grid"
     assert tune.choose([runs([0.7], [1]), runs([0.7], [1])], "acc") == 0     # ties: the first
+    assert not got["at_edge"]                       # two strengths: every choice is an end
+    three = Tune("regularization.l2", (1e-4, 1e-3, 1e-2))
+    cand3 = [runs([0.70], [1.0]), runs([0.72], [1.0]), runs([0.75], [1.0])]
+    assert tune.curve(three, cand3, tune.choose(cand3, "acc"), "acc")["at_edge"]
+    assert not tune.curve(three, cand3, 1, "acc")["at_edge"]
 
 
 def test_search_space_from_the_tuned_parts():

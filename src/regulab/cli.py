@@ -113,7 +113,8 @@ def _study(args) -> int:
         if v.get("tuned"):
             t = v["tuned"]
             print(f"tuned {v['name']}: {t['key']} = {_value(t['chosen'])} (best mean validation "
-                  f"{m} of {', '.join(map(_value, t['values']))})")
+                  f"{m} of {', '.join(map(_value, t['values']))})"
+                  + ("; at the edge of the grid: a better strength may lie beyond" if t.get("at_edge") else ""))
     if r.get("combination"):
         c, found = r["combination"], r.get("search")
         print(f"combination: {' + '.join(c['parts'])}" + (

@@ -210,7 +210,9 @@ def _answer(results: dict[str, Any]) -> str:
         out += "); it is the baseline: no variant beats it on validation"
     elif base is not None:
         d = fmt(best.get("delta_test"), signed=True)
-        out += f", {d} against the baseline {esc(base.get('label'))}{_ci_text(best)})"
+        label = str(base.get("label") or base.get("name") or "")
+        named = esc(label) if label.lower().startswith("baseline") else f"the baseline {esc(label)}"
+        out += f", {d} against {named}{_ci_text(best)})"
     else:
         out += ")"
     return out + f". Verdict: {esc(best.get('verdict') or MISSING)}."

@@ -117,6 +117,7 @@ def tuned_curves(results: dict[str, Any]) -> str:
             t = v["tuned"]
             _tuned_panel(ax, t, score)
             how = f" · {plain(t['method'], 12)}" if t.get("method") else ""
+            how += " · at the grid's edge" if t.get("at_edge") else ""
             ax.set_title(f"{variant_label(v, 30)}: {plain(value_text(t.get('chosen')), 16)}{how}",
                          fontsize=8.5)
         for i, ax in enumerate(axes.flat):

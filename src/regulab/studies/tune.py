@@ -8,7 +8,8 @@ as written. Nested honestly: the candidates train with ``eval.test = false``, an
 chosen candidate's runs are scored on the test split, once, after the choice
 (``runs.evaluate.add_test``), so the test split never chooses anything. The variant's entry in
 ``results.json`` is the chosen candidate's runs plus ``tuned`` (``curve``): every strength's
-mean and standard deviation of the validation score, its mean train score, and the choice.
+mean and standard deviation of the validation score, its mean train score, the choice, and
+``at_edge`` when the choice is the smallest or largest of 3+ numbers tried (widen the grid).
 
 The chosen strength's validation score is the best of several, so it is biased upwards as an
 estimate; its test score is not. The ranking of the study's variants is on validation, so it
@@ -72,4 +73,7 @@ def curve(t: Tune, runs: list[list[dict[str, Any]]], chosen: int, score: str) ->
             "val_std": [_std(_scores(r, f"val_{score}")) for r in runs],
             "train_mean": [_mean(_scores(r, f"train_{score}")) for r in runs],
             "epochs_mean": [_mean(_scores(r, "epochs_run")) for r in runs],
-            "chosen": t.values[chosen], "chosen_index": chosen}
+            "chosen": t.values[chosen], "chosen_index": chosen,
+            # the best strength is the largest or smallest tried: a better one may lie beyond
+            "at_edge": len(t.values) > 2 and chosen in (0, len(t.values) - 1)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t.values)}
