@@ -29,7 +29,7 @@ from regulab.regularize.mc_dropout import mc_predict
 from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.store import RunStore
 
-__all__ = ["Run", "final_outputs", "scores", "noisy_test", "report", "finish", "evaluate", "add_test"]
+__all__ = ["Run", "final_outputs", "scores", "noisy_test", "report", "finish", "restored", "evaluate", "add_test"]
 
 
 @dataclass
@@ -126,16 +126,21 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     return Run(p.cfg, results, t.history, p.pipeline, run_dir, evaluation)
 
 
+def restored(run_dir: Path, model: Any = None, data: Any = None) -> Prepared:
+    """A finished run prepared again from its ``config.toml`` (test split on; ``model`` and
+    ``data``: the user's objects, when it was given them from Python) with its saved weights."""
+    cfg = load_config(run_dir / "config.toml", {"eval.test": True}).with_code(model, data)
+    p = prepare(cfg)
+    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
+    return p
+
+
 def evaluate(run_dir: str | Path, splits: tuple[str, ...] = ("test",), *, model: Any = None,
              data: Any = None) -> dict[str, float]:
     """The scores of a finished run's saved model on ``splits`` (prepared again from its
     ``config.toml``, with the test split on), as ``results.json`` names them; ``model`` and
     ``data``: the user's objects again, when the run was given them from Python."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.toml", {"eval.test": True})
-    cfg = cfg.with_code(model, data)
-    p = prepare(cfg)
-    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
+    p = restored(Path(run_dir), model, data)
     out: dict[str, float] = {}
     for name in splits:
         if name in p.splits:
@@ -152,11 +157,9 @@ def add_test(run_dir: str | Path, *, model: Any = None, data: Any = None,
     validation first (a study's tuned strength, its searched combination): the candidates
     that lost are never scored on test. Returns the test scores."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.toml", {"eval.test": True}).with_code(model, data)
-    p = prepare(cfg)
+    p = restored(run_dir, model, data)
     if "test" not in p.splits:
         return {}
-    p.pipeline.load_state_dict(load_tensors(run_dir / "model.safetensors")[0])
     X, y = p.splits["test"]
     out = final_outputs(p, X)
     test = {**scores(p, out, y, "test"), **noisy_test(p)}

@@ -126,7 +126,7 @@ def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
     best = max(done, key=lambda r: (r["value"], -r["number"])) if done else rows[0]
     v, runs = found[best["number"]]
     labels = [p.label for p in parts if p.name in best["parts"]]
-    chosen = Variant(merged.name, {k: x for k, x in v.overrides.items() if k not in tune.NO_TEST},
+    chosen = Variant(merged.name, tune.without_test(v),
                      "combination: " + " + ".join(labels) + f" (searched: best of {len(rows)} trials)",
                      combine=False)
     runner.entries[merged.name] = runner.scored(chosen, v, runs)

@@ -166,8 +166,8 @@ class _Runner:
         runs = [self.run_variant(c) for c in cands]
         score = aggregate.score_name(runs[0][0]["results"])
         i = tune.choose(runs, score)
-        chosen = Variant(v.name, {k: x for k, x in cands[i].overrides.items() if k not in tune.NO_TEST},
-                         v.label, v.group, v.x, v.members, v.combine, v.tune)
+        chosen = Variant(v.name, tune.without_test(cands[i]), v.label, v.group, v.x, v.members,
+                         v.combine, v.tune)
         self.entries[v.name] = self.scored(chosen, cands[i], runs[i])
         self.entries[v.name]["tuned"] = tune.curve(v.tune, runs, i, score)
         return chosen
@@ -259,11 +259,11 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     return StudyResult(results, study_dir)
 
 
-def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec) -> int:
-    """The runs of a study: sources, every candidate of every variant, and the combination's
-    (one per seed, or one per seed for each trial of its search)."""
-    combined = (spec.search or 1) if spec.combine else 0
-    return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + combined)
+def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined: bool) -> int:
+    """The runs of a study: sources, every candidate of every variant, and when ``combined``
+    the combination's (one per seed, or one per seed for each trial of its search)."""
+    trials = (spec.search or 1) if combined else 0
+    return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + trials)
 
 
 def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
@@ -273,7 +273,7 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
     sources = kind.sources(spec)
     bar = _Progress(0, progress, spec.name)
     runner = _Runner(spec, study_dir, db, bar)
-    bar.set_total(bar_total(runner, sources, spec))
+    bar.set_total(bar_total(runner, sources, spec, bool(spec.combine)))
     try:
         source_runs = []
         for v in sources:
@@ -292,7 +292,6 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
             merged = Variant("combination", {k: x for p in parts for k, x in p.overrides.items()},
                              label)
             if spec.search:
-                bar.set_total(bar_total(runner, sources, spec) + len(runner.jobs) * (spec.search - 1))
                 merged, found = search.combination(runner, merged, parts, spec.search, score)
                 entries.append(runner.entries.pop(merged.name))
             else:
@@ -301,7 +300,7 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
             combination = {"name": merged.name, "overrides": merged.overrides,
                            "parts": found["best"]["parts"] if found else [p.name for p in parts]}
         elif spec.combine:        # no combination: its runs leave the bar's total
-            bar.set_total(bar_total(runner, sources, spec) - len(runner.jobs))
+            bar.set_total(bar_total(runner, sources, spec, False))
     finally:
         bar.close()
     for e in entries:

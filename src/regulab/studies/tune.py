@@ -24,7 +24,7 @@ from typing import Any
 from regulab.studies.kinds.grid import value_text
 from regulab.studies.variant import Tune, Variant
 
-__all__ = ["candidates", "choose", "curve", "NO_TEST"]
+__all__ = ["candidates", "choose", "curve", "without_test", "NO_TEST"]
 
 NO_TEST = {"eval.test": False}      # what a candidate adds: its test split is not scored
 
@@ -37,6 +37,11 @@ def candidates(v: Variant) -> list[Variant]:
     return [Variant(f"{v.name}@{value_text(x)}", {**v.overrides, t.key: x, **NO_TEST},
                     f"{v.label}: {short} = {value_text(x)}", v.group, v.x, v.members, False)
             for x in t.values]
+
+
+def without_test(v: Variant) -> dict[str, Any]:
+    """A candidate's (or a search trial's) overrides without ``NO_TEST``: the variant as chosen."""
+    return {k: x for k, x in v.overrides.items() if k not in NO_TEST}
 
 
 def _mean(values: list[float | None]) -> float | None:
