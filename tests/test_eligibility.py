@@ -144,7 +144,7 @@ def _other(dotted: str, default: Any) -> Any:
     """A valid value of a member or ignored key other than its default."""
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
                "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
-               "train.eval_train": True, "image.scale": [0.9, 1.1]}
+               "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine"}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1
@@ -157,6 +157,8 @@ def test_which_callbacks_stack():
     for cls in (EarlyStopping, ProgressBar, RunLog, RegularizationMonitor):
         assert cls.stackable, cls.__name__
     assert not EMACallback.stackable
+    from regulab.engine.schedules import LRSchedule
+    assert LRSchedule.stackable         # the population reads its rates back (engine.schedules)
     from regulab.sweeps.worker import Pruning
     assert Pruning.stackable
 

@@ -7,10 +7,11 @@ continues exactly where the killed one stopped -- patience included.
 A callback says whether its run may train in a population (``stackable``, a class
 attribute). A population member's callbacks run at the epoch's end on the member's own
 trainer, after its weights and optimizer state are copied back; a callback that only reads
-them, writes logs or sets ``stop_training`` works there exactly as in a run alone. One that
-acts within an epoch (``on_step_end``, ``evaluation_weights``) or changes what the batched
-step uses (the learning rate, the weights) does not: it keeps ``stackable = False``, the
-default, so an unknown callback makes its run train alone.
+them, writes logs or sets ``stop_training`` works there exactly as in a run alone; so does
+one that sets its optimizer's learning rates at the epoch's end (``engine.schedules``), which
+the population reads back before the next epoch. One that acts within an epoch
+(``on_step_end``, ``evaluation_weights``) or changes the weights does not: it keeps
+``stackable = False``, the default, so an unknown callback makes its run train alone.
 """
 
 from __future__ import annotations

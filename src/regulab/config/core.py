@@ -204,6 +204,13 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'model.dropout' must have one probability per hidden layer "
             f"({len(cfg.model.hidden)}); got {cfg.model.dropout!r}")
+    o = cfg.optim
+    if o.warmup_epochs >= cfg.train.epochs and o.warmup_epochs > 0:
+        raise ConfigError(f"config key 'optim.warmup_epochs' must be < train.epochs (the schedule runs "
+                          f"after the warm-up); got warmup_epochs={o.warmup_epochs}, epochs={cfg.train.epochs}")
+    if o.schedule != "none" and o.min_lr >= o.lr:
+        raise ConfigError(f"config key 'optim.min_lr' must be < optim.lr (the schedule decays towards "
+                          f"it); got min_lr={o.min_lr!r}, lr={o.lr!r}")
     if cfg.train.nproc > cfg.train.batch_size:
         raise ConfigError(f"config key 'train.nproc' must be <= train.batch_size (each process takes "
                           f"a share of every batch); got nproc={cfg.train.nproc}, "

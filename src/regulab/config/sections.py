@@ -228,6 +228,20 @@ class OptimConfig(Section):
                        population=SHARED)
     eps: float = key(1e-8, number(gt=0.0), "Adam/RMSprop epsilon", population=SHARED)
     weight_decay: float = key(0.0, number(ge=0.0), "the optimizer's weight decay (not l2)", population=MEMBER)
+    schedule: str = key("none", choice("none", "step", "cosine", "plateau"),
+                        "learning-rate schedule per epoch (regulab.engine.schedules): none, step "
+                        "(times gamma every step_size epochs), cosine (to min_lr over train.epochs) "
+                        "or plateau (times gamma when train.monitor stalls)", population=MEMBER)
+    warmup_epochs: int = key(0, number(ge=0, integer=True), "epochs of linear warm-up from lr / "
+                             "warmup_epochs to lr before the schedule", population=MEMBER)
+    step_size: int = key(30, number(ge=1, integer=True), "epochs between the step schedule's cuts",
+                         population=MEMBER)
+    gamma: float = key(0.1, number(gt=0.0, le=1.0), "the step and plateau schedules' factor",
+                       population=MEMBER)
+    plateau_patience: int = key(10, number(ge=0, integer=True), "epochs without improvement of "
+                                "train.monitor the plateau schedule tolerates before a cut",
+                                population=MEMBER)
+    min_lr: float = key(0.0, number(ge=0.0), "the lowest rate a schedule gives", population=MEMBER)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from regulab.data.split import SplitIndices, fold_indices, split_indices, subsam
 from regulab.data.stream import Rows, StreamLoader, Streamed, default_workers, place, return_freed_batches
 from regulab.data.user import user_dataset
 from regulab.engine.optimizers import build_optimizer
+from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, loss_function
 from regulab.errors import ConfigError, DataError, Field, RegulabInputError
 from regulab.modalities.layer import build_augment
@@ -247,6 +248,12 @@ def _regularizers(cfg: Config, net: torch.nn.Module, task: str):
         callbacks.append(EMACallback(r.ema))    # after early stopping: see Trainer.fit
     if extra_columns(cfg):
         callbacks.append(RegularizationMonitor(cfg))
+    o = cfg.optim
+    if o.schedule != "none" or o.warmup_epochs:
+        callbacks.append(LRSchedule(o.schedule, cfg.train.epochs, warmup_epochs=o.warmup_epochs,
+                                    step_size=o.step_size, gamma=o.gamma, min_lr=o.min_lr,
+                                    patience=o.plateau_patience,
+                                    monitor=task_monitor(cfg.train.monitor, task)))
     return penalties, constraints, callbacks
 
 
@@ -348,6 +355,10 @@ def prepare(cfg: Config) -> Prepared:
     loss = _loss_name(cfg, ds.task, ds.num_classes)
     device = resolve_device(cfg.train.device)
     arrays = split_arrays(cfg, ds)
+    if "val" not in arrays and cfg.optim.schedule == "plateau":
+        raise ConfigError(f"config keys 'data.split' and 'optim.schedule': the plateau schedule watches "
+                          f"the validation split, which is empty; got split={cfg.data.split!r} and "
+                          "schedule='plateau' (allowed: a validation fraction > 0, or another schedule)")
     if "val" not in arrays and cfg.train.early_stopping:
         own = "" if ds.X_val is None else f" (data.dataset '{_dataset_label(cfg)}' brings its own, empty)"
         raise ConfigError(f"config keys 'data.split' and 'train.early_stopping': early stopping watches "

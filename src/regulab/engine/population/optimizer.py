@@ -54,16 +54,21 @@ class StackedOptimizer:
         self.flat = flat
         self.hyper = {k: v for k, v in optimizers[0].param_groups[0].items()
                       if k in ("betas", "eps", "momentum", "alpha")}
-        lr, wd = self._group_values(flat, optimizers)                      # (K, P) each
-        self.lr, self.wd = flat.per_param(lr), flat.per_param(wd)          # (numel,)
-        self.decay = flat.per_param(1 - lr * wd)                           # AdamW's factor
-        self.has_wd = bool((wd != 0).any())
+        self.set_rates(optimizers)
         names = {"adam": ("exp_avg", "exp_avg_sq"), "rmsprop": ("square_avg",)}.get(self.kind[0], ())
         if self.kind[:2] == ("sgd", True):
             names = ("momentum_buffer",)
         self.state = {name: torch.zeros_like(flat.data) for name in names}
         self.l1, self.l2 = l1, (2 * l2 if l2 is not None else None)
         self.t = 0
+
+    def set_rates(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Take the learning rates and weight decays the members' optimizers now hold (a
+        schedule changes them between epochs: ``engine.schedules``)."""
+        lr, wd = self._group_values(self.flat, optimizers)                 # (K, P) each
+        self.lr, self.wd = self.flat.per_param(lr), self.flat.per_param(wd)    # (numel,)
+        self.decay = self.flat.per_param(1 - lr * wd)                      # AdamW's factor
+        self.has_wd = bool((wd != 0).any())
 
     @staticmethod
     def _group_values(flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer]) -> tuple[Tensor, Tensor]:

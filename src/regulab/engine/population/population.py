@@ -37,6 +37,7 @@ from regulab.data.loader import TensorLoader
 from regulab.engine.objective import Objective
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.stacked import StackedNet, Unsupported
+from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
 from regulab.errors import DivergedError
 from regulab.regularize.penalties import NormPenalty, selected_parameters
@@ -104,6 +105,7 @@ class Population:
         if len(losses) != 1:
             raise Unsupported(f"members' losses differ: {sorted(losses)}")
         self.members = list(range(len(self.trainers)))     # who is stacked: all, until some stop
+        self.scheduled = any(isinstance(cb, LRSchedule) for t in self.trainers for cb in t.callbacks)
         self._stack(losses.pop())
 
     def _stack(self, loss: str) -> None:
@@ -223,6 +225,8 @@ class Population:
             epoch = 0
             while epoch < epochs and any(self.net.active):
                 self._compact()
+                if self.scheduled:      # the rates the members' schedules set (engine.schedules)
+                    self.opt.set_rates([t.optimizer for t in self.trainers])
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
                 val = self._score(*self.val) if self.val is not None else None
