@@ -308,6 +308,70 @@ def test_random_1d_shifts_are_uniform_per_sample():
     assert RandomShiftScale1d(shift=0.1, scale=(0.8, 1.2))(torch.rand(5, 2, 40), gen()).shape == (5, 2, 40)
 
 
+def random_shifts_and_stretches(B: int, L: int):
+    """Shifts in (-1.5 L, 1.5 L) (some samples move fully out) and stretches in (0.3, 2.5)."""
+    g = gen(7)
+    return (2.0 * torch.rand(B, generator=g) - 1.0) * 1.5 * L, 0.3 + 2.2 * torch.rand(B, generator=g)
+
+
+def input_index(L: int, shift: torch.Tensor, scale: torch.Tensor) -> np.ndarray:
+    """u = (j + 0.5 - L/2 - t) / s + L/2 - 0.5 in float64, (B, L)."""
+    p = np.arange(L) + 0.5 - L / 2
+    return (p - shift.double().numpy()[:, None]) / scale.double().numpy()[:, None] + L / 2 - 0.5
+
+
+@pytest.mark.parametrize("shape", [(200, 40), (200, 3, 41)])
+@pytest.mark.parametrize("fill", [0.0, 2.5])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_1d_shift_and_stretch_is_the_warp_of_one_row(shape, fill, mode):
+    """The direct 1-D path against ``warp`` of (B, C, 1, L) with M = T((t, 0)) @ S((s, 1)), the
+    route it replaces (bilinear: to float rounding of coordinates near L/2, ~L 2^-24 each)."""
+    x = torch.rand(shape, generator=gen())
+    B, L = shape[0], shape[-1]
+    shift, scale = random_shifts_and_stretches(B, L)
+    shift[:2], scale[:2] = torch.tensor([-1.2 * L, 2.0 * L]), 1.0             # moved fully out
+    zero = torch.zeros(B)
+    M = affine_matrices(zero, torch.stack([shift, zero], -1), torch.stack([scale, zero + 1.0], -1),
+                        torch.zeros(B, 2), torch.zeros(B, 2, dtype=torch.bool))
+    expected = warp(x.reshape(B, -1, 1, L), M, fill, mode).view(shape)
+    out = shift_scale_1d(x, shift, scale, fill, mode)
+    assert out.shape == shape and (out[:2] == fill).all()
+    if mode == "nearest":       # a tap exactly between two samples may round either way
+        far = torch.from_numpy(np.abs(input_index(L, shift, scale) % 1.0 - 0.5) > 1e-4)
+        far = far.view(B, *[1] * (len(shape) - 2), L).expand(shape)
+        assert far.float().mean() > 0.99
+        torch.testing.assert_close(out[far], expected[far], atol=1e-6, rtol=0)
+    else:
+        torch.testing.assert_close(out, expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fill", [0.0, -1.0])
+def test_1d_shift_and_stretch_against_numpy_interpolation(fill):
+    """np.interp through the samples at 0..L-1 and ``fill`` at -1 and L (constant beyond): the
+    linear interpolation with outside taps reading fill; nearest: x[round(u)] (half to even)."""
+    B, L = 300, 40
+    x = torch.randn(B, L, generator=gen(1))
+    shift, scale = random_shifts_and_stretches(B, L)
+    u = input_index(L, shift, scale)
+    xs = np.pad(x.double().numpy(), ((0, 0), (1, 1)), constant_values=fill)    # at -1, 0, ..., L
+    linear = np.stack([np.interp(u[b], np.arange(-1, L + 1), xs[b], left=fill, right=fill) for b in range(B)])
+    np.testing.assert_allclose(shift_scale_1d(x, shift, scale, fill).numpy(), linear, atol=2e-5, rtol=0)
+    i = np.round(u)                                                             # half to even, as torch
+    nearest = np.where((i >= 0) & (i < L), np.take_along_axis(x.numpy(), np.clip(i, 0, L - 1).astype(int), 1), fill)
+    far = np.abs(u % 1.0 - 0.5) > 1e-4
+    np.testing.assert_array_equal(shift_scale_1d(x, shift, scale, fill, "nearest").numpy()[far], nearest[far])
+    np.testing.assert_array_equal(shift_scale_1d(x, torch.zeros(B), torch.ones(B), fill).numpy(), x.numpy())
+
+
+def test_random_1d_shift_scale_draws_its_shifts_and_stretches_by_draw():
+    aug = RandomShiftScale1d(shift=0.2, scale=(0.8, 1.2))
+    x = torch.rand(500, 2, 40, generator=gen())
+    shift, scale = aug.draw(500, 40, gen(3))
+    torch.testing.assert_close(aug(x, gen(3)), shift_scale_1d(x, shift, scale), atol=0, rtol=0)
+    assert -8.0 <= shift.min() < -7.5 and 7.5 < shift.max() <= 8.0            # t ~ U(-0.2 L, 0.2 L)
+    assert 0.8 <= scale.min() < 0.81 and 1.19 < scale.max() <= 1.2
+
+
 # --- ImagePipeline ----------------------------------------------------------------------------------
 
 def test_the_notes_pipeline():

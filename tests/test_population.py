@@ -9,20 +9,26 @@ the weights to a few lr (``test_relu_members_agree_up_to_kinks``), the losses as
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 import regulab as rl
 from regulab.config.core import apply_overrides as _apply
 from regulab.config.core import config_from_dict
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population import stacked as stacked_module
 from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
 from regulab.errors import DivergedError
+from regulab.modalities.image.augment import ImagePipeline
+from regulab.modalities.layer import Augment
 from regulab.nn.models import build_model
 from regulab.runs import population as population_module
 from regulab.runs.population import population_of, train_population
@@ -136,6 +142,36 @@ def test_augmented_members_equal_their_runs(tmp_path):
         assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
 
 
+def count_rows(monkeypatch) -> list[int]:
+    """The rows of every ``shift_scale_1d`` call the stacked network makes (its batched path)."""
+    rows, inner = [], stacked_module.shift_scale_1d
+
+    def spy(x, *args):
+        rows.append(len(x))
+        return inner(x, *args)
+    monkeypatch.setattr(stacked_module, "shift_scale_1d", spy)
+    return rows
+
+
+def test_members_with_different_shifts_and_stretches_are_augmented_together(tmp_path, monkeypatch):
+    """Three members with their own translate and scale and one without augmentation: one
+    ``shift_scale_1d`` over the three members' rows per step, each member still its own run."""
+    db = f"sqlite:///{tmp_path}/runs.db"
+    base = _apply(BASE, {"data.dataset": "mnist1d", "data.preprocess": "none", "data.train_size": 300,
+                         "model.hidden": [16]})
+    cfgs = [config(base, image__translate=0.05, image__scale=[0.9, 1.1]),
+            config(base, image__translate=0.3, image__scale=[0.7, 1.0], train__seed=1),
+            config(base, model__dropout=0.2, train__seed=2),
+            config(base, image__translate=0.15, image__scale=[1.0, 1.3], model__dropout=0.1, train__seed=3)]
+    rows = count_rows(monkeypatch)
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    batch, n = cfgs[0].train.batch_size, members[0].results["n_train"]
+    assert len(rows) == 3 * math.ceil(n / batch) and set(rows) == {3 * batch, 3 * (n % batch)}
+    monkeypatch.undo()
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+
+
 def test_early_stopping_is_per_member(tmp_path):
     db = f"sqlite:///{tmp_path}/runs.db"
     cfgs = [config(optim__name="momentum", optim__lr=lr, train__seed=s, train__epochs=12,
@@ -207,6 +243,37 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
         out = stacked.forward(x, True, step)
         for k, net in enumerate(twins):
             torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
+    out = stacked.forward(x, False)
+    for k, net in enumerate(twins):
+        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sample", [(40,), (2, 40)])
+@pytest.mark.parametrize("std", [0.5, 2.0])
+def test_stacked_1d_augmentation_draws_what_each_pipeline_draws(sample, std, monkeypatch):
+    """Members' shift and stretch of 1-D samples: one ``shift_scale_1d`` over the rows of the
+    members that draw, then one normalize, when they normalize alike (else one by one). Member 3
+    only normalizes (draws nothing), member 2 has no augmentation, member 4 is inactive."""
+    keys = [{"translate": 0.05, "mean": [0.1], "std": [0.5]},
+            {"translate": 0.3, "scale": [0.7, 1.3], "mean": [0.1], "std": [std]}, None,
+            {"mean": [0.1], "std": [0.5]}, {"translate": 0.2, "mean": [0.1], "std": [0.5]}]
+
+    nets = [nn.Sequential(*([] if k is None else [Augment(ImagePipeline(**k))]),
+                          nn.Flatten(), nn.Linear(math.prod(sample), 3)) for k in keys]
+    twins = copy.deepcopy(nets)                         # the same networks, generators in step
+    gens, twin_gens = ([torch.Generator().manual_seed(100 + k) for k in range(len(keys))] for _ in range(2))
+    for net, g in zip(twins, twin_gens):
+        rl.nn.layers.set_generator(net, g)
+    stacked = StackedNet(nets, gens)
+    stacked.active[4] = False
+    rows = count_rows(monkeypatch)
+    x = torch.randn(len(keys), 16, *sample)
+    for _ in range(2):
+        out = stacked.forward(x, True)
+        for k, net in enumerate(twins):
+            expected = net[1:](x[k]) if k == 4 else net.train()(x[k])
+            torch.testing.assert_close(out[k], expected, atol=1e-5, rtol=1e-5)
+    assert rows == ([2 * 16] * 2 if std == 0.5 else [])          # members 0 and 1 draw
     out = stacked.forward(x, False)
     for k, net in enumerate(twins):
         torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)

@@ -23,7 +23,11 @@ Augmentation. A member's ``Augment`` layer (``regulab.modalities.layer``: 1-D sh
 stretch, image affine transforms) is a stochastic op before the first layer: in training each
 member's pipeline transforms its own examples with draws from its own generator, first in its
 step as in its run alone; in evaluation its deterministic part. Members may differ in its
-strengths (or have none); what it outputs must have one shape for all.
+strengths (or have none); what it outputs must have one shape for all. The shift and stretch of
+1-D samples (``ImagePipeline``'s ``RandomShiftScale1d``) is done for all members at once: each
+draws its shifts and stretches (``RandomShiftScale1d.draw``, the call its run makes), and one
+``shift_scale_1d`` (then one normalize, when all members normalize alike) moves their K * B
+samples; a sample's result does not depend on the others in the batch, so this changes no value.
 
 Speed. Per step, the work of K small networks costs one batched kernel per layer instead of K
 launches. All parameters live in one flat buffer (``FlatParams``: parameter i of every member
@@ -36,12 +40,13 @@ at once (``predraw``): on the CPU, ``rand(n)`` then ``rand(m)`` from one generat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from regulab.modalities.image.augment import ImagePipeline, shift_scale_1d
 from regulab.modalities.layer import Augment
 from regulab.nn.layers import Dropout, GaussianNoise, WeightNoise
 
@@ -209,6 +214,8 @@ class StackedNet:
     def _augment(self, op: _Op, h: Tensor, training: bool) -> Tensor:
         """Each member's augmentation of its own examples ``h[k]`` (training: drawn from its
         generator; else the deterministic part); members without one keep theirs."""
+        if training and (out := self._shift_scale_together(op, h)) is not None:
+            return out
         rows = []
         for k, m in enumerate(op.modules):
             if m is None:
@@ -220,6 +227,33 @@ class StackedNet:
         if len({r.shape for r in rows}) > 1:
             raise Unsupported("the members' augmentations output different shapes")
         return torch.stack(rows)
+
+    def _shift_scale_together(self, op: _Op, h: Tensor) -> Tensor | None:
+        """Training's augmentation of 1-D samples ``h`` (K, B, L) or (K, B, C, L) for all members
+        at once (``ImagePipeline.train``: shift and stretch, then normalize), or None where it
+        does not apply (images, audio, members that normalize differently: then one by one).
+
+        Member k draws ``draw(B, L)`` from its generator (nothing when its shift and stretch are
+        off); one ``shift_scale_1d`` moves the rows of the members that drew, one normalize
+        those of the members that augment; inactive members and those without augmentation
+        keep theirs."""
+        pipes = {k: op.modules[k].pipeline for k in op.members if self.active[k]}
+        if h.dim() > 4 or not pipes or not all(isinstance(p, ImagePipeline) for p in pipes.values()):
+            return None
+        first = next(iter(pipes.values()))
+        if any((p.mean, p.std, p.shift.fill, p.shift.mode) != (first.mean, first.std, first.shift.fill,
+                                                                first.shift.mode) for p in pipes.values()):
+            return None
+        B, L = h.shape[1], h.shape[-1]
+        drawn = [(k, p.shift.draw(B, L, self.generators[k], h.device)) for k, p in pipes.items()
+                 if not p.shift.identity]
+        if drawn:
+            shift, scale = (torch.cat(d) for d in zip(*(d for _, d in drawn)))       # (K' B,) each
+            h = _on_rows(h, [k for k, _ in drawn], lambda r: shift_scale_1d(
+                r.flatten(0, 1), shift, scale, first.shift.fill, first.shift.mode).view(r.shape))
+        if first.mean is None and first.std is None:
+            return h
+        return _on_rows(h, list(pipes), lambda r: first.normalize_batch(r.flatten(0, 1)).view(r.shape))
 
     @staticmethod
     def _mask(u: Tensor, value: Tensor, scale: Tensor) -> Tensor:
@@ -353,6 +387,16 @@ class FlatParams:
         """(K, P) values of each member's parameter i -> (numel,) one per element of ``data``."""
         values = values.to(self.data.device, self.data.dtype)
         return torch.cat([values[:, i].repeat_interleave(n) for i, n in enumerate(self.sizes)])
+
+
+def _on_rows(h: Tensor, members: list[int], fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``fn`` applied to the examples of ``members``, ``h[members]`` (K', B, ...); the other
+    members' rows of ``h`` (K, B, ...) unchanged."""
+    if len(members) == len(h):
+        return fn(h)
+    out = h.clone()
+    out[members] = fn(h[members])
+    return out
 
 
 def _column(values: Sequence[float], device) -> Tensor:

@@ -39,9 +39,14 @@ networks" (the notes' examples).
     test:  ToTensor(), Resize((32, 32)), CenterCrop((28, 28)), Normalize((0.5,), (0.5,))
 
 is ``ImagePipeline(resize=32, random_crop=28, rotation=30, mean=[0.5], std=[0.5])`` (in TOML the
-same keys). mnist1d's samples ``(B, L)`` or ``(B, C, L)`` take ``translate`` (a shift of up to
-translate * L samples) and ``scale`` (a stretch about the centre) by the same warp on
-``(B, C, 1, L)`` (``RandomShiftScale1d``); the image-only keys are refused for them.
+same keys). mnist1d's samples ``(B, L)`` or ``(B, C, L)`` take ``translate`` (a shift t of up to
+translate * L samples) and ``scale`` (a stretch s about the centre) (``RandomShiftScale1d``); the
+image-only keys are refused for them. That is the warp above on ``(B, C, 1, L)`` with
+``M = T((t, 0)) @ S((s, 1))``, done in 1-D (``shift_scale_1d``): output sample j, centred
+``p = j + 0.5 - L/2``, reads the input at ``q = (p - t) / s``, i.e. at index
+``u = q + L/2 - 0.5``, as ``(1 - f) x[i] + f x[i + 1]`` with ``i = floor(u)``, ``f = u - i``
+(nearest: ``x[round(u)]``, half to even), a tap outside ``[0, L - 1]`` reading ``fill`` -- what
+``grid_sample`` (align_corners=False) gives on the one row, by a gather of both taps instead.
 
 Every draw comes from the ``torch.Generator`` passed in (on its device, then moved to the
 data's), never from the global RNG.
@@ -298,12 +303,35 @@ def normalize(x: Tensor, mean: float | Sequence[float], std: float | Sequence[fl
 def shift_scale_1d(x: Tensor, shift: Tensor, scale: Tensor, fill: float = 0.0,
                    mode: str = "bilinear") -> Tensor:
     """Move sample b of ``x`` (B, L) or (B, C, L) by ``shift[b]`` samples and stretch it by
-    ``scale[b]`` about its centre: ``warp`` of (B, C, 1, L) with M = T((shift, 0)) @ S((scale, 1))."""
+    ``scale[b]`` about its centre: ``warp`` of (B, C, 1, L) with M = T((shift, 0)) @ S((scale, 1)).
+
+    Computed in 1-D (bicubic excepted, which takes that warp): output sample j reads the input at
+    ``u = (j + 0.5 - L/2 - shift) / scale + L/2 - 0.5``; bilinear gives
+    ``(1 - f) x[i] + f x[i + 1]`` (``i = floor(u)``, ``f = u - i``), nearest ``x[round(u)]``
+    (half to even, as ``grid_sample``); taps outside [0, L - 1] read ``fill``. One gather of the
+    taps of all samples from ``x`` padded with ``fill``.
+    """
     B, L = len(_batch("shift_scale_1d", x, (2, 3), "(B, L) or (B, C, L)")), x.shape[-1]
-    zero = torch.zeros(B, 2, device=x.device, dtype=x.dtype)
-    scale = torch.stack([scale.to(zero), zero[:, 1] + 1.0], -1)
-    M = affine_matrices(zero[:, 0], torch.stack([shift.to(zero), zero[:, 1]], -1), scale, zero, zero.bool())
-    return warp(x.reshape(B, -1, 1, L), M, fill, mode).view(x.shape)     # (B, C, 1, L) and back
+    choice(*_MODES)("shift_scale_1d.mode", mode)
+    if mode == "bicubic":
+        zero = torch.zeros(B, 2, device=x.device, dtype=x.dtype)
+        scale = torch.stack([scale.to(zero), zero[:, 1] + 1.0], -1)
+        M = affine_matrices(zero[:, 0], torch.stack([shift.to(zero), zero[:, 1]], -1), scale, zero,
+                            zero.bool())
+        return warp(x.reshape(B, -1, 1, L), M, fill, mode).view(x.shape)   # (B, C, 1, L) and back
+    p = torch.arange(L, device=x.device, dtype=x.dtype) + (0.5 - L / 2)       # centred, (L,)
+    u = (p - shift.to(p)[:, None]) / scale.to(p)[:, None] + (L / 2 - 0.5)     # input index, (B, L)
+    if mode == "nearest":
+        taps = u.round()[:, None]                                               # (B, 1, L)
+    else:
+        i = u.floor()
+        taps, f = torch.stack([i, i + 1.0], 1), (u - i)[:, None]               # (B, 2, L), (B, 1, L)
+    # x padded with one fill on each side: every tap outside [0, L - 1] reads a fill there
+    xs = F.pad(x.reshape(B, -1, L), (1, 1), value=fill)                      # (B, C, L + 2)
+    index = (taps.clamp(-1.0, L) + 1.0).long().view(B, 1, -1).expand(-1, xs.shape[1], -1)
+    v = xs.gather(2, index).view(B, xs.shape[1], -1, L)                       # (B, C, taps, L)
+    out = v[:, :, 0] if mode == "nearest" else torch.lerp(v[:, :, 0], v[:, :, 1], f)   # (1 - f) a + f b
+    return out.view(x.shape)
 
 
 class RandomShiftScale1d(_Augmentation):
@@ -311,6 +339,8 @@ class RandomShiftScale1d(_Augmentation):
 
     shift: max |shift| as a fraction of L (t ~ U(-shift L, shift L) samples); scale: (low, high)
     range of the stretch. The defaults change nothing, and then ``x`` itself is returned.
+    ``draw`` gives the shifts and stretches a call applies (a population draws each member's by it
+    and moves all members' samples in one ``shift_scale_1d``).
     """
 
     def __init__(self, shift: float = 0.0, scale: Sequence[float] = (1.0, 1.0), fill: float = 0.0,
@@ -321,14 +351,21 @@ class RandomShiftScale1d(_Augmentation):
         self.mode = choice(*_MODES)("RandomShiftScale1d.mode", mode)
         self.identity = self.shift == 0.0 and self.scale == (1.0, 1.0)
 
+    def draw(self, n: int, length: int, generator: torch.Generator,
+             device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """(shift, scale) of ``n`` samples of ``length``, each (n,) on ``device``: shift
+        ``t ~ U(-shift L, shift L)`` in samples, scale ``~ U(low, high)``, from one
+        ``rand((n, 2))`` of ``generator``."""
+        g = check_generator("RandomShiftScale1d", generator)
+        u = torch.rand((n, 2), generator=g, device=g.device).to(device or g.device)
+        lo, hi = self.scale
+        return self.shift * length * (2.0 * u[:, 0] - 1.0), lo + (hi - lo) * u[:, 1]
+
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         if self.identity:
             return x
-        g = check_generator("RandomShiftScale1d", generator)
-        u = torch.rand((len(x), 2), generator=g, device=g.device).to(x.device)
-        lo, hi = self.scale
-        return shift_scale_1d(x, self.shift * x.shape[-1] * (2.0 * u[:, 0] - 1.0), lo + (hi - lo) * u[:, 1],
-                              self.fill, self.mode)
+        shift, scale = self.draw(len(x), x.shape[-1], generator, x.device)
+        return shift_scale_1d(x, shift, scale, self.fill, self.mode)
 
     def get_config(self) -> dict[str, Any]:
         return {"shift": self.shift, "scale": list(self.scale), "fill": self.fill, "mode": self.mode}
@@ -370,7 +407,9 @@ class ImagePipeline:
                               f"(C, H, W) only; got 1-D samples of shape {tuple(shape)} "
                               "(they take translate and scale)")
 
-    def _normalize(self, x: Tensor) -> Tensor:
+    def normalize_batch(self, x: Tensor) -> Tensor:
+        """``normalize`` with ``mean`` and ``std`` (the last step of ``train`` and ``eval``);
+        ``x`` itself without them."""
         if self.mean is None and self.std is None:
             return x
         return normalize(x, self.mean if self.mean is not None else 0.0,
@@ -387,17 +426,17 @@ class ImagePipeline:
         """prepare -> random crop (when ``random_crop``) -> random affine -> normalize."""
         x = self.prepare(x)
         if x.dim() < 4:
-            return self._normalize(self.shift(x, generator))
+            return self.normalize_batch(self.shift(x, generator))
         if self.random_crop is not None:
             x = random_crop(x, self.random_crop, self.crop_padding, generator=generator)
-        return self._normalize(self.affine(x, generator))
+        return self.normalize_batch(self.affine(x, generator))
 
     def eval(self, x: Tensor) -> Tensor:
         """prepare -> centre crop to ``random_crop``'s size (when set) -> normalize."""
         x = self.prepare(x)
         if x.dim() == 4 and self.random_crop is not None:
             x = center_crop(x, self.random_crop)
-        return self._normalize(x)
+        return self.normalize_batch(x)
 
     def output_shape(self, sample_shape: Sequence[int]) -> tuple[int, ...]:
         """The shape of one sample after ``train``/``eval``; checks the keys fit the data."""
