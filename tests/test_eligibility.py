@@ -103,7 +103,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 # a value at which each blocking key keeps a run out of populations
 BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True, "model.dropconnect": 0.2,
             "data.resident": False,
-            "regularization.penalty_layers": ["fc1"], "regularization.max_norm": 3.0,
+            "regularization.penalty_layers": ["fc1"],
             "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
@@ -144,7 +144,8 @@ def _other(dotted: str, default: Any) -> Any:
     """A valid value of a member or ignored key other than its default."""
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
                "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
-               "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine"}
+               "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine",
+               "regularization.max_norm": 3.0}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1

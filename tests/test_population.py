@@ -172,6 +172,23 @@ def test_members_with_different_shifts_and_stretches_are_augmented_together(tmp_
         assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
 
 
+def test_max_norm_members_equal_their_runs(tmp_path):
+    """Max-norm radii as a member key: tight (every unit projected back), loose, and none; each
+    member equals its run alone, its logged largest unit norm included."""
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(regularization__max_norm=0.5, optim__lr=1e-2),
+            config(regularization__max_norm=3.0, model__dropout=0.2, train__seed=1, optim__lr=1e-2),
+            config(optim__lr=1e-2)]
+    assert len({population_key(c) for c in cfgs}) == 1
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(3)], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+    w = weights(members[0].run_dir)
+    norms = [float(torch.linalg.vector_norm(v, dim=1).max()) for name, v in w.items() if v.dim() == 2]
+    assert max(norms) == pytest.approx(0.5, rel=1e-5), "the tight radius should bind"
+    assert members[0].history[-1]["max_unit_norm"] == pytest.approx(0.5, rel=1e-5)
+
+
 def test_early_stopping_is_per_member(tmp_path):
     db = f"sqlite:///{tmp_path}/runs.db"
     cfgs = [config(optim__name="momentum", optim__lr=lr, train__seed=s, train__epochs=12,
@@ -378,13 +395,14 @@ def test_population_key_groups_only_member_differences():
     assert base is not None
     for o in [{"train__seed": 4}, {"model__dropout": 0.5}, {"regularization__l2": 0.1},
               {"regularization__label_smoothing": 0.2}, {"optim__lr": 0.1}, {"name": "other"},
+              {"regularization__max_norm": 3.0},
               {"eval__dropout_inference": "mc_mean"}]:
         assert population_key(config(**o)) == base, o
     for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
               {"data__train_size": 300}, {"model__dropout_mode": "classic"}]:
         assert population_key(config(**o)) not in (None, base), o
     for o in [{"model__batchnorm": True}, {"model__dropconnect": 0.2}, {"regularization__ema": 0.9},
-              {"regularization__max_norm": 3.0}, {"model__kind": "cnn"}]:
+              {"model__kind": "cnn"}]:
         assert population_key(config(**o)) is None, o
     with pytest.raises(ValueError, match="differ only in"):
         train_population([config(), config(optim__name="sgd")])

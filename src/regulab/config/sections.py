@@ -174,7 +174,7 @@ class RegularizationConfig(Section):
                               "layers whose weights l1/l2 penalize (default: all)", population=blocks())
     penalty_bias: bool = key(False, boolean, "penalize biases too", population=SHARED)
     max_norm: Any = key(None, optional(number(gt=0.0)), "max L2 norm of each unit's incoming weights",
-                        population=blocks())
+                        population=MEMBER)
     input_noise: float = key(0.0, number(ge=0.0), "std of Gaussian noise added to the inputs",
                              population=MEMBER)
     weight_noise: float = key(0.0, number(ge=0.0), "std of Gaussian noise added to the weights",

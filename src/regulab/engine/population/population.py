@@ -12,13 +12,17 @@ run's. A member that stops (early stopping, divergence) leaves the stack at the 
 (``_compact``): the others are stacked again from their own networks and optimizers, so a
 long-training member does not pay for the stopped ones.
 
+Max-norm (``regularize.constraints``) is applied after each step to every member's weights at
+once: member k's unit norms ``||W_k[i]||`` (the rows of each linear weight) scaled by
+``c_k / max(||W_k[i]||, c_k)``, with ``c_k = 1e30`` for a member without it (a factor of exactly 1).
+
 Per member k, the objective of a step is its own mean loss (``engine.objective``: its label
 smoothing eps_k) plus its norm penalty ``l1_k * sum |w| + l2_k * sum w^2`` over the weights the
 penalty selects (``regularize.penalties.selected_parameters``); the penalty's gradient
 ``l1_k sign(w) + 2 l2_k w`` is added by the optimizer, without a backward pass through it.
 
 What has no stacked form raises ``Unsupported`` saying why (``unstackable`` for a trainer):
-multi-task heads, the BCE loss, a custom loss, constraints (max-norm), penalties other than
+multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer, penalties other than
 ``NormPenalty``, a callback whose ``stackable`` is False, and -- found when stacking -- layers
 other than linear, activation, dropout and noise, or optimizers that differ beyond the
 learning rate and weight decay. Which configs may stack at all is ``eligibility``'s question.
@@ -40,11 +44,13 @@ from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
 from regulab.errors import DivergedError
+from regulab.regularize.constraints import MaxNorm
 from regulab.regularize.penalties import NormPenalty, selected_parameters
 
 __all__ = ["Population", "unstackable"]
 
 _PREDRAW_STEPS = 32     # dropout masks drawn ahead, per block of full steps
+_UNCONSTRAINED = 1e30   # a max-norm radius no unit reaches: c / max(norm, c) is exactly 1
 
 
 def unstackable(trainer: Trainer) -> str | None:
@@ -57,8 +63,8 @@ def unstackable(trainer: Trainer) -> str | None:
         return "a custom loss function has no stacked form"
     if objective.loss == "bce":
         return "the bce loss has no stacked form"
-    if trainer.constraints:
-        return "constraints (max-norm) have no stacked form"
+    if any(not isinstance(c, MaxNorm) or c.layers is not None for c in trainer.constraints):
+        return "only max-norm on every layer has a stacked form among constraints"
     if trainer.data_parallel is not None:
         return "a data-parallel rank cannot be stacked"
     if len(trainer.penalties) > 1 or any(not isinstance(p, NormPenalty) for p in trainer.penalties):
@@ -126,6 +132,17 @@ class Population:
                                     l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
         for k, t in enumerate(self.trainers):
             self.opt.load(k, t.optimizer, self.net.member_params[k])
+        radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
+        self.max_norm = torch.tensor(radii, device=dev)[:, None] if any(t.constraints for t in self.trainers) \
+            else None                                                                  # (K, 1)
+        self.constrained = [p for p in self.net.params if p.dim() == 3]               # (K, out, in)
+
+    @torch.no_grad()
+    def _constrain(self) -> None:
+        """Max-norm on every member's linear weights (module docstring; ``max_norm_`` per member)."""
+        for w in self.constrained:
+            norms = torch.linalg.vector_norm(w, dim=2)                                 # (K, out)
+            w.mul_((self.max_norm / norms.clamp(min=self.max_norm)).unsqueeze(2))
 
     def _compact(self) -> None:
         """Unstack the members that stopped (early stopping, divergence, their last epoch):
@@ -192,6 +209,8 @@ class Population:
             self.opt.zero_grad()
             (loss if everyone else torch.where(active, loss, 0.0)).sum().backward()
             self.opt.step()
+            if self.max_norm is not None:
+                self._constrain()
             losses.append(loss.detach())
             pens.append(pen)
             hits.append(self.objective.hits(out.detach(), yb))
