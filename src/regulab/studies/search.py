@@ -9,7 +9,9 @@ chosen. Optuna's TPE sampler (seeded, so a study repeats) proposes T trials; the
 parts merged at their strengths as chosen alone and the second the best part alone, so the
 search can only improve, on validation, on the merge and on the best single technique. Trials
 are asked a batch at a time and trained as populations where their keys allow, each over all
-the study's seeds, scored by the mean validation score, with the test split off. The best
+the study's seeds, scored by the mean validation score, with the test split off; a trial whose
+runs the study has trained already (the best part alone is its tuned candidate) takes those
+runs (``run_dirs`` says where each trial's runs are). The best
 trial's runs are then scored on the test split, once, and become the study's ``combination``
 variant; every trial is reported in ``results.json``'s ``search``. The test split never chooses anything.
 """
@@ -121,7 +123,7 @@ def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
                        state=None if value is not None else optuna.trial.TrialState.FAIL)
             found[t.number] = (v, runs)
             rows.append({"number": t.number, "parts": used, "params": params, "value": value,
-                         "seeds": len(runs)})
+                         "seeds": len(runs), "run_dirs": [r["run_dir"] for r in runs]})
     done = [r for r in rows if r["value"] is not None]
     best = max(done, key=lambda r: (r["value"], -r["number"])) if done else rows[0]
     v, runs = found[best["number"]]

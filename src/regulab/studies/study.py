@@ -24,6 +24,7 @@ measurements (``analysis``).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -110,6 +111,7 @@ class _Runner:
         self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
         self.entries: dict[str, dict[str, Any]] = {}    # variant -> its entry, chosen on validation
         self.count = 0                          # runs trained (candidates and trials too)
+        self.done: dict[str, tuple] = {}        # config fingerprint -> (run, model, config)
 
     def _job(self, v: Variant, job: kinds.Job, where: str) -> tuple[dict, str]:
         """(config overrides beyond the variant's, run directory relative to the study's)."""
@@ -133,6 +135,8 @@ class _Runner:
             for job in self.jobs:
                 extra, rel = self._job(v, job, where)
                 cfg = self.spec.config(v, job.seed, extra)
+                if _fingerprint(cfg) in self.done:      # trained already: run_variant reuses it
+                    continue
                 key = population_key(cfg)
                 if key is None:
                     log.info("run %s trains alone: %s", cfg.name, ineligible(cfg))
@@ -204,6 +208,10 @@ class _Runner:
         return runs
 
     def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
+        if (v.name, seed, fold) not in self.trained and v.members == 1:
+            cfg = self.spec.config(v, seed, extra)
+            if _fingerprint(cfg) in self.done:
+                return self._reused(v, cfg)
         self.count += 1
         if (v.name, seed, fold) in self.trained:
             cfg, run = self.trained.pop((v.name, seed, fold))
@@ -222,8 +230,25 @@ class _Runner:
         if v.name not in self.models:
             self.models[v.name], self.configs[v.name] = model, cfg.to_dict()
             self.params[v.name] = _params(model)
-        return {"seed": seed, "fold": fold, "run_dir": rel, "results": finite_json(results),
-                "history": [finite_json(h) for h in history]}
+        record = {"seed": seed, "fold": fold, "run_dir": rel, "results": finite_json(results),
+                  "history": [finite_json(h) for h in history]}
+        if v.members == 1:
+            self.done[_fingerprint(cfg)] = (copy.deepcopy(record), model, cfg.to_dict())
+        return record
+
+    def _reused(self, v: Variant, cfg) -> dict[str, Any]:
+        """The run of a config trained already (a search trial that is a tuned candidate, say:
+        the same keys and seed give the same run), as it was before anything scored it on test."""
+        record, model, config = self.done[_fingerprint(cfg)]
+        if v.name not in self.models:
+            self.models[v.name], self.configs[v.name] = model, config
+            self.params[v.name] = _params(model)
+        return copy.deepcopy(record)
+
+
+def _fingerprint(cfg) -> str:
+    """What makes two runs of a study the same run: their configs without the name."""
+    return json.dumps({**cfg.to_dict(), "name": None}, sort_keys=True, default=repr)
 
 
 def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
