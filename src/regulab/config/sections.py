@@ -41,6 +41,15 @@ def user_data(key: str, v: Any) -> Any:
     return string(key, v) if isinstance(v, str) or v is None else v
 
 
+def thread_count(key: str, v: Any) -> Any:
+    """"auto" or a whole number of threads from 1 to 1024."""
+    if v == "auto":
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024:
+        return v
+    raise invalid(key, '"auto" or a whole number from 1 to 1024', v)
+
+
 def resident_choice(key: str, v: Any) -> Any:
     """true, false or "auto"."""
     if v is True or v is False or v == "auto":
@@ -270,6 +279,9 @@ class TrainConfig(Section):
     nproc: int = key(1, number(ge=1, integer=True),
                      "processes for data-parallel training (torch.distributed); each takes a "
                      "share of every batch of train.batch_size", population=blocks())
+    threads: Any = key("auto", thread_count, "intra-op CPU threads while the run fits "
+                       "(regulab.engine.threads): auto (1 for a small network's steps, else every "
+                       "core) or a number", population=IGNORED)
     eval_train: bool = key(False, boolean,
                            "after each epoch also score the train split in eval mode, as validation "
                            "is (no dropout, noise or augmentation): clean_train_loss, clean_train_acc "

@@ -27,6 +27,7 @@ from typing import Any
 
 from regulab.callbacks import Callback
 from regulab.config.core import Config
+from regulab.engine import threads
 from regulab.engine.population.eligibility import MEMBER_KEYS, ineligible, population_key
 from regulab.engine.population.population import Population, unstackable
 from regulab.engine.population.stacked import Unsupported
@@ -140,8 +141,11 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
         if on_epoch is not None:
             on_epoch(epoch)
     start = time.perf_counter()
+    n = threads.choose(cfgs[0].train.threads, threads.step_flops(preps[0].trainer.model,
+                                                                 cfgs[0].train.batch_size, len(preps)))
     try:
-        errors = pop.fit(cfgs[0].train.epochs, flush)
+        with threads.using(n):
+            errors = pop.fit(cfgs[0].train.epochs, flush)
     except BaseException:
         for _, run_id in runs:
             store.set_status(run_id, "failed")

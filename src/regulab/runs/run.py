@@ -42,7 +42,7 @@ import torch
 
 from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config, to_toml
-from regulab.engine import distributed
+from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
 from regulab.errors import CheckpointError, ConfigError, DivergedError
 from regulab.io import atomic_write, load_state, load_tensors, new_dir, save_state
@@ -116,13 +116,17 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     t.callbacks.append(ProgressBar(enabled=show, desc=p.cfg.name))
     start = time.perf_counter()
     seconds_before = sum(h["seconds"] for h in t.history)
-    try:
-        t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
-    except BaseException as e:
-        if store is not None:
-            store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
-        raise
-    return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+    # a data-parallel rank keeps its share of the cores (engine.distributed)
+    n = torch.get_num_threads() if t.data_parallel is not None else \
+        threads.choose(p.cfg.train.threads, threads.step_flops(t.model, p.cfg.train.batch_size))
+    with threads.using(n):
+        try:
+            t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
+        except BaseException as e:
+            if store is not None:
+                store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+            raise
+        return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
 
 
 def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
