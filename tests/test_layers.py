@@ -34,7 +34,8 @@ LAYERS = [("ground", GROUND), ("config", ("config", "section")), ("report", ("re
           ("blocks", ("data", "nn", "modalities", "regularize")), ("engine", ("engine",)),
           ("runs", ("runs",)), ("features", ("studies", "sweeps", "explain", "sklearn")),
           ("cli", ("cli", "__main__", "regulab"))]
-SIBLINGS = {("config", "section"), ("modalities", "data"), ("regularize", "nn")}   # (importer, imported) in one layer
+# (importer, imported) in one layer
+SIBLINGS = {("config", "section"), ("modalities", "data"), ("regularize", "nn"), ("__main__", "cli")}
 ONLY = {"report": {"ground", "report"}}     # packages that may import no more than these layers
 
 

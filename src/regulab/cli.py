@@ -1,5 +1,8 @@
 """The ``regulab`` command: a thin layer that parses arguments and calls the library.
 
+Building the parser imports nothing heavy (each command imports the library inside its function),
+so ``regulab --help``, every subcommand's ``--help`` and ``regulab --version`` load no torch.
+
 Exit codes: 0 done; 2 bad input (config, data, arguments, checkpoint), with one line on
 stderr naming the field, the value and what is allowed, and nothing written; 3 training
 diverged (NaN/Inf); 1 anything else.
@@ -14,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
+from regulab.version import __version__
 
 __all__ = ["main"]
 
@@ -190,6 +194,7 @@ def _explain(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="regulab", description="Train neural networks that generalize.")
+    parser.add_argument("--version", action="version", version=f"regulab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     nproc_help = "processes for data-parallel training (torch.distributed)"
     db_help = "run store URL (sqlite:///path.db, postgresql://...); default $REGULAB_DB or runs/regulab.db"

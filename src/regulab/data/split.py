@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from regulab.errors import DataError
 
@@ -38,6 +37,7 @@ def _split(idx: np.ndarray, y: np.ndarray | None, second: float | int, seed: int
     second part of size 0 is empty (``data.split = [1, 0, 0]``: no validation split)."""
     if second == 0:
         return idx, idx[:0]
+    from sklearn.model_selection import train_test_split   # here: `import regulab.data.split` stays light
     try:
         return train_test_split(idx, test_size=second, random_state=seed, shuffle=True,
                                 stratify=None if y is None else y[idx])
@@ -91,6 +91,7 @@ def kfold(y: np.ndarray, k: int, *, stratify: bool = True, seed: int = 0) -> lis
     """``k`` (train, held-out) index pairs; every example is held out exactly once."""
     if k < 2 or k > len(y):
         raise DataError(f"kfold: k must be between 2 and the number of examples ({len(y)}); got {k}")
+    from sklearn.model_selection import KFold, StratifiedKFold
     splitter = (StratifiedKFold if stratify else KFold)(n_splits=k, shuffle=True, random_state=seed)
     try:
         return list(splitter.split(np.zeros(len(y)), y))

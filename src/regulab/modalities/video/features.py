@@ -30,7 +30,6 @@ Simonyan & Zisserman 2014, "Two-Stream Convolutional Networks for Action Recogni
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from regulab.errors import DataError, invalid
@@ -116,6 +115,7 @@ def _to_u8(g: np.ndarray) -> np.ndarray:
 
 def _farneback(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Flow between two uint8 (H, W) images -> float32 (2, H, W): (dx, dy)."""
+    import cv2      # OpenCV on use: a run without video never loads it
     flow = cv2.calcOpticalFlowFarneback(a, b, None, FARNEBACK["pyr_scale"], FARNEBACK["levels"],
                                         FARNEBACK["winsize"], FARNEBACK["iterations"],
                                         FARNEBACK["poly_n"], FARNEBACK["poly_sigma"], 0)  # (H, W, 2)

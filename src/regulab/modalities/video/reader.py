@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from regulab.data.dataset import Dataset
@@ -57,6 +56,7 @@ def read_video(path, *, size=None, gray: bool = False, max_frames: int | None = 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"video file '{path}': does not exist or is not a file")
+    import cv2      # OpenCV on use: a run without video never loads it
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
