@@ -101,7 +101,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 
 
 # a value at which each blocking key keeps a run out of populations
-BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True, "model.dropconnect": 0.2,
+BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True,
             "data.resident": False,
             "regularization.penalty_layers": ["fc1"],
             "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",

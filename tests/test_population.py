@@ -25,7 +25,8 @@ from regulab.config.core import config_from_dict
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population import stacked as stacked_module
-from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
+from regulab.engine.population.flat import FlatParams
+from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.errors import DivergedError
 from regulab.modalities.image.augment import ImagePipeline
 from regulab.modalities.layer import Augment
@@ -395,13 +396,13 @@ def test_population_key_groups_only_member_differences():
     assert base is not None
     for o in [{"train__seed": 4}, {"model__dropout": 0.5}, {"regularization__l2": 0.1},
               {"regularization__label_smoothing": 0.2}, {"optim__lr": 0.1}, {"name": "other"},
-              {"regularization__max_norm": 3.0},
+              {"regularization__max_norm": 3.0}, {"model__dropconnect": 0.2},
               {"eval__dropout_inference": "mc_mean"}]:
         assert population_key(config(**o)) == base, o
     for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
               {"data__train_size": 300}, {"model__dropout_mode": "classic"}]:
         assert population_key(config(**o)) not in (None, base), o
-    for o in [{"model__batchnorm": True}, {"model__dropconnect": 0.2}, {"regularization__ema": 0.9},
+    for o in [{"model__batchnorm": True}, {"regularization__ema": 0.9},
               {"model__kind": "cnn"}]:
         assert population_key(config(**o)) is None, o
     with pytest.raises(ValueError, match="differ only in"):

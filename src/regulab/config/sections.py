@@ -145,7 +145,7 @@ class ModelConfig(Section):
     input_dropout: float = key(0.0, number(ge=0.0, lt=1.0), "drop probability of the inputs",
                                population=MEMBER)
     dropconnect: float = key(0.0, number(ge=0.0, lt=1.0),
-                             "drop probability of each hidden dense layer's weights", population=blocks())
+                             "drop probability of each hidden dense layer's weights", population=MEMBER)
     dropconnect_per_example: bool = key(False, boolean, "a DropConnect mask per example", population=SHARED)
     factory: Any = key(None, optional(user_factory), "the user's network: FILE.py:NAME or "
                        "package.module:NAME, an nn.Module class or a function returning one",

@@ -9,7 +9,7 @@ with no list of keys written by hand:
 * ``IGNORED_KEYS`` (``IGNORED``): they do not change training -- the run's name, logging,
   the final evaluation;
 * ``BLOCKING_KEYS`` (``blocks(*allowed)``): a value other than the default (or than those
-  ``allowed``) keeps the run out of populations -- batch norm, EMA, DropConnect, ...;
+  ``allowed``) keeps the run out of populations -- batch norm, EMA, a CNN, ...;
 * every other key (``SHARED``, and a blocking key at a value that stacks) must be equal.
 
 So ``population_key(cfg)`` is the config's SHARED and blocking values: configs with equal keys

@@ -22,10 +22,11 @@ penalty selects (``regularize.penalties.selected_parameters``); the penalty's gr
 ``l1_k sign(w) + 2 l2_k w`` is added by the optimizer, without a backward pass through it.
 
 What has no stacked form raises ``Unsupported`` saying why (``unstackable`` for a trainer):
-multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer, penalties other than
-``NormPenalty``, a callback whose ``stackable`` is False, and -- found when stacking -- layers
-other than linear, activation, dropout and noise, or optimizers that differ beyond the
-learning rate and weight decay. Which configs may stack at all is ``eligibility``'s question.
+multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer,
+penalties other than ``NormPenalty``, a callback whose ``stackable`` is False, and -- found when
+stacking -- layers other than linear (with weight noise or DropConnect), activation, dropout and
+noise, or optimizers that differ beyond the learning rate and weight decay. Which configs may
+stack at all is ``eligibility``'s question.
 """
 
 from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Stacked forms of DropConnect: members that differ in it (and one without) each equal their
+separate run (``assert_same_run``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import regulab as rl
+from regulab.engine.population.eligibility import population_key
+from regulab.engine.population.stacked import StackedNet
+from regulab.runs.population import population_of, train_population
+from regulab.runs.prepare import prepare
+from tests.test_population import assert_same_run, config, member_nets
+
+
+def trained_alike(tmp_path, cfgs):
+    """Train ``cfgs`` as one population and each alone; every member equals its run."""
+    db = f"sqlite:///{tmp_path}/runs.db"
+    assert len({population_key(c) for c in cfgs}) == 1 and None not in {population_key(c) for c in cfgs}
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+    return members
+
+
+# -- DropConnect -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_stacked_dropconnect_draws_what_each_network_draws(per_example):
+    """DropConnect members (one mask per batch, or per example) beside dropout and weight-noise
+    members; the masks predrawn for the members whose only draws are uniforms."""
+    dc = {"model__dropconnect_per_example": per_example}
+    overrides = [{"model__dropconnect": 0.3, "model__dropout": 0.2, **dc}, {},
+                 {"model__dropconnect": 0.1, "regularization__weight_noise": 0.1, **dc},
+                 {"regularization__weight_noise": 0.1, "model__dropout": 0.3},
+                 {"model__dropconnect": 0.5, **dc}]
+    nets, gens = member_nets(overrides)
+    twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
+    for net, g in zip(twins, twin_gens):
+        rl.nn.layers.set_generator(net, g)
+    stacked = StackedNet(nets, gens)
+    assert [op.drops for op in stacked.ops if op.kind == "linear"] == [[0, 2, 4], [0, 2, 4], []]
+    x = torch.randn(len(nets), 16, 64)
+    for step in [None, 0, 1]:
+        if step == 0:
+            stacked.predraw(16, 2)
+        out = stacked.forward(x, True, step)
+        for k, net in enumerate(twins):
+            torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
+    out = stacked.forward(x, False)
+    for k, net in enumerate(twins):
+        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+
+
+def test_dropconnect_members_equal_their_runs(tmp_path):
+    """Members with DropConnect at three probabilities (one also with dropout, one with input
+    noise: its masks drawn step by step) and two without (one with weight noise)."""
+    cfgs = [config(model__dropconnect=0.1), config(model__dropconnect=0.3, model__dropout=0.2, train__seed=1),
+            config(model__dropconnect=0.2, regularization__input_noise=0.1, train__seed=2),
+            config(regularization__weight_noise=0.05), config(train__seed=3)]
+    ops = population_of([prepare(c) for c in cfgs]).net.ops      # stacked, not trained alone
+    assert [op.drops for op in ops if op.kind == "linear"] == [[0, 1, 2], [0, 1, 2], []]
+    trained_alike(tmp_path, cfgs)
+
+
+def test_per_example_dropconnect_members_equal_their_runs(tmp_path):
+    cfgs = [config(model__dropconnect=0.2, model__dropconnect_per_example=True, model__hidden=[12]),
+            config(model__dropconnect_per_example=True, model__hidden=[12], train__seed=1)]
+    trained_alike(tmp_path, cfgs)
+
