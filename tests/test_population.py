@@ -305,10 +305,17 @@ def test_optimizers_differing_beyond_lr_and_decay_are_refused():
 
 
 def test_layers_without_a_stacked_form_are_refused():
-    nets, gens = member_nets([{"model__batchnorm": True}] * 2)
-    with pytest.raises(Unsupported, match="BatchNorm"):
+    gens = [torch.Generator().manual_seed(k) for k in range(2)]
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10)) for _ in gens]
+    with pytest.raises(Unsupported, match="LayerNorm"):
+        StackedNet(nets, gens)
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8, momentum=None)) for _ in gens]
+    with pytest.raises(Unsupported, match="momentum"):
         StackedNet(nets, gens)
     nets, gens = member_nets([{"model__hidden": [8]}, {"model__hidden": [16]}])
+    with pytest.raises(Unsupported, match="differ"):
+        StackedNet(nets, gens)
+    nets, gens = member_nets([{"model__batchnorm": True}, {}])     # batch norm is a shared key
     with pytest.raises(Unsupported, match="differ"):
         StackedNet(nets, gens)
 
@@ -400,9 +407,9 @@ def test_population_key_groups_only_member_differences():
               {"eval__dropout_inference": "mc_mean"}]:
         assert population_key(config(**o)) == base, o
     for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
-              {"data__train_size": 300}, {"model__dropout_mode": "classic"}]:
+              {"data__train_size": 300}, {"model__dropout_mode": "classic"}, {"model__batchnorm": True}]:
         assert population_key(config(**o)) not in (None, base), o
-    for o in [{"model__batchnorm": True}, {"regularization__ema": 0.9},
+    for o in [{"regularization__ema": 0.9},
               {"model__kind": "cnn"}]:
         assert population_key(config(**o)) is None, o
     with pytest.raises(ValueError, match="differ only in"):
@@ -423,7 +430,7 @@ def test_studies_train_populations_automatically(tmp_path, monkeypatch):
                 "bn": {"model.batchnorm": True}}
     pooled = rl.study(cfg, variants=variants, seeds=2, out=tmp_path / "pooled",
                       db=f"sqlite:///{tmp_path}/a.db", progress=False)
-    assert calls == [6]         # baseline, l2 and dropout x 2 seeds; batch norm one by one
+    assert calls == [6, 2]      # baseline, l2 and dropout x 2 seeds; batch norm's 2 seeds
     monkeypatch.setattr(study_module, "train_population", real)
     raw = json.loads((tmp_path / "pooled" / "study.json").read_text())
     assert raw["population"] == 64

@@ -1,5 +1,5 @@
-"""Stacked forms of DropConnect: members that differ in it (and one without) each equal their
-separate run (``assert_same_run``)."""
+"""Stacked forms of DropConnect, batch normalization and the EMA of the weights: members that
+differ in them (and one without) each equal their separate run (``assert_same_run``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import pytest
 import torch
 
 import regulab as rl
+from regulab.config.core import apply_overrides as _apply
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.stacked import StackedNet
 from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
-from tests.test_population import assert_same_run, config, member_nets
+from tests.test_population import BASE, assert_same_run, config, member_nets
+
+MNIST1D = _apply(BASE, {"data.dataset": "mnist1d", "data.preprocess": "none", "data.train_size": 300,
+                        "model.hidden": [16, 16]})
 
 
 def trained_alike(tmp_path, cfgs):
@@ -69,3 +73,45 @@ def test_per_example_dropconnect_members_equal_their_runs(tmp_path):
             config(model__dropconnect_per_example=True, model__hidden=[12], train__seed=1)]
     trained_alike(tmp_path, cfgs)
 
+
+# -- batch normalization -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_stacked_batchnorm_normalizes_each_members_batch(position):
+    """Each member's features normalized over its own batch in training, its running statistics
+    updated as its network's and used in evaluation, and written back into its layers."""
+    bn = {"model__batchnorm": True, "model__batchnorm_position": position}
+    overrides = [{**bn, "model__dropout": 0.2}, bn, {**bn, "model__dropconnect": 0.3}]
+    nets, gens = member_nets(overrides)
+    twins, twin_gens = member_nets(overrides)
+    for net, g in zip(twins, twin_gens):
+        rl.nn.layers.set_generator(net, g)
+    stacked = StackedNet(nets, gens)
+    assert sum(op.kind == "batchnorm" for op in stacked.ops) == 2
+    x = torch.randn(len(nets), 16, 64) * 3 + 1
+    for _ in range(3):
+        out = stacked.forward(x, True)
+        for k, net in enumerate(twins):
+            torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
+    out = stacked.forward(x, False)
+    for k, net in enumerate(twins):
+        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+        stacked.write_back(k)
+        mine, theirs = dict(nets[k].named_buffers()), dict(twins[k].named_buffers())
+        assert set(mine) == set(theirs) and int(mine["bn1.num_batches_tracked"]) == 3
+        for name in theirs:
+            torch.testing.assert_close(mine[name], theirs[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_batchnorm_members_equal_their_runs(tmp_path, position):
+    """Batch norm is shared (members with and without it differ in their layers); members with
+    it differ in dropout, DropConnect, L2 (which spares gamma and beta, as weight decay does).
+    On MNIST-1D: an input constant over a batch (digits' border pixels) gets a gradient that is
+    0 up to rounding once batch norm removes the batch's mean, which Adam scales up to lr."""
+    bn = {"model__batchnorm": True, "model__batchnorm_position": position}
+    cfgs = [config(MNIST1D, **bn), config(MNIST1D, **bn, model__dropout=0.2, train__seed=1),
+            config(MNIST1D, **bn, model__dropconnect=0.2, regularization__l2=1e-3, train__seed=2),
+            config(MNIST1D, **bn, optim__weight_decay=1e-2, optim__lr=2e-3)]
+    assert population_key(cfgs[0]) != population_key(config(MNIST1D))
+    trained_alike(tmp_path, cfgs)

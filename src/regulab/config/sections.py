@@ -133,7 +133,7 @@ class ModelConfig(Section):
     kernel_size: int = key(5, number(ge=1, integer=True), "cnn: kernel size", population=SHARED)
     activation: str = key("relu", choice(*ACTIVATIONS), "hidden activation", population=SHARED)
     init: str = key("default", choice(*INIT_SCHEMES), "weight initialization scheme", population=SHARED)
-    batchnorm: bool = key(False, boolean, "batch normalization in each hidden layer", population=blocks())
+    batchnorm: bool = key(False, boolean, "batch normalization in each hidden layer", population=SHARED)
     batchnorm_position: str = key("before", choice("before", "after"),
                                   "batch norm before or after the activation", population=SHARED)
     dropout: Any = key(0.0, number_or_list(number(ge=0.0, lt=1.0),

@@ -24,8 +24,8 @@ penalty selects (``regularize.penalties.selected_parameters``); the penalty's gr
 What has no stacked form raises ``Unsupported`` saying why (``unstackable`` for a trainer):
 multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer,
 penalties other than ``NormPenalty``, a callback whose ``stackable`` is False, and -- found when
-stacking -- layers other than linear (with weight noise or DropConnect), activation, dropout and
-noise, or optimizers that differ beyond the learning rate and weight decay. Which configs may
+stacking -- layers other than linear (with weight noise or DropConnect), activation, batch norm,
+dropout and noise, or optimizers that differ beyond the learning rate and weight decay. Which configs may
 stack at all is ``eligibility``'s question.
 """
 

@@ -26,6 +26,12 @@ DropConnect: a factor of exactly 1); members may differ in ``p`` and have weight
 With a mask per example the product is ``y_kb = (W_k * M_kb / (1 - p_k)) h_kb``, an einsum over
 ``(K, B, out, in)`` masks, as the layer's own.
 
+Batch normalization (``nn.BatchNorm1d``, before or after the activation). Each member normalizes
+its own ``(B, F)`` features with its own batch statistics, gamma and beta (stacked parameters,
+in the flat buffer with the others) and running statistics, updated in training and used in
+evaluation (``engine.population.batchnorm``); ``write_back`` puts them into the member's layers.
+All members have it or none (``model.batchnorm`` is a shared key: it changes the layers).
+
 Augmentation. A member's ``Augment`` layer (``regulab.modalities.layer``: 1-D shift and
 stretch, image affine transforms) is a stochastic op before the first layer: in training each
 member's pipeline transforms its own examples with draws from its own generator, first in its
@@ -54,6 +60,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from regulab.engine.population.batchnorm import StackedBatchNorm, batchnorm_signature
 from regulab.engine.population.flat import FlatParams
 from regulab.modalities.image.augment import ImagePipeline, shift_scale_1d
 from regulab.modalities.layer import Augment
@@ -85,6 +92,7 @@ class _Op:
     drops: list[int] = field(default_factory=list)  # linear: members with DropConnect (p > 0)
     drop: Tensor | None = None                      # linear: (K, 1, 1) float32, DropConnect's p
     per_example: bool = False                       # linear: a DropConnect mask per example
+    norm: StackedBatchNorm | None = None            # batchnorm: the members' layers as one
 
 
 def _tokens(net: nn.Module) -> list[tuple]:
@@ -101,6 +109,8 @@ def _tokens(net: nn.Module) -> list[tuple]:
             out.append(("linear", m, 0.0, 0.0, False))
         elif isinstance(m, _ACTIVATIONS):
             out.append(("act", m))
+        elif type(m) is nn.BatchNorm1d:
+            out.append(("batchnorm", m))
         elif isinstance(m, GaussianNoise):
             out.append(("noise", m.std))
         elif isinstance(m, Augment):
@@ -118,6 +128,8 @@ def _signature(token: tuple) -> tuple:
         return ("linear", tuple(layer.weight.shape), layer.bias is not None)
     if token[0] == "act":
         return ("act", repr(token[1]))
+    if token[0] == "batchnorm":
+        return batchnorm_signature(token[1])
     return token
 
 
@@ -141,8 +153,8 @@ class StackedNet:
 
     ``generators[k]`` is member k's noise generator (its dropout masks and noise). Members may
     differ in drop probabilities (0 included), noise stds, weight noise and DropConnect; anything
-    else that differs, or a layer other than flatten/linear/activation/dropout/noise, is
-    ``Unsupported``.
+    else that differs, or a layer other than flatten/linear/activation/batch norm/dropout/noise,
+    is ``Unsupported``.
     ``active[k] = False`` stops member k drawing (a member that stopped or diverged).
     """
 
@@ -190,6 +202,14 @@ class StackedNet:
                 used.update({op.weight, op.bias} - {None})
                 self.ops.append(op)
                 width = t[1].out_features
+            elif t[0] == "batchnorm":
+                w, b = index[id(t[1].weight)], index[id(t[1].bias)]
+                used.update({w, b})
+                try:
+                    norm = StackedBatchNorm([skel[i][1] for skel, _ in parsed], self.params[w], self.params[b])
+                except ValueError as e:
+                    raise Unsupported(str(e)) from None
+                self.ops.append(_Op("batchnorm", norm=norm))
             else:
                 self.ops.append(_Op(t[0], module=t[1] if t[0] == "act" else None))
         if used != set(range(len(self.params))):
@@ -368,6 +388,8 @@ class StackedNet:
                 h = op.module(h)
             elif op.kind == "linear":
                 h = self._linear_forward(op, h, training, step)
+            elif op.kind == "batchnorm":
+                h = op.norm(h, training)
             elif op.kind == "augment":
                 h = self._augment(op, h, training)
             elif op.kind == "noise":
@@ -401,9 +423,13 @@ class StackedNet:
 
     @torch.no_grad()
     def write_back(self, k: int) -> None:
-        """Copy member k's slices into its own network's parameters."""
+        """Copy member k's slices into its own network's parameters (and its batch norm's
+        running statistics into its layers)."""
         for stacked, own in zip(self.params, self.member_params[k]):
             own.copy_(stacked[k])
+        for op in self.ops:
+            if op.kind == "batchnorm":
+                op.norm.write_back(k)
 
 
 def _on_rows(h: Tensor, members: list[int], fn: Callable[[Tensor], Tensor]) -> Tensor:
