@@ -103,7 +103,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 # a value at which each blocking key keeps a run out of populations
 BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "data.resident": False,
             "regularization.penalty_layers": ["fc1"],
-            "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
+            "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
             "image.random_crop": 6, "image.crop_padding": 2, "image.mean": [0.5], "image.std": [0.5]}
@@ -161,6 +161,15 @@ def test_which_callbacks_stack():
     assert LRSchedule.stackable         # the population reads its rates back (engine.schedules)
     from regulab.sweeps.worker import Pruning
     assert Pruning.stackable
+
+
+def test_the_ema_callback_trains_in_its_stacked_form():
+    """``EMACallback`` acts after every step (not ``stackable``): the population runs its stacked
+    form (tests/test_population_forms.py), for one EMA per member."""
+    prep = prepare(config(**{"regularization.ema": 0.9}))
+    assert unstackable(prep.trainer) is None
+    prep.trainer.callbacks.append(EMACallback(0.5))
+    assert unstackable(prep.trainer) == "only one EMACallback has a stacked form"
 
 
 class HalveLr(Callback):

@@ -181,7 +181,7 @@ class RegularizationConfig(Section):
                               population=MEMBER)
     label_smoothing: float = key(0.0, number(ge=0.0, lt=1.0), "label smoothing epsilon", population=MEMBER)
     ema: float = key(0.0, number(ge=0.0, lt=1.0), "decay of the weights' moving average (0: off)",
-                     population=blocks())
+                     population=MEMBER)
 
 
 @dataclass

@@ -5,11 +5,11 @@ Every key of every section of ``regulab.config.core.Config`` is declared with a 
 with no list of keys written by hand:
 
 * ``MEMBER_KEYS`` (``MEMBER``): members may differ in them -- a seed, a drop probability, a
-  penalty or noise strength, label smoothing, the learning rate, the weight decay;
+  penalty or noise strength, label smoothing, an EMA decay, the learning rate, the weight decay;
 * ``IGNORED_KEYS`` (``IGNORED``): they do not change training -- the run's name, logging,
   the final evaluation;
 * ``BLOCKING_KEYS`` (``blocks(*allowed)``): a value other than the default (or than those
-  ``allowed``) keeps the run out of populations -- batch norm, EMA, a CNN, ...;
+  ``allowed``) keeps the run out of populations -- a CNN, multi-task heads, transfer, ...;
 * every other key (``SHARED``, and a blocking key at a value that stacks) must be equal.
 
 So ``population_key(cfg)`` is the config's SHARED and blocking values: configs with equal keys
