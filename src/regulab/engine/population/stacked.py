@@ -213,7 +213,7 @@ class StackedNet:
             else:
                 self.ops.append(_Op(t[0], module=t[1] if t[0] == "act" else None))
         if used != set(range(len(self.params))):
-            raise Unsupported("the networks have parameters outside their linear layers")
+            raise Unsupported("the networks have parameters outside their linear and batch-norm layers")
 
     @staticmethod
     def _linear(tokens: list[tuple], index: dict[int, int], device) -> _Op:
