@@ -249,14 +249,21 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
                  {"model__dropout_mode": mode},
                  {"model__input_dropout": 0.2, "regularization__input_noise": 0.3, "model__dropout_mode": mode},
                  {"regularization__weight_noise": 0.1, "model__dropout": 0.3, "model__dropout_mode": mode}]
+    assert_forward_follows_each_network(overrides)
+
+
+def assert_forward_follows_each_network(overrides: list[dict], x=None):
+    """The networks of ``overrides`` stacked, against each network alone (its generator in
+    step): three training steps, masks drawn then predrawn (steps 0 and 1 of a block), then
+    evaluation. Returns (the stacked net, the networks alone)."""
     nets, gens = member_nets(overrides)
     twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
     for net, g in zip(twins, twin_gens):
         rl.nn.layers.set_generator(net, g)
     stacked = StackedNet(nets, gens)
-    x = torch.randn(len(nets), 16, 64)
-    for step, predraw in [(None, False), (0, True), (1, True)]:
-        if predraw and step == 0:
+    x = torch.randn(len(nets), 16, 64) if x is None else x
+    for step in [None, 0, 1]:
+        if step == 0:
             stacked.predraw(16, 2)
         out = stacked.forward(x, True, step)
         for k, net in enumerate(twins):
@@ -264,6 +271,7 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
     out = stacked.forward(x, False)
     for k, net in enumerate(twins):
         torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+    return stacked, twins
 
 
 @pytest.mark.parametrize("sample", [(40,), (2, 40)])

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from torch import nn
 
 import regulab as rl
 from regulab.config.core import apply_overrides as _apply
@@ -17,7 +18,7 @@ from regulab.engine.population.stacked import StackedNet
 from regulab.runs.population import population_of, train_population
 from regulab.regularize.ema import EMA
 from regulab.runs.prepare import prepare
-from tests.test_population import BASE, assert_same_run, config, member_nets
+from tests.test_population import BASE, assert_forward_follows_each_network, assert_same_run, config, member_nets
 
 MNIST1D = _apply(BASE, {"data.dataset": "mnist1d", "data.preprocess": "none", "data.train_size": 300,
                         "model.hidden": [16, 16]})
@@ -57,22 +58,10 @@ def test_stacked_dropconnect_draws_what_each_network_draws(per_example):
                  {"model__dropconnect": 0.1, "regularization__weight_noise": 0.1, **dc},
                  {"regularization__weight_noise": 0.1, "model__dropout": 0.3},
                  {"model__dropconnect": 0.5, **dc}]
-    nets, gens = member_nets(overrides)
-    twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
-    for net, g in zip(twins, twin_gens):
-        rl.nn.layers.set_generator(net, g)
-    stacked = StackedNet(nets, gens)
+    stacked, _ = assert_forward_follows_each_network(overrides)
     assert [op.drops for op in stacked.ops if op.kind == "linear"] == [[0, 2, 4], [0, 2, 4], []]
-    x = torch.randn(len(nets), 16, 64)
-    for step in [None, 0, 1]:
-        if step == 0:
-            stacked.predraw(16, 2)
-        out = stacked.forward(x, True, step)
-        for k, net in enumerate(twins):
-            torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
-    out = stacked.forward(x, False)
-    for k, net in enumerate(twins):
-        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+    predrawn = {id(op) for op in stacked.ops if op.kind == "dropout" or op.drops}   # members 0 and 4's
+    assert set(stacked._masks or {}) == (set() if per_example else predrawn)
 
 
 def test_dropconnect_members_equal_their_runs(tmp_path):
@@ -100,25 +89,16 @@ def test_stacked_batchnorm_normalizes_each_members_batch(position):
     updated as its network's and used in evaluation, and written back into its layers."""
     bn = {"model__batchnorm": True, "model__batchnorm_position": position}
     overrides = [{**bn, "model__dropout": 0.2}, bn, {**bn, "model__dropconnect": 0.3}]
-    nets, gens = member_nets(overrides)
-    twins, twin_gens = member_nets(overrides)
-    for net, g in zip(twins, twin_gens):
-        rl.nn.layers.set_generator(net, g)
-    stacked = StackedNet(nets, gens)
-    assert sum(op.kind == "batchnorm" for op in stacked.ops) == 2
-    x = torch.randn(len(nets), 16, 64) * 3 + 1
-    for _ in range(3):
-        out = stacked.forward(x, True)
-        for k, net in enumerate(twins):
-            torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)
-    out = stacked.forward(x, False)
-    for k, net in enumerate(twins):
-        torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+    stacked, twins = assert_forward_follows_each_network(overrides, torch.randn(3, 16, 64) * 3 + 1)
+    norms = [op.norm for op in stacked.ops if op.kind == "batchnorm"]
+    assert len(norms) == 2
+    for k, twin in enumerate(twins):
         stacked.write_back(k)
-        mine, theirs = dict(nets[k].named_buffers()), dict(twins[k].named_buffers())
-        assert set(mine) == set(theirs) and int(mine["bn1.num_batches_tracked"]) == 3
-        for name in theirs:
-            torch.testing.assert_close(mine[name], theirs[name], atol=1e-6, rtol=1e-5, msg=name)
+        for norm, theirs in zip(norms, [m for m in twin.modules() if isinstance(m, nn.BatchNorm1d)]):
+            mine = norm.modules[k]
+            assert int(mine.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+            torch.testing.assert_close(mine.running_mean, theirs.running_mean, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(mine.running_var, theirs.running_var, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("position", ["before", "after"])
