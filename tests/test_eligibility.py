@@ -101,10 +101,9 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 
 
 # a value at which each blocking key keeps a run out of populations
-BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "model.batchnorm": True, "model.dropconnect": 0.2,
-            "data.resident": False,
+BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "data.resident": False,
             "regularization.penalty_layers": ["fc1"],
-            "regularization.ema": 0.9, "multitask.tasks": ["parity"], "transfer.source": "some/run",
+            "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
             "image.random_crop": 6, "image.crop_padding": 2, "image.mean": [0.5], "image.std": [0.5]}
@@ -120,7 +119,7 @@ def test_each_blocking_key_at_a_blocking_value_trains_alone_and_says_why():
         assert population_key(cfg) is None, dotted
         why = ineligible(cfg)
         assert why is not None and why.startswith(f"{dotted} = ") and why.endswith("blocks stacking"), why
-    assert ineligible(config(**{"model.batchnorm": True})) == "model.batchnorm = true blocks stacking"
+    assert ineligible(config(**{"model.kind": "cnn"})) == 'model.kind = "cnn" blocks stacking'
 
 
 def test_blocking_keys_at_allowed_values_stack_but_only_with_their_like():
@@ -164,6 +163,15 @@ def test_which_callbacks_stack():
     assert Pruning.stackable
 
 
+def test_the_ema_callback_trains_in_its_stacked_form():
+    """``EMACallback`` acts after every step (not ``stackable``): the population runs its stacked
+    form (tests/test_population_forms.py), for one EMA per member."""
+    prep = prepare(config(**{"regularization.ema": 0.9}))
+    assert unstackable(prep.trainer) is None
+    prep.trainer.callbacks.append(EMACallback(0.5))
+    assert unstackable(prep.trainer) == "only one EMACallback has a stacked form"
+
+
 class HalveLr(Callback):
     """A user's schedule: halves the learning rate after every epoch (not stackable)."""
 
@@ -199,12 +207,12 @@ def test_an_lr_changing_callback_trains_its_run_alone(workdir, caplog):
 
 
 def test_a_blocking_config_trains_alone_with_the_reason_logged(workdir, caplog):
-    cfgs = [config(**{"name": "bn", "model.batchnorm": True}), config(**{"name": "plain"})]
+    cfgs = [config(**{"name": "bag", "data.bootstrap": True}), config(**{"name": "plain"})]
     with caplog.at_level(logging.INFO, logger="regulab"):
-        runs = train_population(cfgs, [workdir / "bn", workdir / "plain"], db=f"sqlite:///{workdir}/r.db")
-    assert "run bn trains alone: model.batchnorm = true blocks stacking" in caplog.messages
+        runs = train_population(cfgs, [workdir / "bag", workdir / "plain"], db=f"sqlite:///{workdir}/r.db")
+    assert "run bag trains alone: data.bootstrap = true blocks stacking" in caplog.messages
     assert not any(m.startswith("run plain") for m in caplog.messages)
-    assert [r.run_dir.name for r in runs] == ["bn", "plain"]
+    assert [r.run_dir.name for r in runs] == ["bag", "plain"]
     assert all((r.run_dir / "results.json").is_file() for r in runs)
 
 
@@ -216,6 +224,6 @@ def _numbers(run) -> tuple:
 def test_a_study_says_why_a_run_trains_alone(workdir, caplog):
     cfg = config(**{"train.epochs": 1})
     with caplog.at_level(logging.INFO, logger="regulab"):
-        rl.study(cfg, variants={"bn": {"model.batchnorm": True}}, seeds=2, out="study", progress=False)
+        rl.study(cfg, variants={"bag": {"data.bootstrap": True}}, seeds=2, out="study", progress=False)
     alone = [r.getMessage() for r in caplog.records if "trains alone" in r.getMessage()]
-    assert alone == ["run pop-bn trains alone: model.batchnorm = true blocks stacking"] * 2, alone
+    assert alone == ["run pop-bag trains alone: data.bootstrap = true blocks stacking"] * 2, alone

@@ -25,7 +25,8 @@ from regulab.config.core import config_from_dict
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population import stacked as stacked_module
-from regulab.engine.population.stacked import FlatParams, StackedNet, Unsupported
+from regulab.engine.population.flat import FlatParams
+from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.errors import DivergedError
 from regulab.modalities.image.augment import ImagePipeline
 from regulab.modalities.layer import Augment
@@ -248,14 +249,21 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
                  {"model__dropout_mode": mode},
                  {"model__input_dropout": 0.2, "regularization__input_noise": 0.3, "model__dropout_mode": mode},
                  {"regularization__weight_noise": 0.1, "model__dropout": 0.3, "model__dropout_mode": mode}]
+    assert_forward_follows_each_network(overrides)
+
+
+def assert_forward_follows_each_network(overrides: list[dict], x=None):
+    """The networks of ``overrides`` stacked, against each network alone (its generator in
+    step): three training steps, masks drawn then predrawn (steps 0 and 1 of a block), then
+    evaluation. Returns (the stacked net, the networks alone)."""
     nets, gens = member_nets(overrides)
     twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
     for net, g in zip(twins, twin_gens):
         rl.nn.layers.set_generator(net, g)
     stacked = StackedNet(nets, gens)
-    x = torch.randn(len(nets), 16, 64)
-    for step, predraw in [(None, False), (0, True), (1, True)]:
-        if predraw and step == 0:
+    x = torch.randn(len(nets), 16, 64) if x is None else x
+    for step in [None, 0, 1]:
+        if step == 0:
             stacked.predraw(16, 2)
         out = stacked.forward(x, True, step)
         for k, net in enumerate(twins):
@@ -263,6 +271,7 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
     out = stacked.forward(x, False)
     for k, net in enumerate(twins):
         torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+    return stacked, twins
 
 
 @pytest.mark.parametrize("sample", [(40,), (2, 40)])
@@ -304,10 +313,17 @@ def test_optimizers_differing_beyond_lr_and_decay_are_refused():
 
 
 def test_layers_without_a_stacked_form_are_refused():
-    nets, gens = member_nets([{"model__batchnorm": True}] * 2)
-    with pytest.raises(Unsupported, match="BatchNorm"):
+    gens = [torch.Generator().manual_seed(k) for k in range(2)]
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10)) for _ in gens]
+    with pytest.raises(Unsupported, match="LayerNorm"):
+        StackedNet(nets, gens)
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8, momentum=None)) for _ in gens]
+    with pytest.raises(Unsupported, match="momentum"):
         StackedNet(nets, gens)
     nets, gens = member_nets([{"model__hidden": [8]}, {"model__hidden": [16]}])
+    with pytest.raises(Unsupported, match="differ"):
+        StackedNet(nets, gens)
+    nets, gens = member_nets([{"model__batchnorm": True}, {}])     # batch norm is a shared key
     with pytest.raises(Unsupported, match="differ"):
         StackedNet(nets, gens)
 
@@ -395,14 +411,13 @@ def test_population_key_groups_only_member_differences():
     assert base is not None
     for o in [{"train__seed": 4}, {"model__dropout": 0.5}, {"regularization__l2": 0.1},
               {"regularization__label_smoothing": 0.2}, {"optim__lr": 0.1}, {"name": "other"},
-              {"regularization__max_norm": 3.0},
+              {"regularization__max_norm": 3.0}, {"model__dropconnect": 0.2}, {"regularization__ema": 0.9},
               {"eval__dropout_inference": "mc_mean"}]:
         assert population_key(config(**o)) == base, o
     for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
-              {"data__train_size": 300}, {"model__dropout_mode": "classic"}]:
+              {"data__train_size": 300}, {"model__dropout_mode": "classic"}, {"model__batchnorm": True}]:
         assert population_key(config(**o)) not in (None, base), o
-    for o in [{"model__batchnorm": True}, {"model__dropconnect": 0.2}, {"regularization__ema": 0.9},
-              {"model__kind": "cnn"}]:
+    for o in [{"model__kind": "cnn"}]:
         assert population_key(config(**o)) is None, o
     with pytest.raises(ValueError, match="differ only in"):
         train_population([config(), config(optim__name="sgd")])
@@ -422,7 +437,7 @@ def test_studies_train_populations_automatically(tmp_path, monkeypatch):
                 "bn": {"model.batchnorm": True}}
     pooled = rl.study(cfg, variants=variants, seeds=2, out=tmp_path / "pooled",
                       db=f"sqlite:///{tmp_path}/a.db", progress=False)
-    assert calls == [6]         # baseline, l2 and dropout x 2 seeds; batch norm one by one
+    assert calls == [6, 2]      # baseline, l2 and dropout x 2 seeds; batch norm's 2 seeds
     monkeypatch.setattr(study_module, "train_population", real)
     raw = json.loads((tmp_path / "pooled" / "study.json").read_text())
     assert raw["population"] == 64

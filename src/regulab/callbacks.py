@@ -11,7 +11,8 @@ them, writes logs or sets ``stop_training`` works there exactly as in a run alon
 one that sets its optimizer's learning rates at the epoch's end (``engine.schedules``), which
 the population reads back before the next epoch. One that acts within an epoch
 (``on_step_end``, ``evaluation_weights``) or changes the weights does not: it keeps
-``stackable = False``, the default, so an unknown callback makes its run train alone.
+``stackable = False``, the default, so an unknown callback makes its run train alone. (The
+EMA's ``EMACallback`` is such a callback; populations have a stacked form of it.)
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class ModelConfig(Section):
     kernel_size: int = key(5, number(ge=1, integer=True), "cnn: kernel size", population=SHARED)
     activation: str = key("relu", choice(*ACTIVATIONS), "hidden activation", population=SHARED)
     init: str = key("default", choice(*INIT_SCHEMES), "weight initialization scheme", population=SHARED)
-    batchnorm: bool = key(False, boolean, "batch normalization in each hidden layer", population=blocks())
+    batchnorm: bool = key(False, boolean, "batch normalization in each hidden layer", population=SHARED)
     batchnorm_position: str = key("before", choice("before", "after"),
                                   "batch norm before or after the activation", population=SHARED)
     dropout: Any = key(0.0, number_or_list(number(ge=0.0, lt=1.0),
@@ -154,7 +154,7 @@ class ModelConfig(Section):
     input_dropout: float = key(0.0, number(ge=0.0, lt=1.0), "drop probability of the inputs",
                                population=MEMBER)
     dropconnect: float = key(0.0, number(ge=0.0, lt=1.0),
-                             "drop probability of each hidden dense layer's weights", population=blocks())
+                             "drop probability of each hidden dense layer's weights", population=MEMBER)
     dropconnect_per_example: bool = key(False, boolean, "a DropConnect mask per example", population=SHARED)
     factory: Any = key(None, optional(user_factory), "the user's network: FILE.py:NAME or "
                        "package.module:NAME, an nn.Module class or a function returning one",
@@ -190,7 +190,7 @@ class RegularizationConfig(Section):
                               population=MEMBER)
     label_smoothing: float = key(0.0, number(ge=0.0, lt=1.0), "label smoothing epsilon", population=MEMBER)
     ema: float = key(0.0, number(ge=0.0, lt=1.0), "decay of the weights' moving average (0: off)",
-                     population=blocks())
+                     population=MEMBER)
 
 
 @dataclass

@@ -141,7 +141,9 @@ class EMACallback(Callback):
     (a resume) is applied then.
     """
 
-    stackable = False    # it acts after every step: a population steps all members at once
+    # it acts after every step, which a population member cannot: a population runs its stacked
+    # form instead (regulab.engine.population.ema) and hands each member's EMA its state
+    stackable = False
 
     def __init__(self, ema: EMA | float, bias_correction: bool = True):
         if isinstance(ema, EMA):

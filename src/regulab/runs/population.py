@@ -9,7 +9,7 @@ a separate run -- and, because it draws from the same generators in the same ord
 numbers up to float rounding.
 
 A run that cannot stack trains alone, with the same results, and the reason is logged at INFO
-on the "regulab" logger (``run NAME trains alone: model.batchnorm = true blocks stacking``):
+on the "regulab" logger (``run NAME trains alone: model.kind = "cnn" blocks stacking``):
 its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback whose
 ``stackable`` is False, say), its network or optimizer (no stacked form), or its data, which
 streams (``data.resident``). Early stopping is

@@ -5,16 +5,16 @@ Every key of every section of ``regulab.config.core.Config`` is declared with a 
 with no list of keys written by hand:
 
 * ``MEMBER_KEYS`` (``MEMBER``): members may differ in them -- a seed, a drop probability, a
-  penalty or noise strength, label smoothing, the learning rate, the weight decay;
+  penalty or noise strength, label smoothing, an EMA decay, the learning rate, the weight decay;
 * ``IGNORED_KEYS`` (``IGNORED``): they do not change training -- the run's name, logging,
   the final evaluation;
 * ``BLOCKING_KEYS`` (``blocks(*allowed)``): a value other than the default (or than those
-  ``allowed``) keeps the run out of populations -- batch norm, EMA, DropConnect, ...;
+  ``allowed``) keeps the run out of populations -- a CNN, multi-task heads, transfer, ...;
 * every other key (``SHARED``, and a blocking key at a value that stacks) must be equal.
 
 So ``population_key(cfg)`` is the config's SHARED and blocking values: configs with equal keys
 may train together, and None means ``cfg`` cannot stack at all; ``ineligible(cfg)`` says why,
-e.g. ``model.batchnorm = true blocks stacking``.
+e.g. ``model.kind = "cnn" blocks stacking``.
 
 A key without a tag fails loud: ``config_tags`` raises ``TypeError`` naming it, and it runs
 when this module is imported -- so a new config key declared without a population tag fails
@@ -84,7 +84,7 @@ def _value(cfg: Config, key: str) -> Any:
 
 def ineligible(cfg: Config) -> str | None:
     """Why ``cfg`` cannot train in a population, from its config alone (None: it can):
-    the first blocking key at a blocking value, as ``"model.batchnorm = true blocks stacking"``."""
+    the first blocking key at a blocking value, as ``'model.kind = "cnn" blocks stacking'``."""
     for key in BLOCKING_KEYS:
         tag, default = TAGS[key]
         value = _value(cfg, key)

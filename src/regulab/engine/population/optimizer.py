@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from regulab.engine.population.stacked import FlatParams, Unsupported
+from regulab.engine.population.flat import FlatParams
+from regulab.engine.population.stacked import Unsupported
 
 __all__ = ["StackedOptimizer"]
 
@@ -135,7 +136,7 @@ class StackedOptimizer:
     def export(self, k: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
         """Member k's state into ``optimizer`` (over ``params``, its network's parameters)."""
         for i, p in enumerate(params):
-            own = {name: self._view(t, i)[k].clone() for name, t in self.state.items()}
+            own = {name: self.flat.view(t, i)[k].clone() for name, t in self.state.items()}
             if self.kind[0] in ("adam", "rmsprop"):
                 own["step"] = torch.tensor(float(self.t))
             if own:
@@ -150,14 +151,8 @@ class StackedOptimizer:
             if not own:
                 continue
             for name, t in self.state.items():
-                self._view(t, i)[k].copy_(own[name])
+                self.flat.view(t, i)[k].copy_(own[name])
             if "step" in own:
                 self.t = int(own["step"])
             elif self.kind[:2] == ("sgd", True):
                 self.t = max(self.t, 2)     # a momentum buffer exists: past the first step
-
-    def _view(self, t: Tensor, i: int) -> Tensor:
-        """Parameter i's part of a buffer shaped like ``flat.data``, as (K, *shape_i)."""
-        p = self.flat.params[i]
-        offset = p.storage_offset() - self.flat.data.storage_offset()
-        return t[offset:offset + p.numel()].view(p.shape)

@@ -16,20 +16,29 @@ Max-norm (``regularize.constraints``) is applied after each step to every member
 once: member k's unit norms ``||W_k[i]||`` (the rows of each linear weight) scaled by
 ``c_k / max(||W_k[i]||, c_k)``, with ``c_k = 1e30`` for a member without it (a factor of exactly 1).
 
+The EMA of the weights (``regularize.ema``'s ``EMACallback``) is stacked too
+(``engine.population.ema``): after each step (and max-norm) every member's average is updated
+at once, ``v_k <- d_k v_k + (1 - d_k) w_k``; the members are scored on validation (and
+``eval_train``'s train split) with their averages, as ``Trainer.evaluate`` does under the
+callback's ``evaluation_weights``; and at each epoch's end a member's average and count go back
+to its own ``EMA``, so its early stopping, checkpoint and final model are its run's.
+
 Per member k, the objective of a step is its own mean loss (``engine.objective``: its label
 smoothing eps_k) plus its norm penalty ``l1_k * sum |w| + l2_k * sum w^2`` over the weights the
 penalty selects (``regularize.penalties.selected_parameters``); the penalty's gradient
 ``l1_k sign(w) + 2 l2_k w`` is added by the optimizer, without a backward pass through it.
 
 What has no stacked form raises ``Unsupported`` saying why (``unstackable`` for a trainer):
-multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer, penalties other than
-``NormPenalty``, a callback whose ``stackable`` is False, and -- found when stacking -- layers
-other than linear, activation, dropout and noise, or optimizers that differ beyond the
-learning rate and weight decay. Which configs may stack at all is ``eligibility``'s question.
+multi-task heads, the BCE loss, a custom loss, constraints other than max-norm on every layer,
+penalties other than ``NormPenalty``, a callback whose ``stackable`` is False, and -- found when
+stacking -- layers other than linear (with weight noise or DropConnect), activation, batch norm,
+dropout and noise, or optimizers that differ beyond the learning rate and weight decay. Which configs may
+stack at all is ``eligibility``'s question.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -39,12 +48,14 @@ from torch import Tensor
 from regulab.callbacks import Callback
 from regulab.data.loader import TensorLoader
 from regulab.engine.objective import Objective
+from regulab.engine.population.ema import StackedEMA
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
 from regulab.errors import DivergedError
 from regulab.regularize.constraints import MaxNorm
+from regulab.regularize.ema import EMACallback
 from regulab.regularize.penalties import NormPenalty, selected_parameters
 
 __all__ = ["Population", "unstackable"]
@@ -69,8 +80,12 @@ def unstackable(trainer: Trainer) -> str | None:
         return "a data-parallel rank cannot be stacked"
     if len(trainer.penalties) > 1 or any(not isinstance(p, NormPenalty) for p in trainer.penalties):
         return "only one NormPenalty (l1, l2) has a stacked form"
+    if sum(isinstance(cb, EMACallback) for cb in trainer.callbacks) > 1:
+        return "only one EMACallback has a stacked form"
     for cb in trainer.callbacks:
         name = type(cb).__name__
+        if type(cb) is EMACallback:     # stacked by the population (module docstring)
+            continue
         if not cb.stackable:
             return f"callback {name} cannot be stacked (its stackable is False)"
         if type(cb).on_step_end is not Callback.on_step_end \
@@ -136,6 +151,18 @@ class Population:
         self.max_norm = torch.tensor(radii, device=dev)[:, None] if any(t.constraints for t in self.trainers) \
             else None                                                                  # (K, 1)
         self.constrained = [p for p in self.net.params if p.dim() == 3]               # (K, out, in)
+        self.ema = self._stacked_ema()
+
+    def _stacked_ema(self) -> StackedEMA | None:
+        """The members' EMAs as one, from their current state; None when no member has one, or
+        before the fit has begun (an ``EMACallback`` builds its ``EMA`` at ``on_fit_start``)."""
+        callbacks = [next((cb for cb in t.callbacks if isinstance(cb, EMACallback)), None) for t in self.trainers]
+        if all(cb is None for cb in callbacks) or any(cb is not None and cb.ema is None for cb in callbacks):
+            return None
+        try:
+            return StackedEMA(self.net.flat, [cb.ema if cb is not None else None for cb in callbacks])
+        except ValueError as e:
+            raise Unsupported(str(e)) from None
 
     @torch.no_grad()
     def _constrain(self) -> None:
@@ -211,6 +238,8 @@ class Population:
             self.opt.step()
             if self.max_norm is not None:
                 self._constrain()
+            if self.ema is not None:
+                self.ema.update()
             losses.append(loss.detach())
             pens.append(pen)
             hits.append(self.objective.hits(out.detach(), yb))
@@ -240,6 +269,7 @@ class Population:
         everyone = list(self.trainers)
         for t in everyone:
             t.begin_fit(epochs)
+        self.ema = self._stacked_ema()
         try:
             epoch = 0
             while epoch < epochs and any(self.net.active):
@@ -248,8 +278,9 @@ class Population:
                     self.opt.set_rates([t.optimizer for t in self.trainers])
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
-                val = self._score(*self.val) if self.val is not None else None
-                clean = self._score(self.X, self.y) if any(t.eval_train for t in self.trainers) else None
+                with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
+                    val = self._score(*self.val) if self.val is not None else None
+                    clean = self._score(self.X, self.y) if any(t.eval_train for t in self.trainers) else None
                 epoch += 1
                 seconds = time.perf_counter() - start
                 for k in range(self.net.K):
@@ -285,6 +316,8 @@ class Population:
         t.step += len(w)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])
+        if self.ema is not None:
+            self.ema.write_back(k)
         t.end_epoch(logs, seconds)
         if t.stop_training or t.epoch >= t.max_epochs:
             self.net.active[k] = False

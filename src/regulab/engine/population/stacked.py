@@ -15,9 +15,22 @@ weight decay, betas) to its slice.
 Exactness. Each member keeps its own drop probabilities, noise levels and ``torch.Generator``
 (the one its run would use) and draws from it in the order and shapes its network alone would:
 per training step, layer by layer, a mask ``rand((B, F)) >= p`` per dropout layer, a
-``randn((B, F))`` per noise layer, a ``randn(W.shape)`` per noisy weight. So a member's masks,
-noise and updates are those of a separate run; only the matmuls' summation order differs, so
-the two agree to float rounding (tests/test_population.py compares them).
+``randn((B, F))`` per noise layer, a ``randn(W.shape)`` per noisy weight, a mask
+``rand(W.shape) >= p`` per DropConnect layer (``rand((B, *W.shape))`` with a mask per example).
+So a member's masks, noise and updates are those of a separate run; only the matmuls' summation
+order differs, so the two agree to float rounding (tests/test_population.py compares them).
+
+DropConnect (``nn.layers.DropConnect``, Wan et al., 2013). A linear layer's batched product
+takes member k's weight as ``W_k * M_k / (1 - p_k)`` (``M_k`` its mask; ``p_k = 0``, no
+DropConnect: a factor of exactly 1); members may differ in ``p`` and have weight noise instead.
+With a mask per example the product is ``y_kb = (W_k * M_kb / (1 - p_k)) h_kb``, an einsum over
+``(K, B, out, in)`` masks, as the layer's own.
+
+Batch normalization (``nn.BatchNorm1d``, before or after the activation). Each member normalizes
+its own ``(B, F)`` features with its own batch statistics, gamma and beta (stacked parameters,
+in the flat buffer with the others) and running statistics, updated in training and used in
+evaluation (``engine.population.batchnorm``); ``write_back`` puts them into the member's layers.
+All members have it or none (``model.batchnorm`` is a shared key: it changes the layers).
 
 Augmentation. A member's ``Augment`` layer (``regulab.modalities.layer``: 1-D shift and
 stretch, image affine transforms) is a stochastic op before the first layer: in training each
@@ -33,24 +46,27 @@ Speed. Per step, the work of K small networks costs one batched kernel per layer
 launches. All parameters live in one flat buffer (``FlatParams``: parameter i of every member
 side by side, ``(K, *shape_i)``), and so do their gradients, so an optimizer step is a dozen
 elementwise kernels over one tensor, whatever the number of layers and members. The dropout
-masks of members that draw only uniforms (no Gaussian noise) are drawn for a block of steps
-at once (``predraw``): on the CPU, ``rand(n)`` then ``rand(m)`` from one generator equals
-``rand(n + m)`` split, so this changes no value.
+and DropConnect masks of members that draw only uniforms (no Gaussian noise, no mask per
+example) are drawn for a block of steps at once (``predraw``): on the CPU, ``rand(n)`` then
+``rand(m)`` from one generator equals ``rand(n + m)`` split, so this changes no value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from regulab.engine.population.batchnorm import StackedBatchNorm, batchnorm_signature
+from regulab.engine.population.flat import FlatParams
 from regulab.modalities.image.augment import ImagePipeline, shift_scale_1d
 from regulab.modalities.layer import Augment
-from regulab.nn.layers import Dropout, GaussianNoise, WeightNoise
+from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
 
-__all__ = ["Unsupported", "FlatParams", "StackedNet"]
+__all__ = ["Unsupported", "StackedNet"]
 
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
 _STOCHASTIC = ("augment", "noise", "dropout")   # their order inside a slot (as the model builder adds them)
@@ -71,9 +87,12 @@ class _Op:
     members: list[int] = field(default_factory=list)    # members that draw (value > 0)
     width: int = 0                                  # dropout/noise: features per example
     mode: str = "inverted"                          # dropout
-    offset: int = 0                                 # dropout: where its uniforms start in a step
     value: Tensor | None = None                     # (K, 1, 1) float32: p, noise std, weight std
-    scale: Tensor | None = None                     # dropout: (K, 1, 1), a kept unit's factor
+    scale: Tensor | None = None                     # dropout, DropConnect: (K, 1, 1), a kept one's factor
+    drops: list[int] = field(default_factory=list)  # linear: members with DropConnect (p > 0)
+    drop: Tensor | None = None                      # linear: (K, 1, 1) float32, DropConnect's p
+    per_example: bool = False                       # linear: a DropConnect mask per example
+    norm: StackedBatchNorm | None = None            # batchnorm: the members' layers as one
 
 
 def _tokens(net: nn.Module) -> list[tuple]:
@@ -83,11 +102,15 @@ def _tokens(net: nn.Module) -> list[tuple]:
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
             out.append(("flatten",))
         elif isinstance(m, WeightNoise) and type(m.layer) is nn.Linear:
-            out.append(("linear", m.layer, m.std))
+            out.append(("linear", m.layer, m.std, 0.0, False))
+        elif isinstance(m, DropConnect) and type(m.layer) is nn.Linear:
+            out.append(("linear", m.layer, 0.0, m.drop_prob, m.per_example and m.drop_prob > 0))
         elif type(m) is nn.Linear:
-            out.append(("linear", m, 0.0))
+            out.append(("linear", m, 0.0, 0.0, False))
         elif isinstance(m, _ACTIVATIONS):
             out.append(("act", m))
+        elif type(m) is nn.BatchNorm1d:
+            out.append(("batchnorm", m))
         elif isinstance(m, GaussianNoise):
             out.append(("noise", m.std))
         elif isinstance(m, Augment):
@@ -105,6 +128,8 @@ def _signature(token: tuple) -> tuple:
         return ("linear", tuple(layer.weight.shape), layer.bias is not None)
     if token[0] == "act":
         return ("act", repr(token[1]))
+    if token[0] == "batchnorm":
+        return batchnorm_signature(token[1])
     return token
 
 
@@ -127,8 +152,9 @@ class StackedNet:
     """The members' networks ``nets`` (same layer sizes) as stacked leaf tensors ``params``.
 
     ``generators[k]`` is member k's noise generator (its dropout masks and noise). Members may
-    differ in drop probabilities (0 included), noise stds and weight noise; anything else that
-    differs, or a layer other than flatten/linear/activation/dropout/noise, is ``Unsupported``.
+    differ in drop probabilities (0 included), noise stds, weight noise and DropConnect; anything
+    else that differs, or a layer other than flatten/linear/activation/batch norm/dropout/noise,
+    is ``Unsupported``.
     ``active[k] = False`` stops member k drawing (a member that stopped or diverged).
     """
 
@@ -172,18 +198,39 @@ class StackedNet:
                 break
             t = skeleton[i]
             if t[0] == "linear":
-                layer = t[1]
-                w, b = index[id(layer.weight)], (index[id(layer.bias)] if layer.bias is not None else None)
-                used.update({w, b} - {None})
-                stds = [p[0][i][2] for p in parsed]
-                op = _Op("linear", weight=w, bias=b, members=[k for k, s in enumerate(stds) if s > 0],
-                         value=_column(stds, device))
+                op = self._linear([skel[i] for skel, _ in parsed], index, device)
+                used.update({op.weight, op.bias} - {None})
                 self.ops.append(op)
-                width = layer.out_features
+                width = t[1].out_features
+            elif t[0] == "batchnorm":
+                w, b = index[id(t[1].weight)], index[id(t[1].bias)]
+                used.update({w, b})
+                try:
+                    norm = StackedBatchNorm([skel[i][1] for skel, _ in parsed], self.params[w], self.params[b])
+                except ValueError as e:
+                    raise Unsupported(str(e)) from None
+                self.ops.append(_Op("batchnorm", norm=norm))
             else:
                 self.ops.append(_Op(t[0], module=t[1] if t[0] == "act" else None))
         if used != set(range(len(self.params))):
-            raise Unsupported("the networks have parameters outside their linear layers")
+            raise Unsupported("the networks have parameters outside their linear and batch-norm layers")
+
+    @staticmethod
+    def _linear(tokens: list[tuple], index: dict[int, int], device) -> _Op:
+        """The op of one linear layer from each member's token ``("linear", layer, weight noise
+        std, DropConnect p, per example)``: member k's weight is ``W_k + std_k eps_k`` (weight
+        noise) or ``W_k * M_k / (1 - p_k)`` (DropConnect), never both (``Regularizers.wrap``)."""
+        layer = tokens[0][1]
+        stds, probs = [t[2] for t in tokens], [t[3] for t in tokens]
+        per_example = {t[4] for t in tokens if t[3] > 0}
+        if len(per_example) > 1:
+            raise Unsupported("members mix DropConnect masks per example and per batch")
+        return _Op("linear", weight=index[id(layer.weight)],
+                   bias=index[id(layer.bias)] if layer.bias is not None else None,
+                   members=[k for k, s in enumerate(stds) if s > 0], value=_column(stds, device),
+                   drops=[k for k, q in enumerate(probs) if q > 0], drop=_column(probs, device),
+                   scale=_column([1.0 / (1.0 - q) for q in probs], device),
+                   per_example=bool(per_example) and per_example.pop())
 
     @staticmethod
     def _stochastic(kind: str, values: list[float], width: int, mode: str, device) -> _Op:
@@ -195,21 +242,33 @@ class StackedNet:
 
     # -- randomness ------------------------------------------------------------------------
 
-    def _draw(self, op: _Op, shape: tuple, normal: bool, like: Tensor) -> Tensor:
-        """(K, *shape): member k's draw from its generator, zeros for members that do not draw."""
+    def _draw(self, members: list[int], shape: tuple, normal: bool, like: Tensor) -> Tensor:
+        """(K, *shape): member k's draw from its generator, zeros for the others and the inactive."""
         rows = []
         for k in range(self.K):
-            if k in op.members and self.active[k]:
+            if k in members and self.active[k]:
                 fn = torch.randn if normal else torch.rand
                 rows.append(fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype))
             else:
                 rows.append(torch.zeros(shape, device=like.device, dtype=like.dtype))
         return torch.stack(rows)
 
+    def _uniform_ops(self) -> list[_Op]:
+        """The ops whose draws are uniforms of one size per step, in forward order: dropout
+        (``B * F`` per step) and DropConnect with one mask per batch (``out * in``)."""
+        return [op for op in self.ops if op.kind == "dropout" or (op.kind == "linear" and op.drops
+                                                                  and not op.per_example)]
+
+    @staticmethod
+    def _drawers(op: _Op) -> list[int]:
+        """The members that draw a mask in ``op``."""
+        return op.drops if op.kind == "linear" else op.members
+
     def _uniform_only(self, k: int) -> bool:
-        """Member k draws only dropout masks (no noise, no augmentation): its masks may be
-        drawn ahead for a block of steps."""
-        return all(k not in op.members for op in self.ops if op.kind in ("augment", "noise", "linear"))
+        """Member k draws only the masks of ``_uniform_ops`` (no noise, no augmentation, no
+        per-example DropConnect): its masks may be drawn ahead for a block of steps."""
+        return all(k not in op.members for op in self.ops if op.kind in ("augment", "noise", "linear")) \
+            and all(k not in op.drops for op in self.ops if op.per_example)
 
     def _augment(self, op: _Op, h: Tensor, training: bool) -> Tensor:
         """Each member's augmentation of its own examples ``h[k]`` (training: drawn from its
@@ -260,50 +319,59 @@ class StackedNet:
         """Kept units' factors from uniforms ``u``: ``(u >= p) / (1 - p)`` (inverted) or ``u >= p``."""
         return (u >= value) * scale
 
+    def _size(self, op: _Op, batch: int) -> tuple[int, ...]:
+        """The shape of one member's mask in ``op`` per step: ``(B, F)`` or ``W``'s ``(out, in)``."""
+        return tuple(self.params[op.weight].shape[1:]) if op.kind == "linear" else (batch, op.width)
+
     def predraw(self, batch: int, steps: int, dtype=torch.float32) -> None:
-        """Draw the dropout masks of the next ``steps`` full steps of ``batch`` examples, for
-        the members whose only draws are dropout masks (see the module docstring); the forward
-        passes of those steps then take their ``step`` (0, 1, ...) instead of drawing. Members
-        draw one after another on this thread: a thread pool was slower, and the OpenMP teams
-        its threads left behind slowed every later run of the process two- to threefold."""
-        drops = [op for op in self.ops if op.kind == "dropout"]
+        """Draw the dropout and DropConnect masks of the next ``steps`` full steps of ``batch``
+        examples, for the members whose only draws are those masks (see the module docstring);
+        the forward passes of those steps then take their ``step`` (0, 1, ...) instead of
+        drawing. Members draw one after another on this thread: a thread pool was slower, and
+        the OpenMP teams its threads left behind slowed every later run of the process two- to
+        threefold."""
+        drops = self._uniform_ops()
         device = self.flat.data.device
         fast = [k for k in range(self.K) if self.active[k] and self._uniform_only(k)
-                and any(k in op.members for op in drops)]
+                and any(k in self._drawers(op) for op in drops)]
         self._masks = None
         if device.type != "cpu" or not fast:
             return
-        masks = {id(op): torch.empty(steps, self.K, batch * op.width, dtype=dtype) for op in drops}
+        sizes = {id(op): math.prod(self._size(op, batch)) for op in drops}
+        masks = {id(op): torch.empty(steps, self.K, sizes[id(op)], dtype=dtype) for op in drops}
         for op in drops:        # members that draw no mask here (or draw it per step) keep all
-            idle = [k for k in range(self.K) if k not in fast or k not in op.members]
+            idle = [k for k in range(self.K) if k not in fast or k not in self._drawers(op)]
             masks[id(op)][:, idle] = 1.0
+        value = {id(op): op.drop if op.kind == "linear" else op.value for op in drops}
 
-        def draw(k: int) -> None:   # member k's stream: per step, its masks layer by layer
-            mine = [op for op in drops if k in op.members]
-            u = torch.rand(steps * sum(batch * op.width for op in mine),
+        def draw(k: int) -> None:   # member k's stream: per step, its masks op by op
+            mine = [op for op in drops if k in self._drawers(op)]
+            u = torch.rand(steps * sum(sizes[id(op)] for op in mine),
                            generator=self.generators[k], dtype=dtype).view(steps, -1)
             start = 0
             for op in mine:
-                part = u[:, start:start + batch * op.width]
-                masks[id(op)][:, k] = self._mask(part, op.value[k, 0], op.scale[k, 0])
-                start += batch * op.width
+                part = u[:, start:start + sizes[id(op)]]
+                masks[id(op)][:, k] = self._mask(part, value[id(op)][k, 0], op.scale[k, 0])
+                start += sizes[id(op)]
         for k in fast:
             draw(k)
         self._masks = masks
-        self._slow = {id(op): [k for k in op.members if self.active[k] and k not in fast] for op in drops}
+        self._slow = {id(op): [k for k in self._drawers(op) if self.active[k] and k not in fast] for op in drops}
 
-    def _dropout_mask(self, op: _Op, x: Tensor, step: int | None) -> Tensor:
-        """(K, B, F) factors of this step's dropout ``op``: predrawn, or drawn now."""
-        B = x.shape[1]
-        if step is None or self._masks is None:
-            return self._mask(self._draw(op, (B, op.width), False, x), op.value, op.scale)
-        mask = self._masks[id(op)][step].view(self.K, B, op.width)
+    def _uniform_mask(self, op: _Op, shape: tuple, like: Tensor, step: int | None) -> Tensor:
+        """(K, *shape) factors of this step's dropout or DropConnect ``op``: predrawn, or drawn now."""
+        value = op.drop if op.kind == "linear" else op.value
+        scale = op.scale.view(-1, *[1] * len(shape))
+        value = value.view(-1, *[1] * len(shape))
+        if step is None or self._masks is None or id(op) not in self._masks:
+            return self._mask(self._draw(self._drawers(op), shape, False, like), value, scale)
+        mask = self._masks[id(op)][step].view(self.K, *shape)
         slow = self._slow[id(op)]
         if slow:
             mask = mask.clone()
             for k in slow:
-                u = torch.rand((B, op.width), generator=self.generators[k], device=x.device, dtype=x.dtype)
-                mask[k] = self._mask(u, op.value[k], op.scale[k])
+                u = torch.rand(shape, generator=self.generators[k], device=like.device, dtype=like.dtype)
+                mask[k] = self._mask(u, value[k], scale[k])
         return mask
 
     # -- the forward pass -------------------------------------------------------------------
@@ -319,22 +387,35 @@ class StackedNet:
             elif op.kind == "act":
                 h = op.module(h)
             elif op.kind == "linear":
-                w = self.params[op.weight]                                  # (K, out, in)
-                if training and any(self.active[k] for k in op.members):
-                    w = w + op.value * self._draw(op, tuple(w.shape[1:]), True, w)
-                wt = w.transpose(1, 2)
-                h = torch.bmm(h, wt) if op.bias is None else \
-                    torch.baddbmm(self.params[op.bias].unsqueeze(1), h, wt)   # (K, B, out)
+                h = self._linear_forward(op, h, training, step)
+            elif op.kind == "batchnorm":
+                h = op.norm(h, training)
             elif op.kind == "augment":
                 h = self._augment(op, h, training)
             elif op.kind == "noise":
                 if training:
-                    h = h + op.value * self._draw(op, (h.shape[1], op.width), True, h)
+                    h = h + op.value * self._draw(op.members, (h.shape[1], op.width), True, h)
             elif training:                                                   # dropout
-                h = h * self._dropout_mask(op, h, step)
+                h = h * self._uniform_mask(op, (h.shape[1], op.width), h, step)
             elif op.mode == "classic":                                       # y = (1 - p) x
                 h = h * (1 - op.value)
         return h
+
+    def _linear_forward(self, op: _Op, h: Tensor, training: bool, step: int | None) -> Tensor:
+        """``h W_k^T + b_k`` per member (``h: (K, B, in)``), in training with member k's weight
+        noise or DropConnect mask drawn now (a per-example mask: ``(K, B, out, in)``)."""
+        w = self.params[op.weight]                                          # (K, out, in)
+        bias = self.params[op.bias].unsqueeze(1) if op.bias is not None else None     # (K, 1, out)
+        if training and any(self.active[k] for k in op.members):
+            w = w + op.value * self._draw(op.members, tuple(w.shape[1:]), True, w)
+        if training and any(self.active[k] for k in op.drops):
+            if op.per_example:  # y_kb = (W_k * M_kb / (1 - p_k)) h_kb, as DropConnect's einsum
+                mask = self._uniform_mask(op, (h.shape[1], *w.shape[1:]), w, None)   # (K, B, out, in)
+                y = torch.einsum("kbi,kboi->kbo", h, w.unsqueeze(1) * mask)
+                return y if bias is None else y + bias
+            w = w * self._uniform_mask(op, tuple(w.shape[1:]), w, step)
+        wt = w.transpose(1, 2)
+        return torch.bmm(h, wt) if bias is None else torch.baddbmm(bias, h, wt)      # (K, B, out)
 
     def drop_predrawn(self) -> None:
         """Forget the masks ``predraw`` drew (at an epoch's end: the next draws anew)."""
@@ -342,51 +423,13 @@ class StackedNet:
 
     @torch.no_grad()
     def write_back(self, k: int) -> None:
-        """Copy member k's slices into its own network's parameters."""
+        """Copy member k's slices into its own network's parameters (and its batch norm's
+        running statistics into its layers)."""
         for stacked, own in zip(self.params, self.member_params[k]):
             own.copy_(stacked[k])
-
-
-class FlatParams:
-    """The parameters of K members in one flat buffer ``data``, gradients in ``grad``.
-
-    Parameter i of all members is the contiguous view ``params[i]: (K, *shape_i)`` of ``data``
-    (a leaf that requires grad, its ``.grad`` the same view of ``grad``, so backward adds into
-    ``grad`` in place); ``member[j]`` is the member that element j of ``data`` belongs to.
-    ``members[k]`` lists member k's own tensors, whose values the buffer starts from.
-    """
-
-    def __init__(self, members: Sequence[Sequence[Tensor]]):
-        K, first = len(members), members[0]
-        self.members = [list(ps) for ps in members]
-        sizes = [p.numel() for p in first]
-        self.sizes = sizes
-        like = first[0]
-        self.data = torch.empty(K * sum(sizes), dtype=like.dtype, device=like.device)
-        self.grad = torch.zeros_like(self.data)
-        self.member = torch.cat([torch.arange(K, device=like.device).repeat_interleave(n) for n in sizes])
-        self.params: list[Tensor] = []
-        start = 0
-        for i, (p0, n) in enumerate(zip(first, sizes)):
-            view = self.data[start:start + K * n].view(K, *p0.shape)
-            with torch.no_grad():
-                view.copy_(torch.stack([ps[i].detach() for ps in members]))
-            view.requires_grad_()
-            view.grad = self.grad[start:start + K * n].view(K, *p0.shape)
-            self.params.append(view)
-            start += K * n
-
-    def zero_grad(self) -> None:
-        self.grad.zero_()
-
-    def per_element(self, values: Tensor) -> Tensor:
-        """(K,) per-member values -> (numel,) one per element of ``data``."""
-        return values.to(self.data.device, self.data.dtype)[self.member]
-
-    def per_param(self, values: Tensor) -> Tensor:
-        """(K, P) values of each member's parameter i -> (numel,) one per element of ``data``."""
-        values = values.to(self.data.device, self.data.dtype)
-        return torch.cat([values[:, i].repeat_interleave(n) for i, n in enumerate(self.sizes)])
+        for op in self.ops:
+            if op.kind == "batchnorm":
+                op.norm.write_back(k)
 
 
 def _on_rows(h: Tensor, members: list[int], fn: Callable[[Tensor], Tensor]) -> Tensor:
