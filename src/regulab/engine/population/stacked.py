@@ -244,14 +244,12 @@ class StackedNet:
 
     def _draw(self, members: list[int], shape: tuple, normal: bool, like: Tensor) -> Tensor:
         """(K, *shape): member k's draw from its generator, zeros for the others and the inactive."""
-        rows = []
-        for k in range(self.K):
-            if k in members and self.active[k]:
-                fn = torch.randn if normal else torch.rand
-                rows.append(fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype))
-            else:
-                rows.append(torch.zeros(shape, device=like.device, dtype=like.dtype))
-        return torch.stack(rows)
+        out = torch.zeros((self.K, *shape), device=like.device, dtype=like.dtype)
+        fn = torch.randn if normal else torch.rand
+        for k in members:       # drawn into its row: the same numbers as a draw of its own
+            if self.active[k]:
+                fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype, out=out[k])
+        return out
 
     def _uniform_ops(self) -> list[_Op]:
         """The ops whose draws are uniforms of one size per step, in forward order: dropout
