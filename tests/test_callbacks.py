@@ -12,6 +12,7 @@ import contextlib
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -100,6 +101,55 @@ def test_early_stopping_table(monitor, patience, min_delta, values, stop, best):
         assert stopper.best == (min(finite) if monitor_mode(monitor) == "min" else max(finite))
     else:
         assert stopper.best is None
+
+
+def _keras_early_stopping(values, patience, min_delta, mode, baseline, start_from_epoch):
+    """Keras 3's EarlyStopping.on_epoch_end, written out (0-based epochs): (stopped epoch or
+    None, best epoch, best value), epochs given 1-based as regulab counts them."""
+    better = (lambda a, b: a - min_delta > b) if mode == "max" else (lambda a, b: a + min_delta < b)
+    best, best_epoch, wait = (-math.inf if mode == "max" else math.inf), 0, 0
+    for epoch, current in enumerate(values):
+        if epoch < start_from_epoch:
+            continue
+        wait += 1
+        if better(current, best):
+            best, best_epoch = current, epoch + 1
+            if baseline is None or better(current, baseline):
+                wait = 0
+            continue
+        if wait >= patience and epoch > 0:
+            return epoch + 1, best_epoch, best
+    return None, best_epoch, best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_baseline_and_start_from_epoch_follow_keras(seed):
+    rng = np.random.default_rng(seed)
+    values = list(np.round(0.5 + np.cumsum(rng.normal(0.0, 0.05, 30)), 2))
+    monitor = "val_acc" if seed % 2 else "val_loss"
+    patience, start = int(rng.integers(1, 5)), int(rng.integers(0, 6))
+    baseline = None if seed % 3 == 0 else float(np.round(values[0] + rng.normal(0.0, 0.1), 2))
+    min_delta = 0.0 if seed % 4 else 0.01
+    stopper = EarlyStopping(monitor, patience=patience, min_delta=min_delta, baseline=baseline,
+                            start_from_epoch=start)
+    _, stopped = feed(stopper, values)
+    stop, best_epoch, best = _keras_early_stopping(values, patience, min_delta, monitor_mode(monitor),
+                                                   baseline, start)
+    assert stopped == stop
+    assert stopper.best_epoch == best_epoch
+    if best_epoch:
+        assert stopper.best == best
+
+
+def test_a_run_that_never_beats_the_baseline_stops_after_patience():
+    values = [0.5, 0.6, 0.55, 0.58, 0.59, 0.95]
+    _, stopped = feed(EarlyStopping("val_acc", patience=3, baseline=0.9), values)
+    assert stopped == 3         # epochs 1 and 2 improve, but not past 0.9: they count
+    _, stopped = feed(EarlyStopping("val_acc", patience=3), values)
+    assert stopped == 5
+    stopper = EarlyStopping("val_acc", patience=2, start_from_epoch=3)
+    trainer, stopped = feed(stopper, [0.9, 0.1, 0.1, 0.5, 0.4, 0.3])
+    assert stopped == 6 and stopper.best_epoch == 4      # epochs 1-3 not watched
 
 
 def test_explicit_mode_overrides_the_name():
@@ -248,3 +298,19 @@ def test_progress_bar_enabled_writes_to_stderr(capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert "moons-run" in err
+
+
+def test_start_from_epoch_and_baseline_as_config_keys(tmp_path):
+    import regulab as rl
+    from regulab.errors import ConfigError
+
+    from .test_population import config
+    from regulab.runs.prepare import prepare
+    cfg = config(train__epochs=8, train__early_stopping=True, train__patience=1,
+                 train__start_from_epoch=4, train__baseline=0.99, train__monitor="val_acc")
+    stopper = next(cb for cb in prepare(cfg).trainer.callbacks if isinstance(cb, EarlyStopping))
+    assert (stopper.baseline, stopper.start_from_epoch, stopper.patience) == (0.99, 4, 1)
+    run = rl.train(cfg, out=tmp_path / "run", progress=False)
+    assert run.results["epochs_run"] >= 5 and run.results["best_epoch"] >= 5   # 1-4 unwatched
+    with pytest.raises(ConfigError, match="train.start_from_epoch"):
+        config(train__epochs=6, train__early_stopping=True, train__start_from_epoch=6)

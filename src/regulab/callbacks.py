@@ -89,6 +89,11 @@ def improves(value: float, best: float | None, min_delta: float, mode: str) -> b
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
+    As Keras's ``EarlyStopping``: ``start_from_epoch`` epochs are not watched at all (a warm-up
+    whose scores say little); with a ``baseline``, an epoch restarts the patience only when it
+    beats both the best so far and the baseline, so a run that never reaches the baseline
+    stops after ``patience`` watched epochs (its best epoch is still the one restored).
+
     With ``restore_best`` (the default) the weights of the best epoch are put back at the end
     of fitting, so the final model is the one validation liked most (Prechelt, 1998, "Early
     stopping -- but when?"). Example::
@@ -99,9 +104,11 @@ class EarlyStopping(Callback):
     stackable = True     # reads the epoch's logs, sets stop_training, restores weights at the end
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
-                 restore_best: bool = True, mode: str | None = None):
+                 restore_best: bool = True, mode: str | None = None, *, baseline: float | None = None,
+                 start_from_epoch: int = 0):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.restore_best = restore_best
+        self.baseline, self.start_from_epoch = baseline, start_from_epoch
         self.mode = mode or monitor_mode(monitor)
         self.best: float | None = None
         self.best_epoch = 0
@@ -120,16 +127,22 @@ class EarlyStopping(Callback):
         if self.monitor not in logs:
             raise KeyError(f"early stopping monitors '{self.monitor}', which this run does not log "
                            f"(it logs {', '.join(logs)})")
+        if trainer.epoch <= self.start_from_epoch:     # not watched yet (Keras's start_from_epoch)
+            return
         value = float(logs[self.monitor])
-        if improves(value, self.best, self.min_delta, self.mode):
-            self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
+        improved = improves(value, self.best, self.min_delta, self.mode)
+        if improved:
+            self.best, self.best_epoch = value, trainer.epoch
             if self.restore_best:   # the weights validation saw (an EMA's average, say)
                 with trainer.evaluation_mode():
                     self.best_weights = {k: v.detach().clone()
                                          for k, v in trainer.model.state_dict().items()}
+        # patience restarts only on an epoch that beats both the best so far and the baseline
+        if improved and (self.baseline is None or improves(value, self.baseline, self.min_delta, self.mode)):
+            self.wait = 0
         else:
             self.wait += 1
-            if self.wait >= self.patience:
+            if not improved and self.wait >= self.patience:
                 self.stopped_epoch = trainer.epoch
                 trainer.stop_training = True
 

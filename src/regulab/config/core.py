@@ -211,6 +211,10 @@ def _cross_checks(cfg: Config) -> None:
     if o.schedule != "none" and o.min_lr >= o.lr:
         raise ConfigError(f"config key 'optim.min_lr' must be < optim.lr (the schedule decays towards "
                           f"it); got min_lr={o.min_lr!r}, lr={o.lr!r}")
+    if cfg.train.early_stopping and cfg.train.start_from_epoch >= cfg.train.epochs:
+        raise ConfigError(f"config key 'train.start_from_epoch' must be < train.epochs (early stopping "
+                          f"would watch no epoch); got start_from_epoch={cfg.train.start_from_epoch}, "
+                          f"epochs={cfg.train.epochs}")
     if cfg.train.nproc > cfg.train.batch_size:
         raise ConfigError(f"config key 'train.nproc' must be <= train.batch_size (each process takes "
                           f"a share of every batch); got nproc={cfg.train.nproc}, "

@@ -273,6 +273,10 @@ class TrainConfig(Section):
                        "for regression), as a classifier's val_loss turns up while its accuracy "
                        "still climbs", population=SHARED)
     restore_best: bool = key(True, boolean, "keep the best epoch's weights at the end", population=SHARED)
+    start_from_epoch: int = key(0, number(ge=0, integer=True), "epochs early stopping does not "
+                                "watch at first (Keras's start_from_epoch)", population=SHARED)
+    baseline: Any = key(None, optional(number()), "a score the monitored metric must beat for an "
+                        "epoch to restart the patience (Keras's baseline)", population=SHARED)
     checkpoint_every: int = key(1, number(ge=1, integer=True), "epochs between checkpoints",
                                 population=IGNORED)
     progress: bool = key(True, boolean, "progress bar (only on a terminal)", population=IGNORED)

@@ -243,7 +243,9 @@ def _regularizers(cfg: Config, net: torch.nn.Module, task: str):
         constraints.append(MaxNorm(r.max_norm))
     if cfg.train.early_stopping:
         callbacks.append(EarlyStopping(task_monitor(cfg.train.monitor, task), cfg.train.patience,
-                                       cfg.train.min_delta, cfg.train.restore_best))
+                                       cfg.train.min_delta, cfg.train.restore_best,
+                                       baseline=cfg.train.baseline,
+                                       start_from_epoch=cfg.train.start_from_epoch))
     if r.ema > 0:
         callbacks.append(EMACallback(r.ema))    # after early stopping: see Trainer.fit
     if extra_columns(cfg):
