@@ -33,6 +33,8 @@ def test_choose_and_step_flops():
     assert threads.choose("auto", threads.SMALL_STEP_FLOPS - 1) == 1
     assert threads.choose("auto", threads.SMALL_STEP_FLOPS) == threads.cores()
     assert threads.choose(3, 1.0) == 3
+    assert threads.for_fit("auto", net, 100) == 1
+    assert threads.for_fit("auto", net, 100, members=10_000) == threads.cores()
 
 
 def test_using_restores_the_count():

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["SMALL_STEP_FLOPS", "step_flops", "choose", "using"]
+__all__ = ["SMALL_STEP_FLOPS", "step_flops", "choose", "for_fit", "using"]
 
 SMALL_STEP_FLOPS = 50e6     # below: one thread (calibrated in bench/threads.py)
 
@@ -52,6 +52,12 @@ def choose(setting: int | str, flops: float) -> int:
     if setting != "auto":
         return int(setting)
     return 1 if flops < SMALL_STEP_FLOPS else cores()
+
+
+def for_fit(setting: int | str, net: nn.Module, batch: int, members: int = 1) -> int:
+    """The thread count a fit of ``members`` networks like ``net`` on batches of ``batch`` gets
+    for ``train.threads = setting`` (``choose`` on their ``step_flops``)."""
+    return choose(setting, step_flops(net, batch, members))
 
 
 @contextlib.contextmanager

@@ -141,8 +141,7 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
         if on_epoch is not None:
             on_epoch(epoch)
     start = time.perf_counter()
-    n = threads.choose(cfgs[0].train.threads, threads.step_flops(preps[0].trainer.model,
-                                                                 cfgs[0].train.batch_size, len(preps)))
+    n = threads.for_fit(cfgs[0].train.threads, preps[0].trainer.model, cfgs[0].train.batch_size, len(preps))
     try:
         with threads.using(n):
             errors = pop.fit(cfgs[0].train.epochs, flush)

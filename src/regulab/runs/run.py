@@ -118,7 +118,7 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     seconds_before = sum(h["seconds"] for h in t.history)
     # a data-parallel rank keeps its share of the cores (engine.distributed)
     n = torch.get_num_threads() if t.data_parallel is not None else \
-        threads.choose(p.cfg.train.threads, threads.step_flops(t.model, p.cfg.train.batch_size))
+        threads.for_fit(p.cfg.train.threads, t.model, p.cfg.train.batch_size)
     with threads.using(n):
         try:
             t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)

@@ -208,12 +208,14 @@ class _Runner:
         return runs
 
     def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
-        if (v.name, seed, fold) not in self.trained and v.members == 1:
-            cfg = self.spec.config(v, seed, extra)
-            if _fingerprint(cfg) in self.done:
-                return self._reused(v, cfg)
+        pooled = (v.name, seed, fold) in self.trained
+        cfg = self.spec.config(v, seed, extra) if not pooled and v.members == 1 else None
+        if cfg is not None and (done := self.done.get(_fingerprint(cfg))) is not None:
+            record, model, config = done    # trained already: the same keys and seed, the same run
+            self._remember(v, model, config)
+            return copy.deepcopy(record)    # as it was before anything scored it on test
         self.count += 1
-        if (v.name, seed, fold) in self.trained:
+        if pooled:
             cfg, run = self.trained.pop((v.name, seed, fold))
             results, model, history = run.results, run.model, run.history
         elif v.members > 1:    # a deep ensemble per seed; member seeds do not overlap across seeds
@@ -224,26 +226,21 @@ class _Runner:
             results = {**first.results, **ens.results}
             model, history = first.model, first.history
         else:
-            cfg = self.spec.config(v, seed, extra)
             run = train(cfg, out=self.dir / rel, db=self.db, progress=False)
             results, model, history = run.results, run.model, run.history
-        if v.name not in self.models:
-            self.models[v.name], self.configs[v.name] = model, cfg.to_dict()
-            self.params[v.name] = _params(model)
+        config = cfg.to_dict()
+        self._remember(v, model, config)
         record = {"seed": seed, "fold": fold, "run_dir": rel, "results": finite_json(results),
                   "history": [finite_json(h) for h in history]}
         if v.members == 1:
-            self.done[_fingerprint(cfg)] = (copy.deepcopy(record), model, cfg.to_dict())
+            self.done[_fingerprint(cfg)] = (copy.deepcopy(record), model, config)
         return record
 
-    def _reused(self, v: Variant, cfg) -> dict[str, Any]:
-        """The run of a config trained already (a search trial that is a tuned candidate, say:
-        the same keys and seed give the same run), as it was before anything scored it on test."""
-        record, model, config = self.done[_fingerprint(cfg)]
+    def _remember(self, v: Variant, model: Any, config: dict[str, Any]) -> None:
+        """The first run's model, config and parameter count of ``v``, for the analysis."""
         if v.name not in self.models:
             self.models[v.name], self.configs[v.name] = model, config
             self.params[v.name] = _params(model)
-        return copy.deepcopy(record)
 
 
 def _fingerprint(cfg) -> str:

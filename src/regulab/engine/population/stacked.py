@@ -262,6 +262,11 @@ class StackedNet:
         """The members that draw a mask in ``op``."""
         return op.drops if op.kind == "linear" else op.members
 
+    @staticmethod
+    def _probability(op: _Op) -> Tensor:
+        """(K, 1, 1) the drop probabilities of ``op``'s masks (DropConnect's or dropout's)."""
+        return op.drop if op.kind == "linear" else op.value
+
     def _uniform_only(self, k: int) -> bool:
         """Member k draws only the masks of ``_uniform_ops`` (no noise, no augmentation, no
         per-example DropConnect): its masks may be drawn ahead for a block of steps."""
@@ -340,7 +345,6 @@ class StackedNet:
         for op in drops:        # members that draw no mask here (or draw it per step) keep all
             idle = [k for k in range(self.K) if k not in fast or k not in self._drawers(op)]
             masks[id(op)][:, idle] = 1.0
-        value = {id(op): op.drop if op.kind == "linear" else op.value for op in drops}
 
         def draw(k: int) -> None:   # member k's stream: per step, its masks op by op
             mine = [op for op in drops if k in self._drawers(op)]
@@ -349,7 +353,7 @@ class StackedNet:
             start = 0
             for op in mine:
                 part = u[:, start:start + sizes[id(op)]]
-                masks[id(op)][:, k] = self._mask(part, value[id(op)][k, 0], op.scale[k, 0])
+                masks[id(op)][:, k] = self._mask(part, self._probability(op)[k, 0], op.scale[k, 0])
                 start += sizes[id(op)]
         for k in fast:
             draw(k)
@@ -358,9 +362,8 @@ class StackedNet:
 
     def _uniform_mask(self, op: _Op, shape: tuple, like: Tensor, step: int | None) -> Tensor:
         """(K, *shape) factors of this step's dropout or DropConnect ``op``: predrawn, or drawn now."""
-        value = op.drop if op.kind == "linear" else op.value
         scale = op.scale.view(-1, *[1] * len(shape))
-        value = value.view(-1, *[1] * len(shape))
+        value = self._probability(op).view(-1, *[1] * len(shape))
         if step is None or self._masks is None or id(op) not in self._masks:
             return self._mask(self._draw(self._drawers(op), shape, False, like), value, scale)
         mask = self._masks[id(op)][step].view(self.K, *shape)
