@@ -144,7 +144,7 @@ def _other(dotted: str, default: Any) -> Any:
     special = {"name": "other", "eval.dropout_inference": "mc_mean", "eval.noise_snr": 10.0,
                "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
                "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine",
-               "regularization.max_norm": 3.0, "train.threads": 1}
+               "regularization.max_norm": 3.0, "train.threads": 1, "train.checkpoint_every": 2}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1

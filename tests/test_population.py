@@ -24,6 +24,7 @@ from regulab.config.core import apply_overrides as _apply
 from regulab.config.core import config_from_dict
 from regulab.engine.population.eligibility import population_key
 from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population.penalty import StackedNormPenalty, member_runs
 from regulab.engine.population import stacked as stacked_module
 from regulab.engine.population.flat import FlatParams
 from regulab.engine.population.stacked import StackedNet, Unsupported
@@ -398,12 +399,37 @@ def assert_stacked_steps_follow(own, opts, gen, fresh):
 def test_stacked_penalty_recomputes_l1_and_l2():
     cfgs = [config(regularization__l1=1e-3), config(regularization__l2=1e-2, train__seed=1), config()]
     pop = population_of([prepare(c) for c in cfgs])
-    penalty = pop.penalty().detach().numpy()
+    penalty = pop.penalty.value().detach().numpy()
     for k, t in enumerate(pop.trainers):
         ws = [w.detach().numpy() for name, w in t.model.named_parameters() if name.endswith("weight")]
         r = cfgs[k].regularization
         expected = r.l1 * sum(np.abs(w).sum() for w in ws) + r.l2 * sum((w ** 2).sum() for w in ws)
         assert penalty[k] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+
+
+def test_member_runs_group_consecutive_equal_nonzero_values():
+    assert member_runs([0, 1e-3, 1e-3, 0, 2e-3, 2e-3, 1e-3]) == [(1e-3, 1, 3), (2e-3, 4, 6), (1e-3, 6, 7)]
+    assert member_runs([0.0, 0.0]) == []
+
+
+def test_stacked_norm_penalty_gradient_is_autograds():
+    """``add_gradient`` adds, per member, the gradient autograd gives for
+    ``l1_k sum |w| + l2_k sum w^2`` (members with and without, in runs and alone)."""
+    torch.manual_seed(0)
+    l1, l2 = [0.0, 1e-2, 1e-2, 0.0, 3e-2, 0.0], [0.5, 0.0, 0.5, 0.5, 0.0, 0.0]
+    ws = [torch.randn(6, 4, 3), torch.randn(6, 5)]
+    grads = [torch.randn_like(w) for w in ws]
+    pen = StackedNormPenalty(ws, [g.clone() for g in grads], l1, l2)
+    pen.add_gradient()
+    for i, (w, g) in enumerate(zip(ws, grads)):
+        for k in range(6):
+            wk = w[k].clone().requires_grad_()
+            (l1[k] * wk.abs().sum() + l2[k] * wk.square().sum()).backward()
+            torch.testing.assert_close(pen.grads[i][k], g[k] + wk.grad, rtol=1e-6, atol=1e-7)
+    expected = [l1[k] * sum(w[k].abs().sum() for w in ws) + l2[k] * sum(w[k].square().sum() for w in ws)
+                for k in range(6)]
+    torch.testing.assert_close(pen.value(), torch.stack([torch.as_tensor(e) for e in expected]).float(),
+                               rtol=1e-6, atol=0.0)
 
 
 def test_population_key_groups_only_member_differences():

@@ -36,6 +36,7 @@ epochs = 14
 batch_size = 16
 patience = 4
 min_delta = 0.001
+checkpoint_every = 1   # a checkpoint at each epoch's end: the kills land after one ("auto" waits 10 s)
 """
 
 

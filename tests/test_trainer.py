@@ -6,6 +6,7 @@ expected numbers are recomputed independently (NumPy, or a second uninterrupted 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -277,7 +278,7 @@ def test_run_diverging_keeps_last_good_checkpoint(workdir, monkeypatch):
     cfg = load_config(None, ["name=diverge", "data.dataset=moons", "data.n_samples=400",
                              "model.hidden=[8]", "train.epochs=5", "train.batch_size=50",
                              "train.early_stopping=false", "train.device=cpu",
-                             "train.progress=false"])
+                             "train.progress=false", "train.checkpoint_every=1"])
     real = prepare_mod.loss_function
 
     def poisoned_loss_function(name, *args, **kw):
@@ -305,6 +306,26 @@ def test_run_diverging_keeps_last_good_checkpoint(workdir, monkeypatch):
     assert len(rows) == 1
     assert rows[0]["status"] == "diverged" and rows[0]["epochs"] == 2
     assert (out / "metrics.csv").read_text().count("\n") == 3     # header + 2 epochs
+
+
+@pytest.mark.parametrize("every, seconds, saved", [
+    ("auto", 1e9, [6]),                 # short epochs: the last one only
+    ("auto", 0.0, [1, 2, 3, 4, 5, 6]),  # each epoch ends 10 s (here 0 s) after the last save
+    (4, 1e9, [4, 6]),                   # every 4th, and the last
+])
+def test_checkpoint_cadence(workdir, monkeypatch, every, seconds, saved):
+    """``train.checkpoint_every``: which epochs' ends write the checkpoint."""
+    cfg = load_config(None, ["name=cadence", "data.dataset=moons", "data.n_samples=200",
+                             "model.hidden=[4]", "train.epochs=6", "train.early_stopping=false",
+                             "train.progress=false", f"train.checkpoint_every={json.dumps(every)}"])
+    epochs = []
+    real = run_mod.save_state
+    monkeypatch.setattr(run_mod, "CHECKPOINT_SECONDS", seconds)
+    monkeypatch.setattr(run_mod, "save_state", lambda path, state: (epochs.append(state["epoch"]),
+                                                                    real(path, state)))
+    run_mod.train(cfg, out=workdir / "run", progress=False)
+    assert epochs == saved
+    assert load_state(workdir / "run" / "checkpoint" / "state.safetensors")["epoch"] == 6
 
 
 # -- regression ------------------------------------------------------------------------------------

@@ -50,6 +50,15 @@ def thread_count(key: str, v: Any) -> Any:
     raise invalid(key, '"auto" or a whole number from 1 to 1024', v)
 
 
+def checkpoint_cadence(key: str, v: Any) -> Any:
+    """"auto" or a whole number of epochs from 1."""
+    if v == "auto":
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return v
+    raise invalid(key, '"auto" or a whole number of epochs from 1', v)
+
+
 def resident_choice(key: str, v: Any) -> Any:
     """true, false or "auto"."""
     if v is True or v is False or v == "auto":
@@ -277,8 +286,9 @@ class TrainConfig(Section):
                                 "watch at first (Keras's start_from_epoch)", population=SHARED)
     baseline: Any = key(None, optional(number()), "a score the monitored metric must beat for an "
                         "epoch to restart the patience (Keras's baseline)", population=SHARED)
-    checkpoint_every: int = key(1, number(ge=1, integer=True), "epochs between checkpoints",
-                                population=IGNORED)
+    checkpoint_every: Any = key("auto", checkpoint_cadence, "epochs between checkpoints, or auto: "
+                                "one at least every 10 s of training (runs.run.CHECKPOINT_SECONDS) "
+                                "and at the end", population=IGNORED)
     progress: bool = key(True, boolean, "progress bar (only on a terminal)", population=IGNORED)
     nproc: int = key(1, number(ge=1, integer=True),
                      "processes for data-parallel training (torch.distributed); each takes a "

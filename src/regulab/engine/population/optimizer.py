@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.optim.adam import adam as adam_update
 from torch import Tensor
 
 from regulab.engine.population.flat import FlatParams
+from regulab.engine.population.penalty import StackedNormPenalty
 from regulab.engine.population.stacked import Unsupported
 
 __all__ = ["StackedOptimizer"]
@@ -37,16 +39,16 @@ class StackedOptimizer:
       beta2^t) + eps)``;
     * RMSprop: ``g += wd w``; ``s = alpha s + (1 - alpha) g^2``; ``w -= lr g / (sqrt(s) + eps)``.
 
-    ``l1``, ``l2`` (per element of ``flat.data``, 0 where not penalized) add the gradient of a
-    norm penalty ``l1 * sum |w| + l2 * sum w^2`` first, ``g += l1 sign(w) + 2 l2 w``, as if the
-    penalty were in the loss (``NormPenalty``), without a backward pass through it.
+    ``penalty`` (the members' ``StackedNormPenalty``) adds the gradient of their norm
+    penalties first, ``g += l1 sign(w) + 2 l2 w``, as if each penalty were in its loss
+    (``NormPenalty``), without a backward pass through it.
 
     ``export`` puts member k's state into its own optimizer, in the layout ``state_dict`` saves,
     so a member's checkpoint resumes as a separate run.
     """
 
     def __init__(self, flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer],
-                 l1: Tensor | None = None, l2: Tensor | None = None):
+                 penalty: StackedNormPenalty | None = None):
         kinds = {self._kind(o, g) for o in optimizers for g in o.param_groups}
         if len(kinds) != 1:
             raise Unsupported(f"members' optimizers differ in more than lr and weight decay: "
@@ -60,7 +62,7 @@ class StackedOptimizer:
         if self.kind[:2] == ("sgd", True):
             names = ("momentum_buffer",)
         self.state = {name: torch.zeros_like(flat.data) for name in names}
-        self.l1, self.l2 = l1, (2 * l2 if l2 is not None else None)
+        self.penalty = penalty
         self.t = 0
 
     def set_rates(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
@@ -70,6 +72,26 @@ class StackedOptimizer:
         self.lr, self.wd = self.flat.per_param(lr), self.flat.per_param(wd)    # (numel,)
         self.decay = self.flat.per_param(1 - lr * wd)                      # AdamW's factor
         self.has_wd = bool((wd != 0).any())
+        self.rates = self._rate_groups(lr)
+
+    def _rate_groups(self, lr: Tensor) -> list[tuple[float, list[slice]]]:
+        """The learning rates of ``lr`` (K, P), each with the slices of ``flat.data`` that
+        take it: runs of consecutive (parameter, member) blocks, so one slice (the whole
+        buffer) when all members share a rate."""
+        runs: list[tuple[float, int, int]] = []
+        start = 0
+        for i, n in enumerate(self.flat.sizes):
+            for k in range(len(lr)):
+                rate = float(lr[k, i])
+                if runs and runs[-1][0] == rate and runs[-1][2] == start:
+                    runs[-1] = (rate, runs[-1][1], start + n)
+                else:
+                    runs.append((rate, start, start + n))
+                start += n
+        groups: dict[float, list[slice]] = {}
+        for rate, a, b in runs:
+            groups.setdefault(rate, []).append(slice(a, b))
+        return list(groups.items())
 
     @staticmethod
     def _group_values(flat: FlatParams, optimizers: Sequence[torch.optim.Optimizer]) -> tuple[Tensor, Tensor]:
@@ -104,20 +126,17 @@ class StackedOptimizer:
         self.t += 1
         w, g, h = self.flat.data, self.flat.grad, self.hyper
         kind = self.kind[0]
-        if self.l2 is not None:
-            g = g.addcmul(self.l2, w)                          # d(l2 w^2)/dw = 2 l2 w
-        if self.l1 is not None:
-            g = g.addcmul(self.l1, w.sign())                   # d(l1 |w|)/dw = l1 sign(w)
+        # the penalties' and coupled decay's gradients go into the gradient buffer itself (the
+        # next step zeroes it): a temporary as large as every member's weights costs more to
+        # allocate, on CPU, than the arithmetic
+        if self.penalty is not None:
+            self.penalty.add_gradient()
         if kind == "adam" and self.kind[1]:
             w.mul_(self.decay)                                 # AdamW: decoupled decay
         elif self.has_wd:
-            g = g.addcmul(self.wd, w)                          # the gradient of wd/2 * w^2
+            g.addcmul_(self.wd, w)                             # the gradient of wd/2 * w^2
         if kind == "adam":
-            (beta1, beta2), m, v = h["betas"], self.state["exp_avg"], self.state["exp_avg_sq"]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = v.sqrt().div_((1 - beta2 ** self.t) ** 0.5).add_(h["eps"])
-            w.addcdiv_(m * self.lr, denom, value=-1 / (1 - beta1 ** self.t))
+            self._adam(w, g)
         elif kind == "rmsprop":
             s = self.state["square_avg"]
             s.mul_(h["alpha"]).addcmul_(g, g, value=1 - h["alpha"])
@@ -131,6 +150,19 @@ class StackedOptimizer:
                     b.mul_(h["momentum"]).add_(g)
                 g = g.add(b, alpha=h["momentum"]) if self.kind[2] else b
             w.addcmul_(g, self.lr, value=-1)
+
+    def _adam(self, w: Tensor, g: Tensor) -> None:
+        """Adam's update of ``w`` from ``g`` (weight decay already in ``g`` or ``w``): torch's
+        fused kernel (``torch.optim.adam.adam(fused=True)``, one pass over the elements) on
+        the slices of each learning rate."""
+        (beta1, beta2), eps = self.hyper["betas"], self.hyper["eps"]
+        m, v = self.state["exp_avg"], self.state["exp_avg_sq"]
+        for rate, slices in self.rates:
+            steps = [torch.tensor(float(self.t - 1), device=w.device) for _ in slices]  # it adds 1
+            adam_update([w[s] for s in slices], [g[s] for s in slices], [m[s] for s in slices],
+                        [v[s] for s in slices], [], steps, fused=True, amsgrad=False,
+                        beta1=beta1, beta2=beta2, lr=rate, weight_decay=0.0, eps=eps,
+                        maximize=False)
 
     @torch.no_grad()
     def export(self, k: int, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:

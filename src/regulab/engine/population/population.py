@@ -50,6 +50,7 @@ from regulab.data.loader import TensorLoader
 from regulab.engine.objective import Objective
 from regulab.engine.population.ema import StackedEMA
 from regulab.engine.population.optimizer import StackedOptimizer
+from regulab.engine.population.penalty import StackedNormPenalty
 from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
@@ -137,14 +138,12 @@ class Population:
                               [t.generators.get("noise") for t in self.trainers])
         self.objective = Objective(loss, [t.objective.label_smoothing for t in self.trainers],
                                    members=self.net.K).to(dev)
-        self.l1, self.l2, chosen = self._norm_penalties()
-        self.penalized = [p for p, c in zip(self.net.params, chosen) if c]
-        mask = torch.cat([torch.full((p.numel(),), float(c), device=dev)
-                          for p, c in zip(self.net.params, chosen)])
         flat = self.net.flat
+        l1, l2, chosen = self._norm_penalties()
+        self.penalty = StackedNormPenalty([p for p, c in zip(self.net.params, chosen) if c],
+                                          [p.grad for p, c in zip(self.net.params, chosen) if c], l1, l2)
         self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers],
-                                    l1=flat.per_element(self.l1) * mask if self.l1.any() else None,
-                                    l2=flat.per_element(self.l2) * mask if self.l2.any() else None)
+                                    self.penalty if any(chosen) and (any(l1) or any(l2)) else None)
         for k, t in enumerate(self.trainers):
             self.opt.load(k, t.optimizer, self.net.member_params[k])
         radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
@@ -184,12 +183,10 @@ class Population:
         self.loaders = [self.loaders[k] for k in keep]
         self._stack(self.objective.loss)
 
-    def _norm_penalties(self) -> tuple[Tensor, Tensor, list[bool]]:
-        """((K,) l1, (K,) l2, per parameter whether the penalty acts on it)."""
+    def _norm_penalties(self) -> tuple[list[float], list[float], list[bool]]:
+        """(each member's l1, each member's l2, per parameter whether the penalty acts on it)."""
         pens = [t.penalties[0] if t.penalties else None for t in self.trainers]
-        dev = self.X.device
-        l1, l2 = (torch.tensor([getattr(p, k) if p is not None else 0.0 for p in pens], device=dev)
-                  for k in ("l1", "l2"))
+        l1, l2 = ([float(getattr(p, k)) if p is not None else 0.0 for p in pens] for k in ("l1", "l2"))
         selections = {(tuple(p.layers or ()), p.include_bias) for p in pens if p is not None}
         if len(selections) > 1:
             raise Unsupported("members' penalties act on different parameters")
@@ -198,17 +195,6 @@ class Population:
         layers, bias = selections.pop()
         chosen = {id(w) for _, w in selected_parameters(self.trainers[0].model, list(layers) or None, bias)}
         return l1, l2, [id(p) in chosen for p in self.net.member_params[0]]
-
-    @torch.no_grad()
-    def penalty(self) -> Tensor:
-        """(K,) ``l1_k * sum |w| + l2_k * sum w^2`` over each member's penalized weights, the
-        value logged; its gradient ``l1_k sign(w) + 2 l2_k w`` the optimizer adds."""
-        zero = torch.zeros(self.net.K, device=self.X.device)
-        norm = torch.linalg.vector_norm
-        a = sum((norm(w.flatten(1), 1, dim=1) for w in self.penalized), zero) if self.opt.l1 is not None else zero
-        q = sum((norm(w.flatten(1), 2, dim=1).square() for w in self.penalized), zero) \
-            if self.opt.l2 is not None else zero
-        return self.l1 * a + self.l2 * q
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -232,7 +218,7 @@ class Population:
             yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
             out = self.net.forward(xb, True, s % block if s < full else None)
             loss = self.objective(out, yb)                                          # (K,)
-            pen = self.penalty()
+            pen = self.penalty.value()
             self.opt.zero_grad()
             (loss if everyone else torch.where(active, loss, 0.0)).sum().backward()
             self.opt.step()

@@ -175,6 +175,7 @@ class StackedNet:
         self.active = [True] * self.K
         self.ops: list[_Op] = []
         self._masks: dict[int, Tensor] | None = None    # predrawn: id(op) -> (steps, K, B * F)
+        self._mask_buffers: tuple[tuple, dict[int, Tensor]] | None = None   # kept for the next block
         self._slow: dict[int, list[int]] = {}          # predrawn: id(op) -> members drawing per step
         width = next(t[1].in_features for t in skeleton if t[0] == "linear") \
             if any(t[0] == "linear" for t in skeleton) else 0
@@ -341,10 +342,7 @@ class StackedNet:
         if device.type != "cpu" or not fast:
             return
         sizes = {id(op): math.prod(self._size(op, batch)) for op in drops}
-        masks = {id(op): torch.empty(steps, self.K, sizes[id(op)], dtype=dtype) for op in drops}
-        for op in drops:        # members that draw no mask here (or draw it per step) keep all
-            idle = [k for k in range(self.K) if k not in fast or k not in self._drawers(op)]
-            masks[id(op)][:, idle] = 1.0
+        masks = self._buffers(steps, batch, fast, sizes, dtype)
 
         def draw(k: int) -> None:   # member k's stream: per step, its masks op by op
             mine = [op for op in drops if k in self._drawers(op)]
@@ -357,8 +355,28 @@ class StackedNet:
                 start += sizes[id(op)]
         for k in fast:
             draw(k)
-        self._masks = masks
+        self._masks = {key: m[:steps] for key, m in masks.items()}
         self._slow = {id(op): [k for k in self._drawers(op) if self.active[k] and k not in fast] for op in drops}
+
+    def _buffers(self, steps: int, batch: int, fast: list[int], sizes: dict[int, int],
+                 dtype: torch.dtype) -> dict[int, Tensor]:
+        """id(op) -> (at least ``steps``, K, size) buffers for ``predraw``'s masks, 1 for the
+        members that draw none there. Kept from block to block while the members that draw
+        do not change: these buffers are hundreds of megabytes for a large population, and
+        allocating them anew each block cost more than drawing the masks (first touches)."""
+        key = (batch, tuple(fast), tuple(sizes.items()), dtype)
+        if self._mask_buffers is not None and self._mask_buffers[0] == key \
+                and all(len(m) >= steps for m in self._mask_buffers[1].values()):
+            return self._mask_buffers[1]
+        self._mask_buffers = None      # the old ones freed before the new are allocated
+        masks = {}
+        for op in self._uniform_ops():  # members that draw no mask here (or draw it per step) keep all
+            masks[id(op)] = torch.empty(steps, self.K, sizes[id(op)], dtype=dtype)
+            idle = [k for k in range(self.K) if k not in fast or k not in self._drawers(op)]
+            if idle:
+                masks[id(op)].index_fill_(1, torch.tensor(idle), 1.0)
+        self._mask_buffers = (key, masks)
+        return masks
 
     def _uniform_mask(self, op: _Op, shape: tuple, like: Tensor, step: int | None) -> Tensor:
         """(K, *shape) factors of this step's dropout or DropConnect ``op``: predrawn, or drawn now."""
