@@ -97,6 +97,20 @@ def test_advice_follows_the_numbers():
     assert "widens the baseline's gap by 25% at a cost of 0.25 train accuracy" in e["both"]["advice"]
 
 
+def test_advice_names_what_the_forward_step_found_adds_most():
+    """With a forward step, the best technique's partner is the one whose pair gained most on
+    validation, even when it is not the next best alone; none gained: no partner."""
+    entries = [_entry("base", 1.00, 0.60), _entry("drop", 0.92, 0.77, {"model.dropout": 0.3}),
+               _entry("l2", 0.97, 0.70, {"regularization.l2": 1e-3}),
+               _entry("ls", 1.00, 0.61, {"regularization.label_smoothing": 0.1})]
+    forward = [{"partner": None, "gain": 0.0}, {"partner": "l2", "gain": 0.004},
+               {"partner": "ls", "gain": 0.021}]
+    verdicts.verdicts(entries, "base", "acc", forward=forward)
+    assert "combine it with ls (+0.021 on validation merged with it)" in entries[1]["advice"]
+    verdicts.verdicts(entries, "base", "acc", forward=[{"partner": "ls", "gain": -0.01}])
+    assert entries[1]["advice"].endswith("after the best single technique: add data or augmentation")
+
+
 def test_a_good_fit_has_nothing_to_fix():
     entries = [_entry("base", 1.00, 0.60), _entry("good", 0.95, 0.93, {"model.dropout": 0.3})]
     verdicts.verdicts(entries, "base", "acc")

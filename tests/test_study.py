@@ -177,9 +177,12 @@ def test_summarize_and_combination_rules():
                entry("b", [0.71, 0.71], [0.7, 0.7]), entry("c", [0.65, 0.65], [0.6, 0.6]),
                entry("d", [0.615, 0.615], [0.6, 0.6]), entry("e", [0.9, 0.9], [0.9, 0.9], members=3),
                entry("f", [0.9, 0.9], [0.9, 0.9])]
-    # b beats a on validation and shares its key; d is within the baseline's std; e, f excluded
-    picked = aggregate.pick_combination(entries, variants, "base", "acc", 3)
-    assert [v.name for v in picked] == ["b", "c"]
+    # b is best and beats the baseline by more than its std; a shares b's key; d is within
+    # the baseline's std but may still help b (the forward step tries it); e, f may not combine
+    picked = aggregate.combination_candidates(entries, variants, "base", "acc")
+    assert [v.name for v in picked] == ["b", "c", "d"]
+    # nothing to build on when the best is within the baseline's std
+    assert aggregate.combination_candidates(entries[:1] + entries[4:5], variants, "base", "acc") == []
     aggregate.rank(entries, "acc")
     aggregate.against_baseline(entries, "base", "acc")
     a = entries[1]

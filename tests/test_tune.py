@@ -265,7 +265,61 @@ def test_the_combination_is_searched_on_validation(workdir, capsys):
     entry = next(v for v in r["variants"] if v["name"] == "combination")
     assert entry["stats"]["val_acc"]["mean"] >= max(t["value"] for t in found["trials"][:2]) - 1e-12
     assert "Optuna trials on validation" in out and "tuned dropout: model.dropout" in out
-    assert r["runs_trained"] == 2 * (1 + 2 + 2 + 2)     # the trial 1 runs are a candidate's
+    # the forward step: the best part alone, then merged with the other (a pair that beat it)
+    steps = r["forward"]
+    assert steps[0]["partner"] is None and steps[0]["parts"] == parts[:1]
+    assert steps[1]["partner"] == parts[1] and steps[1]["gain"] > 0
+    assert steps[1]["value"] == pytest.approx(steps[0]["value"] + steps[1]["gain"])
+    assert steps[1]["value"] == pytest.approx(found["trials"][0]["value"])   # the same runs
+    # the trial 0 runs are the pair's, the trial 1 runs a candidate's: neither trained again
+    assert r["runs_trained"] == 2 * (1 + 2 + 2 + 1 + 1)     # baseline, candidates, pair, trial 2
+
+
+class _PairRunner:
+    """A stand-in for the study's runner: each variant's validation score per seed is the sum
+    of its parts' (``value`` by override key) plus the seed / 1000, and it records what the
+    forward step asked it to train."""
+
+    def __init__(self, seeds, value):
+        from regulab.studies.kinds.base import Job
+        self.jobs, self.value, self.trained = [Job(s) for s in seeds], value, []
+
+    def train_populations(self, variants, jobs=None):
+        self.trained += [(v.name, tuple(j.seed for j in jobs)) for v in variants]
+
+    def run_variant(self, v, jobs=None):
+        score = sum(self.value.get(k, 0.0) for k in v.overrides)
+        assert v.overrides["eval.test"] is False            # the test split stays off
+        return [{"seed": j.seed, "run_dir": f"runs/{v.name}/seed-{j.seed}",
+                 "results": {"val_acc": score + j.seed / 1000}} for j in jobs]
+
+
+def test_forward_step_ranks_partners_by_what_they_add_to_the_best():
+    """The forward step trains the best variant merged with each candidate on the first
+    FORWARD_SEEDS seeds and keeps those whose pair beats the best alone, best pair first --
+    whatever they scored alone."""
+    assert search.FORWARD_SEEDS == 2
+    value = {"image.translate": 0.80, "regularization.label_smoothing": 0.05,
+             "model.dropout": -0.02, "regularization.ema": 0.01}
+    runner = _PairRunner([0, 1, 2], value)
+    best = Variant("augment", {"image.translate": 0.1})
+    others = [Variant("dropout", {"model.dropout": 0.2}), Variant("ema", {"regularization.ema": 0.99}),
+              Variant("ls", {"regularization.label_smoothing": 0.1})]
+    best_runs = [{"seed": s, "results": {"val_acc": 0.80 + s / 1000}} for s in (0, 1, 2)]
+    ranked, rows = search.forward(runner, best, others, "acc", best_runs)
+    assert [v.name for v in ranked] == ["ls", "ema"]               # dropout's pair is worse
+    assert runner.trained == [(f"augment+{o.name}", (0, 1)) for o in others]
+    alone = 0.80 + 0.0005
+    assert rows[0] == {"partner": None, "parts": ["augment"], "value": pytest.approx(alone),
+                       "gain": 0.0, "seeds": 2, "run_dirs": []}
+    assert [r["partner"] for r in rows[1:]] == ["ls", "ema", "dropout"]       # best pair first
+    assert [r["gain"] for r in rows[1:]] == pytest.approx([0.05, 0.01, -0.02])
+    assert rows[1]["run_dirs"] == ["runs/augment+ls/seed-0", "runs/augment+ls/seed-1"]
+    # nothing adds: no partner
+    ranked, rows = search.forward(_PairRunner([0, 1], {"image.translate": 0.8, "model.dropout": -0.1}),
+                                  best, others[:1], "acc",
+                                  [{"seed": s, "results": {"val_acc": 0.8 + s / 1000}} for s in (0, 1)])
+    assert ranked == [] and rows[1]["gain"] == pytest.approx(-0.1)
 
 
 def test_budgets(workdir):

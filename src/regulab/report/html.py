@@ -95,7 +95,7 @@ def render_html(results: dict[str, Any], figures: Sequence[Plot] = (),
              "</figcaption>\n</figure>" for p in plot_plan(results, figures)]
     if drawn:
         body += ['<h2 id="plots">Plots</h2>', *drawn]
-    body += [search_table(results), _combination(results), configs_section(results),
+    body += [_forward(results), search_table(results), _combination(results), configs_section(results),
              machine_section(results)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -376,6 +376,30 @@ def _diagnosis(vs: list[dict[str, Any]]) -> str:
             + "".join(items) + "</ul>"
             + (f'\n<h3 id="advice">Advice</h3>\n<ul class="advice">{advice}</ul>' if advice else "")
             ) if items else ""
+
+
+def _forward(results: dict[str, Any]) -> str:
+    """The forward step (``studies.search.forward``): the best variant alone and merged with
+    each other candidate, on validation, best pair first."""
+    rows = [r for r in results.get("forward") or [] if isinstance(r, dict)]
+    if not rows:
+        return ""
+    score = esc(score_key(results))
+
+    def label(name: Any) -> str:
+        return esc((_variant(results, name) or {}).get("label") or name)
+
+    best = label((rows[0].get("parts") or [MISSING])[0])
+    body = "".join(
+        f"<tr><td>{best}" + (f" + {label(r['partner'])}" if r.get("partner") else " alone")
+        + f'</td><td class="num">{fmt(r.get("value"))}</td><td class="num">'
+        + (MISSING if r.get("gain") is None else f"{r['gain']:+.3f}") + "</td></tr>" for r in rows)
+    return (f'<h2 id="forward">What adds to {best}</h2>\n<p>Each candidate merged with the best '
+            "variant on validation, at the strength chosen for it alone, over "
+            f"{esc(rows[0].get('seeds', MISSING))} seeds; those that beat the best variant alone "
+            f"are the combination's parts, best pair first (val_{score}; the test split chose "
+            'nothing).</p>\n<div class="scroll"><table class="search">\n<thead><tr><th>Variant</th>'
+            f"<th>val_{score}</th><th>Gain</th></tr></thead>\n<tbody>{body}</tbody></table></div>")
 
 
 def _combination(results: dict[str, Any]) -> str:

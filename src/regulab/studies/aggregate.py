@@ -31,7 +31,7 @@ from regulab.diagnose import REMEDIES, diagnose
 from regulab.studies import intervals
 from regulab.studies.spec import Variant
 
-__all__ = ["summarize", "rank", "against_baseline", "pick_combination", "confusion", "machine_info",
+__all__ = ["summarize", "rank", "against_baseline", "combination_candidates", "confusion", "machine_info",
            "cpu_name", "score_name"]
 
 
@@ -121,29 +121,27 @@ def against_baseline(entries: list[dict[str, Any]], baseline: str | None, score:
         e["significant"] = lo_hi is not None and (lo_hi[0] > 0 or lo_hi[1] < 0)
 
 
-def pick_combination(entries: list[dict[str, Any]], variants: list[Variant], baseline: str | None,
-                     score: str, n: int) -> list[Variant]:
-    """Up to ``n`` variants to merge: the best on validation first, each better than the
-    baseline by more than the baseline's validation standard deviation, none sharing a config
-    key with one already taken (so dropout 0.1 and 0.5 are never both in)."""
+def combination_candidates(entries: list[dict[str, Any]], variants: list[Variant],
+                           baseline: str | None, score: str) -> list[Variant]:
+    """What the best combination starts from and may add (``studies.search.forward``): the
+    variants that may be merged (``combine`` true, one network, not the baseline), best on
+    validation first. The first must beat the baseline by more than the baseline's validation
+    standard deviation (else there is nothing to build on: []); the others need not beat it
+    alone -- a technique that does nothing alone can help the best one (label smoothing, with
+    augmentation, on MNIST-1D: BENCHMARKS.md) -- but none shares a config key with the first
+    (dropout 0.1 is not added to dropout 0.5)."""
     by_name = {v.name: v for v in variants}
     base = next((e for e in entries if e["name"] == baseline), None)
-    if base is None or n < 2:
+    if base is None:
         return []
+    found = [(e, by_name[e["name"]]) for e in sorted(entries, key=lambda e: -_mean(e, f"val_{score}"))
+             if e["name"] in by_name and e["name"] != baseline]
+    found = [(e, v) for e, v in found if v.combine and v.members == 1 and v.overrides]
     bar = _mean(base, f"val_{score}") + (base["stats"][f"val_{score}"]["std"] or 0.0)
-    picked: list[Variant] = []
-    keys: set[str] = set()
-    for e in sorted(entries, key=lambda e: -_mean(e, f"val_{score}")):
-        v = by_name.get(e["name"])
-        if v is None or not v.combine or v.members > 1 or not v.overrides or e["name"] == baseline:
-            continue
-        if _mean(e, f"val_{score}") <= bar or keys & set(v.overrides):
-            continue
-        picked.append(v)
-        keys |= set(v.overrides)
-        if len(picked) == n:
-            break
-    return picked if len(picked) >= 2 else []
+    if not found or _mean(found[0][0], f"val_{score}") <= bar:
+        return []
+    first = found[0][1]
+    return [first] + [v for _, v in found[1:] if not set(first.overrides) & set(v.overrides)]
 
 
 def confusion(entries: list[dict[str, Any]], study_dir: str | Path, name: str) -> dict[str, Any] | None:

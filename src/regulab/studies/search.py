@@ -1,7 +1,16 @@
-"""The best combination by search: Optuna over the strengths of the techniques that helped.
+"""The best combination by search: which techniques to merge (a forward step), then Optuna
+over their strengths.
 
-``[study] combine = N`` picks up to N variants that beat the baseline on validation
-(``aggregate.pick_combination``); ``search = T`` then searches which of them to merge and their
+``[study] combine = N`` merges up to N variants. Which: the forward step (``forward``) takes
+the best variant on validation (it must beat the baseline by more than the baseline's
+standard deviation: ``aggregate.combination_candidates``) and trains it merged with each
+other candidate at that one's chosen strength, as populations, on the study's first
+``FORWARD_SEEDS`` seeds; the candidates whose pair beats the best variant alone on those
+seeds, best pair first, join it (up to N in all, no two sharing a key). A technique that does
+not help alone may help the best one -- on MNIST-1D label smoothing alone is no better than
+the baseline but adds 2 points to augmentation (BENCHMARKS.md) -- which ranking the
+techniques alone would miss. Every pair is in ``results.json``'s ``forward``.
+``search = T`` then searches which of the parts to merge and their
 strengths together: each part is on or off (``use <variant>``), and each tuned part's key is one
 dimension -- a range from its smallest to its largest tried strength (logarithmic when its grid
 was), or its values as categories when they are not numbers -- while its other keys stay as
@@ -24,9 +33,10 @@ from typing import Any
 from regulab.studies import tune
 from regulab.studies.variant import Variant
 
-__all__ = ["dimensions", "combination", "BATCH"]
+__all__ = ["dimensions", "combination", "forward", "BATCH", "FORWARD_SEEDS"]
 
 BATCH = 4           # trials asked at once, trained together
+FORWARD_SEEDS = 2   # seeds each pair of the forward step trains on (it only chooses the parts)
 USE = "use "        # a part's on/off dimension: "use <variant>"
 
 
@@ -81,6 +91,40 @@ def _enqueued(parts: list[Variant], space: dict[str, dict[str, Any]], used: list
     return out
 
 
+def _mean_score(runs: list[dict[str, Any]], score: str) -> float | None:
+    vals = [r["results"].get(f"val_{score}") for r in runs]
+    vals = [x for x in vals if x is not None and math.isfinite(x)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def forward(runner: Any, best: Variant, others: list[Variant], score: str,
+            best_runs: list[dict[str, Any]]) -> tuple[list[Variant], list[dict[str, Any]]]:
+    """The forward step (module docstring): ``best`` merged with each of ``others``, trained
+    on the jobs of the study's first ``FORWARD_SEEDS`` seeds (the test split off), scored by
+    their mean validation score against ``best`` alone on the same seeds (``best_runs``: its
+    runs). Returns the others whose pair beats it, best pair first, and one row per pair
+    (``partner``, ``value``, ``gain`` over the best alone, ``seeds``, ``run_dirs``)."""
+    seeds = sorted({job.seed for job in runner.jobs})[:FORWARD_SEEDS]
+    jobs = [job for job in runner.jobs if job.seed in seeds]
+    alone = _mean_score([r for r in best_runs if r["seed"] in seeds], score)
+    pairs = [Variant(f"{best.name}+{o.name}", {**best.overrides, **o.overrides, **tune.NO_TEST},
+                     f"{best.label} + {o.label}", combine=False) for o in others]
+    runner.train_populations(pairs, jobs=jobs)
+    rows, gains = [], []
+    for o, v in zip(others, pairs):
+        runs = runner.run_variant(v, jobs=jobs)
+        value = _mean_score(runs, score)
+        gain = None if value is None or alone is None else value - alone
+        rows.append({"partner": o.name, "parts": [best.name, o.name], "value": value, "gain": gain,
+                     "seeds": len(runs), "run_dirs": [r["run_dir"] for r in runs]})
+        if gain is not None and gain > 0:
+            gains.append((gain, o))
+    rows.sort(key=lambda r: -math.inf if r["value"] is None else -r["value"])
+    ranked = [o for _, o in sorted(gains, key=lambda g: -g[0])]
+    return ranked, [{"partner": None, "parts": [best.name], "value": alone, "gain": 0.0,
+                     "seeds": len(seeds), "run_dirs": []}] + rows
+
+
 def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
                 score: str) -> tuple[Variant, dict[str, Any]]:
     """Search which of the ``parts`` to merge and their strengths with ``trials`` Optuna
@@ -116,9 +160,7 @@ def combination(runner: Any, merged: Variant, parts: list[Variant], trials: int,
         runner.train_populations([v for *_, v in batch])
         for t, used, params, v in batch:
             runs = runner.run_variant(v)
-            vals = [r["results"].get(f"val_{score}") for r in runs]
-            vals = [x for x in vals if x is not None and math.isfinite(x)]
-            value = sum(vals) / len(vals) if vals else None
+            value = _mean_score(runs, score)
             study.tell(t, value if value is not None else float("nan"),
                        state=None if value is not None else optuna.trial.TrialState.FAIL)
             found[t.number] = (v, runs)

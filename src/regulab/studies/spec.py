@@ -35,8 +35,9 @@ A study file is TOML::
 
 Meta keys of a variant: ``label``, ``group``, ``x``, ``members``, ``combine``, ``tune``
 (``regulab.studies.variant``; a tuned variant: ``regulab.studies.tune``). ``[study] combine = N``
-makes the study add a variant that merges the N best variants on validation (one per config
-key, each better than the baseline); with ``search = T`` their strengths are searched with T
+makes the study add a variant that merges up to N variants: the best on validation and those
+that improve it most when merged with it, each tried as a pair on validation (the forward
+step); with ``search = T`` which of them to merge and their strengths are searched with T
 Optuna trials on validation (``regulab.studies.search``).
 
 ``budget`` makes the comparison fair in epochs: ``score`` (every run early-stops on the task's
@@ -112,7 +113,9 @@ class StudySection(Section):
     baseline: Any = key(None, optional(string), "the variant the others are compared with")
     quick: dict = key({}, _table, "config overrides applied with --quick")
     quick_seeds: Any = key(None, optional(seed_list), "seeds with --quick (default: the same)")
-    combine: int = key(0, number(ge=0, integer=True), "merge the N best variants (0: no combination)")
+    combine: int = key(0, number(ge=0, integer=True),
+                       "merge up to N variants: the best on validation and those that improve it "
+                       "most when merged with it (a forward step over pairs; 0: no combination)")
     reference: float = key(1.0, number(gt=0.0, le=1.0), "the score of a perfect fit: bias = reference - train "
                            "score (1.0 for accuracy and R²; lower when the labels are noisy)")
     budget: str = key("config", choice(*BUDGETS), "epochs per run: score (early stopping on the "

@@ -122,17 +122,19 @@ class _Runner:
         rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{job.seed}{job.suffix}"
         return extra, rel
 
-    def train_populations(self, variants: list[Variant], where: str = "runs") -> None:
-        """Train the runs of ``variants`` that differ only in population member keys (seeds,
-        regularization strengths) as populations of up to ``[study] population`` members;
-        ``run_variant`` then takes their results instead of training them again."""
+    def train_populations(self, variants: list[Variant], where: str = "runs",
+                          jobs: list[kinds.Job] | None = None) -> None:
+        """Train the runs of ``variants`` (on ``jobs``, default all the study's) that differ only
+        in population member keys (seeds, regularization strengths) as populations of up to
+        ``[study] population`` members; ``run_variant`` then takes their results instead of
+        training them again."""
         if self.spec.population < 2:
             return
         groups: dict[str, list[tuple]] = {}
         for v in variants:
             if v.members > 1 or "transfer.source" in v.overrides:
                 continue
-            for job in self.jobs:
+            for job in self.jobs if jobs is None else jobs:
                 extra, rel = self._job(v, job, where)
                 cfg = self.spec.config(v, job.seed, extra)
                 if _fingerprint(cfg) in self.done:      # trained already: run_variant reuses it
@@ -194,9 +196,12 @@ class _Runner:
                                                                  "test": True}}
         return aggregate.summarize(v, runs, 0)
 
-    def run_variant(self, v: Variant, where: str = "runs") -> list[dict[str, Any]]:
+    def run_variant(self, v: Variant, where: str = "runs",
+                    jobs: list[kinds.Job] | None = None) -> list[dict[str, Any]]:
+        """The runs of ``v`` on ``jobs`` (default: all the study's), trained now unless a
+        population or an identical run of the study trained them already."""
         runs = []
-        for job in self.jobs:
+        for job in self.jobs if jobs is None else jobs:
             seed, fold = job.seed, job.fold
             extra, rel = self._job(v, job, where)
             pooled = (v.name, seed, fold) in self.trained      # trained in a population
@@ -281,11 +286,16 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     return StudyResult(results, study_dir)
 
 
-def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined: bool) -> int:
+def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined: bool,
+              pairs: int | None = None) -> int:
     """The runs of a study: sources, every candidate of every variant, and when ``combined``
-    the combination's (one per seed, or one per seed for each trial of its search)."""
+    the forward step's ``pairs`` (default: every variant that may combine, but one) and the
+    combination's runs (one per seed, or one per seed for each trial of its search)."""
     trials = (spec.search or 1) if combined else 0
-    return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + trials)
+    if pairs is None:
+        pairs = max(0, sum(v.combine and v.members == 1 for v in spec.variants) - 2) if combined else 0
+    forward = len([j for j in runner.jobs if j.seed in sorted(spec.seeds)[:search.FORWARD_SEEDS]])
+    return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + trials) + forward * pairs
 
 
 def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
@@ -306,9 +316,20 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
         entries = [runner.entries.pop(v.name) if v.name in runner.entries
                    else aggregate.summarize(v, runner.run_variant(v), 0) for v in chosen]
         score = aggregate.score_name(entries[0]["runs"][0]["results"]) if entries else "acc"
-        combination, found = None, None
-        parts = aggregate.pick_combination(entries, chosen, spec.baseline, score,
-                                           spec.combine) if spec.combine else []
+        combination, found, steps = None, None, None
+        candidates = aggregate.combination_candidates(entries, chosen, spec.baseline, score) \
+            if spec.combine >= 2 else []
+        parts: list[Variant] = []
+        if len(candidates) >= 2:
+            bar.set_total(bar_total(runner, sources, spec, True, len(candidates) - 1))
+            best_runs = next(e["runs"] for e in entries if e["name"] == candidates[0].name)
+            ranked, steps = search.forward(runner, candidates[0], candidates[1:], score, best_runs)
+            parts, keys = [candidates[0]], set(candidates[0].overrides)
+            for v in ranked:
+                if len(parts) < spec.combine and not keys & set(v.overrides):
+                    parts.append(v)
+                    keys |= set(v.overrides)
+            parts = parts if len(parts) >= 2 else []
         if parts:
             label = "combination: " + " + ".join(p.label for p in parts)
             merged = Variant("combination", {k: x for p in parts for k, x in p.overrides.items()},
@@ -322,7 +343,7 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
             combination = {"name": merged.name, "overrides": merged.overrides,
                            "parts": found["best"]["parts"] if found else [p.name for p in parts]}
         elif spec.combine:        # no combination: its runs leave the bar's total
-            bar.set_total(bar_total(runner, sources, spec, False))
+            bar.set_total(bar_total(runner, sources, spec, False, len(candidates) - 1 if steps else 0))
     finally:
         bar.close()
     for e in entries:
@@ -331,12 +352,12 @@ def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
     aggregate.rank(entries, score)
     aggregate.against_baseline(entries, spec.baseline, score)
     verdicts.verdicts(entries, spec.baseline, score, spec.reference,
-                      combination["name"] if combination else None)
+                      combination["name"] if combination else None, steps)
     best = min(entries, key=lambda e: e["rank"])["name"] if entries else None
     return {"name": spec.name, "kind": spec.kind, "description": spec.description,
             "metric": score, "seeds": spec.seeds, "baseline": spec.baseline,
             "machine": aggregate.machine_info(device), "variants": entries, "best": best,
-            "combination": combination, "search": found, "budget": spec.budget,
+            "combination": combination, "forward": steps, "search": found, "budget": spec.budget,
             "runs_trained": runner.count,
             "confusion": aggregate.confusion(entries, study_dir, best) if best else None,
             "analysis": kind.analysis(spec, runner.models, runner.configs, source_runs),

@@ -13,8 +13,9 @@ For each variant, from its mean train and validation scores::
   train score, and more capacity or longer training);
 - a variant whose bias is high and which costs train fit (train_cost > ``COST``): too strong,
   lower the strength or train longer;
-- the best single technique on validation, still overfit: combine it with the next best one on
-  validation that changes other config keys;
+- the best single technique on validation, still overfit: combine it with the technique that
+  added most to it on validation when the two were merged (the study's forward step,
+  ``studies.search.forward``), else with the next best one alone that changes other config keys;
 - the combination, still overfit: the gap that is left needs more data or augmentation;
 - any other variant: how much of the gap it closes at what cost, and its change in validation
   score against the baseline.
@@ -72,8 +73,9 @@ def _advice(e: dict[str, Any], role: str, best: dict[str, Any] | None,
     if fit["bias_grade"] == "high" and fit["train_cost"] > COST:
         return f"{head}. Train {train_name} {train:.2f}: too strong, lower the strength or train longer"
     if over and role == "best":
-        tail = (f"combine it with {partner['label']} (next best on validation)" if partner
-                else "add data or augmentation")
+        why = (f"{partner['gain']:+.3f} on validation merged with it" if partner and "gain" in partner
+               else "next best on validation")
+        tail = f"combine it with {partner['label']} ({why})" if partner else "add data or augmentation"
         return f"{head}. Gap still {gap:.2f} after the best single technique: {tail}"
     if over and role == "combination":
         return f"{head}. Gap still {gap:.2f} after combining: more data or augmentation"
@@ -86,10 +88,12 @@ def _advice(e: dict[str, Any], role: str, best: dict[str, Any] | None,
 
 
 def verdicts(entries: list[dict[str, Any]], baseline: str | None, score: str,
-             reference: float = 1.0, combination: str | None = None) -> None:
+             reference: float = 1.0, combination: str | None = None,
+             forward: list[dict[str, Any]] | None = None) -> None:
     """Set each entry's ``fit`` (bias, variance, their grades, the diagnosis, and against the
     baseline ``gap_closed`` and ``train_cost``), ``verdict`` and ``advice``. ``combination``
-    names the variant that merges others (it is not a single technique)."""
+    names the variant that merges others (it is not a single technique); ``forward`` is the
+    forward step's rows (what each technique added to the best one), when there was one."""
     train_name = "R²" if score == "r2" else "accuracy"
     for e in entries:
         t, v = (e["stats"][f"{s}_{score}"]["mean"] for s in ("train", "val"))
@@ -104,6 +108,11 @@ def verdicts(entries: list[dict[str, Any]], baseline: str | None, score: str,
     best = singles[0] if singles else None
     keys = set((best or {}).get("overrides") or {})
     partner = next((e for e in singles[1:] if not keys & set(e.get("overrides") or {})), None)
+    if forward:     # what adds most to the best one, measured, rather than what is next alone
+        gains = [r for r in forward if r.get("partner") and r.get("gain") is not None and r["gain"] > 0]
+        top = max(gains, key=lambda r: r["gain"]) if gains else None
+        found = next((e for e in entries if top is not None and e["name"] == top["partner"]), None)
+        partner = {**found, "gain": top["gain"]} if found is not None and top is not None else None
     for e in entries:
         f = e["fit"]
         e["verdict"] = f"{f['diagnosis']} ({f['variance_grade']} variance, {f['bias_grade']} bias)"
