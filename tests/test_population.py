@@ -253,19 +253,23 @@ def test_stacked_forward_draws_what_each_network_draws(mode):
     assert_forward_follows_each_network(overrides)
 
 
+TRAINING_STEPS = 7      # assert_forward_follows_each_network's
+
+
 def assert_forward_follows_each_network(overrides: list[dict], x=None):
     """The networks of ``overrides`` stacked, against each network alone (its generator in
-    step): three training steps, masks drawn then predrawn (steps 0 and 1 of a block), then
-    evaluation. Returns (the stacked net, the networks alone)."""
+    step): ``TRAINING_STEPS`` steps, masks drawn, then predrawn in blocks of 3, 2 (an epoch's
+    last, shorter block, in the buffers of the first) and 1 step, then evaluation. Returns
+    (the stacked net, the networks alone)."""
     nets, gens = member_nets(overrides)
     twins, twin_gens = member_nets(overrides)           # the same networks, generators in step
     for net, g in zip(twins, twin_gens):
         rl.nn.layers.set_generator(net, g)
     stacked = StackedNet(nets, gens)
     x = torch.randn(len(nets), 16, 64) if x is None else x
-    for step in [None, 0, 1]:
-        if step == 0:
-            stacked.predraw(16, 2)
+    for block, step in [(None, None), (3, 0), (None, 1), (None, 2), (2, 0), (None, 1), (1, 0)]:
+        if block is not None:
+            stacked.predraw(16, block)
         out = stacked.forward(x, True, step)
         for k, net in enumerate(twins):
             torch.testing.assert_close(out[k], net.train()(x[k]), atol=1e-5, rtol=1e-5)

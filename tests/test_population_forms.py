@@ -18,7 +18,8 @@ from regulab.engine.population.stacked import StackedNet
 from regulab.runs.population import population_of, train_population
 from regulab.regularize.ema import EMA
 from regulab.runs.prepare import prepare
-from tests.test_population import BASE, assert_forward_follows_each_network, assert_same_run, config, member_nets
+from tests.test_population import (BASE, TRAINING_STEPS, assert_forward_follows_each_network, assert_same_run,
+                                   config, member_nets)
 
 MNIST1D = _apply(BASE, {"data.dataset": "mnist1d", "data.preprocess": "none", "data.train_size": 300,
                         "model.hidden": [16, 16]})
@@ -96,7 +97,7 @@ def test_stacked_batchnorm_normalizes_each_members_batch(position):
         stacked.write_back(k)
         for norm, theirs in zip(norms, [m for m in twin.modules() if isinstance(m, nn.BatchNorm1d)]):
             mine = norm.modules[k]
-            assert int(mine.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+            assert int(mine.num_batches_tracked) == int(theirs.num_batches_tracked) == TRAINING_STEPS
             torch.testing.assert_close(mine.running_mean, theirs.running_mean, atol=1e-6, rtol=1e-5)
             torch.testing.assert_close(mine.running_var, theirs.running_var, atol=1e-6, rtol=1e-5)
 

@@ -342,7 +342,7 @@ class StackedNet:
         if device.type != "cpu" or not fast:
             return
         sizes = {id(op): math.prod(self._size(op, batch)) for op in drops}
-        masks = self._buffers(steps, batch, fast, sizes, dtype)
+        masks = {key: m[:steps] for key, m in self._buffers(steps, batch, fast, sizes, dtype).items()}
 
         def draw(k: int) -> None:   # member k's stream: per step, its masks op by op
             mine = [op for op in drops if k in self._drawers(op)]
@@ -355,7 +355,7 @@ class StackedNet:
                 start += sizes[id(op)]
         for k in fast:
             draw(k)
-        self._masks = {key: m[:steps] for key, m in masks.items()}
+        self._masks = masks
         self._slow = {id(op): [k for k in self._drawers(op) if self.active[k] and k not in fast] for op in drops}
 
     def _buffers(self, steps: int, batch: int, fast: list[int], sizes: dict[int, int],
