@@ -23,8 +23,7 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
-from machine import cpu_name  # bench/machine.py, beside this script
+from machine import cpu_name, hand_step  # bench/machine.py, beside this script
 
 import regulab as rl
 from regulab.data.loader import TensorLoader
@@ -44,10 +43,7 @@ def hand_loop(model, X, y, Xv, yv, epochs, batch_size, lr, seed, validate):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            hand_step(model, opt, X[idx], y[idx])
         if validate:
             model.eval()
             with torch.no_grad():

@@ -22,8 +22,7 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from machine import cpu_name  # bench/machine.py, beside this script
+from machine import cpu_name, hand_step  # bench/machine.py, beside this script
 
 import regulab as rl
 from regulab.runs.prepare import prepare
@@ -63,10 +62,7 @@ def hand_fit(cfg, data, epochs: int, workers: int, n_train: int) -> float:
     for _ in range(epochs):
         model.train()
         for xb, yb in loader:
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            hand_step(model, opt, xb, yb)
     return time.perf_counter() - start
 
 
