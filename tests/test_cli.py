@@ -211,6 +211,13 @@ def test_runs_and_datasets_commands(workdir, capsys):
     assert main(["runs"]) == 0
     table = capsys.readouterr().out
     assert "small" in table and "completed" in table
+    assert main(["runs", "--status", "completed", "--name", "sma*", "--kind", "train", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["small"]
+    assert main(["runs", "--status", "diverged", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["runs", "--status", "done"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "status must be one of" in err and "'done'" in err
     assert main(["datasets"]) == 0
     listing = capsys.readouterr().out
     for name in ("mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery", "csv:PATH"):

@@ -88,6 +88,30 @@ def test_find_run_returns_latest_and_runs_newest_first(tmp_path):
     assert [r["id"] for r in store.runs(limit=2)] == ids[:0:-1]
 
 
+def test_runs_filters_by_status_kind_and_name_pattern(tmp_path):
+    store = _store(tmp_path)
+    names = ["clinic", "clinic-l2", "Clinic", "drop_50%", "sweep-3"]
+    ids = {n: store.create_run(n, str(tmp_path / n), {}, kind="study" if n == "clinic" else "train")
+           for n in names}
+    store.finish(ids["clinic-l2"], "completed", {})
+    store.set_status(ids["sweep-3"], "diverged")
+
+    def found(**kw):
+        return [r["name"] for r in store.runs(**kw)]
+    assert found(status="completed") == ["clinic-l2"]
+    assert found(status="running") == ["drop_50%", "Clinic", "clinic"]
+    assert found(kind="study") == ["clinic"]
+    assert found(name="clinic*") == ["clinic-l2", "clinic"]          # case-sensitive
+    assert found(name="clinic") == ["clinic"]                         # no wildcard: exact
+    assert found(name="drop_50%") == ["drop_50%"] and found(name="drop?50*") == ["drop_50%"]
+    assert found(name="*", limit=2) == ["sweep-3", "drop_50%"]        # the limit after the filter
+    assert found(name="clinic*", status="running", kind="train") == []
+    with pytest.raises(RegulabInputError, match="status must be one of"):
+        store.runs(status="done")
+    with pytest.raises(RegulabInputError, match="name filter"):
+        store.runs(name="")
+
+
 def test_non_finite_values_survive_as_valid_json(tmp_path):
     import sqlite3
 

@@ -169,7 +169,7 @@ def _resume(args) -> int:
 
 def _runs(args) -> int:
     from regulab.runs.store import RunStore, format_runs_table
-    rows = RunStore(args.db).runs(limit=args.limit)
+    rows = RunStore(args.db).runs(limit=args.limit, status=args.status, name=args.name, kind=args.kind)
     print(json.dumps(rows, indent=2, default=str) if args.json else format_runs_table(rows))
     return 0
 
@@ -256,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.add_argument("--db", help=db_help)
-    p.add_argument("--limit", type=int, default=None, help="newest N runs")
+    p.add_argument("--limit", type=int, default=None, help="newest N runs (of those the filters keep)")
+    p.add_argument("--status", help="only runs with this status (completed, running, diverged, ...)")
+    p.add_argument("--name", help="only runs whose name matches this pattern (* any characters, "
+                   "? one; case-sensitive; without them the exact name)")
+    p.add_argument("--kind", help="only runs of this kind (train, study, ...)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_runs)
 

@@ -27,6 +27,8 @@ and the epoch upsert is a single ``INSERT ... ON CONFLICT DO UPDATE`` statement.
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 import math
 import os
@@ -355,19 +357,35 @@ class RunStore:
         out["epochs"] = int(out["epochs"])
         return out
 
-    def runs(self, limit: int | None = None) -> list[dict]:
+    def runs(self, limit: int | None = None, *, status: str | None = None, name: str | None = None,
+             kind: str | None = None) -> list[dict]:
         """Newest first: id, name, kind, status, run_dir, created_at, updated_at, epochs,
-        results (dict or None)."""
+        results (dict or None). Only those with ``status`` (one of ``STATUSES``), of ``kind``
+        ("train", "study", ...), and whose name matches ``name``, a shell-style pattern
+        (``fnmatch``: ``*`` any characters, ``?`` one, ``[seq]``; case-sensitive; without
+        them, the exact name); ``limit``: the newest N of those."""
         if limit is not None:
             _check_int("limit", limit, minimum=1)
+        if status is not None and status not in STATUSES:
+            raise RegulabInputError(f"run status must be one of {list(STATUSES)}; got {status!r}")
+        for field, value in (("name", name), ("kind", kind)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise RegulabInputError(f"run {field} filter must be a non-empty string; got {value!r}")
         conn = self._read_conn()
         if conn is None:
             return []
         query = self._select(with_config=False)
-        if limit is not None:
+        if status is not None:
+            query = query.where(_runs.c.status == status)
+        if kind is not None:
+            query = query.where(_runs.c.kind == kind)
+        if limit is not None and name is None:
             query = query.limit(limit)
         with conn:
-            return [self._row(r) for r in conn.execute(query)]
+            rows = [self._row(r) for r in conn.execute(query)]
+        if name is not None:    # case-sensitive on every backend (SQL LIKE is not on SQLite)
+            rows = [r for r in rows if fnmatch.fnmatchcase(r["name"], name)][:limit]
+        return rows
 
     def get_run(self, run_id: int) -> dict:
         """One run as in ``runs()`` plus ``config`` and ``history`` (epoch dicts, by epoch)."""
