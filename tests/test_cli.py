@@ -224,6 +224,28 @@ def test_runs_and_datasets_commands(workdir, capsys):
         assert name in listing
 
 
+def test_config_defaults_is_a_commented_toml_of_every_default(workdir, capsys):
+    """``regulab config --defaults`` loads to the default config, names every key of every
+    section (unset ones commented out) with its meaning and population role."""
+    import dataclasses
+
+    from regulab.config.core import load_config
+    from regulab.config.sections import SECTIONS
+    assert main(["config", "--defaults"]) == 0
+    text = capsys.readouterr().out
+    write(workdir / "defaults.toml", text)
+    assert load_config(workdir / "defaults.toml") == load_config()
+    for section, cls in SECTIONS.items():
+        assert f"\n[{section}]\n" in text
+        for f in dataclasses.fields(cls):
+            assert f"\n{f.name} = " in text or f"\n# {f.name} = (unset)" in text, (section, f.name)
+    assert "# train/validation/test fractions; sum to 1 [shared]\nsplit = [0.8, 0.15, 0.05]" in text
+    with pytest.raises(SystemExit) as exit_:           # --defaults is required: argparse's error
+        main(["config"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--defaults" in err
+
+
 def test_python_api_train_is_the_function(workdir):
     """`rl.train` must stay the function even after the `regulab.train` subpackage is imported."""
     import regulab as rl

@@ -174,6 +174,12 @@ def _runs(args) -> int:
     return 0
 
 
+def _config(args) -> int:
+    from regulab.config.core import defaults_toml
+    print(defaults_toml(), end="")
+    return 0
+
+
 def _datasets(args) -> int:
     from regulab.modalities.sources import list_datasets
     infos = list_datasets()
@@ -263,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="only runs of this kind (train, study, ...)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_runs)
+
+    p = sub.add_parser("config", help="print every config key with its default and meaning")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--defaults", action="store_true", help="a complete commented TOML config "
+                      "of the defaults (it loads to them): a starting point to edit")
+    p.set_defaults(func=_config)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(func=_datasets)

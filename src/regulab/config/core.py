@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,8 @@ from regulab.errors import ConfigError, invalid, unknown
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
-           "canonical_key", "read_toml", "to_toml", "LEGACY", "code_paths", "PYTHON", "require_validation",
-           "may_bring_validation"]
+           "canonical_key", "read_toml", "to_toml", "defaults_toml", "LEGACY", "code_paths", "PYTHON",
+           "require_validation", "may_bring_validation"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
 PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own data function
@@ -320,6 +321,34 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, Mapping):     # an inline table; quoted keys are always valid
         return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def defaults_toml() -> str:
+    """Every config key with its default, meaning and population role, as a commented TOML file
+    that loads to the defaults (``regulab config --defaults``); a key unset by default (None)
+    is commented out with its meaning."""
+    from regulab.version import __version__
+    lines = [f"# regulab {__version__}: every config key, its default and what it means. Each key's",
+             "# population role says how it behaves when runs train as one population: member (members",
+             "# may differ in it), shared (all must have the same), ignored (does not change training),",
+             "# blocks (a value other than the default trains the run alone).", ""]
+
+    def entries(cls: type) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS:
+                continue
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            stack = f.metadata.get("population")
+            role = f" [{stack.role}]" if stack is not None else ""
+            out += textwrap.wrap(f"{f.metadata['doc']}{role}", 96, initial_indent="# ",
+                                 subsequent_indent="# ")
+            out.append(f"# {f.name} = (unset)" if default is None else f"{f.name} = {_toml_value(default)}")
+        return out
+    lines += entries(Config)
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]", *entries(cls)]
+    return "\n".join(lines) + "\n"
 
 
 def to_toml(cfg: Config) -> str:
