@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,6 +245,83 @@ def test_config_defaults_is_a_commented_toml_of_every_default(workdir, capsys):
         main(["config"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "--defaults" in err
+
+
+def _violations(schema: dict, value, where: str = "") -> list[str]:
+    """What of JSON Schema's vocabulary ``config --schema`` uses, checked independently: types,
+    enum, bounds, lengths, pattern, items, anyOf, properties and additionalProperties."""
+    import re
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+    out = []
+    t = schema.get("type")
+    if t in ("number", "integer"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and (t == "number" or isinstance(value, int))
+        if not ok:
+            return [f"{where}: not {t}"]
+    elif t is not None and not isinstance(value, kinds[t]):
+        return [f"{where}: not {t}"]
+    if "enum" in schema and value not in schema["enum"]:
+        out.append(f"{where}: not in enum")
+    for k, bad in (("minimum", lambda b: value < b), ("maximum", lambda b: value > b),
+                   ("exclusiveMinimum", lambda b: value <= b), ("exclusiveMaximum", lambda b: value >= b),
+                   ("minItems", lambda b: len(value) < b), ("maxItems", lambda b: len(value) > b),
+                   ("minLength", lambda b: len(value) < b), ("pattern", lambda b: not re.search(b, value))):
+        if k in schema and bad(schema[k]):
+            out.append(f"{where}: {k}")
+    if "items" in schema:
+        out += [v for i, x in enumerate(value) for v in _violations(schema["items"], x, f"{where}[{i}]")]
+    if "anyOf" in schema and all(_violations(s, value, where) for s in schema["anyOf"]):
+        out.append(f"{where}: no anyOf")
+    for k, x in (value.items() if isinstance(value, dict) else ()):
+        if k in schema.get("properties", {}):
+            out += _violations(schema["properties"][k], x, f"{where}.{k}")
+        elif schema.get("additionalProperties") is False:
+            out.append(f"{where}.{k}: unknown")
+    return out
+
+
+def test_config_schema_describes_what_the_config_accepts(workdir, capsys):
+    """``regulab config --schema``: every example config and every default passes it; each
+    choice key's enum is what the config accepts, and a number just past a bound fails both."""
+    import dataclasses
+    import tomllib
+
+    from regulab.config.core import load_config
+    from regulab.config.sections import SECTIONS
+    from regulab.errors import ConfigError
+    assert main(["config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    configs = []
+    for f in sorted(Path(__file__).parents[1].glob("examples/**/*.toml")):
+        try:
+            load_config(f)              # what the config accepts (a study, a sweep or a spec: not)
+        except ConfigError:
+            continue
+        configs.append(f)
+        assert _violations(schema, tomllib.loads(f.read_text())) == [], f
+    assert len(configs) >= 20
+    checked = 0
+    for section, cls in SECTIONS.items():
+        props = schema["properties"][section]["properties"]
+        assert set(props) == {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
+        for f in dataclasses.fields(cls):
+            p = props[f.name]
+            if "default" in p:
+                assert _violations(p, p["default"]) == [], (section, f.name)
+            for value in p.get("enum", []):
+                assert cls.check(f.name, value) == value
+            if "enum" in p:
+                with pytest.raises(ConfigError):
+                    cls.check(f.name, "no-such-" + p["enum"][0])
+            for bound, step in (("minimum", -1), ("exclusiveMinimum", 0), ("maximum", 1), ("exclusiveMaximum", 0)):
+                if bound in p:          # just past the bound: both refuse it
+                    past = p[bound] + step
+                    assert _violations(p, past), (section, f.name, bound)
+                    with pytest.raises(ConfigError):
+                        cls.check(f.name, past)
+                    checked += 1
+    assert checked > 30
 
 
 def test_python_api_train_is_the_function(workdir):

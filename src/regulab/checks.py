@@ -28,8 +28,8 @@ from typing import Any
 from regulab.errors import ConfigError, Field, invalid, unknown
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
-           "choice", "kind_of", "boolean", "string", "text", "name", "optional", "list_of", "number_or_list",
-           "train_size", "label_maps", "layer_count", "size", "interval", "snr"]
+           "choice", "kind_of", "boolean", "string", "text", "name", "schema_of", "optional", "list_of",
+           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr"]
 
 Check = Callable[[str, Any], Any]
 
@@ -52,6 +52,9 @@ def number(*, gt: float | None = None, ge: float | None = None, lt: float | None
                 or (lt is not None and not v < lt) or (le is not None and not v <= le)):
             raise invalid(key, allowed, v)
         return v if integer else float(v)
+    check.schema = {"type": "integer" if integer else "number",
+                    **{k: b for k, b in (("exclusiveMinimum", gt), ("minimum", ge), ("exclusiveMaximum", lt),
+                                         ("maximum", le)) if b is not None}}
     return check
 
 
@@ -61,29 +64,40 @@ def choice(*options: str) -> Check:
         if v not in options:
             raise invalid(key, "one of " + ", ".join(options), v, options=options)
         return v
+    check.schema = {"enum": list(options)}
     return check
 
 
-def kind_of(test: Callable[[Any], bool], allowed: str) -> Check:
-    """A value for which ``test`` holds, returned as it is."""
+def kind_of(test: Callable[[Any], bool], allowed: str, schema: dict | None = None) -> Check:
+    """A value for which ``test`` holds, returned as it is (``schema``: its JSON Schema)."""
     def check(key: str, v: Any) -> Any:
         if not test(v):
             raise invalid(key, allowed, v)
         return v
+    if schema is not None:
+        check.schema = schema
     return check
 
 
-boolean = kind_of(lambda v: isinstance(v, bool), "true or false")
-string = kind_of(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
-text = kind_of(lambda v: isinstance(v, str), "a string")                      # empty or not
+boolean = kind_of(lambda v: isinstance(v, bool), "true or false", {"type": "boolean"})
+string = kind_of(lambda v: isinstance(v, str) and bool(v), "a non-empty string",
+                 {"type": "string", "minLength": 1})
+text = kind_of(lambda v: isinstance(v, str), "a string", {"type": "string"})   # empty or not
 name = kind_of(lambda v: isinstance(v, str) and bool(v) and "/" not in v,     # it names a directory
-               "a non-empty string without '/'")
+               "a non-empty string without '/'", {"type": "string", "pattern": "^[^/]+$"})
+
+
+def schema_of(check: Check) -> dict:
+    """The JSON Schema of the values ``check`` accepts, as far as it says ({}: any; the check
+    itself has the last word)."""
+    return dict(getattr(check, "schema", {}))
 
 
 def optional(inner: Check) -> Check:
     """``inner`` or absent (None)."""
     def check(key: str, v: Any) -> Any:
         return None if v is None else inner(key, v)
+    check.schema = schema_of(inner)   # absent: not in the file
     return check
 
 
@@ -92,6 +106,8 @@ def list_of(inner: Check, *, min_len: int = 0, allowed: str = "a list") -> Check
         if not isinstance(v, (list, tuple)) or len(v) < min_len:
             raise invalid(key, allowed, v)
         return [inner(Field(f"{key}[{i}]", getattr(key, "kind", "config key")), x) for i, x in enumerate(v)]
+    check.schema = {"type": "array", "items": schema_of(inner),
+                    **({"minItems": min_len} if min_len else {})}
     return check
 
 
@@ -103,6 +119,8 @@ def number_or_list(inner: Check, allowed: str) -> Check:
         if not _is_number(v):
             raise invalid(key, allowed, v)
         return inner(key, v)
+    one = schema_of(inner)
+    check.schema = {"anyOf": [one, {"type": "array", "items": one}]}
     return check
 
 
@@ -155,6 +173,9 @@ def interval(lo: float | None = None, hi: float | None = None) -> Any:
         if a > b or (lo is not None and a < lo) or (hi is not None and b > hi):
             raise invalid(key, allowed, v)
         return [a, b]
+    bounds = {k: b for k, b in (("minimum", lo), ("maximum", hi)) if b is not None}
+    check.schema = {"type": "array", "items": {"type": "number", **bounds},
+                    "minItems": 2, "maxItems": 2}
     return check
 
 

@@ -175,8 +175,8 @@ def _runs(args) -> int:
 
 
 def _config(args) -> int:
-    from regulab.config.core import defaults_toml
-    print(defaults_toml(), end="")
+    from regulab.config.core import defaults_toml, json_schema
+    print(json.dumps(json_schema(), indent=1) if args.schema else defaults_toml(), end="\n" if args.schema else "")
     return 0
 
 
@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--defaults", action="store_true", help="a complete commented TOML config "
                       "of the defaults (it loads to them): a starting point to edit")
+    what.add_argument("--schema", action="store_true", help="a JSON Schema of config files, for "
+                      "editors (each key's meaning, default, type, bounds or choices)")
     p.set_defaults(func=_config)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")

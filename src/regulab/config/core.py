@@ -29,7 +29,7 @@ from typing import Any
 
 import tomllib
 
-from regulab.checks import IGNORED, key, string
+from regulab.checks import IGNORED, key, schema_of, string
 from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig, ImageConfig,
                                      ModelConfig, MultitaskConfig, OptimConfig, RegularizationConfig,
                                      TextConfig, TrainConfig, TransferConfig, VideoConfig)
@@ -37,7 +37,7 @@ from regulab.errors import ConfigError, invalid, unknown
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
-           "canonical_key", "read_toml", "to_toml", "defaults_toml", "LEGACY", "code_paths", "PYTHON",
+           "canonical_key", "read_toml", "to_toml", "defaults_toml", "json_schema", "LEGACY", "code_paths", "PYTHON",
            "require_validation", "may_bring_validation"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
@@ -349,6 +349,32 @@ def defaults_toml() -> str:
     for section, cls in SECTIONS.items():
         lines += ["", f"[{section}]", *entries(cls)]
     return "\n".join(lines) + "\n"
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of a config file, for editors (``regulab config --schema``;
+    Even Better TOML and other schema-aware editors read it): every section and key with its
+    meaning, default and, where its constraint says it (``checks.schema_of``), its type, bounds
+    or choices; unknown keys are errors, as they are to ``load_config``. A key whose constraint
+    is a function of its own (a dataset reference, a size or a list) is described, not typed:
+    ``load_config`` has the last word."""
+    def properties(cls: type) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS:
+                continue
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            prop = {**schema_of(f.metadata["check"]), "description": f.metadata["doc"]}
+            if default is not None and is_plain(default):
+                prop["default"] = default
+            out[f.name] = prop
+        return out
+    sections = {name: {"type": "object", "description": (cls.__doc__ or "").strip().splitlines()[0],
+                       "additionalProperties": False, "properties": properties(cls)}
+                for name, cls in SECTIONS.items()}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "regulab config",
+            "type": "object", "additionalProperties": False,
+            "properties": {**properties(Config), **sections}}
 
 
 def to_toml(cfg: Config) -> str:
