@@ -118,12 +118,33 @@ def test_cli_summary_names_the_monitor(workdir, capsys):
     assert " monitor=val_acc " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("base, monitor, allowed", [
-    (DIGITS, "val_r2", "auto, val_loss, val_acc"),
-    (DIGITS, "val_mse", "auto, val_loss, val_acc"),
-    (SINE, "val_acc", "auto, val_loss, val_mse, val_r2"),
+@pytest.mark.parametrize("base, monitor, logged", [
+    (DIGITS, "val_r2", "train_loss, train_acc, val_loss, val_acc, lr, penalty"),
+    (DIGITS, "val_f1", "train_loss, train_acc, val_loss, val_acc, lr, penalty"),
+    (SINE, "val_acc", "train_loss, train_mse, train_r2, val_loss, val_mse, val_r2, lr, penalty"),
+    ({**DIGITS, "regularization.l2": 1e-3}, "clean_train_acc",
+     "train_loss, train_acc, val_loss, val_acc, lr, penalty, l2_penalty"),
 ])
-def test_a_monitor_the_task_does_not_log_is_refused(workdir, base, monitor, allowed):
-    with pytest.raises(ConfigError, match=f"^config key 'train.monitor' must be one of {allowed} for a "
-                                          f"(classification|regression) task; got '{monitor}'$"):
+def test_a_monitor_the_run_does_not_log_is_refused(workdir, base, monitor, logged):
+    with pytest.raises(ConfigError, match=rf"^config key 'train.monitor' must be auto or a metric this "
+                                          rf"(classification|regression) run logs \({logged}\); got '{monitor}'$"):
         prepare(rl.load_config(None, {**base, "train.monitor": monitor}))
+
+
+@pytest.mark.parametrize("extra, monitor, mode", [
+    ({"train.eval_train": True}, "clean_train_acc", "max"),
+    ({}, "train_loss", "min"),
+    ({"multitask.tasks": ["parity"]}, "val_parity_acc", "max"),
+    ({"multitask.tasks": ["parity"]}, "val_total_loss", "min"),
+])
+def test_any_logged_metric_can_be_monitored(workdir, extra, monitor, mode):
+    """Early stopping watches any metric the run logs, in the direction its name says; the
+    run's best epoch is the one that metric liked best."""
+    cfg = rl.load_config(None, {**DIGITS, **extra, "train.monitor": monitor, "train.epochs": 6,
+                                "train.patience": 2})
+    run = rl.train(cfg, out="run", progress=False)
+    stopper = next(cb for cb in prepare(cfg).trainer.callbacks if isinstance(cb, EarlyStopping))
+    assert (stopper.monitor, stopper.mode) == (monitor, mode)
+    values = [h[monitor] for h in run.history]
+    best = (max if mode == "max" else min)(values)
+    assert run.results["best_epoch"] == values.index(best) + 1

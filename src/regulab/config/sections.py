@@ -277,10 +277,12 @@ class TrainConfig(Section):
     patience: int = key(30, number(ge=1, integer=True), "epochs without improvement before stopping: "
                         "a validation score stalls for 10-20 epochs and climbs again", population=SHARED)
     min_delta: float = key(0.0, number(ge=0.0), "smallest change counted as improvement", population=SHARED)
-    monitor: str = key("auto", choice("auto", "val_loss", "val_acc", "val_mse", "val_r2"),
-                       "metric early stopping watches; auto: the task's score (val_acc, or val_r2 "
-                       "for regression), as a classifier's val_loss turns up while its accuracy "
-                       "still climbs", population=SHARED)
+    monitor: str = key("auto", string, "metric early stopping (and the plateau schedule) watches; "
+                       "auto: the task's score (val_acc, or val_r2 for regression), as a classifier's "
+                       "val_loss turns up while its accuracy still climbs; or any metric the run "
+                       "logs in metrics.csv (val_loss, a multi-task head's val_<task>_acc, "
+                       "clean_train_acc, ...): those ending in acc or r2 are maximized, the others "
+                       "minimized", population=SHARED)
     restore_best: bool = key(True, boolean, "keep the best epoch's weights at the end", population=SHARED)
     start_from_epoch: int = key(0, number(ge=0, integer=True), "epochs early stopping does not "
                                 "watch at first (Keras's start_from_epoch)", population=SHARED)

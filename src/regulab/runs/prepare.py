@@ -116,10 +116,12 @@ def _loss_name(cfg: Config, task: str, num_classes: int) -> str:
 
 
 def _check_task(cfg: Config, task: str, modality: str) -> None:
-    allowed = ("auto", "val_loss", "val_mse", "val_r2") if task == "regression" else ("auto", "val_loss", "val_acc")
-    if cfg.train.monitor not in allowed:
-        raise ConfigError(f"config key 'train.monitor' must be one of {', '.join(allowed)} for a "
-                          f"{task} task; got {cfg.train.monitor!r}")
+    # any metric the run logs, the epoch and its seconds excepted (a val_* one needs the
+    # validation split, which early stopping checks once the data is split)
+    logged = metric_columns(task, extra_columns(cfg), True, cfg.train.eval_train)[1:-1]
+    if cfg.train.monitor != "auto" and cfg.train.monitor not in logged:
+        raise ConfigError(f"config key 'train.monitor' must be auto or a metric this {task} run logs "
+                          f"({', '.join(logged)}); got {cfg.train.monitor!r}")
     if task == "regression" and cfg.data.label_noise > 0:
         raise ConfigError(f"config key 'data.label_noise' needs a classification task; got "
                           f"{cfg.data.label_noise} for a regression dataset")
@@ -257,6 +259,15 @@ def _regularizers(cfg: Config, net: torch.nn.Module, task: str):
                                     patience=o.plateau_patience,
                                     monitor=task_monitor(cfg.train.monitor, task)))
     return penalties, constraints, callbacks
+
+
+def metric_columns(task: str, extra: list[str], val: bool = True, eval_train: bool = False) -> list[str]:
+    """metrics.csv's columns (``extra``: ``extra_columns``); no ``val_*`` column for a run
+    without a validation split, the ``clean_train_*`` ones only with ``train.eval_train``."""
+    score = ["mse", "r2"] if task == "regression" else ["acc"]
+    splits = ["train"] + ["val"] * val + ["clean_train"] * eval_train
+    return (["epoch"] + [f"{split}_{s}" for split in splits for s in ("loss", *score)]
+            + ["lr", "penalty", *extra, "seconds"])
 
 
 def extra_columns(cfg: Config) -> list[str]:

@@ -47,7 +47,7 @@ from regulab.engine.trainer import Trainer
 from regulab.errors import CheckpointError, ConfigError, DivergedError
 from regulab.io import atomic_write, load_state, load_tensors, new_dir, save_state
 from regulab.runs.evaluate import Run, finish
-from regulab.runs.prepare import Prepared, extra_columns, prepare, resolve_device
+from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 
 __all__ = ["Run", "train", "resume", "open_run", "run_log", "RunLog", "STATE_FILE"]
@@ -57,15 +57,6 @@ CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much
 
 
 # -- run directory -----------------------------------------------------------------------------
-
-def _columns(task: str, extra: list[str], val: bool = True, eval_train: bool = False) -> list[str]:
-    """metrics.csv's columns; no ``val_*`` column for a run without a validation split, the
-    ``clean_train_*`` ones only with ``train.eval_train``."""
-    score = ["mse", "r2"] if task == "regression" else ["acc"]
-    splits = ["train"] + ["val"] * val + ["clean_train"] * eval_train
-    return (["epoch"] + [f"{split}_{s}" for split in splits for s in ("loss", *score)]
-            + ["lr", "penalty", *extra, "seconds"])
-
 
 class RunLog(Callback):
     """Writes ``metrics.csv`` and the store's epoch rows after each epoch, and checkpoints:
@@ -119,7 +110,7 @@ class RunLog(Callback):
 def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
     resumed run drops the rows written after its checkpoint)."""
-    log = RunLog(run_dir, store, run_id, _columns(p.task, extra_columns(p.cfg), "val" in p.splits,
+    log = RunLog(run_dir, store, run_id, metric_columns(p.task, extra_columns(p.cfg), "val" in p.splits,
                                                   p.cfg.train.eval_train), p.cfg.train.checkpoint_every)
     log.write_csv(p.trainer.history)
     return log
