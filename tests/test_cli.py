@@ -324,6 +324,42 @@ def test_config_schema_describes_what_the_config_accepts(workdir, capsys):
     assert checked > 30
 
 
+def test_verbosity_flags_set_the_regulab_logger(workdir, capsys):
+    """-v shows the 'regulab' logger's info on stderr (which runs of a study train alone and
+    why), -vv its debug, -q only errors and no progress bar; by default its warnings."""
+    import logging
+    log = logging.getLogger("regulab")
+    for flags, level in (([], logging.WARNING), (["-v"], logging.INFO), (["-vv"], logging.DEBUG),
+                         (["-v", "-v", "-v"], logging.DEBUG), (["-q"], logging.ERROR)):
+        assert main([*flags, "runs"]) == 0
+        assert log.level == level, flags
+    capsys.readouterr()
+    assert main(["-v", "runs"]) == 0
+    log.info("run x trains alone: a reason")
+    log.debug("not shown at -v")
+    err = capsys.readouterr().err
+    assert err == "regulab: INFO: run x trains alone: a reason\n"
+    assert main(["runs"]) == 0                            # back to warnings only
+    log.info("not shown")
+    assert capsys.readouterr().err == ""
+    handlers = [h for h in log.handlers if getattr(h, "regulab_cli", False)]
+    assert len(handlers) == 1                             # one handler however often main runs
+
+
+def test_quiet_flag_turns_the_progress_bar_off(workdir, monkeypatch, capsys):
+    import regulab.runs.run as run_mod
+    from regulab.errors import RegulabInputError
+    calls = []
+
+    def fake_train(cfg, **kw):          # what `regulab train` would train with, then stop
+        calls.append(kw.get("progress"))
+        raise RegulabInputError("stopped here")
+    monkeypatch.setattr(run_mod, "train", fake_train)
+    cfg = write(workdir / "small.toml", SMALL)
+    assert main(["-q", "train", str(cfg)]) == 2 and main(["train", str(cfg)]) == 2
+    assert calls == [False, None]       # -q: no bar; without it: a bar on a terminal
+
+
 def test_python_api_train_is_the_function(workdir):
     """`rl.train` must stay the function even after the `regulab.train` subpackage is imported."""
     import regulab as rl

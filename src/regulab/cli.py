@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -201,6 +202,11 @@ def _explain(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="regulab", description="Train neural networks that generalize.")
     parser.add_argument("--version", action="version", version=f"regulab {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages on stderr "
+                        "from the 'regulab' logger: -v its info (which runs train alone and why), "
+                        "-vv its debug")
+    parser.add_argument("-q", "--quiet", dest="silent", action="store_true", help="errors only: "
+                        "no warnings, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     nproc_help = "processes for data-parallel training (torch.distributed)"
     db_help = "run store URL (sqlite:///path.db, postgresql://...); default $REGULAB_DB or runs/regulab.db"
@@ -291,8 +297,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is when each record is emitted (callers and
+    test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _logging(verbose: int, silent: bool) -> None:
+    """The 'regulab' logger's level for this command (WARNING, -v INFO, -vv DEBUG, -q ERROR),
+    its records on stderr as one line each, through one handler however often ``main`` runs."""
+    log = logging.getLogger("regulab")
+    log.setLevel(logging.ERROR if silent else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    if not any(getattr(h, "regulab_cli", False) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("regulab: %(levelname)s: %(message)s"))
+        handler.regulab_cli = True
+        log.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _logging(args.verbose, args.silent)
+    if args.silent and hasattr(args, "quiet"):
+        args.quiet = True       # no progress bar either
     try:
         return args.func(args)
     except RegulabInputError as e:
