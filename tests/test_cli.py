@@ -360,6 +360,30 @@ def test_quiet_flag_turns_the_progress_bar_off(workdir, monkeypatch, capsys):
     assert calls == [False, None]       # -q: no bar; without it: a bar on a terminal
 
 
+@pytest.mark.parametrize("line, expected", [
+    ("regulab tr", ["train"]), ("regulab -v st", ["study"]), ("regulab s", ["study", "sweep"]),
+    ("regulab train --ou", ["--out"]), ("regulab runs --st", ["--status"]),
+    ("regulab completion ", ["bash", "zsh"]), ("regulab -q explain b", ["backprop"]),
+    ("regulab train ex", ["example.toml"]),
+])
+def test_bash_completion_completes_commands_options_and_files(workdir, capsys, line, expected):
+    """``regulab completion bash`` sourced in bash: the completions of a partly typed line."""
+    import shutil
+    import subprocess
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    assert main(["completion", "bash"]) == 0
+    write(workdir / "comp.sh", capsys.readouterr().out)
+    write(workdir / "example.toml", "")
+    words = line.split() + ([""] if line.endswith(" ") else [])
+    script = (f"source comp.sh; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+              f"COMP_CWORD={len(words) - 1}; _regulab; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    out = subprocess.run(["bash", "-c", script], cwd=workdir, capture_output=True, text=True, check=True).stdout
+    assert out.split() == expected
+    assert main(["completion", "zsh"]) == 0
+    assert "bashcompinit" in capsys.readouterr().out     # zsh runs the same function through it
+
+
 def test_python_api_train_is_the_function(workdir):
     """`rl.train` must stay the function even after the `regulab.train` subpackage is imported."""
     import regulab as rl

@@ -175,6 +175,49 @@ def _runs(args) -> int:
     return 0
 
 
+_COMPLETION = """# regulab completion for {shell} (regulab completion {shell}); source it from your shell's rc file
+{prelude}_regulab() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" cmd="" i opts words=""
+    for ((i = 1; i < COMP_CWORD; i++)); do      # the subcommand: the first word that is no option
+        case "${{COMP_WORDS[i]}}" in -*) ;; *) cmd="${{COMP_WORDS[i]}}"; break ;; esac
+    done
+    case "$cmd" in
+{cases}
+        *) opts="{top}" ;;
+    esac
+    if [[ -z "$cmd" || "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [[ -n "$words" ]]; then
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -f -- "$cur"))    # files: configs, study files, run directories
+    fi
+}}
+complete -o filenames -F _regulab regulab
+"""
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+    """A completion script for ``shell`` (bash, or zsh through its bash compatibility) built
+    from ``parser``: the subcommands and global options first, then each subcommand's options,
+    and its arguments' choices or file names."""
+    def flags(p: argparse.ArgumentParser) -> list[str]:
+        return [o for a in p._actions for o in a.option_strings]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    def words(p: argparse.ArgumentParser) -> list[str]:     # the choices of its arguments
+        return [str(c) for a in p._actions if not a.option_strings and a.choices for c in a.choices]
+    cases = "\n".join(f'        {name}) opts="{" ".join(flags(p))}"; words="{" ".join(words(p))}" ;;'
+                      for name, p in sub.choices.items())
+    prelude = "autoload -U +X bashcompinit && bashcompinit\n" if shell == "zsh" else ""
+    top = " ".join([*sub.choices, *flags(parser)])
+    return _COMPLETION.format(shell=shell, prelude=prelude, cases=cases, top=top)
+
+
+def _completion(args) -> int:
+    print(completion_script(build_parser(), args.shell), end="")
+    return 0
+
+
 def _config(args) -> int:
     from regulab.config.core import defaults_toml, json_schema
     print(json.dumps(json_schema(), indent=1) if args.schema else defaults_toml(), end="\n" if args.schema else "")
@@ -283,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--schema", action="store_true", help="a JSON Schema of config files, for "
                       "editors (each key's meaning, default, type, bounds or choices)")
     p.set_defaults(func=_config)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh): "
+                       "eval \"$(regulab completion bash)\" in ~/.bashrc")
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell")
+    p.set_defaults(func=_completion)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
     p.set_defaults(func=_datasets)
