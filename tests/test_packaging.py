@@ -1,0 +1,21 @@
+"""What pyproject.toml promises of the package holds in the tree."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+from .conftest import REPO
+
+
+def test_package_data_it_declares_exists():
+    """Every file pyproject.toml lists as package data is there (``py.typed``: the package is
+    typed, PEP 561), and the Python it requires has the standard library the code imports."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    declared = project["tool"]["setuptools"]["package-data"]["regulab"]
+    root = resources.files("regulab")
+    for pattern in declared:
+        assert list((REPO / "src" / "regulab").glob(pattern)), pattern
+    assert root.joinpath("py.typed").is_file()
+    # tomllib (config files) is in the standard library from 3.11
+    assert project["project"]["requires-python"].replace(" ", "") == ">=3.11"
