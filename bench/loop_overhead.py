@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import torch
-from machine import cpu_name, hand_step  # bench/machine.py, beside this script
+from machine import cpu_name, hand_loop  # bench/machine.py, beside this script
 
 import regulab as rl
 from regulab.data.loader import TensorLoader
@@ -31,24 +31,6 @@ from regulab.engine.optimizers import build_optimizer
 from regulab.engine.trainer import Trainer, loss_function
 from regulab.nn.models import build_model
 from regulab.runs.prepare import prepare
-
-
-def hand_loop(model, X, y, Xv, yv, epochs, batch_size, lr, seed, validate):
-    """The loop a PyTorch user writes by hand."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    n = len(X)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            hand_step(model, opt, X[idx], y[idx])
-        if validate:
-            model.eval()
-            with torch.no_grad():
-                (model(Xv).argmax(1) == yv).float().mean().item()      # the validation a user runs
-    return model
 
 
 def regulab_trainer(model, cfg, X, y, Xv, yv, epochs, seed, validate):

@@ -29,7 +29,7 @@ import time
 import warnings
 
 import torch
-from machine import cpu_name, hand_step  # bench/machine.py, beside this script
+from machine import cpu_name, hand_loop  # bench/machine.py, beside this script
 from threadpoolctl import threadpool_limits
 
 import regulab as rl
@@ -52,14 +52,8 @@ def sklearn_fit(X, y, epochs: int, seed: int) -> float:
 
 def hand_fit(cfg, X, y, epochs: int, seed: int) -> float:
     model = build_model(cfg.model, (X.shape[1],), 10, torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    for _ in range(epochs):
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), 100):
-            idx = perm[i:i + 100]
-            hand_step(model, opt, X[idx], y[idx])
+    hand_loop(model, X, y, None, None, epochs, 100, 0.01, seed, validate=False)
     return time.perf_counter() - start
 
 

@@ -220,7 +220,10 @@ def _completion(args) -> int:
 
 def _config(args) -> int:
     from regulab.config.core import defaults_toml, json_schema
-    print(json.dumps(json_schema(), indent=1) if args.schema else defaults_toml(), end="\n" if args.schema else "")
+    if args.schema:
+        print(json.dumps(json_schema(), indent=1))
+    else:
+        print(defaults_toml(), end="")      # it ends in a newline
     return 0
 
 

@@ -323,6 +323,12 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
+def _keys(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """The keys of section ``cls`` (the top level's without its sections), each with its default."""
+    return [(f, f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            for f in dataclasses.fields(cls) if f.name not in SECTIONS]
+
+
 def defaults_toml() -> str:
     """Every config key with its default, meaning and population role, as a commented TOML file
     that loads to the defaults (``regulab config --defaults``); a key unset by default (None)
@@ -335,10 +341,7 @@ def defaults_toml() -> str:
 
     def entries(cls: type) -> list[str]:
         out = []
-        for f in dataclasses.fields(cls):
-            if f.name in SECTIONS:
-                continue
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for f, default in _keys(cls):
             stack = f.metadata.get("population")
             role = f" [{stack.role}]" if stack is not None else ""
             out += textwrap.wrap(f"{f.metadata['doc']}{role}", 96, initial_indent="# ",
@@ -360,10 +363,7 @@ def json_schema() -> dict[str, Any]:
     ``load_config`` has the last word."""
     def properties(cls: type) -> dict[str, Any]:
         out = {}
-        for f in dataclasses.fields(cls):
-            if f.name in SECTIONS:
-                continue
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for f, default in _keys(cls):
             prop = {**schema_of(f.metadata["check"]), "description": f.metadata["doc"]}
             if default is not None and is_plain(default):
                 prop["default"] = default

@@ -28,7 +28,6 @@ and the epoch upsert is a single ``INSERT ... ON CONFLICT DO UPDATE`` statement.
 from __future__ import annotations
 
 import fnmatch
-
 import json
 import math
 import os
@@ -366,8 +365,8 @@ class RunStore:
         them, the exact name); ``limit``: the newest N of those."""
         if limit is not None:
             _check_int("limit", limit, minimum=1)
-        if status is not None and status not in STATUSES:
-            raise RegulabInputError(f"run status must be one of {list(STATUSES)}; got {status!r}")
+        if status is not None:
+            _check_status(status)
         for field, value in (("name", name), ("kind", kind)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise RegulabInputError(f"run {field} filter must be a non-empty string; got {value!r}")

@@ -33,7 +33,7 @@ from typing import Any
 from regulab.studies import tune
 from regulab.studies.variant import Variant
 
-__all__ = ["dimensions", "combination", "forward", "BATCH", "FORWARD_SEEDS"]
+__all__ = ["dimensions", "combination", "forward", "forward_jobs", "BATCH", "FORWARD_SEEDS"]
 
 BATCH = 4           # trials asked at once, trained together
 FORWARD_SEEDS = 2   # seeds each pair of the forward step trains on (it only chooses the parts)
@@ -97,6 +97,12 @@ def _mean_score(runs: list[dict[str, Any]], score: str) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def forward_jobs(jobs: list[Any]) -> list[Any]:
+    """The jobs the forward step trains each pair on: those of the first ``FORWARD_SEEDS`` seeds."""
+    seeds = sorted({job.seed for job in jobs})[:FORWARD_SEEDS]
+    return [job for job in jobs if job.seed in seeds]
+
+
 def forward(runner: Any, best: Variant, others: list[Variant], score: str,
             best_runs: list[dict[str, Any]]) -> tuple[list[Variant], list[dict[str, Any]]]:
     """The forward step (module docstring): ``best`` merged with each of ``others``, trained
@@ -104,23 +110,22 @@ def forward(runner: Any, best: Variant, others: list[Variant], score: str,
     their mean validation score against ``best`` alone on the same seeds (``best_runs``: its
     runs). Returns the others whose pair beats it, best pair first, and one row per pair
     (``partner``, ``value``, ``gain`` over the best alone, ``seeds``, ``run_dirs``)."""
-    seeds = sorted({job.seed for job in runner.jobs})[:FORWARD_SEEDS]
-    jobs = [job for job in runner.jobs if job.seed in seeds]
+    jobs = forward_jobs(runner.jobs)
+    seeds = {job.seed for job in jobs}
     alone = _mean_score([r for r in best_runs if r["seed"] in seeds], score)
     pairs = [Variant(f"{best.name}+{o.name}", {**best.overrides, **o.overrides, **tune.NO_TEST},
                      f"{best.label} + {o.label}", combine=False) for o in others]
     runner.train_populations(pairs, jobs=jobs)
-    rows, gains = [], []
+    rows = []
     for o, v in zip(others, pairs):
         runs = runner.run_variant(v, jobs=jobs)
         value = _mean_score(runs, score)
         gain = None if value is None or alone is None else value - alone
         rows.append({"partner": o.name, "parts": [best.name, o.name], "value": value, "gain": gain,
                      "seeds": len(runs), "run_dirs": [r["run_dir"] for r in runs]})
-        if gain is not None and gain > 0:
-            gains.append((gain, o))
-    rows.sort(key=lambda r: -math.inf if r["value"] is None else -r["value"])
-    ranked = [o for _, o in sorted(gains, key=lambda g: -g[0])]
+    rows.sort(key=lambda r: -math.inf if r["value"] is None else -r["value"])   # best pair first
+    by_name = {o.name: o for o in others}
+    ranked = [by_name[r["partner"]] for r in rows if r["gain"] is not None and r["gain"] > 0]
     return ranked, [{"partner": None, "parts": [best.name], "value": alone, "gain": 0.0,
                      "seeds": len(seeds), "run_dirs": []}] + rows
 

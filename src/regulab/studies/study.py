@@ -294,7 +294,7 @@ def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined
     trials = (spec.search or 1) if combined else 0
     if pairs is None:
         pairs = max(0, sum(v.combine and v.members == 1 for v in spec.variants) - 2) if combined else 0
-    forward = len([j for j in runner.jobs if j.seed in sorted(spec.seeds)[:search.FORWARD_SEEDS]])
+    forward = len(search.forward_jobs(runner.jobs))
     return len(runner.jobs) * (len(sources) + len(expanded(spec.variants)) + trials) + forward * pairs
 
 

@@ -112,7 +112,7 @@ def verdicts(entries: list[dict[str, Any]], baseline: str | None, score: str,
         gains = [r for r in forward if r.get("partner") and r.get("gain") is not None and r["gain"] > 0]
         top = max(gains, key=lambda r: r["gain"]) if gains else None
         found = next((e for e in entries if top is not None and e["name"] == top["partner"]), None)
-        partner = {**found, "gain": top["gain"]} if found is not None and top is not None else None
+        partner = {**found, "gain": top["gain"]} if found is not None else None
     for e in entries:
         f = e["fit"]
         e["verdict"] = f"{f['diagnosis']} ({f['variance_grade']} variance, {f['bias_grade']} bias)"

@@ -142,8 +142,7 @@ class Population:
         l1, l2, chosen = self._norm_penalties()
         self.penalty = StackedNormPenalty([p for p, c in zip(self.net.params, chosen) if c],
                                           [p.grad for p, c in zip(self.net.params, chosen) if c], l1, l2)
-        self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers],
-                                    self.penalty if any(chosen) and (any(l1) or any(l2)) else None)
+        self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers], self.penalty)
         for k, t in enumerate(self.trainers):
             self.opt.load(k, t.optimizer, self.net.member_params[k])
         radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
