@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from regulab.config.sections import OptimConfig
-from regulab.engine.optimizers import build_optimizer
+from regulab.engine.optimizers import Steps, build_optimizer
 
 STEPS = 5
 RNG = np.random.default_rng(0)
@@ -42,18 +42,20 @@ def grad(w: np.ndarray) -> np.ndarray:
     return A @ (w - C)
 
 
-def run_torch(cfg: OptimConfig, record_state: str | None = None):
-    """The weights after each of STEPS steps (and the optimizer state ``record_state``)."""
+def run_torch(cfg: OptimConfig, record_state: str | None = None, steps: bool = False):
+    """The weights after each of STEPS steps (and the optimizer state ``record_state``);
+    ``steps``: stepped as the training loop steps it (``Steps``), else by ``opt.step()``."""
     w = torch.nn.Parameter(torch.tensor(W0))
     a, c = torch.tensor(A), torch.tensor(C)
     opt = build_optimizer(cfg, [w], decay=[w])     # w is 1-D: decayed only when named
+    step = Steps(opt).step if steps else opt.step
     ws, states = [], []
     for _ in range(STEPS):
         loss = 0.5 * (w - c) @ a @ (w - c)
         opt.zero_grad()
         loss.backward()
         np.testing.assert_allclose(w.grad.numpy(), grad(w.detach().numpy()), rtol=0, atol=1e-12)
-        opt.step()
+        step()
         ws.append(w.detach().numpy().copy())
         if record_state:
             states.append(opt.state[w][record_state].numpy().copy())
@@ -181,6 +183,15 @@ def test_adam_with_bias_correction(wd):
     assert_trajectories(got, ref_adam(lr, b1, b2, eps, wd=wd))
 
 
+@pytest.mark.parametrize("name, wd", [("adam", 0.0), ("adam", 0.1), ("adamw", 0.1)])
+def test_the_loops_adam_step_follows_the_notes(name, wd):
+    """``Steps`` (torch's functional fused Adam on the optimizer's state) against the NumPy
+    reference, as ``opt.step()`` is above."""
+    lr, b1, b2, eps = 0.05, 0.9, 0.999, 1e-8
+    got = run_torch(OptimConfig(name=name, lr=lr, betas=[b1, b2], eps=eps, weight_decay=wd), steps=True)
+    assert_trajectories(got, ref_adam(lr, b1, b2, eps, wd=wd, decoupled=name == "adamw"))
+
+
 def test_first_adam_step_is_lr_times_sign_of_gradient():
     # t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps) ~ lr * sign(g)
     got = run_torch(OptimConfig(name="adam", lr=0.05, betas=[0.9, 0.999], eps=1e-8))[0]
@@ -290,3 +301,63 @@ def test_a_run_with_weight_decay_resumes_exactly(workdir):
     assert resumed.results["epochs_run"] == 4
     a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (resumed, whole))
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+# --- the training loop's steps ------------------------------------------------------------------
+
+def _net_and_batches(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    g = torch.Generator().manual_seed(seed)
+    return net, [(torch.randn(16, 5, generator=g), torch.randint(0, 3, (16,), generator=g))
+                 for _ in range(12)]
+
+
+def _train(name: str, wd: float, loop: bool, frozen: bool = False):
+    net, batches = _net_and_batches()
+    if frozen:      # a parameter without a gradient gets no state, as in torch
+        net[0].bias.requires_grad_(False)
+    opt = build_optimizer(OptimConfig(name=name, lr=0.02, weight_decay=wd), net.parameters())
+    steps = Steps(opt)
+    for i, (x, y) in enumerate(batches):
+        if i == 6:      # a schedule sets the rate between steps
+            for g in opt.param_groups:
+                g["lr"] = 0.005
+        steps.zero_grad() if loop else opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        steps.step() if loop else opt.step()
+    return net, opt
+
+
+@pytest.mark.parametrize("name, wd, frozen", [("adam", 0.0, False), ("adam", 0.01, False),
+                                              ("adamw", 0.05, False), ("adamw", 0.05, True)])
+def test_the_loops_steps_equal_optimizer_step_bit_for_bit(name, wd, frozen):
+    """Two parameter groups (decayed weights, undecayed biases), the rate changed mid-way, a
+    frozen bias: the same weights and the same ``state_dict`` as ``optimizer.step()``."""
+    (net_a, opt_a), (net_b, opt_b) = _train(name, wd, True, frozen), _train(name, wd, False, frozen)
+    for a, b in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(a, b)
+    sa, sb = opt_a.state_dict(), opt_b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys() and len(sa["state"]) == 4 - frozen
+    for k in sb["state"]:
+        assert sa["state"][k].keys() == sb["state"][k].keys()
+        for key, value in sb["state"][k].items():
+            assert torch.equal(sa["state"][k][key], value) and sa["state"][k][key].dtype == value.dtype, key
+
+
+def test_the_loop_steps_other_optimizers_by_their_own_step():
+    """SGD, AMSGrad, an optimizer with a step hook or a wrapped step: ``optimizer.step``."""
+    net, _ = _net_and_batches()
+    params = list(net.parameters())
+    assert Steps(build_optimizer(OptimConfig(name="adam"), params)).step.__name__ == "_adam"
+    sgd = build_optimizer(OptimConfig(name="momentum"), params)
+    assert Steps(sgd).step == sgd.step
+    ams = torch.optim.Adam(params, amsgrad=True, fused=True)
+    assert Steps(ams).step == ams.step
+    hooked = build_optimizer(OptimConfig(name="adam"), params)
+    hooked.register_step_post_hook(lambda *args: None)
+    assert Steps(hooked).step == hooked.step
+    wrapped = build_optimizer(OptimConfig(name="adam"), params)
+    wrapped.step = lambda: None
+    assert Steps(wrapped).step is wrapped.step

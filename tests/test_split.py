@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regulab.data.split import SplitIndices, kfold, split_indices, subsample
+from regulab.data.split import SplitIndices, kfold, shuffle_split, split_indices, subsample
 from regulab.errors import DataError
 
 FRACTIONS = [0.8, 0.15, 0.05]
@@ -122,6 +122,57 @@ def test_unstratified_tiny_split_works():
     y = np.array([0] * 8 + [1])
     s = split_indices(y, [0.6, 0.2, 0.2], stratify=False, seed=0, has_test=False)
     assert len(s.train) + len(s.val) + len(s.test) == 9
+
+
+# --- shuffle_split against scikit-learn's train_test_split --------------------------------------
+
+def _sklearn_split(n, second, seed, y):
+    from sklearn.model_selection import train_test_split
+    return train_test_split(np.arange(n), test_size=second, random_state=seed, shuffle=True,
+                            stratify=y)
+
+
+@pytest.mark.parametrize("stratify", [True, False])
+@pytest.mark.parametrize("n, second, counts", [
+    (1000, 0.05, [100] * 10),
+    (1000, 0.15 / 0.95, [97, 103, 250, 50, 500]),
+    (537, 0.2, [200, 200, 137]),
+    (101, 0.3, [34, 33, 34]),          # ties in the remainders: broken at random
+    (40, 0.5, [13, 13, 14]),
+    (9, 3, [3, 3, 3]),                 # a count, not a fraction
+    (800, 0.4, [2, 398, 400]),         # a rare class
+    (4000, 1.0 - 0.37, [400] * 10),    # train_size's complement
+])
+@pytest.mark.parametrize("seed", [0, 1, 17, 12345])
+def test_shuffle_split_draws_what_scikit_learn_draws(n, second, counts, stratify, seed):
+    """The same rows in the same order as scikit-learn's ``train_test_split`` (the splits
+    every run made before the NumPy version replaced it), labels in shuffled order."""
+    y = _labels(counts, seed=seed)[:n] if stratify else None
+    first, rest = shuffle_split(n, second, seed, y)
+    want_first, want_rest = _sklearn_split(n, second, seed, y)
+    np.testing.assert_array_equal(first, want_first)
+    np.testing.assert_array_equal(rest, want_rest)
+
+
+def test_shuffle_split_stratifies_string_and_two_column_labels_as_scikit_learn_does():
+    y = np.array(list("aabbbccccddddd") * 7)
+    np.testing.assert_array_equal(np.concatenate(shuffle_split(len(y), 0.3, 5, y)),
+                                  np.concatenate(_sklearn_split(len(y), 0.3, 5, y)))
+    y2 = np.stack([np.arange(60) % 2, np.arange(60) % 3], axis=1)
+    np.testing.assert_array_equal(np.concatenate(shuffle_split(60, 0.25, 2, y2)),
+                                  np.concatenate(_sklearn_split(60, 0.25, 2, y2)))
+
+
+@pytest.mark.parametrize("n, second, y", [
+    (10, 1.0, None), (10, 10, None), (10, 0.95, None),           # an empty part
+    (9, 0.3, np.array([0] * 8 + [1])),                          # a class of one row
+    (10, 0.2, np.arange(10) % 5),                               # 2 rows cannot hold 5 classes
+])
+def test_shuffle_split_refuses_what_scikit_learn_refuses(n, second, y):
+    with pytest.raises(ValueError):
+        _sklearn_split(n, second, 0, y)
+    with pytest.raises(ValueError):
+        shuffle_split(n, second, 0, y)
 
 
 # --- subsample --------------------------------------------------------------------------------

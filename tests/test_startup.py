@@ -45,9 +45,23 @@ def test_import_regulab_loads_nothing_heavy_and_not_torch():
 
 
 def test_the_train_path_leaves_the_optional_packages_alone():
-    """What a plain run imports up front: torch and the run store's SQLAlchemy, not scikit-learn
-    (its splitter is imported when a split is made), SciPy, pandas, Matplotlib, Optuna nor OpenCV."""
+    """What a plain run imports up front: torch and the run store's SQLAlchemy, not scikit-learn,
+    SciPy, pandas, Matplotlib, Optuna nor OpenCV."""
     assert loaded_after("import regulab.runs.run") == ["sqlalchemy", "torch"]
+
+
+def test_a_whole_regulab_train_imports_only_torch_and_the_store(tmp_path):
+    """A run start to end (split, network, Adam, checkpoint, store, final evaluation) through
+    the command: no scikit-learn, SciPy or pandas (the split is NumPy's), no torch._dynamo
+    (``engine.optimizers.Steps`` and ``no_dynamo_import``) and no SymPy (``nn.models.materialize``)
+    -- together 2-3 s of CPU before a tiny network's first step."""
+    done = python("-X", "importtime", "-m", "regulab", "train", "examples/quickstart.toml",
+                  "--set", "train.epochs=2", "--set", "train.progress=false", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    tops = {m.split(".")[0] for m in imported(done.stderr)}
+    assert {"torch", "sqlalchemy", "numpy"} <= tops
+    assert not tops & {"sklearn", "scipy", "pandas", "sympy", "matplotlib", "optuna"}, tops
+    assert not any(m.startswith("torch._dynamo") for m in imported(done.stderr))
 
 
 def test_public_names_load_on_first_use():

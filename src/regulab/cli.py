@@ -39,7 +39,9 @@ def _summary(run) -> str:
 
 def _train(args) -> int:
     from regulab.config.core import load_config
+    from regulab.engine.optimizers import no_dynamo_import
     from regulab.runs.run import train
+    no_dynamo_import()      # a second of start-up this command never needs
     sets = args.set + ([f"train.nproc={args.nproc}"] if args.nproc is not None else [])
     cfg = load_config(args.config, sets)
     progress = False if args.quiet else None
@@ -161,7 +163,9 @@ def _report(args) -> int:
 
 
 def _resume(args) -> int:
+    from regulab.engine.optimizers import no_dynamo_import
     from regulab.runs.run import resume
+    no_dynamo_import()
     run = resume(args.run_dir, db=args.db, progress=False if args.quiet else None, nproc=args.nproc)
     if os.environ.get("RANK", "0") == "0":     # under torchrun: once, by rank 0
         print(_summary(run))

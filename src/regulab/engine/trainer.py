@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from regulab.callbacks import Callback
 from regulab.data.stream import chunks
 from regulab.engine.objective import Objective, loss_function
+from regulab.engine.optimizers import Steps
 from regulab.errors import DivergedError
 from regulab.nn.layers import set_generator
 
@@ -168,18 +169,19 @@ class Trainer:
         sizes: list[int] = []
         step_callbacks = [cb for cb in self.callbacks
                           if type(cb).on_step_end is not Callback.on_step_end]
+        steps = Steps(self.optimizer)
         for xb, yb in loader:
             if dp is not None:      # this rank's rows of the global batch (a sharded loader reads only those)
                 xb, yb, share = (xb, yb, loader.share) if getattr(loader, "sharded", False) else dp.shard(xb, yb)
             out = self.model(xb)
             loss, logged = self.objective.losses(out, yb)
             penalty = sum(p(self.model) for p in self.penalties) if self.penalties else None
-            self.optimizer.zero_grad(set_to_none=True)
+            steps.zero_grad()
             if dp is None:
                 (loss if penalty is None else loss + penalty).backward()
             else:
                 dp.backward(self.model, loss, share, penalty)
-            self.optimizer.step()
+            steps.step()
             self.step += 1
             if self.constraints:
                 with torch.no_grad():

@@ -65,7 +65,7 @@ from regulab.config.sections import ACTIVATIONS, INIT_SCHEMES
 from regulab.errors import invalid
 from regulab.nn.init import init_weights
 from regulab.nn.layers import DropConnect, StochasticLayer, WeightNoise
-from regulab.nn.models import MLP
+from regulab.nn.models import MLP, materialize
 from regulab.regularize.penalties import select_by_name
 
 __all__ = ["histogram", "init_statistics", "activation_histograms", "weight_histograms"]
@@ -159,7 +159,7 @@ def init_statistics(activation: str, scheme: str, *, depth: int = 10, width: int
     y = torch.randint(0, N_CLASSES, (X.shape[0],), generator=g)
     with torch.device("meta"):       # no memory, no draw from the global RNG
         net = MLP(in_features, [width] * depth, N_CLASSES, activation=activation)
-    init_weights(net.to_empty(device="cpu"), scheme, g)
+    init_weights(materialize(net), scheme, g)
 
     acts: list[Tensor] = []          # a_l, (n, width) each
     h = X
