@@ -122,3 +122,20 @@ def test_bad_batch_size(batch_size):
 def test_empty_data():
     loader = TensorLoader(torch.zeros(0, 2), torch.zeros(0), 4)
     assert len(loader) == 0 and list(loader) == []
+
+
+@pytest.mark.parametrize("gather_bytes", [1, 2 * 7 * 32, 10**9])    # 1 batch, 2 (rows of 32 bytes), all
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_gathered_in_blocks_equal_one_gather_per_batch(monkeypatch, gather_bytes, drop_last):
+    """Rows gathered a block at a time (``GATHER_BYTES``), batches as views of the block: the
+    same batches, in the same order, as indexing each batch with its slice of the permutation."""
+    import regulab.data.loader as loader_mod
+    monkeypatch.setattr(loader_mod, "GATHER_BYTES", gather_bytes)
+    X, y = torch.randn(23, 3, 2), torch.arange(23)
+    got = list(TensorLoader(X, y, 7, generator=torch.Generator().manual_seed(3), drop_last=drop_last))
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(3))
+    stop = 21 if drop_last else 23
+    want = [(X[order[i:min(i + 7, stop)]], y[order[i:min(i + 7, stop)]]) for i in range(0, stop, 7)]
+    assert len(got) == len(want) == (3 if drop_last else 4)
+    for (xb, yb), (xw, yw) in zip(got, want):
+        assert torch.equal(xb, xw) and torch.equal(yb, yw) and xb.is_contiguous()

@@ -313,10 +313,14 @@ def _net_and_batches(seed=0):
                  for _ in range(12)]
 
 
-def _train(name: str, wd: float, loop: bool, frozen: bool = False):
+def _train(name: str, wd: float, loop: bool, frozen: bool = False, mixed: bool = False):
     net, batches = _net_and_batches()
     if frozen:      # a parameter without a gradient gets no state, as in torch
         net[0].bias.requires_grad_(False)
+    if mixed:       # float64 output layer: groups of two dtypes take the functional adam
+        net[2].double()
+        net.register_forward_hook(lambda m, i, out: out.float())
+        net[2].register_forward_pre_hook(lambda m, args: (args[0].double(),))
     opt = build_optimizer(OptimConfig(name=name, lr=0.02, weight_decay=wd), net.parameters())
     steps = Steps(opt)
     for i, (x, y) in enumerate(batches):
@@ -329,12 +333,16 @@ def _train(name: str, wd: float, loop: bool, frozen: bool = False):
     return net, opt
 
 
-@pytest.mark.parametrize("name, wd, frozen", [("adam", 0.0, False), ("adam", 0.01, False),
-                                              ("adamw", 0.05, False), ("adamw", 0.05, True)])
-def test_the_loops_steps_equal_optimizer_step_bit_for_bit(name, wd, frozen):
+@pytest.mark.parametrize("name, wd, frozen, mixed", [
+    ("adam", 0.0, False, False), ("adam", 0.01, False, False), ("adamw", 0.05, False, False),
+    ("adamw", 0.05, True, False), ("adam", 0.01, False, True), ("adamw", 0.05, False, True)])
+def test_the_loops_steps_equal_optimizer_step_bit_for_bit(name, wd, frozen, mixed):
     """Two parameter groups (decayed weights, undecayed biases), the rate changed mid-way, a
-    frozen bias: the same weights and the same ``state_dict`` as ``optimizer.step()``."""
-    (net_a, opt_a), (net_b, opt_b) = _train(name, wd, True, frozen), _train(name, wd, False, frozen)
+    frozen bias, groups of two dtypes: the same weights and the same ``state_dict`` as
+    ``optimizer.step()``."""
+    (net_a, opt_a), (net_b, opt_b) = (_train(name, wd, True, frozen, mixed),
+                                      _train(name, wd, False, frozen, mixed))
+    assert [k is None for k in Steps(opt_a).kernels] == [mixed] * len(opt_a.param_groups)
     for a, b in zip(net_a.parameters(), net_b.parameters()):
         assert torch.equal(a, b)
     sa, sb = opt_a.state_dict(), opt_b.state_dict()

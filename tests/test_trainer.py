@@ -328,6 +328,53 @@ def test_checkpoint_cadence(workdir, monkeypatch, every, seconds, saved):
     assert load_state(workdir / "run" / "checkpoint" / "state.safetensors")["epoch"] == 6
 
 
+@pytest.mark.parametrize("seconds, writes", [(0.0, [[1], [2], [3], [4], [5], [6]]),
+                                              (1e9, [[1, 2, 3, 4, 5, 6]])])
+def test_epoch_rows_reach_the_store_in_batches_and_all_by_the_end(workdir, monkeypatch, seconds, writes):
+    """``runs.run.STORE_SECONDS``: the store's epoch rows go in one transaction per interval
+    (a tiny network's epochs would each pay a commit), every one of them by the fit's end,
+    equal to metrics.csv's."""
+    from regulab.runs.store import RunStore
+    cfg = load_config(None, ["name=rows", "data.dataset=moons", "data.n_samples=200", "model.hidden=[4]",
+                             "train.epochs=6", "train.early_stopping=false", "train.progress=false"])
+    batches = []
+    real = RunStore.log_epochs
+    monkeypatch.setattr(run_mod, "STORE_SECONDS", seconds)
+    monkeypatch.setattr(RunStore, "log_epochs", lambda self, rows: (batches.append([e for _, e, _ in rows]),
+                                                                     real(self, rows)))
+    run = run_mod.train(cfg, out=workdir / "run", db=f"sqlite:///{workdir}/r.db", progress=False)
+    assert batches == writes
+    store = RunStore(f"sqlite:///{workdir}/r.db")
+    history = store.get_run(store.find_run(str(run.run_dir)))["history"]
+    csv_rows = (workdir / "run" / "metrics.csv").read_text().splitlines()[1:]
+    assert [h["epoch"] for h in history] == list(range(1, 7)) and len(csv_rows) == 6
+    assert [h["train_loss"] for h in history] == pytest.approx([r["train_loss"] for r in run.history])
+
+
+def test_an_interrupted_run_keeps_every_finished_epochs_row(workdir, monkeypatch):
+    """Rows not yet flushed are written when the fit ends by an exception (Ctrl-C here)."""
+    from regulab.callbacks import Callback
+    from regulab.runs.store import RunStore
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == 4:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "STORE_SECONDS", 1e9)
+    cfg = load_config(None, ["name=rows", "data.dataset=moons", "data.n_samples=200", "model.hidden=[4]",
+                             "train.epochs=6", "train.early_stopping=false", "train.progress=false",
+                             "train.checkpoint_every=100"])
+    with pytest.raises(KeyboardInterrupt):
+        run_mod.train(cfg, out=workdir / "run", db=f"sqlite:///{workdir}/r.db", progress=False,
+                      callbacks=[Interrupt()])
+    store = RunStore(f"sqlite:///{workdir}/r.db")
+    run = store.get_run(store.find_run(str(workdir / "run")))
+    logged = [int(r.split(",")[0]) for r in (workdir / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert logged == [1, 2, 3]      # epoch 4's end was interrupted before the log's turn
+    assert [h["epoch"] for h in run["history"]] == logged and run["status"] == "failed"
+
+
 # -- regression ------------------------------------------------------------------------------------
 
 def r2_numpy(pred: np.ndarray, y: np.ndarray) -> float:

@@ -1,8 +1,11 @@
 """Minibatches from tensors that stay on the device.
 
 ``TensorLoader`` holds the whole split as two tensors on the training device and yields
-minibatches by indexing them with a shuffled permutation: one ``randperm`` per epoch and
-one gather per batch, no per-sample Python and no host-to-device copies in the loop. The
+minibatches by indexing them with a shuffled permutation: one ``randperm`` per epoch, one
+gather per block of batches (up to ``GATHER_BYTES`` of rows: the whole split of a small
+dataset, a few batches of a large one) and the batches as views of it -- the same batches as
+a gather per batch, with two fewer kernels per step -- and no per-sample Python and no
+host-to-device copies in the loop. The
 permutation comes from an explicit ``torch.Generator``, so the order is the same for the
 same seed, and the generator's state is what a checkpoint saves to resume mid-run.
 """
@@ -14,7 +17,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["TensorLoader"]
+__all__ = ["TensorLoader", "GATHER_BYTES"]
+
+GATHER_BYTES = 32 * 2**20      # rows gathered at once, at most (at least one batch)
 
 
 class TensorLoader:
@@ -48,6 +53,12 @@ class TensorLoader:
             order = torch.randperm(n, generator=self.generator, device=self.X.device)
         else:
             order = torch.arange(n, device=self.X.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self.X[idx], self.y[idx]
+        b = self.batch_size
+        row = self.X[:1].nbytes + self.y[:1].nbytes
+        block = max(1, GATHER_BYTES // max(row * b, 1)) * b
+        stop = min(len(self) * b, n)
+        for first in range(0, stop, block):
+            idx = order[first:min(first + block, stop)]
+            X, y = self.X[idx], self.y[idx]
+            for start in range(0, len(idx), b):
+                yield X[start:start + b], y[start:start + b]

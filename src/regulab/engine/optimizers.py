@@ -36,13 +36,13 @@ part of a step.
 
 ``Steps`` is how the ``Trainer`` steps and clears the gradients. For a plain fused Adam/AdamW
 (no step hooks, no AMSGrad, not maximizing, not differentiable, ``step`` not wrapped) it calls
-torch's functional ``torch.optim.adam.adam`` itself, on the same state tensors
+torch's fused Adam kernel itself, on the same state tensors
 (``optimizer.state[p]``: ``step``, ``exp_avg``, ``exp_avg_sq``, created as ``Adam`` creates them)
 with each group's current hyperparameters -- the same kernel, so the same weights and the
 same ``state_dict`` bit for bit, without ``Optimizer.step``'s wrapping (grad-mode and profiler
-wrappers, graph-capture checks, per-group list building and its import of ``torch._dynamo``):
-about 15 % of a step of the MNIST-1D MLP on one CPU thread. Any other optimizer is stepped by
-its own ``step()``.
+wrappers, graph-capture checks, per-group list building, grouping by device and its import of
+``torch._dynamo``): about a fifth of a step of the MNIST-1D MLP on one CPU thread. Any other
+optimizer is stepped by its own ``step()``.
 """
 
 from __future__ import annotations
@@ -131,21 +131,29 @@ def _plain_fused_adam(optimizer: torch.optim.Optimizer) -> bool:
     return (type(optimizer) in (torch.optim.Adam, torch.optim.AdamW) and "step" not in vars(optimizer)
             and all(h is not None and len(h) == 0 for h in hooks)
             and all(g.get("fused") and not (g["amsgrad"] or g["maximize"] or g["differentiable"]
-                                            or g["capturable"] or isinstance(g["lr"], Tensor))
+                                            or g["capturable"] or isinstance(g["lr"], Tensor)
+                                            or any(isinstance(b, Tensor) for b in g["betas"]))
                     and "decoupled_weight_decay" in g for g in optimizer.param_groups))
 
 
 class Steps:
     """``step()`` and ``zero_grad()`` of ``optimizer`` as the training loop calls them each
-    batch: a plain fused Adam/AdamW stepped through torch's functional ``adam`` on its own
-    state (module docstring; the same numbers as ``optimizer.step()``), any other optimizer by
-    its ``step()``. ``zero_grad`` sets every gradient to None (``zero_grad(set_to_none=True)``).
-    Build it where the loop starts: it reads the optimizer's groups and hooks then."""
+    batch: a plain fused Adam/AdamW stepped on its own state (module docstring; the same
+    numbers as ``optimizer.step()``), any other optimizer by its ``step()``. ``zero_grad``
+    sets every gradient to None (``zero_grad(set_to_none=True)``). Build it where the loop
+    starts: it reads the optimizer's groups and hooks then.
+
+    A group whose tensors share one device and dtype (every group of regulab's networks) goes
+    straight to the kernel ``optimizer.step()`` ends in -- ``torch._fused_adam_`` (AdamW:
+    ``torch._fused_adamw_``) after the step counts' ``+1`` -- skipping the functional
+    ``adam``'s grouping of the tensors by device and dtype; a mixed group, or a torch without
+    those kernels, goes through ``torch.optim.adam.adam``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.step: Callable[[], Any] = self._adam if _plain_fused_adam(optimizer) else optimizer.step
+        self.kernels = [_kernel(g) for g in optimizer.param_groups]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -153,9 +161,8 @@ class Steps:
 
     @torch.no_grad()
     def _adam(self) -> None:
-        from torch.optim.adam import adam
         state = self.optimizer.state
-        for group in self.optimizer.param_groups:
+        for group, kernel in zip(self.optimizer.param_groups, self.kernels):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
@@ -164,12 +171,24 @@ class Steps:
                     state[p].update(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                     exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
                                     exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+            tensors = (params, [p.grad for p in params], [state[p]["exp_avg"] for p in params],
+                       [state[p]["exp_avg_sq"] for p in params], [], [state[p]["step"] for p in params])
             beta1, beta2 = group["betas"]
-            adam(params, [p.grad for p in params], [state[p]["exp_avg"] for p in params],
-                 [state[p]["exp_avg_sq"] for p in params], [], [state[p]["step"] for p in params],
-                 fused=True, decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=False,
-                 beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-                 eps=group["eps"], maximize=False)
+            hyper = dict(amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+                         weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+            if kernel is not None:
+                torch._foreach_add_(tensors[-1], 1)
+                kernel(*tensors, grad_scale=None, found_inf=None, **hyper)
+            else:
+                from torch.optim.adam import adam
+                adam(*tensors, fused=True, decoupled_weight_decay=group["decoupled_weight_decay"], **hyper)
+
+
+def _kernel(group: dict[str, Any]) -> Callable[..., None] | None:
+    """The fused kernel a group of one device and dtype steps with (None: mixed, or absent)."""
+    kinds = {(p.device, p.dtype) for p in group["params"]}
+    name = "_fused_adamw_" if group.get("decoupled_weight_decay") else "_fused_adam_"
+    return getattr(torch, name, None) if len(kinds) == 1 else None
 
 
 _DYNAMO_WRAPPED = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")

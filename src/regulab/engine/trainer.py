@@ -3,7 +3,8 @@
 Each epoch: ``model.train()``, one pass over the shuffled minibatches, then
 ``model.eval()`` and an evaluation of the validation split under ``torch.no_grad()``.
 Training metrics are running averages over the epoch's minibatches (as Keras reports
-them), kept as device tensors so the loop never waits on the device mid-epoch: they are
+them), kept as device tensors so the loop never waits on the device mid-epoch (the hits of
+``SCORED_TOGETHER`` steps' outputs counted in one pass, not one per step): they are
 measured with regularization on (dropout, noise and augmentation active, the weights still
 moving). With ``eval_train`` the train split is also scored after each epoch as the
 validation split is (eval mode, the callbacks' evaluation weights), as ``clean_train_*``;
@@ -36,7 +37,11 @@ from regulab.engine.optimizers import Steps
 from regulab.errors import DivergedError
 from regulab.nn.layers import set_generator
 
-__all__ = ["Trainer", "loss_function", "divergence"]
+__all__ = ["Trainer", "loss_function", "divergence", "SCORED_TOGETHER"]
+
+SCORED_TOGETHER = 16    # steps whose outputs are scored (hits) in one pass: 3 kernels, not 48
+                        # (classes: exact counts; a regression's squared errors stay per step,
+                        # as summing them in other blocks would round them otherwise)
 
 Penalty = Callable[[nn.Module], Tensor]
 Constraint = Callable[[nn.Module], None]
@@ -166,10 +171,12 @@ class Trainer:
         parts: list[Tensor] = []        # multi-task: each head's loss
         penalties: list[Tensor] = []
         hits: list[Tensor] = []
+        outs: list[tuple[Tensor, Tensor]] = []      # outputs not yet scored, with their targets
         sizes: list[int] = []
         step_callbacks = [cb for cb in self.callbacks
                           if type(cb).on_step_end is not Callback.on_step_end]
         steps = Steps(self.optimizer)
+        together = 1 if self.objective.loss == "mse" and self.objective.tasks is None else SCORED_TOGETHER
         for xb, yb in loader:
             if dp is not None:      # this rank's rows of the global batch (a sharded loader reads only those)
                 xb, yb, share = (xb, yb, loader.share) if getattr(loader, "sharded", False) else dp.shard(xb, yb)
@@ -194,8 +201,12 @@ class Trainer:
                 parts.append(logged.detach())
             if penalty is not None:
                 penalties.append(penalty.detach())
-            hits.append(self.objective.hits(out.detach(), yb))
+            outs.append((out.detach(), yb))
+            if len(outs) == together:
+                hits.append(self._hits(outs))
             sizes.append(len(xb))
+        if outs:
+            hits.append(self._hits(outs))
         loss_t = torch.stack(losses)
         parts_t = torch.stack(parts) if parts else None     # (steps, heads)
         hits_t = torch.stack(hits).sum(0)
@@ -211,6 +222,13 @@ class Trainer:
         logs = self.objective.summary("train", loss_sum, hits_t, sum(sizes), loader.y)
         logs["penalty"] = float(penalty_t.mean())
         return logs
+
+    def _hits(self, outs: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """The objective's hits of the batches in ``outs``, scored as one batch (hits are sums
+        over the batch), and ``outs`` emptied."""
+        out, y = outs[0] if len(outs) == 1 else (torch.cat([o for o, _ in outs]), torch.cat([y for _, y in outs]))
+        outs.clear()
+        return self.objective.hits(out, y)
 
     def fit(self, train_loader, val: tuple[Tensor, Tensor] | None = None,
             epochs: int = 1) -> list[dict[str, float]]:

@@ -48,14 +48,14 @@ def population_of(preps: Sequence[Prepared]) -> Population:
 
 
 class _EpochRows:
-    """Collects the members' epoch rows for the run store, written in one transaction per
-    epoch (``RunLog`` calls ``log_epoch``)."""
+    """Collects the members' epoch rows for the run store (what each member's ``RunLog``
+    flushes), written in one transaction at the population's epoch's end."""
 
     def __init__(self, store: RunStore):
         self.store, self.rows = store, []
 
-    def log_epoch(self, run_id: int, epoch: int, metrics: dict[str, float]) -> None:
-        self.rows.append((run_id, epoch, dict(metrics)))
+    def log_epochs(self, rows: list[tuple[int, int, dict[str, float]]]) -> None:
+        self.rows.extend(rows)
 
     def flush(self) -> None:
         self.store.log_epochs(self.rows)
@@ -123,8 +123,9 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
     store = RunStore(db)
     runs = [open_run(c, out, store) for c, out in zip(cfgs, outs)]
     epochs = _EpochRows(store)
-    for p, (run_dir, run_id) in zip(preps, runs):
-        p.trainer.callbacks.append(run_log(p, run_dir, epochs, run_id))
+    writers = [run_log(p, run_dir, epochs, run_id) for p, (run_dir, run_id) in zip(preps, runs)]
+    for p, writer in zip(preps, writers):
+        p.trainer.callbacks.append(writer)
 
     show = (sys.stderr.isatty() if progress is None else progress) and cfgs[0].train.progress
     bar = None
@@ -150,6 +151,9 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
             store.set_status(run_id, "failed")
         raise
     finally:
+        for writer in writers:      # a diverged member's rows before its last epoch, too
+            writer.flush()
+        epochs.flush()
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
