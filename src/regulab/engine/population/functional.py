@@ -21,7 +21,12 @@ member k's rule with its learning rate and weight decay, the penalty gradient
 ``l1_k sign(w) + 2 l2_k w`` added first (``StackedNormPenalty``). So a member that draws no
 random numbers in its forward has the numbers of its separate run up to float rounding: the
 vectorized kernels sum in another order than one network's
-(``tests/test_population_func.py``: atol 1e-5 on weights and losses).
+(``tests/test_population_func.py``: atol 1e-5 on weights and losses). Training that amplifies
+rounding amplifies this too, as for the stacked path (BENCHMARKS.md): a ReLU pre-activation
+within rounding of 0, or Adam on a parameter whose gradient is only rounding (a conv's bias
+before batch norm, which the normalization cancels), moves a member off its run by up to lr
+a step; over epochs it then wanders as far as another seed would (the byo clinic's ResNet,
+8 epochs: train losses within 1%, validation accuracies of an undertrained net within ~0.1).
 
 Randomness. ``vmap`` draws one ``(K, *shape)`` tensor for a random op and hands row k to
 member k (``randomness="different"``): members' dropout masks (and noise) differ from each
