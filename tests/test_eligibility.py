@@ -104,7 +104,6 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 BLOCKING = {"data.bootstrap": True, "model.kind": "cnn", "data.resident": False,
             "regularization.penalty_layers": ["fc1"],
             "multitask.tasks": ["parity"], "transfer.source": "some/run",
-            "model.factory": "net.py:Net",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
             "image.random_crop": 6, "image.crop_padding": 2, "image.mean": [0.5], "image.std": [0.5]}
 
@@ -113,13 +112,24 @@ def test_each_blocking_key_at_a_blocking_value_trains_alone_and_says_why():
     assert set(BLOCKING) == set(BLOCKING_KEYS), "add a blocking value for each new blocking key"
     assert ineligible(config()) is None and population_key(config()) is not None
     for dotted, value in BLOCKING.items():
-        # a user's network takes none of the keys of regulab's own (USER_NETWORK_KEYS)
-        own = {"model.hidden": [100, 100], "model.activation": "relu"} if dotted == "model.factory" else {}
-        cfg = config(**{dotted: value, **own})
+        cfg = config(**{dotted: value})
         assert population_key(cfg) is None, dotted
         why = ineligible(cfg)
         assert why is not None and why.startswith(f"{dotted} = ") and why.endswith("blocks stacking"), why
     assert ineligible(config(**{"model.kind": "cnn"})) == 'model.kind = "cnn" blocks stacking'
+
+
+def test_a_user_network_stacks_with_its_like():
+    """``model.factory`` is shared: runs of one user network stack (with torch.func,
+    tests/test_population_func.py), never with regulab's own networks or another factory's."""
+    assert eligibility.TAGS["model.factory"][0] is SHARED
+    # a user's network takes none of the keys of regulab's own (USER_NETWORK_KEYS)
+    own = {"model.hidden": [100, 100], "model.activation": "relu"}
+    net = config(**{"model.factory": "net.py:Net", **own})
+    assert ineligible(net) is None
+    assert population_key(net) == population_key(config(**{"model.factory": "net.py:Net", "train.seed": 3, **own}))
+    assert population_key(net) not in (None, population_key(config()),
+                                       population_key(config(**{"model.factory": "net.py:Other", **own})))
 
 
 def test_blocking_keys_at_allowed_values_stack_but_only_with_their_like():

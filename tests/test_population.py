@@ -200,6 +200,11 @@ def test_early_stopping_is_per_member(tmp_path):
     alone = [rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False) for k, c in enumerate(cfgs)]
     for member, run in zip(members, alone):
         assert_same_run(member, run)
+    assert_stopped_apart(members)
+
+
+def assert_stopped_apart(members) -> None:
+    """Early stopping was per member: members stopped at different epochs, some early."""
     assert len({m.results["epochs_run"] for m in members}) > 1, "members should stop at different epochs"
     assert any(m.results["stopped_early"] for m in members)
 

@@ -167,7 +167,7 @@ class ModelConfig(Section):
     dropconnect_per_example: bool = key(False, boolean, "a DropConnect mask per example", population=SHARED)
     factory: Any = key(None, optional(user_factory), "the user's network: FILE.py:NAME or "
                        "package.module:NAME, an nn.Module class or a function returning one",
-                       population=blocks())
+                       population=SHARED)     # its runs stack with torch.func (engine.population.functional)
     args: dict = key({}, keyword_args, "keyword arguments of model.factory", population=SHARED)
 
     def relations(self) -> None:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from regulab.checks import number
 from regulab.regularize.penalties import check_names, find_layers
 
-__all__ = ["max_norm_", "MaxNorm"]
+__all__ = ["max_norm_", "max_norm_layers", "MaxNorm"]
 
 # layers whose weight is (out, in, *k) with one incoming vector per output unit along dim 0
 # (ConvTranspose weights are (in, out, *k), so they are not among them)
@@ -58,6 +58,14 @@ def max_norm_(weight: Tensor, max_norm: float) -> Tensor:
     return weight.mul_(scale.view(-1, *[1] * (weight.dim() - 1)))
 
 
+def max_norm_layers(model: nn.Module, layers: Sequence[str] | None = None) -> list[nn.Module]:
+    """The layers max-norm constrains: every Linear/Conv of ``model`` (or those under ``layers``);
+    a frozen one (a transferred layer that does not learn) is left as it is."""
+    return [layer for _, layer in find_layers(model, layers, lambda m: isinstance(m, _LAYERS),
+                                              "MaxNorm.layers", kind="argument")
+            if layer.weight.requires_grad]
+
+
 class MaxNorm:
     """``model -> None``: ``max_norm_`` on every Linear/Conv weight (or those under ``layers``).
 
@@ -75,11 +83,7 @@ class MaxNorm:
         self.layers = check_names(layers, "MaxNorm.layers", kind="argument")
 
     def _layers(self, model: nn.Module) -> list[nn.Module]:
-        """The constrained layers; a frozen one (a transferred layer that does not learn) is left
-        as it is."""
-        return [layer for _, layer in find_layers(model, self.layers, lambda m: isinstance(m, _LAYERS),
-                                                  "MaxNorm.layers", kind="argument")
-                if layer.weight.requires_grad]
+        return max_norm_layers(model, self.layers)
 
     def __call__(self, model: nn.Module) -> None:
         for layer in self._layers(model):

@@ -14,6 +14,14 @@ its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback
 ``stackable`` is False, say), its network or optimizer (no stacked form), or its data, which
 streams (``data.resident``). Early stopping is
 per member: a member that stops is frozen while the others go on.
+
+A user's network (``model.factory``) trains as a functional population
+(``engine.population.functional``: ``torch.func`` over the user's module), which shares one
+module among its members: runs that differ in a key that sets a layer (a drop probability,
+a noise std, an augmentation) train as one population per layout of their layers, and a run
+whose layout no other run has trains alone, saying so. A network that draws random numbers
+(dropout) gets its masks from the population's stream, not its own generator: its numbers
+then equal its separate run's in distribution only (``FunctionalNet``'s docstring).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from regulab.callbacks import Callback
 from regulab.config.core import Config
 from regulab.engine import threads
 from regulab.engine.population.eligibility import MEMBER_KEYS, ineligible, population_key
+from regulab.engine.population.functional import layer_difference, layer_signature
 from regulab.engine.population.population import Population, unstackable
 from regulab.engine.population.stacked import Unsupported
 from regulab.errors import DivergedError
@@ -43,8 +52,33 @@ log = logging.getLogger("regulab")
 
 
 def population_of(preps: Sequence[Prepared]) -> Population:
-    """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split."""
-    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits.get("val"))
+    """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split;
+    a user's networks (``model.factory``) as a functional one (``FunctionalNet``)."""
+    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits.get("val"),
+                      functional=preps[0].cfg.model.factory is not None)
+
+
+def _groups(preps: Sequence[Prepared | None], reasons: list[str | None]) -> list[list[int]]:
+    """The populations to train: the runs that may stack (``reasons[k]`` None), all as one --
+    or, for a user's network, one per layout of its layers (``layer_signature``: a functional
+    population shares one module). A run whose layers no other run has trains alone, its
+    reason put in ``reasons``."""
+    members = [k for k, why in enumerate(reasons) if why is None]
+    if not members or preps[members[0]].cfg.model.factory is None:
+        return [members] if members else []
+    groups: dict[tuple, list[int]] = {}
+    for k in members:
+        groups.setdefault(layer_signature(preps[k].trainer.model), []).append(k)
+    if len(groups) == 1:
+        return [members]
+    for group in groups.values():
+        if len(group) == 1:
+            k = group[0]
+            other = next(j for j in members if j != k)
+            diff = layer_difference(preps[other].trainer.model, preps[k].trainer.model)
+            reasons[k] = (f"its layers differ from run {preps[other].cfg.name}'s ({diff}); the members "
+                          "of a user network's population share its layers")
+    return [g for g in groups.values() if len(g) > 1]
 
 
 class _EpochRows:
@@ -84,18 +118,17 @@ def train_population(cfgs: Sequence[Config], outs: Sequence[str | Path | None] |
             p.trainer.callbacks += more
             reasons[k] = (f"its data streams ({p.streamed}); a population needs resident data"
                           if p.streamed else unstackable(p.trainer))
-    members = [k for k, why in enumerate(reasons) if why is None]
     done: list[Any] = [None] * len(cfgs)
-    if members:
+    for members in _groups(preps, reasons):
         try:
             pop = population_of([preps[k] for k in members])
         except Unsupported as e:
-            reasons = [why or str(e) for why in reasons]
-            members = []
-        else:
-            for k, run in zip(members, _fit_population(pop, [preps[k] for k in members],
-                                                       [outs[k] for k in members], db, progress, on_epoch)):
-                done[k] = run
+            for k in members:
+                reasons[k] = str(e)
+            continue
+        for k, run in zip(members, _fit_population(pop, [preps[k] for k in members],
+                                                   [outs[k] for k in members], db, progress, on_epoch)):
+            done[k] = run
     for k, (cfg, why) in enumerate(zip(cfgs, reasons)):
         if why is not None:
             log.info("run %s trains alone: %s", cfg.name, why)

@@ -34,6 +34,11 @@ penalties other than ``NormPenalty``, a callback whose ``stackable`` is False, a
 stacking -- layers other than linear (with weight noise or DropConnect), activation, batch norm,
 dropout and noise, or optimizers that differ beyond the learning rate and weight decay. Which configs may
 stack at all is ``eligibility``'s question.
+
+``functional=True`` trains a user's networks (any ``nn.Module``, ``model.factory``) instead of
+regulab's: the same loop, objective, penalties, optimizer, max-norm, EMA and write-back, with
+the members' networks run as one by ``torch.func`` (``engine.population.functional``:
+``FunctionalNet``, whose module docstring says what that means for randomness).
 """
 
 from __future__ import annotations
@@ -49,13 +54,14 @@ from regulab.callbacks import Callback
 from regulab.data.loader import TensorLoader
 from regulab.engine.objective import Objective
 from regulab.engine.population.ema import StackedEMA
+from regulab.engine.population.functional import FunctionalNet
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.penalty import StackedNormPenalty
 from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
 from regulab.errors import DivergedError
-from regulab.regularize.constraints import MaxNorm
+from regulab.regularize.constraints import MaxNorm, max_norm_layers
 from regulab.regularize.ema import EMACallback
 from regulab.regularize.penalties import NormPenalty, selected_parameters
 
@@ -102,11 +108,13 @@ class Population:
     and optimizer, and its own callbacks run (early stopping, its run log, a sweep's pruning),
     as ``Trainer.fit`` would run them; a member they stop is frozen. Each epoch's ``seconds``
     is the whole population's time. ``fit`` returns, per member, None or the
-    ``DivergedError`` that ended it.
+    ``DivergedError`` that ended it. ``functional``: the networks are a user's, run with
+    ``torch.func`` (``FunctionalNet``) rather than stacked layer by layer (``StackedNet``).
     """
 
     def __init__(self, trainers: Sequence[Trainer], loaders: Sequence[TensorLoader],
-                 val: tuple[Tensor, Tensor] | None):
+                 val: tuple[Tensor, Tensor] | None, functional: bool = False):
+        self.functional = functional
         self.trainers, self.loaders = list(trainers), list(loaders)
         if not self.trainers or len(self.trainers) != len(self.loaders):
             raise ValueError(f"a population needs one loader per trainer; got {len(self.trainers)} "
@@ -134,8 +142,9 @@ class Population:
         """Stack the networks, objectives, penalties and optimizers of ``self.trainers`` (each
         network from its current weights, each optimizer from its current state)."""
         dev = self.X.device
-        self.net = StackedNet([t.model for t in self.trainers],
-                              [t.generators.get("noise") for t in self.trainers])
+        nets, generators = [t.model for t in self.trainers], [t.generators.get("noise") for t in self.trainers]
+        self.net = FunctionalNet(nets, generators, self.X[:2]) if self.functional \
+            else StackedNet(nets, generators)
         self.objective = Objective(loss, [t.objective.label_smoothing for t in self.trainers],
                                    members=self.net.K).to(dev)
         flat = self.net.flat
@@ -148,7 +157,9 @@ class Population:
         radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
         self.max_norm = torch.tensor(radii, device=dev)[:, None] if any(t.constraints for t in self.trainers) \
             else None                                                                  # (K, 1)
-        self.constrained = [p for p in self.net.params if p.dim() == 3]               # (K, out, in)
+        units = {id(layer.weight) for layer in max_norm_layers(self.trainers[0].model)}
+        self.constrained = [p for p, own in zip(self.net.params, self.net.member_params[0])
+                            if id(own) in units]                                       # (K, out, in, *k)
         self.ema = self._stacked_ema()
 
     def _stacked_ema(self) -> StackedEMA | None:
@@ -166,8 +177,9 @@ class Population:
     def _constrain(self) -> None:
         """Max-norm on every member's linear weights (module docstring; ``max_norm_`` per member)."""
         for w in self.constrained:
-            norms = torch.linalg.vector_norm(w, dim=2)                                 # (K, out)
-            w.mul_((self.max_norm / norms.clamp(min=self.max_norm)).unsqueeze(2))
+            norms = torch.linalg.vector_norm(w.flatten(2), dim=2)                      # (K, out)
+            scale = self.max_norm / norms.clamp(min=self.max_norm)
+            w.mul_(scale.view(*scale.shape, *[1] * (w.dim() - 2)))
 
     def _compact(self) -> None:
         """Unstack the members that stopped (early stopping, divergence, their last epoch):
