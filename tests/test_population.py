@@ -450,9 +450,10 @@ def test_population_key_groups_only_member_differences():
               {"eval__dropout_inference": "mc_mean"}]:
         assert population_key(config(**o)) == base, o
     for o in [{"model__hidden": [10]}, {"optim__name": "sgd"}, {"train__epochs": 4},
-              {"data__train_size": 300}, {"model__dropout_mode": "classic"}, {"model__batchnorm": True}]:
+              {"data__train_size": 300}, {"model__dropout_mode": "classic"}, {"model__batchnorm": True},
+              {"model__kind": "cnn"}]:
         assert population_key(config(**o)) not in (None, base), o
-    for o in [{"model__kind": "cnn"}]:
+    for o in [{"data__bootstrap": True}]:
         assert population_key(config(**o)) is None, o
     with pytest.raises(ValueError, match="differ only in"):
         train_population([config(), config(optim__name="sgd")])

@@ -299,3 +299,16 @@ def test_the_population_class_takes_either_network():
     x = preps[0].splits["val"][0][:5]
     torch.testing.assert_close(pop.net.forward(x.expand(2, *x.shape), False)[1],
                                preps[1].trainer.model.eval()(x))
+
+
+def test_regulab_cnn_members_equal_their_separate_runs(tmp_path, caplog):
+    """regulab's own CNN (``model.kind = "cnn"``, conv + pooling + a hidden layer) stacks the
+    same way, members differing in seed, lr, weight decay, L2 and label smoothing."""
+    cnn = {"model.factory": None, "model.kind": "cnn", "model.channels": [4, 8], "model.kernel_size": 3,
+           "model.hidden": [16]}
+    cfgs = configs(MEMBERS[:3] + [{"regularization.label_smoothing": 0.1, "optim.lr": 2e-3}], **cnn)
+    assert isinstance(population_of([prepare(c) for c in cfgs]).net, FunctionalNet)
+    members, alone = train_both(tmp_path, cfgs, caplog)
+    assert "trains alone" not in caplog.text
+    for member, run in zip(members, alone):
+        assert_equal_to_rounding(member, run)

@@ -141,7 +141,8 @@ USER_NETWORK_KEYS = {
 @dataclass
 class ModelConfig(Section):
     """``[model]``: the architecture and its initialization."""
-    kind: str = key("mlp", choice("mlp", "cnn", "linear"), "architecture", population=blocks("linear"))
+    kind: str = key("mlp", choice("mlp", "cnn", "linear"), "architecture",
+                    population=SHARED)  # a CNN's runs stack with torch.func (engine.population.functional)
     hidden: list = key([100, 100], list_of(number(ge=1, integer=True),
                        allowed="a list of layer widths >= 1"), "widths of the dense hidden layers",
                        population=SHARED)

@@ -9,13 +9,14 @@ a separate run -- and, because it draws from the same generators in the same ord
 numbers up to float rounding.
 
 A run that cannot stack trains alone, with the same results, and the reason is logged at INFO
-on the "regulab" logger (``run NAME trains alone: model.kind = "cnn" blocks stacking``):
+on the "regulab" logger (``run NAME trains alone: data.bootstrap = true blocks stacking``):
 its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback whose
 ``stackable`` is False, say), its network or optimizer (no stacked form), or its data, which
 streams (``data.resident``). Early stopping is
 per member: a member that stops is frozen while the others go on.
 
-A user's network (``model.factory``) trains as a functional population
+A user's network (``model.factory``) and regulab's CNN (``model.kind = "cnn"``) train as a
+functional population
 (``engine.population.functional``: ``torch.func`` over the user's module), which shares one
 module among its members: runs that differ in a key that sets a layer (a drop probability,
 a noise std, an augmentation) train as one population per layout of their layers, and a run
@@ -46,16 +47,22 @@ from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.run import open_run, run_log, train
 from regulab.runs.store import RunStore
 
-__all__ = ["train_population", "population_of"]
+__all__ = ["train_population", "population_of", "functional"]
 
 log = logging.getLogger("regulab")
 
 
+def functional(cfg: Config) -> bool:
+    """Whether runs of ``cfg`` stack as a functional population (``FunctionalNet``: a user's
+    network, or regulab's CNN) rather than layer by layer (``StackedNet``: regulab's MLPs)."""
+    return cfg.model.factory is not None or cfg.model.kind == "cnn"
+
+
 def population_of(preps: Sequence[Prepared]) -> Population:
     """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split;
-    a user's networks (``model.factory``) as a functional one (``FunctionalNet``)."""
+    a user's networks and regulab's CNNs as a functional one (``functional``)."""
     return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits.get("val"),
-                      functional=preps[0].cfg.model.factory is not None)
+                      functional=functional(preps[0].cfg))
 
 
 def _groups(preps: Sequence[Prepared | None], reasons: list[str | None]) -> list[list[int]]:
@@ -64,7 +71,7 @@ def _groups(preps: Sequence[Prepared | None], reasons: list[str | None]) -> list
     population shares one module). A run whose layers no other run has trains alone, its
     reason put in ``reasons``."""
     members = [k for k, why in enumerate(reasons) if why is None]
-    if not members or preps[members[0]].cfg.model.factory is None:
+    if not members or not functional(preps[members[0]].cfg):
         return [members] if members else []
     groups: dict[tuple, list[int]] = {}
     for k in members:

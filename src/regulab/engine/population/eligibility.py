@@ -9,12 +9,12 @@ with no list of keys written by hand:
 * ``IGNORED_KEYS`` (``IGNORED``): they do not change training -- the run's name, logging,
   the final evaluation;
 * ``BLOCKING_KEYS`` (``blocks(*allowed)``): a value other than the default (or than those
-  ``allowed``) keeps the run out of populations -- a CNN, multi-task heads, transfer, ...;
+  ``allowed``) keeps the run out of populations -- bagging, multi-task heads, transfer, ...;
 * every other key (``SHARED``, and a blocking key at a value that stacks) must be equal.
 
 So ``population_key(cfg)`` is the config's SHARED and blocking values: configs with equal keys
 may train together, and None means ``cfg`` cannot stack at all; ``ineligible(cfg)`` says why,
-e.g. ``model.kind = "cnn" blocks stacking``.
+e.g. ``data.bootstrap = true blocks stacking``.
 
 A key without a tag fails loud: ``config_tags`` raises ``TypeError`` naming it, and it runs
 when this module is imported -- so a new config key declared without a population tag fails
@@ -84,7 +84,7 @@ def _value(cfg: Config, key: str) -> Any:
 
 def ineligible(cfg: Config) -> str | None:
     """Why ``cfg`` cannot train in a population, from its config alone (None: it can):
-    the first blocking key at a blocking value, as ``'model.kind = "cnn" blocks stacking'``."""
+    the first blocking key at a blocking value, as ``'data.bootstrap = true blocks stacking'``."""
     for key in BLOCKING_KEYS:
         tag, default = TAGS[key]
         value = _value(cfg, key)
