@@ -210,6 +210,7 @@ def test_two_workers_share_a_study_one_killed(workdir, data_cache, request):
     l2 = next(v for v in results["variants"] if v["name"] == "l2")
     tested = sorted(u.split(" ", 1)[1] for u in claims if u.startswith("test "))
     assert tested == sorted(r["run_dir"] for r in l2["runs"]) and len(tested) == 2
+    assert all(claims[f"test {d}"]["attempts"] == 1 for d in tested)
     for d in dirs:
         has_test = "test_acc" in json.loads((study / d / "results.json").read_text())
         assert has_test == ("@" not in d or d in tested), d

@@ -18,7 +18,8 @@ strength, rank the forward step, aggregate) the worker waits for it (the progres
 and then takes its runs' results and histories from the claim, and a model the analysis needs
 from the run's directory (``runs.predict.load_model``) -- the numbers one worker alone would
 have had. A unit whose holder has sent no heartbeat for ``[study] grace`` seconds (default 30;
-heartbeats every ``[study] heartbeat``, default 5) was killed: the next worker that looks takes
+heartbeats every ``[study] heartbeat``, default 5, from a thread, however long the unit; the
+machines' clocks must agree to well within the grace) was killed: the next worker that looks takes
 it over, removes its partial run directories, marks their store rows "killed" and trains it
 again into the same directories, which take the same rows (so the store ends with each run
 once, "completed"). An error in a unit fails it for every worker (each would meet it again).
