@@ -26,6 +26,8 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_sweep.py::test_three_workers_spend_the_budget_exactly",
     "tests/test_sweep.py::test_a_killed_workers_population_is_failed_and_retried",
     "tests/test_study_examples.py::test_example_study_quick",
+    "tests/test_study_shared.py::test_two_workers_share_a_study_one_killed",
+    "tests/test_study_shared.py::test_a_worker_with_another_study_is_refused",
     "tests/test_distributed.py::test_killed_two_process_run_resumes_to_the_uninterrupted_one",
     "tests/test_distributed.py::test_two_processes_match_one",
     "tests/test_store.py::test_four_processes_write_one_file",

@@ -466,7 +466,7 @@ def test_studies_train_populations_automatically(tmp_path, monkeypatch):
     def spy(cfgs, *args, **kwargs):
         calls.append(len(cfgs))
         return real(cfgs, *args, **kwargs)
-    from regulab.studies import study as study_module
+    from regulab.studies import runner as study_module
     monkeypatch.setattr(study_module, "train_population", spy)
     cfg = config(train__epochs=2)
     variants = {"l2": {"regularization.l2": 1e-3}, "dropout": {"model.dropout": 0.3},

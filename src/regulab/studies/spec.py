@@ -19,6 +19,8 @@ A study file is TOML::
                                   # improving, best weights kept) | equal (every run train.epochs)
     search = 16                   # with combine: Optuna trials over the combined strengths
                                   # (--quick: at most 4)
+    heartbeat = 5                 # workers sharing the study (a PostgreSQL store): seconds
+    grace = 30                    # between heartbeats, and without one before a unit is retaken
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -127,6 +129,10 @@ class StudySection(Section):
     population: int = key(64, number(ge=0, integer=True),
                           "runs that differ only in member keys train as one model, up to this many "
                           "(0 or 1: one by one)")
+    heartbeat: int = key(5, number(ge=1, integer=True), "a shared study (a PostgreSQL run store): "
+                         "seconds between a worker's heartbeats for the units it holds")
+    grace: int = key(30, number(ge=2, integer=True), "a shared study: seconds without a heartbeat "
+                     "before another worker takes a unit over (more than study.heartbeat)")
 
 
 @dataclass
@@ -147,6 +153,8 @@ class StudySpec:
     reference: float = 1.0              # the score of a perfect fit (regulab.diagnose)
     budget: str = "config"              # BUDGETS: what every run's config gets
     search: int = 0                     # Optuna trials of the combination (0: none)
+    heartbeat: int = 5                  # a shared study: seconds between heartbeats
+    grace: int = 30                     # a shared study: seconds before a silent unit is taken over
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
         """The resolved config of ``variant`` at ``seed``; errors name the variant."""
@@ -170,7 +178,8 @@ class StudySpec:
         return {"name": self.name, "kind": self.kind, "description": self.description,
                 "seeds": self.seeds, "baseline": self.baseline, "combine": self.combine,
                 "population": self.population, "reference": self.reference,
-                "budget": self.budget, "search": self.search,
+                "budget": self.budget, "search": self.search, "heartbeat": self.heartbeat,
+                "grace": self.grace,
                 "options": self.options, "base": portable(self.base),
                 "variants": [{**vars(v), "tune": None if v.tune is None else
                               {**vars(v.tune), "values": list(v.tune.values)}}
@@ -202,11 +211,13 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
     if s.search and not s.combine:
         raise invalid("study.search", "0 unless study.combine is 2 or more (it searches the "
                       "combination's strengths)", s.search, kind=KIND)
+    if s.grace <= s.heartbeat:
+        raise invalid("study.grace", f"an integer > study.heartbeat ({s.heartbeat})", s.grace, kind=KIND)
     base = apply_overrides(base, BUDGETS[s.budget])
     spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),
                      flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference,
-                     s.budget, s.search)
+                     s.budget, s.search, s.heartbeat, s.grace)
     for v in [*expanded(variants), *kind.sources(spec)]:
         # every config validates before anything is trained (a transfer target without its source)
         v = Variant(v.name, {k: x for k, x in v.overrides.items() if not k.startswith("transfer.")})

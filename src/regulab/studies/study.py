@@ -19,35 +19,29 @@ tuned, its curve over the strengths (``tuned``, ``studies.tune``); the study's
 variant's test confusion matrix summed over its runs, ``budget`` how runs were given epochs and
 ``runs_trained`` every run trained (candidates and trials included); the study's kind
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
-measurements (``analysis``).
+measurements (``analysis``). The runs themselves are trained by ``studies.runner``; on a
+PostgreSQL store by several workers that share the study directory (``studies.shared``).
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
-import logging
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regulab.engine.population.eligibility import ineligible, population_key
 from regulab.errors import CheckpointError
-from regulab.io import atomic_write, finite_json, new_dir
+from regulab.io import atomic_write, check_out_dir, new_dir
 from regulab.nn.user import check_callable
-from regulab.runs.population import train_population
+from regulab.runs.claims import Claims
 from regulab.runs.prepare import resolve_device
-from regulab.runs.run import train
 from regulab.runs.store import RunStore
-from regulab.runs.evaluate import add_test
-from regulab.studies import aggregate, kinds, search, tune, verdicts
+from regulab.studies import aggregate, kinds, search, shared, verdicts
+from regulab.studies.runner import Progress, Runner
 from regulab.studies.spec import StudySection, StudySpec, Variant, expanded
 from regulab.user_code import portable
-
-log = logging.getLogger("regulab")
 
 __all__ = ["StudyResult", "run_study", "study", "load_results"]
 
@@ -66,227 +60,62 @@ class StudyResult:
         return next(v for v in self.results["variants"] if v["name"] == name)
 
 
-class _Progress:
-    """One bar over the whole study's runs (off when stderr is not a terminal)."""
-
-    def __init__(self, total: int, enabled: bool | None, desc: str):
-        enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
-
-    def start(self, what: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(what, refresh=True)
-
-    def set_total(self, total: int) -> None:
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.refresh()
-
-    def done(self, runs: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(runs)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-class _Runner:
-    """Trains the runs of one study into its directory and remembers what analysis needs."""
-
-    def __init__(self, spec: StudySpec, study_dir: Path, db: str | None, progress: _Progress):
-        self.spec, self.dir, self.db, self.progress = spec, study_dir, db, progress
-        self.jobs = kinds.KINDS[spec.kind].jobs(spec)      # the runs of each variant
-        self.models: dict[str, Any] = {}        # variant -> first run's model (for the analysis)
-        self.configs: dict[str, Any] = {}       # variant -> first run's resolved config
-        self.params: dict[str, int] = {}
-        self.sources: dict[int, Path] = {}      # transfer: seed -> source run directory
-        self.trained: dict[tuple, tuple[Any, Any]] = {}   # (variant, seed, fold) -> (config, Run)
-        self.entries: dict[str, dict[str, Any]] = {}    # variant -> its entry, chosen on validation
-        self.count = 0                          # runs trained (candidates and trials too)
-        self.done: dict[str, tuple] = {}        # config fingerprint -> (run, model, config)
-
-    def _job(self, v: Variant, job: kinds.Job, where: str) -> tuple[dict, str]:
-        """(config overrides beyond the variant's, run directory relative to the study's)."""
-        extra: dict[str, Any] = dict(job.overrides)
-        if "transfer.source" in v.overrides and job.seed in self.sources:
-            # a transfer study: the source run of the same seed (elsewhere: the run the variant names)
-            extra["transfer.source"] = str(self.sources[job.seed].resolve())
-        rel = "/".join(p for p in (where, v.name) if p) + f"/seed-{job.seed}{job.suffix}"
-        return extra, rel
-
-    def train_populations(self, variants: list[Variant], where: str = "runs",
-                          jobs: list[kinds.Job] | None = None) -> None:
-        """Train the runs of ``variants`` (on ``jobs``, default all the study's) that differ only
-        in population member keys (seeds, regularization strengths) as populations of up to
-        ``[study] population`` members; ``run_variant`` then takes their results instead of
-        training them again."""
-        if self.spec.population < 2:
-            return
-        groups: dict[str, list[tuple]] = {}
-        for v in variants:
-            if v.members > 1 or "transfer.source" in v.overrides:
-                continue
-            for job in self.jobs if jobs is None else jobs:
-                extra, rel = self._job(v, job, where)
-                cfg = self.spec.config(v, job.seed, extra)
-                if _fingerprint(cfg) in self.done:      # trained already: run_variant reuses it
-                    continue
-                key = population_key(cfg)
-                if key is None:
-                    log.info("run %s trains alone: %s", cfg.name, ineligible(cfg))
-                else:
-                    groups.setdefault(key, []).append(((v.name, job.seed, job.fold), cfg, rel))
-        size = self.spec.population
-        for jobs in groups.values():
-            if len(jobs) == 1:
-                log.info("run %s trains alone: no other run of the study differs from it only in "
-                         "member keys", jobs[0][1].name)
-            for i in range(0, len(jobs) if len(jobs) > 1 else 0, size):
-                chunk = jobs[i:i + size]
-                names = sorted({job[0][0] for job in chunk})
-                what = f"population of {len(chunk)} ({', '.join(names)})"
-                epochs = chunk[0][1].train.epochs
-                self.progress.start(what)
-                runs = train_population([c for _, c, _ in chunk], [self.dir / r for _, _, r in chunk],
-                                        db=self.db, progress=False,
-                                        on_epoch=lambda e, what=what, epochs=epochs:
-                                        self.progress.start(f"{what}: epoch {e}/{epochs}"))
-                for (job, cfg, _), run in zip(chunk, runs):
-                    self.trained[job] = (cfg, run)
-                self.progress.done(len(chunk))
-
-    def tuned(self, v: Variant) -> Variant:
-        """Train ``v`` at each strength of its ``tune`` (the candidates' runs, populations
-        already trained), keep the one with the best mean validation score, score its runs on
-        the test split once (``regulab.studies.tune``); its entry goes to ``entries``, and
-        the variant at the chosen strength is returned."""
-        cands = tune.candidates(v)
-        runs = [self.run_variant(c) for c in cands]
-        score = aggregate.score_name(runs[0][0]["results"])
-        i = tune.choose(runs, score)
-        chosen = Variant(v.name, tune.without_test(cands[i]), v.label, v.group, v.x, v.members,
-                         v.combine, v.tune)
-        self.entries[v.name] = self.scored(chosen, cands[i], runs[i])
-        self.entries[v.name]["tuned"] = tune.curve(v.tune, runs, i, score)
-        return chosen
-
-    def scored(self, v: Variant, trained: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
-        """The entry of ``v`` whose runs were trained as ``trained`` without the test split:
-        each scored on test now, once (``runs.evaluate.add_test``); the model, config and
-        parameter count kept for the analysis under ``v``'s name, the other candidates' dropped."""
-        base = self.spec.config(v, self.spec.seeds[0])      # the user's objects, when given
-        for r in runs:
-            test = add_test(self.dir / r["run_dir"], model=base.model.factory,
-                            data=base.data.dataset, db=self.db)
-            r["results"].update(finite_json(test))
-        for name in [n for n in self.models if n.startswith(f"{v.name}@")]:
-            model, config, params = (self.models.pop(name), self.configs.pop(name),
-                                     self.params.pop(name))
-            if name == trained.name:
-                self.models[v.name], self.configs[v.name], self.params[v.name] = model, config, params
-        self.configs[v.name] = {**self.configs[v.name], "eval": {**self.configs[v.name]["eval"],
-                                                                 "test": True}}
-        return aggregate.summarize(v, runs, 0)
-
-    def run_variant(self, v: Variant, where: str = "runs",
-                    jobs: list[kinds.Job] | None = None) -> list[dict[str, Any]]:
-        """The runs of ``v`` on ``jobs`` (default: all the study's), trained now unless a
-        population or an identical run of the study trained them already."""
-        runs = []
-        for job in self.jobs if jobs is None else jobs:
-            seed, fold = job.seed, job.fold
-            extra, rel = self._job(v, job, where)
-            pooled = (v.name, seed, fold) in self.trained      # trained in a population
-            if not pooled:
-                self.progress.start(f"{v.name} seed {seed}" + ("" if fold is None else f" fold {fold}"))
-            runs.append(self._one(v, seed, fold, extra, rel))
-            if not pooled:
-                self.progress.done()
-        return runs
-
-    def _one(self, v: Variant, seed: int, fold: int | None, extra: dict, rel: str) -> dict[str, Any]:
-        pooled = (v.name, seed, fold) in self.trained
-        cfg = self.spec.config(v, seed, extra) if not pooled and v.members == 1 else None
-        if cfg is not None and (done := self.done.get(_fingerprint(cfg))) is not None:
-            record, model, config = done    # trained already: the same keys and seed, the same run
-            self._remember(v, model, config)
-            return copy.deepcopy(record)    # as it was before anything scored it on test
-        self.count += 1
-        if pooled:
-            cfg, run = self.trained.pop((v.name, seed, fold))
-            results, model, history = run.results, run.model, run.history
-        elif v.members > 1:    # a deep ensemble per seed; member seeds do not overlap across seeds
-            from regulab.runs.ensemble import train_ensemble
-            cfg = self.spec.config(v, seed * v.members, extra)
-            ens = train_ensemble(cfg, v.members, out=self.dir / rel, db=self.db, progress=False)
-            first = ens.members[0]
-            results = {**first.results, **ens.results}
-            model, history = first.model, first.history
-        else:
-            run = train(cfg, out=self.dir / rel, db=self.db, progress=False)
-            results, model, history = run.results, run.model, run.history
-        config = cfg.to_dict()
-        self._remember(v, model, config)
-        record = {"seed": seed, "fold": fold, "run_dir": rel, "results": finite_json(results),
-                  "history": [finite_json(h) for h in history]}
-        if v.members == 1:
-            self.done[_fingerprint(cfg)] = (copy.deepcopy(record), model, config)
-        return record
-
-    def _remember(self, v: Variant, model: Any, config: dict[str, Any]) -> None:
-        """The first run's model, config and parameter count of ``v``, for the analysis."""
-        if v.name not in self.models:
-            self.models[v.name], self.configs[v.name] = model, config
-            self.params[v.name] = _params(model)
-
-
-def _fingerprint(cfg) -> str:
-    """What makes two runs of a study the same run: their configs without the name."""
-    return json.dumps({**cfg.to_dict(), "name": None}, sort_keys=True, default=repr)
-
-
 def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
               quick: bool = False, progress: bool | None = None,
               render: bool = True) -> StudyResult:
-    """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory."""
+    """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory; on a
+    PostgreSQL store, as one of the workers that share the study in ``out``
+    (``regulab.studies.shared``)."""
     if quick:
         spec = spec.for_quick()
     store = RunStore(db)
     kind = kinds.KINDS[spec.kind]
     kind.check_data(spec)      # bad data or layer names fail before the study directory exists
-    study_dir = new_dir(f"study-{spec.name}", out)
-    study_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{study_dir.name}.", dir=study_dir.parent))
-    atomic_write(tmp / "study.json", json.dumps({**spec.to_dict(), "db": store.url}, indent=1,
-                                                 default=str))
-    if study_dir.exists():
-        study_dir.rmdir()
-    tmp.rename(study_dir)
-    study_id = store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
+    meta = {**spec.to_dict(), "db": store.url}
+    claims = None
+    if shared.shares(store.url):
+        study_dir, made, claims = shared.join(out, meta, spec.heartbeat, spec.grace)
+    else:
+        study_dir = new_dir(f"study-{spec.name}", out)
+        made = shared.make_dir(study_dir, {"study.json": json.dumps(meta, indent=1, default=str)})
+        if not made:    # made meanwhile by another process
+            check_out_dir(study_dir)
+    if made:
+        store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
     start = time.perf_counter()
-    try:
-        results = _execute(spec, kind, study_dir, db, progress)
-    except BaseException:
-        store.set_status(study_id, "failed")
-        raise
-    results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
+    with claims or contextlib.nullcontext():
+        try:
+            results = _execute(spec, kind, study_dir, db, progress, claims)
+            results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
+            write = lambda: _write(results, study_dir, store, spec, render)  # noqa: E731
+            if claims is None:
+                write()
+                return StudyResult(results, study_dir)
+            shared.claimed(claims, "report", "results.json and report.html", write, wait=True)
+        except BaseException:
+            store.set_status(_study_row(store, study_dir, spec), "failed")
+            raise
+    return StudyResult(json.loads((study_dir / "results.json").read_text()), study_dir)
+
+
+def _study_row(store: RunStore, study_dir: Path, spec: StudySpec) -> int:
+    """The study's row in the store (made again when its maker died before making it)."""
+    found = store.find_run(str(study_dir))
+    return found if found is not None else \
+        store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
+
+
+def _write(results: dict[str, Any], study_dir: Path, store: RunStore, spec: StudySpec,
+           render: bool) -> None:
+    """``results.json``, the study's store row completed, and ``report.html`` when ``render``."""
     atomic_write(study_dir / "results.json", json.dumps(portable(results), indent=1))
-    store.finish(study_id, "completed", portable(results))
+    store.finish(_study_row(store, study_dir, spec), "completed", portable(results))
     if render:
         from regulab.studies.report import render_report
         render_report(results, study_dir / "report.html")
-    return StudyResult(results, study_dir)
 
 
-def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined: bool,
+def bar_total(runner: Runner, sources: list[Variant], spec: StudySpec, combined: bool,
               pairs: int | None = None) -> int:
     """The runs of a study: sources, every candidate of every variant, and when ``combined``
     the forward step's ``pairs`` (default: every variant that may combine, but one) and the
@@ -299,12 +128,12 @@ def bar_total(runner: _Runner, sources: list[Variant], spec: StudySpec, combined
 
 
 def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
-             progress: bool | None) -> dict:
+             progress: bool | None, claims: Claims | None = None) -> dict:
     device = resolve_device(spec.config(spec.variants[0], 0).train.device).type \
         if spec.variants else "cpu"
     sources = kind.sources(spec)
-    bar = _Progress(0, progress, spec.name)
-    runner = _Runner(spec, study_dir, db, bar)
+    bar = Progress(0, progress, spec.name)
+    runner = Runner(spec, study_dir, db, bar, claims)
     bar.set_total(bar_total(runner, sources, spec, bool(spec.combine)))
     try:
         source_runs = []
