@@ -209,6 +209,15 @@ def test_an_interval_of_no_width_says_so():
     assert "0.000 wide" not in text
 
 
+def test_an_interval_a_rounding_off_its_mean_draws():
+    """The paired interval of a change identical across seeds, computed in floats, may lie a
+    rounding beside the mean (0.1 + 0.2 - 0.3 > 0): its bar has no negative half-width."""
+    results = study()
+    v = next(x for x in results["variants"] if x["name"] == "variant-2")
+    v.update(delta_test=0.01, delta_test_ci95=[0.01 + 1e-17 * 2, 0.01 + 4e-17], significant=True)
+    assert "<svg" in render_html(results)
+
+
 @pytest.mark.parametrize("metric", ["acc", "r2"])
 def test_everything_at_once_is_a_well_formed_page(metric):
     results = fake_study("compare", n_variants=4, metric=metric)

@@ -114,7 +114,8 @@ def _delta_panel(ax: Any, vs: list[dict[str, Any]], cis: list[Any], colors: list
         d = num(v.get("delta_test"))
         if math.isnan(d):
             continue
-        err = [[d - ci[0]], [ci[1] - d]] if ci else None
+        # an interval of no width may miss its mean by a rounding: never a negative bar
+        err = [[max(d - ci[0], 0.0)], [max(ci[1] - d, 0.0)]] if ci else None
         ax.errorbar([d], [i], xerr=err, fmt="o", color=c, ecolor="#333", elinewidth=1,
                     capsize=3, markerfacecolor=c if v.get("significant") else "white")
     ax.axvline(0.0, color="#111", ls="--", lw=1)
