@@ -298,7 +298,7 @@ class TrainConfig(Section):
                      "share of every batch of train.batch_size", population=blocks())
     threads: Any = key("auto", thread_count, "intra-op CPU threads while the run fits "
                        "(regulab.engine.threads): auto (1 for a small network's steps, else every "
-                       "core) or a number", population=IGNORED)
+                       "core, split among the study and sweep workers on the machine) or a number", population=IGNORED)
     eval_train: bool = key(False, boolean,
                            "after each epoch also score the train split in eval mode, as validation "
                            "is (no dropout, noise or augmentation): clean_train_loss, clean_train_acc "

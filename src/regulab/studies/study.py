@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regulab.engine import threads
 from regulab.errors import CheckpointError
 from regulab.io import atomic_write, check_out_dir, new_dir
 from regulab.nn.user import check_callable
@@ -83,7 +84,7 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     if made:
         store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
     start = time.perf_counter()
-    with claims or contextlib.nullcontext():
+    with claims or contextlib.nullcontext(), threads.worker():   # workers here split the cores
         try:
             results = _execute(spec, kind, study_dir, db, progress, claims)
             results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))

@@ -59,6 +59,7 @@ from optuna.trial import TrialState
 from regulab.callbacks import Callback
 from regulab.config.core import Config, apply_overrides, to_toml
 from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
+from regulab.engine import threads
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, new_dir
 from regulab.nn.user import check_callable
@@ -297,7 +298,14 @@ def sweep(spec: SweepSpec, out: str | Path | None = None, db: str | None = None,
           progress: bool | None = None, *, model: Any = None, data: Any = None) -> SweepResult:
     """Run trials of ``spec`` until its budget is spent and no trial runs; see the module docstring.
     ``model`` (a class or function returning the user's network) and ``data`` (the user's data)
-    go into every trial's config, as in ``rl.train``."""
+    go into every trial's config, as in ``rl.train``. The worker registers itself on this
+    machine for its duration: workers on one machine split its cores (``engine.threads``)."""
+    with threads.worker():
+        return _sweep(spec, out, db, progress, model, data)
+
+
+def _sweep(spec: SweepSpec, out: str | Path | None, db: str | None, progress: bool | None,
+           model: Any, data: Any) -> SweepResult:
     code = {k: v for k, v in (("model.factory", None if model is None else check_callable(model)),
                               ("data.dataset", data)) if v is not None}
     if code:
