@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from regulab.errors import ConfigError, DivergedError, RegulabInputError
+from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError
 from regulab.version import __version__
 
 __all__ = ["main"]
@@ -390,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergedError as e:
         print(f"regulab: {e}", file=sys.stderr)
         return 3
+    except OutputError as e:     # disk full, read-only, no permission: resume later
+        print(f"regulab: error: {e.strerror}", file=sys.stderr)
+        return 1
     except BrokenPipeError:      # `regulab explain backprop | head`
         sys.stdout = open(os.devnull, "w")
         return 0
