@@ -43,6 +43,9 @@ batch_size = 32
 checkpoint_every = 1
 progress = false
 """
+STUDY = '[study]\nseeds = 1\n[variants]\nl2 = { "regularization.l2" = 1e-3 }\n[base]\ndata = { dataset = "moons" }\n'
+SWEEP = ('[sweep]\ntrials = 1\n[space]\n"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n'
+         '[base]\ndata = { dataset = "moons" }\n')
 FILE_DATA = TINY.replace("n_samples = 200\n", "")     # n_samples is for generated data only
 
 
@@ -144,14 +147,8 @@ def _out_cases(root: Path, read_only) -> dict[str, tuple[str, list[str]]]:
 @pytest.mark.parametrize("command", ["train", "study", "sweep"])
 def test_a_bad_out_is_refused_before_any_work(workdir, capsys, read_only, case, command):
     out, words = _out_cases(workdir, read_only)[case]
-    if command == "train":
-        args = ["train", str(write(workdir / "c.toml", TINY))]
-    elif command == "study":
-        args = ["study", str(write(workdir / "s.toml", '[study]\nseeds = 1\n[variants]\nl2 = '
-                                   '{ "regularization.l2" = 1e-3 }\n[base]\ndata = { dataset = "moons" }\n'))]
-    else:
-        args = ["sweep", str(write(workdir / "s.toml", '[sweep]\ntrials = 1\n[space]\n"optim.lr" = '
-                                   '{ low = 1e-3, high = 1e-1, log = true }\n[base]\ndata = { dataset = "moons" }\n'))]
+    text = {"train": TINY, "study": STUDY, "sweep": SWEEP}[command]
+    args = [command, str(write(workdir / "s.toml", text))]
     before = listing(workdir)
     if command == "sweep" and case == "not empty":
         words = ["--out", "not empty"]
@@ -186,7 +183,7 @@ def test_an_out_that_is_a_symlink_trains_into_its_target(workdir, capsys):
 # -- --db ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["junk", "a directory", "a device", "unwritable folder", "nul"])
-@pytest.mark.parametrize("command", ["train", "resume"])
+@pytest.mark.parametrize("command", ["train", "resume", "study", "sweep"])
 def test_a_bad_db_is_refused_before_the_run_directory_exists(workdir, capsys, read_only, case, command):
     write(workdir / "junk.db", "this is no database\n" * 10)
     (workdir / "dir.db").mkdir()
@@ -199,9 +196,11 @@ def test_a_bad_db_is_refused_before_the_run_directory_exists(workdir, capsys, re
         run = workdir / "run"
         (run / "checkpoint").mkdir(parents=True)
         write(run / "config.toml", TINY)
+    spec = write(workdir / "s.toml", STUDY if command == "study" else SWEEP)
     before = listing(workdir)
-    args = ["train", str(cfg), "--out", "out"] if command == "train" else ["resume", "run"]
-    refused(capsys, main([*args, "--db", db, "--quiet"]), ["--db"])
+    args = {"train": ["train", str(cfg), "--out", "out"], "resume": ["resume", "run"],
+            "study": ["study", str(spec), "--out", "out"], "sweep": ["sweep", str(spec), "--out", "out"]}
+    refused(capsys, main([*args[command], "--db", db, "--quiet"]), ["--db"])
     assert listing(workdir) == before
 
 
@@ -337,8 +336,15 @@ def test_a_degenerate_wav_is_one_line_naming_the_file(tmp_path, damage):
 # -- disks: a write that fails mid-run ----------------------------------------------------------------
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
-@pytest.mark.parametrize("where", ["checkpoint", "results"])
+@pytest.mark.parametrize("where", ["checkpoint", "results", "store"])
 def test_a_full_or_read_only_disk_mid_run_fails_cleanly_and_resumes(workdir, capsys, monkeypatch, code, where):
+    """The disk fills up (or turns read-only) at the second checkpoint, at results.json, or
+    under the SQLite store as it logs the epochs: one line, exit 1, the row failed, the last
+    good checkpoint loadable; once space is back, resume finishes the run."""
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
     import regulab.runs.evaluate as evaluate
     import regulab.runs.run as run_module
     from regulab.io import load_state
@@ -357,18 +363,29 @@ def test_a_full_or_read_only_disk_mid_run_fails_cleanly_and_resumes(workdir, cap
         if Path(path).name == "results.json" and full[0]:
             raise OSError(code, os.strerror(code), str(path))
         real_write(path, data)
+    real_log = RunStore.log_epochs
+
+    def log_epochs(self, rows):
+        if len({r[1] for r in rows} | {e for e in calls}) >= 2 and full[0]:    # at the second epoch
+            why = {errno.ENOSPC: "database or disk is full", errno.EROFS: "attempt to write a readonly "
+                   "database"}.get(code, "disk is full")
+            raise sa_exc.OperationalError("INSERT", {}, sqlite3.OperationalError(why))
+        calls.extend(r[1] for r in rows)
+        real_log(self, rows)
     if where == "checkpoint":
         monkeypatch.setattr(run_module, "save_state", save_state)
-    else:
+    elif where == "results":
         monkeypatch.setattr(evaluate, "atomic_write", atomic_write)
+    else:
+        monkeypatch.setattr(RunStore, "log_epochs", log_epochs)
     assert main(["train", str(cfg), "--out", "out", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert os.strerror(code) in err and "regulab resume" in err
+    assert "regulab resume" in err and (os.strerror(code) in err or where == "store")
     (row,) = store_rows(workdir / "runs" / "regulab.db")
     assert row[1] == "failed"
     state = load_state(workdir / "out" / "checkpoint" / "state.safetensors")    # intact, loadable
-    assert state["epoch"] == (1 if where == "checkpoint" else 3)
+    assert state["epoch"] == {"checkpoint": 1, "results": 3, "store": 1}[where]
     assert not (workdir / "out" / "results.json").exists()
     assert not [p for p in (workdir / "out").rglob("*.tmp")]
 
@@ -402,3 +419,14 @@ def test_store_check_refuses_junk_and_accepts_a_real_store(tmp_path):
     write(tmp_path / "junk.db", "junk" * 100)
     with pytest.raises(RegulabInputError, match="--db"):
         RunStore(str(tmp_path / "junk.db")).check()
+
+
+# -- regulab predict --out -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("out, words", [("", ["--out"]), (".", ["--out", "regular file"]),
+                                        ("nowhere/p.csv", ["--out", "existing folder"]),
+                                        ("a\u0000b.csv", ["--out"])])
+def test_a_bad_predict_out_is_refused_before_the_model_is_loaded(workdir, capsys, out, words):
+    before = listing(workdir)
+    refused(capsys, main(["predict", "no-such-run", "x.csv", "--out", out]), words)
+    assert listing(workdir) == before

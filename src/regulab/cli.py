@@ -64,7 +64,8 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     from regulab.config.core import load_config
-    from regulab.runs.predict import load_model, predict, read_inputs, write_predictions
+    from regulab.runs.predict import check_output, load_model, predict, read_inputs, write_predictions
+    check_output(args.out)      # before any work
     model = load_model(args.run_dir)
     data = load_config(f"{args.run_dir}/config.toml").data
     X, names = read_inputs(args.input, tuple(model.preprocess.shift.shape), data.target, data.split_column)

@@ -33,6 +33,7 @@ import errno
 import io
 import json
 import logging
+import os
 import pickle
 import shutil
 import tempfile
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy import exc as sa_exc
 
 from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config, to_toml
@@ -160,9 +162,23 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
         except BaseException as e:
             if store is not None:
                 _mark(store, run_id, "diverged" if isinstance(e, DivergedError) else "failed")
-            if isinstance(e, OSError) and e.errno in WRITE_ERRORS:
-                raise output_error(e, run_dir) from None
+            disk = _disk_error(e)
+            if disk is not None:
+                raise output_error(disk, run_dir) from None
             raise
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+    """``e`` as the OSError of a write that failed for want of space or permission: an
+    OSError itself, or SQLite saying so of the run store ("database or disk is full",
+    "attempt to write a readonly database")."""
+    if isinstance(e, OSError):
+        return e if e.errno in WRITE_ERRORS else None
+    text = str(getattr(e, "orig", "")).lower()
+    for words, code in (("disk is full", errno.ENOSPC), ("readonly database", errno.EROFS)):
+        if isinstance(e, sa_exc.OperationalError) and words in text:
+            return OSError(code, f"{os.strerror(code)} (the run store: {text})")
+    return None
 
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
