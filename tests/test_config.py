@@ -91,7 +91,8 @@ def test_to_toml_omits_unset_keys():
 
 
 def test_round_trip_string_with_newline(tmp_path):
-    cfg = config_from_dict({"name": "line one\nline two"})
+    # a string key that may hold a newline (a run's name may not: it names a directory)
+    cfg = config_from_dict({"data": {"target": "line one\nline two"}})
     assert _round_trip(cfg, tmp_path) == cfg
 
 

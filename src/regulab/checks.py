@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from regulab.errors import ConfigError, Field, invalid, unknown
+from regulab.paths import MAX_NAME, is_plain_name
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
            "choice", "kind_of", "boolean", "string", "text", "name", "schema_of", "optional", "list_of",
@@ -83,8 +84,10 @@ boolean = kind_of(lambda v: isinstance(v, bool), "true or false", {"type": "bool
 string = kind_of(lambda v: isinstance(v, str) and bool(v), "a non-empty string",
                  {"type": "string", "minLength": 1})
 text = kind_of(lambda v: isinstance(v, str), "a string", {"type": "string"})   # empty or not
-name = kind_of(lambda v: isinstance(v, str) and bool(v) and "/" not in v,     # it names a directory
-               "a non-empty string without '/'", {"type": "string", "pattern": "^[^/]+$"})
+name = kind_of(is_plain_name,     # it names a directory: regulab.paths
+               f"a plain name (1 to {MAX_NAME} characters, no '/', not '..', no control characters)",
+               {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
+                "pattern": "^(?!\\.\\.?$)[^/\\x00-\\x1f\\x7f]+$"})
 
 
 def schema_of(check: Check) -> dict:

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from regulab.errors import ConfigError, DivergedError, RegulabInputError
+from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError
 from regulab.version import __version__
 
 __all__ = ["main"]
@@ -64,7 +64,8 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     from regulab.config.core import load_config
-    from regulab.runs.predict import load_model, predict, read_inputs, write_predictions
+    from regulab.runs.predict import check_output, load_model, predict, read_inputs, write_predictions
+    check_output(args.out)      # before any work
     model = load_model(args.run_dir)
     data = load_config(f"{args.run_dir}/config.toml").data
     X, names = read_inputs(args.input, tuple(model.preprocess.shift.shape), data.target, data.split_column)
@@ -390,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergedError as e:
         print(f"regulab: {e}", file=sys.stderr)
         return 3
+    except OutputError as e:     # disk full, read-only, no permission: resume later
+        print(f"regulab: error: {e.strerror}", file=sys.stderr)
+        return 1
     except BrokenPipeError:      # `regulab explain backprop | head`
         sys.stdout = open(os.devnull, "w")
         return 0

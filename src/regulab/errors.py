@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
-           "Field", "invalid", "unknown", "did_you_mean"]
+           "OutputError", "Field", "invalid", "unknown", "did_you_mean"]
 
 
 class RegulabInputError(ValueError):
@@ -49,6 +49,12 @@ class DivergedError(RuntimeError):
             f"training diverged: loss is {value} at epoch {epoch}, step {step}; "
             "the last good checkpoint is kept (try a smaller optim.lr)"
         )
+
+
+class OutputError(OSError):
+    """A run's files could not be written once it had started (disk full, read-only file system,
+    no permission): one line, exit code 1; the last good checkpoint is kept, so ``regulab
+    resume`` finishes the run once the cause is gone."""
 
 
 def did_you_mean(value: Any, options: Iterable[Any]) -> str:

@@ -48,6 +48,7 @@ import torch
 
 from regulab.checks import REQUIRED, Section, boolean, choice, key, number, text
 from regulab.errors import ConfigError, invalid
+from regulab.paths import SPEC_BYTES, read_text
 
 __all__ = ["NOTES_SPEC", "ACTIVATIONS", "load_spec", "validate_spec", "backprop_trace",
            "format_trace", "explain_backprop"]
@@ -176,12 +177,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     kind = p.suffix.lower()
     if kind not in (".json", ".toml"):
         raise ConfigError(f"spec file '{p}' must end in .json or .toml; got {p.suffix or 'no extension'!r}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"spec file '{p}' not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"spec file '{p}' cannot be read: {e}") from None
+    if not p.exists():
+        raise ConfigError(f"spec file '{p}' not found")
+    text = read_text(p, "spec file", max_bytes=SPEC_BYTES, error=ConfigError)   # no FIFO, no device
     try:
         raw = json.loads(text) if kind == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:

@@ -28,6 +28,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from regulab.errors import CheckpointError, ConfigError
+from regulab.paths import MAX_NAME, is_plain_name, out_dir, shown, writable_dir
 
 __all__ = ["atomic_write", "save_tensors", "load_tensors", "save_state", "load_state", "check_out_dir",
            "new_dir", "finite_json"]
@@ -134,18 +135,21 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file '{path}' is not a regulab checkpoint ({e})") from None
 
 
-def check_out_dir(path: Path) -> Path:
-    """``--out`` must be new or an empty directory: nothing of the user's is overwritten."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"--out: '{path}' already exists and is not an empty directory; "
-                          "choose a new path")
-    return path
+def check_out_dir(path: str | Path) -> Path:
+    """``--out`` must be new or an empty directory (nothing of the user's is overwritten),
+    creatable and writable, checked before any work (``regulab.paths.out_dir``)."""
+    return out_dir(path)
 
 
 def new_dir(stem: str, out: str | Path | None) -> Path:
-    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path."""
+    """``out`` (checked: new or empty), else ``runs/<stem>-<timestamp>[-n]``, a new path
+    (``stem`` a plain name, ``runs/`` a writable directory or creatable)."""
     if out is not None:
-        return check_out_dir(Path(out))
+        return check_out_dir(out)       # raw: Path("") would be "."
+    if not is_plain_name(stem):
+        raise ConfigError(f"the name {shown(stem)} must be a plain name (at most {MAX_NAME} characters, "
+                          "no '/', not '..', no control characters): it names the directory")
+    writable_dir("runs", "the default output folder runs/")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path, n = Path("runs") / f"{stem}-{stamp}", 1
     while path.exists():

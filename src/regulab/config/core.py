@@ -29,11 +29,13 @@ from typing import Any
 
 import tomllib
 
-from regulab.checks import IGNORED, key, schema_of, string
+from regulab.checks import IGNORED, key, schema_of
+from regulab.checks import name as plain_name
 from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig, ImageConfig,
                                      ModelConfig, MultitaskConfig, OptimConfig, RegularizationConfig,
                                      TextConfig, TrainConfig, TransferConfig, VideoConfig)
 from regulab.errors import ConfigError, invalid, unknown
+from regulab.paths import SPEC_BYTES, read_text
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
@@ -47,7 +49,7 @@ PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own d
 @dataclass
 class Config:
     """A whole run's configuration: ``name`` plus one object per section."""
-    name: str = key("run", string, "the run's name (its directory's stem)", population=IGNORED)
+    name: str = key("run", plain_name, "the run's name (its directory's stem)", population=IGNORED)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
@@ -275,7 +277,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     kwargs: dict[str, Any] = {}
     for k, value in _modernize(raw).items():
         if k == "name":
-            kwargs["name"] = string("name", value)
+            kwargs["name"] = plain_name("name", value)
         elif k in SECTIONS:
             kwargs[k] = SECTIONS[k].from_table(value)
         else:
@@ -297,14 +299,11 @@ def load_config(path: str | Path | None = None,
 def read_toml(path: str | Path, what: str = "config file") -> dict:
     """A TOML file as a dict; a missing, unreadable or invalid file is a ``ConfigError``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} '{path}' does not exist")
+    text = read_text(path, what, max_bytes=SPEC_BYTES, error=ConfigError)   # a regular file, bounded
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{what} '{path}' is not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} '{path}' is not UTF-8 text") from None
 
 
 # --- writing ----------------------------------------------------------------------------------

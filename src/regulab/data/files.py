@@ -30,6 +30,7 @@ import numpy as np
 
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
+from regulab.paths import DATA_BYTES, directory, regular_file, shown
 
 __all__ = ["read_csv", "read_features", "read_npz", "labels", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
 
@@ -50,7 +51,9 @@ def existing_path(path_text: str, source: str) -> Path:
                         "folder with one sub-folder per class")
     if source != "images" and not path.is_file():
         raise DataError(f"data.dataset: '{path_text}' is not a file; {source}:PATH needs a .{source} file")
-    return path
+    if source == "images":
+        return directory(path, "data.dataset: directory")      # its entries can be listed
+    return regular_file(path, "data.dataset: file", max_bytes=DATA_BYTES)   # readable, bounded
 
 
 def class_folders(root: Path, where: str, suffixes: tuple[str, ...],
@@ -58,6 +61,14 @@ def class_folders(root: Path, where: str, suffixes: tuple[str, ...],
     """A folder of class sub-folders (hidden ones left out, sorted by name: the classes) ->
     ``([(file, label), ...], class names)`` of the files ending in ``suffixes``; fewer than 2
     classes, or a class without such files, is a ``DataError`` naming ``where``."""
+    try:
+        return _class_folders(root, where, suffixes, what)
+    except OSError as e:      # a folder or file that cannot be read (images:/proc)
+        raise DataError(f"{where}: {shown(e.filename or root)} cannot be read ({e.strerror or e})") from None
+
+
+def _class_folders(root: Path, where: str, suffixes: tuple[str, ...],
+                   what: str) -> tuple[list[tuple[Path, int]], list[str]]:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(class_dirs) < 2:
         raise DataError(f"{where}: has {len(class_dirs)} class sub-folder(s) {[d.name for d in class_dirs]}; "
@@ -106,6 +117,7 @@ def _parse_numbers(cells: list[str], lines: list[int], column: str, where: str) 
 def _read_rows(path: Path, where: str) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, data rows (cells stripped, blank lines skipped) and each row's line number."""
     rows, lines = [], []
+    regular_file(path, "data file", max_bytes=DATA_BYTES)     # no FIFO, no device, bounded
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)

@@ -34,9 +34,10 @@ from regulab.errors import CheckpointError, DataError, RegulabInputError, invali
 from regulab.io import atomic_write, load_tensors
 from regulab.modalities.image.reader import IMAGE_SUFFIXES, ImageFiles
 from regulab.nn.models import Pipeline
+from regulab.paths import DATA_BYTES, regular_file, shown, writable_dir
 from regulab.runs.prepare import network
 
-__all__ = ["load_model", "read_inputs", "predict", "write_predictions"]
+__all__ = ["load_model", "read_inputs", "predict", "check_output", "write_predictions"]
 
 
 def _run_file(run_dir: Path, name: str) -> Path:
@@ -94,6 +95,7 @@ def read_inputs(path: str | Path, shape: tuple, target: str | None = None,
     if not path.is_file():
         raise invalid("INPUT", "an existing CSV file, .npz file or image folder", str(path),
                       kind="argument", error=DataError)
+    regular_file(path, "input file", max_bytes=DATA_BYTES)     # no FIFO, no device, bounded
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
@@ -127,6 +129,20 @@ def predict(model: Pipeline, X: np.ndarray, batch_size: int = 1024) -> np.ndarra
         p = torch.sigmoid(out)
         return torch.cat([1 - p, p], 1).cpu().numpy()
     return out.softmax(1).cpu().numpy()
+
+
+def check_output(path: str | Path) -> Path:
+    """``--out`` of ``regulab predict``, checked before the model is loaded: a path (new, or a
+    regular file it replaces) in an existing folder this process can write."""
+    if not str(path).strip() or "\0" in str(path):
+        raise invalid("--out", "a file path", str(path), kind="argument")
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        raise invalid("--out", "a new file or a regular file to replace", str(path), kind="argument")
+    if not p.parent.resolve().is_dir():
+        raise invalid("--out", "a file in an existing folder", str(path), kind="argument")
+    writable_dir(p.parent, f"--out {shown(path)}: its folder")
+    return p
 
 
 def write_predictions(path: str | Path, names: list[str], scores: np.ndarray, classes: list | None) -> Path:

@@ -29,9 +29,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import io
 import json
+import logging
+import os
 import pickle
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,18 +43,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy import exc as sa_exc
 
 from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config, to_toml
 from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
-from regulab.errors import CheckpointError, ConfigError, DivergedError
+from regulab.errors import CheckpointError, ConfigError, DivergedError, OutputError
 from regulab.io import atomic_write, load_state, load_tensors, new_dir, save_state
+from regulab.paths import shown, writable_dir
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 
-__all__ = ["Run", "train", "resume", "open_run", "run_log", "RunLog", "STATE_FILE"]
+__all__ = ["Run", "train", "resume", "check_outputs", "open_run", "run_log", "RunLog", "STATE_FILE"]
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much training lost to a kill
@@ -152,11 +158,49 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     with threads.using(n):
         try:
             t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
+            return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
         except BaseException as e:
             if store is not None:
-                store.set_status(run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+                _mark(store, run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+            disk = _disk_error(e)
+            if disk is not None:
+                raise output_error(disk, run_dir) from None
             raise
-        return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+    """``e`` as the OSError of a write that failed for want of space or permission: an
+    OSError itself, or SQLite saying so of the run store ("database or disk is full",
+    "attempt to write a readonly database")."""
+    if isinstance(e, OSError):
+        return e if e.errno in WRITE_ERRORS else None
+    text = str(getattr(e, "orig", "")).lower()
+    for words, code in (("disk is full", errno.ENOSPC), ("readonly database", errno.EROFS)):
+        if isinstance(e, sa_exc.OperationalError) and words in text:
+            return OSError(code, f"{os.strerror(code)} (the run store: {text})")
+    return None
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def output_error(e: OSError, run_dir: Path) -> OutputError:
+    """The one line of a run whose files could not be written (``WRITE_ERRORS``): what and
+    where, and that ``regulab resume`` continues from the last good checkpoint."""
+    where = f" ({shown(e.filename)})" if e.filename else ""
+    return OutputError(e.errno, f"cannot write the run's files: {e.strerror}{where}; the last good "
+                       f"checkpoint is kept: free space or fix permissions, then run "
+                       f"'regulab resume {run_dir}'")
+
+
+def _mark(store: RunStore, run_id: int, status: str) -> None:
+    """Set the run's status, unless the store itself cannot be written (a full disk may hold
+    it too): the error that ended the run is the one to report."""
+    try:
+        store.set_status(run_id, status)
+    except Exception as e:      # noqa: BLE001 -- reported, never hides the run's own error
+        logging.getLogger("regulab").warning("run %s: its status could not be set to %s in the "
+                                             "run store (%s)", run_id, status, str(e).splitlines()[0])
 
 
 def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
@@ -170,6 +214,8 @@ def train(cfg: Config, out: str | Path | None = None, db: str | None = None,
     this process is one rank of it (``regulab.train.distributed``)."""
     cfg = cfg.with_code(model, data)
     store = RunStore(db)
+    if not distributed.in_job():     # in a job, rank 0 checks when it makes the directory
+        check_outputs(cfg.name, out, store)
     if callbacks and cfg.train.nproc > 1 and not distributed.in_job():
         raise ConfigError(f"config key 'train.nproc' must be 1 when train() is given callbacks "
                           f"(they live in this process); got {cfg.train.nproc}")
@@ -270,18 +316,34 @@ def _restore(p: Prepared, run_dir: Path) -> bool:
     return True
 
 
+def check_outputs(name: str, out: str | Path | None, store: RunStore) -> None:
+    """Refuse, before any work, outputs that could not be written: ``out`` (new or empty,
+    writable), else the name and ``runs/``, and the store (``RunStore.check``)."""
+    new_dir(name, out)
+    store.check()
+
+
 def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
     """Create the run directory (``out``, else a new ``runs/<name>-<timestamp>``) with
     ``config.toml`` inside, and the run's row in ``store``: (run directory, run id)."""
     run_dir = new_dir(cfg.name, out)
     # the directory appears whole, config.toml inside, or not at all
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
-    (tmp / "checkpoint").mkdir()
-    atomic_write(tmp / "config.toml", to_toml(cfg))
-    if run_dir.exists():
-        run_dir.rmdir()     # an empty --out directory
-    tmp.rename(run_dir)
+    tmp = None
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+        (tmp / "checkpoint").mkdir()
+        atomic_write(tmp / "config.toml", to_toml(cfg))
+        if run_dir.exists():
+            run_dir.rmdir()     # an empty --out directory
+        tmp.rename(run_dir)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in WRITE_ERRORS:
+            raise OutputError(e.errno, f"cannot create the run directory {shown(run_dir)}: {e.strerror}"
+                              f"{f' ({shown(e.filename)})' if e.filename else ''}; nothing was written") from None
+        raise
     return run_dir, _register(run_dir, store, cfg)
 
 
@@ -314,6 +376,8 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"checkpoint file '{info_path}' is corrupted ({e})") from None
     store = RunStore(db or info.get("db"))
+    store.check()
+    writable_dir(run_dir, "run directory", error=CheckpointError)
     cfg = load_config(run_dir / "config.toml", None if nproc is None else [f"train.nproc={nproc}"])
     cfg = cfg.with_code(model, data)
     with _job(cfg) as cfg:

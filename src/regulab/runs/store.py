@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from regulab.errors import RegulabInputError
+from regulab.paths import regular_file, writable_dir
 
 __all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table", "mask_url"]
 
@@ -203,6 +204,29 @@ class RunStore:
     def close(self) -> None:
         """Close pooled connections (the store stays usable; it reconnects on demand)."""
         self._engine.dispose()
+
+    def check(self) -> None:
+        """Refuse, before any work, a SQLite store that could not be written: the file must be
+        a SQLite database this process can write (not junk, a directory or a device), or be
+        creatable in a writable folder (WAL needs the folder writable too). Nothing is created.
+        A PostgreSQL store is checked by its server at the first write."""
+        if self.sqlite_path is None:
+            return
+        what = "--db/REGULAB_DB: the run store"
+        if "\0" in self.sqlite_path:
+            raise _bad_url(self.url, "a NUL character in the file name")
+        writable_dir(Path(self.sqlite_path).parent, what + "'s folder", error=RegulabInputError)
+        if not os.path.lexists(self.sqlite_path):
+            return
+        path = regular_file(self.sqlite_path, what, error=RegulabInputError)
+        if not os.access(path, os.W_OK):
+            raise _bad_url(self.url, "the database file is not writable")
+        try:
+            conn = self._read_conn()      # a file that is no SQLite database fails here
+        except exc.DBAPIError as e:
+            raise _bad_url(self.url, f"cannot open the run store ({_first_line(e)})") from None
+        if conn is not None:
+            conn.close()
 
     # -- connections ---------------------------------------------------------------------
     def _connect(self) -> Connection:

@@ -70,6 +70,7 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     if quick:
         spec = spec.for_quick()
     store = RunStore(db)
+    store.check()       # before any work: a store that cannot be written
     kind = kinds.KINDS[spec.kind]
     kind.check_data(spec)      # bad data or layer names fail before the study directory exists
     meta = {**spec.to_dict(), "db": store.url}

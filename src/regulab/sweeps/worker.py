@@ -62,6 +62,7 @@ from regulab.engine.population.eligibility import MEMBER_KEYS, population_key
 from regulab.engine import threads
 from regulab.errors import ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, new_dir
+from regulab.paths import writable_dir
 from regulab.nn.user import check_callable
 from regulab.runs.evaluate import evaluate
 from regulab.runs.population import train_population
@@ -160,6 +161,8 @@ def _spent(trials: list[optuna.trial.FrozenTrial]) -> int:
 def _sweep_dir(spec: SweepSpec, out: str | Path | None) -> Path:
     """``out`` or a new ``runs/sweep-<name>-<timestamp>``; an existing directory of the same
     sweep is joined (several workers on one machine). Checked only: nothing is made."""
+    if out is not None:
+        writable_dir(out, "--out")      # the right kind, creatable and writable
     path = Path(out) if out is not None else new_dir(f"sweep-{spec.name}", None)
     info = path / "sweep.json"
     if path.exists():
@@ -311,6 +314,8 @@ def _sweep(spec: SweepSpec, out: str | Path | None, db: str | None, progress: bo
     if code:
         spec = dataclasses.replace(spec, base=apply_overrides(spec.base, code))
     store = RunStore(db)
+    store.check()       # before any work: a store that cannot be written
+    _sweep_dir(spec, out)       # and a sweep directory that cannot be made (checked again below)
     url = store.url
     if sa.engine.make_url(url).get_backend_name() == "sqlite" and store.sqlite_path is None:
         raise RegulabInputError(f"--db: a sweep needs a database file or server; got {mask_url(url)!r}")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from torch import Tensor
 from regulab.checks import number
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError
+from regulab.paths import DATA_BYTES, regular_file, shown
 from regulab.modalities.audio.section import AudioConfig
 
 __all__ = ["read", "read_wav", "resample", "natural_key", "load_audio_dir"]
@@ -67,12 +69,16 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"audio file '{path}': does not exist or is not a file")
+    regular_file(path, "audio file", max_bytes=DATA_BYTES)    # readable, not a device, bounded
     try:
         with warnings.catch_warnings():   # unknown chunks (LIST, cue...) are skipped: not our concern
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
             sr, v = wavfile.read(path)
-    except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
+    except (ValueError, EOFError, OSError, IndexError, KeyError, struct.error) as e:
+        # struct.error: a header cut short
         raise DataError(f"audio file '{path}': cannot be read as WAV ({e})") from None
+    if sr < 1:
+        raise DataError(f"audio file '{path}': has sample rate {sr}; allowed: >= 1 Hz")
     v = np.asarray(v)
     if v.dtype == np.uint8:
         x = (v.astype(np.float32) - 128.0) / 128.0
@@ -190,9 +196,12 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
     if not root.is_dir():
         raise DataError(f"{where}: does not exist or is not a directory; audio:DIR needs a folder of "
                         ".wav files")
-    files = sorted((f for f in root.rglob("*") if f.is_file() and f.suffix.lower() == ".wav"
-                    and not any(p.startswith(".") for p in f.relative_to(root).parts)),
-                   key=lambda f: natural_key(f.relative_to(root).as_posix()))
+    try:
+        files = sorted((f for f in root.rglob("*") if f.is_file() and f.suffix.lower() == ".wav"
+                        and not any(p.startswith(".") for p in f.relative_to(root).parts)),
+                       key=lambda f: natural_key(f.relative_to(root).as_posix()))
+    except OSError as e:      # a sub-folder that cannot be read
+        raise DataError(f"{where}: {shown(e.filename or root)} cannot be read ({e.strerror or e})") from None
     if not files:
         raise DataError(f"{where}: has no .wav files (searched all sub-folders)")
     if label == "auto":

