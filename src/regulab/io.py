@@ -95,7 +95,7 @@ def read_regular(path: str | Path, max_bytes: int | None = None, what: str = "ch
     if not stat.S_ISREG(info.st_mode) or (max_bytes is not None and info.st_size > max_bytes):
         os.close(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"{what} '{path}' must be a regular file; it is "
+            raise CheckpointError(f"{what} '{path}' cannot be read: it must be a regular file; it is "
                                   f"{kinds.get(stat.S_IFMT(info.st_mode), 'not one')}")
         raise CheckpointError(f"{what} '{path}' must be at most {max_bytes} bytes (what this run's "
                               f"state can take); it is {info.st_size} bytes")
