@@ -4,6 +4,10 @@ A callback that has state (early stopping's best score and patience counter, say
 it from ``state_dict()`` and takes it back in ``load_state_dict()``, so a resumed run
 continues exactly where the killed one stopped -- patience included.
 
+Before a resume loads anything, ``check_state`` verifies each callback's saved state (a
+``ValueError`` naming the entry): the base accepts any table, and no state only from a
+callback whose ``state_dict()`` is empty; a callback with state checks its keys and values.
+
 A callback says whether its run may train in a population (``stackable``, a class
 attribute). A population member's callbacks run at the epoch's end on the member's own
 trainer, after its weights and optimizer state are copied back; a callback that only reads
@@ -20,16 +24,19 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Mapping
 from contextlib import AbstractContextManager as ContextManager
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from regulab.verify import short, table, tensors_like, whole
+
 if TYPE_CHECKING:
     from regulab.engine.trainer import Trainer
 
 __all__ = ["Callback", "EarlyStopping", "ProgressBar", "improves", "monitor_mode", "task_monitor",
-           "TASK_SCORES"]
+           "TASK_SCORES", "score"]
 
 
 class Callback:
@@ -55,6 +62,24 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def check_state(self, where: str, state: Any, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` (None: the checkpoint has none for this
+        callback; ``where``: its name there) is one ``load_state_dict`` takes, for ``trainer``
+        at the checkpoint's ``epoch`` and ``step`` (already verified)."""
+        if state is None:
+            if self.state_dict():
+                raise ValueError(f"'{where}' is missing: the run's {type(self).__name__} has state to resume")
+            return
+        table(where, state)
+
+
+def score(where: str, value: Any) -> float | None:
+    """A best score as a callback keeps it: None (none yet) or a number that is not NaN
+    (``improves`` never takes NaN; a diverging loss may be infinite)."""
+    if value is not None and (type(value) not in (int, float) or math.isnan(value)):
+        raise ValueError(f"'{where}' must be a number (not NaN) or null; got {short(value)}")
+    return value
 
 
 def monitor_mode(monitor: str) -> str:
@@ -155,6 +180,25 @@ class EarlyStopping(Callback):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
                 "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights,
                 "trained_weights": self.trained_weights}
+
+    KEYS = ("best", "best_epoch", "wait", "stopped_epoch", "best_weights", "trained_weights")
+
+    def check_state(self, where: str, state: Any, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
+        """Every key present; the best score None exactly when no epoch was best yet; the
+        epochs and the patience counter whole numbers up to the checkpoint's epoch; the
+        weights kept, when any, tensors like the network's, finite."""
+        if state is None:
+            raise ValueError(f"'{where}' is missing: early stopping's best score and patience cannot resume")
+        table(where, state, self.KEYS)
+        epoch = checkpoint["epoch"]
+        for key in ("best_epoch", "wait", "stopped_epoch"):
+            whole(f"{where}.{key}", state[key], 0, epoch)
+        if (score(f"{where}.best", state["best"]) is None) != (state["best_epoch"] == 0):
+            raise ValueError(f"'{where}.best' must be null exactly when '{where}.best_epoch' is 0; "
+                             f"got {short(state['best'])} and {state['best_epoch']}")
+        for key in ("best_weights", "trained_weights"):
+            if state[key] is not None:
+                tensors_like(f"{where}.{key}", state[key], trainer.model.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]

@@ -7,6 +7,14 @@ as safetensors entries, and a JSON skeleton that points to them, stored in the s
 metadata under ``"regulab"``. Nothing is pickled, so loading a checkpoint someone hands you
 cannot run code.
 
+Checksums (format version 2): the skeleton lists the SHA-256 of every tensor (over its dtype,
+shape and bytes) and holds, as ``"skeleton_sha256"``, the SHA-256 of its own JSON written
+without that key (one metadata entry: safetensors writes several in no fixed order, and the
+same state must give the same bytes); ``load_state`` recomputes them all, so a single flipped bit anywhere in
+the file is refused. A checkpoint of version 1 (written before the checksums) is refused with a
+message naming its version: it cannot be verified. A checkpoint is read only from a regular
+file (not a symbolic link, a FIFO, a device or a directory) no larger than ``max_bytes``.
+
 Every file is written to a temporary name in the same directory, flushed, ``fsync``-ed and
 renamed over the target (``os.replace`` is atomic on POSIX), then the directory is
 ``fsync``-ed: a process killed at any moment leaves either the old file or the new one.
@@ -14,9 +22,11 @@ renamed over the target (``os.replace`` is atomic on POSIX), then the directory 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -31,9 +41,9 @@ from regulab.errors import CheckpointError, ConfigError
 from regulab.paths import MAX_NAME, is_plain_name, out_dir, shown, writable_dir
 
 __all__ = ["atomic_write", "save_tensors", "load_tensors", "save_state", "load_state", "check_out_dir",
-           "new_dir", "finite_json"]
+           "new_dir", "finite_json", "read_regular", "tensor_digest"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2      # 2: with checksums (module docstring); 1 is refused
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -69,21 +79,46 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     atomic_write(path, st_save({k: _plain(v) for k, v in tensors.items()}, metadata=metadata))
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; a bad file raises ``CheckpointError``."""
-    path = Path(path)
+def read_regular(path: str | Path, max_bytes: int | None = None, what: str = "checkpoint file") -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a symbolic link, FIFO, device or
+    directory: opened without following a link or blocking, then ``fstat``-ed) of at most
+    ``max_bytes``; else ``CheckpointError`` naming ``what`` and the file."""
+    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device",
+             stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file '{path}' does not exist") from None
-    except OSError as e:      # a directory, no permission, ...
-        raise CheckpointError(f"checkpoint file '{path}' cannot be read ({e.strerror or e})") from None
+        raise CheckpointError(f"{what} '{path}' does not exist") from None
+    except OSError as e:      # ELOOP: a symbolic link; no permission, ...
+        reason = "it is a symbolic link" if os.path.islink(path) else e.strerror or e
+        raise CheckpointError(f"{what} '{path}' cannot be read ({reason}); it must be a regular file") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (max_bytes is not None and info.st_size > max_bytes):
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{what} '{path}' cannot be read: it must be a regular file; it is "
+                                  f"{kinds.get(stat.S_IFMT(info.st_mode), 'not one')}")
+        raise CheckpointError(f"{what} '{path}' must be at most {max_bytes} bytes (what this run's "
+                              f"state can take); it is {info.st_size} bytes")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise CheckpointError(f"{what} '{path}' cannot be read ({e.strerror or e})") from None
+
+
+def load_tensors(path: str | Path, max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file (``read_regular``); a bad file raises
+    ``CheckpointError``."""
+    path = Path(path)
+    data = read_regular(path, max_bytes)
     try:
         tensors = st_load(data)
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint file '{path}' is corrupted or not safetensors ({e})") from None
+    except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"checkpoint file '{path}' is corrupted or not safetensors ({reason})") from None
     return tensors, header.get("__metadata__", {}) or {}
 
 
@@ -115,24 +150,55 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def tensor_digest(t: torch.Tensor) -> str:
+    """SHA-256 (hex) of a tensor's dtype, shape and bytes: equal only for bit-identical tensors."""
+    t = _plain(t)
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Save a nested dict of tensors and JSON values to one safetensors file, atomically."""
+    """Save a nested dict of tensors and JSON values to one safetensors file, atomically, with
+    the checksums of every tensor and of the skeleton (module docstring)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _pack(state, tensors)
-    meta = {"regulab": json.dumps({"version": FORMAT_VERSION, "state": skeleton})}
-    save_tensors(path, tensors, meta)
+    doc = {"version": FORMAT_VERSION, "state": skeleton,
+           "sha256": {name: tensor_digest(t) for name, t in tensors.items()}}
+    doc["skeleton_sha256"] = _sha256(json.dumps(doc))
+    save_tensors(path, tensors, {"regulab": json.dumps(doc)})
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
-    """The nested dict ``save_state`` wrote; a damaged or foreign file raises ``CheckpointError``."""
-    tensors, meta = load_tensors(path)
+def load_state(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """The nested dict ``save_state`` wrote, every checksum verified; a damaged, foreign or
+    version-1 file (or one over ``max_bytes``) raises ``CheckpointError``."""
+    tensors, meta = load_tensors(path, max_bytes)
     try:
         doc = json.loads(meta["regulab"])
-        if doc.get("version") != FORMAT_VERSION:
-            raise ValueError(f"format version {doc.get('version')!r}, expected {FORMAT_VERSION}")
+        version, digest = doc.get("version"), doc.pop("skeleton_sha256", None)
+        if digest is not None and digest != _sha256(json.dumps(doc)):
+            raise ValueError("the checksum of its JSON skeleton does not match: the file was changed "
+                             "or damaged")
+        if version != FORMAT_VERSION or digest is None:
+            old = " (written before checkpoints carried checksums, so it cannot be verified)" \
+                if version == 1 else ""
+            raise ValueError(f"format version {version!r}{old}; this regulab reads version "
+                             f"{FORMAT_VERSION} with its checksums")
+        if set(doc["sha256"]) != set(tensors):
+            raise ValueError("its tensors are not those its checksums list")
+        for name, t in tensors.items():
+            if tensor_digest(t) != doc["sha256"][name]:
+                raise ValueError(f"the checksum of tensor {name} does not match: the file was changed "
+                                 "or damaged")
         return _unpack(doc["state"], tensors)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"checkpoint file '{path}' is not a regulab checkpoint ({e})") from None
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"checkpoint file '{path}' is not a regulab checkpoint or is damaged "
+                              f"({reason})") from None
 
 
 def check_out_dir(path: str | Path) -> Path:

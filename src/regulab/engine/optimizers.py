@@ -47,6 +47,7 @@ optimizer is stepped by its own ``step()``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,8 +55,9 @@ import torch
 from torch import Tensor
 
 from regulab.config.sections import OptimConfig
+from regulab.verify import number, short, table, tensor_like
 
-__all__ = ["build_optimizer", "decay_groups", "Steps", "no_dynamo_import"]
+__all__ = ["build_optimizer", "decay_groups", "Steps", "no_dynamo_import", "state_keys", "check_state"]
 
 
 def decay_groups(params: Iterable[Any], decay: Iterable[Tensor] | None,
@@ -115,6 +117,82 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[Any],
         return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=wd,
                     fused=_fusable(groups))
     raise ValueError(f"optim.name must be sgd, momentum, nesterov, rmsprop, adam or adamw; got {cfg.name!r}")
+
+
+def state_keys(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> set[str] | None:
+    """The keys of a parameter's state in ``group`` of ``optimizer`` once it has stepped (as
+    torch's ``_init_group`` creates them), or None for an optimizer regulab does not build."""
+    kind = type(optimizer)
+    if kind in (torch.optim.Adam, torch.optim.AdamW):
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group["amsgrad"] else set())
+    if kind is torch.optim.SGD:
+        return {"momentum_buffer"} if group["momentum"] else set()
+    if kind is torch.optim.RMSprop:
+        return ({"step", "square_avg"} | ({"momentum_buffer"} if group["momentum"] else set())
+                | ({"grad_avg"} if group["centered"] else set()))
+    return None
+
+
+NONNEGATIVE = ("exp_avg_sq", "max_exp_avg_sq", "square_avg")    # averages of g^2
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same types; a tuple equals a list (JSON has no tuples)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def check_state(optimizer: torch.optim.Optimizer, saved: Any, steps: int) -> None:
+    """Raise ``ValueError`` unless ``saved`` is a state ``optimizer`` (built from the run's
+    config, not stepped yet) may load after ``steps`` steps: its groups' parameters and
+    hyperparameters the config's (the learning rate a finite number >= 0, which a schedule
+    changes), and every trainable parameter's state complete once it has stepped: the keys
+    ``state_keys`` names, each tensor of its parameter's shape and dtype and finite, the
+    averages of g^2 >= 0, the step count a whole number in 1..``steps``."""
+    ours = optimizer.state_dict()
+    table("optimizer", saved, ("state", "param_groups"))
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(ours["param_groups"]):
+        raise ValueError(f"'optimizer.param_groups' must be a list of {len(ours['param_groups'])} group(s) "
+                         f"(was the run started by another version of regulab?); got {short(groups)}")
+    params = {}
+    for i, (group, mine, live) in enumerate(zip(groups, ours["param_groups"], optimizer.param_groups)):
+        where = f"optimizer.param_groups.{i}"
+        table(where, group, set(mine) | ({"initial_lr"} if "initial_lr" in group else set()))
+        number(f"{where}.lr", group["lr"], 0.0)
+        for key, value in mine.items():
+            expected = mine["lr"] if key == "initial_lr" else value
+            if key != "lr" and not _same(group[key], expected):
+                raise ValueError(f"'{where}.{key}' must be {short(expected)} (the run's config); "
+                                 f"got {short(group[key])}")
+        if "initial_lr" in group and not _same(group["initial_lr"], mine["lr"]):
+            raise ValueError(f"'{where}.initial_lr' must be {mine['lr']!r} (the run's optim.lr); "
+                             f"got {short(group['initial_lr'])}")
+        params.update({index: (p, live) for index, p in zip(mine["params"], live["params"])})
+    state = table("optimizer.state", saved["state"])
+    unknown = [k for k in state if k not in params]
+    if unknown:
+        raise ValueError(f"'optimizer.state' has state for parameter(s) {short(unknown)} this network "
+                         f"does not have (it has 0..{len(params) - 1})")
+    for index, (p, group) in params.items():
+        keys = state_keys(optimizer, group)
+        if index not in state:
+            if steps and keys and p.requires_grad:
+                raise ValueError(f"'optimizer.state' must hold the state of every trainable parameter "
+                                 f"after {steps} step(s); parameter {index} has none")
+            continue
+        entry = table(f"optimizer.state.{index}", state[index], keys)
+        for key, value in entry.items():
+            where = f"optimizer.state.{index}.{key}"
+            if key == "step":
+                count = float(value) if isinstance(value, torch.Tensor) and value.dim() == 0 else math.nan
+                if not (count.is_integer() and value.is_floating_point() and 1 <= count <= steps):
+                    raise ValueError(f"'{where}' must be a floating-point scalar tensor holding a whole "
+                                     f"number 1..{steps} (the steps taken); "
+                                     f"got {short(value) if math.isnan(count) else count}")
+            elif keys is not None or value is not None:
+                tensor_like(where, value, p, lo=0.0 if key in NONNEGATIVE else None)
 
 
 def _plain_fused_adam(optimizer: torch.optim.Optimizer) -> bool:

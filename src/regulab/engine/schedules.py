@@ -35,9 +35,11 @@ reads them back before the next epoch (``StackedOptimizer.set_rates``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from regulab.callbacks import Callback, improves, monitor_mode
+from regulab.callbacks import Callback, improves, monitor_mode, score
+from regulab.verify import table, whole
 
 if TYPE_CHECKING:
     from regulab.engine.trainer import Trainer
@@ -121,6 +123,17 @@ class LRSchedule(Callback):
         if self.schedule != "plateau":
             return {}
         return {"best": self.best, "bad_epochs": self.bad_epochs, "reductions": self.reductions}
+
+    def check_state(self, where: str, state: Any, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
+        """The plateau's best score (None or not NaN) and its counters, whole numbers up to
+        the checkpoint's epoch; the other schedules keep no state."""
+        if self.schedule != "plateau" or state is None:
+            super().check_state(where, state, trainer, checkpoint)
+            return
+        table(where, state, ("best", "bad_epochs", "reductions"))
+        score(f"{where}.best", state["best"])
+        for key in ("bad_epochs", "reductions"):
+            whole(f"{where}.{key}", state[key], 0, checkpoint["epoch"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.bad_epochs = state["best"], int(state["bad_epochs"])

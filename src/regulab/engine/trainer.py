@@ -17,7 +17,10 @@ finds the first non-finite one and raises ``DivergedError`` naming the epoch and
 Everything a resumed run needs -- weights, optimizer state, generator states, callback
 state, history, epoch and step -- is in ``state_dict()``; ``load_state_dict()`` puts it
 back, and ``fit`` continues from ``self.epoch`` to give the same result as a run that was
-never interrupted.
+never interrupted. ``check_state()`` verifies a checkpoint against this trainer before
+``load_state_dict()`` changes anything (``regulab.verify``): every entry present, tensors of
+the network's shapes and dtypes and finite, epoch, step and history consistent, the
+optimizer's, generators' and callbacks' states complete and in range.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from regulab.callbacks import Callback
 from regulab.data.stream import chunks
 from regulab.engine.objective import Objective, loss_function
 from regulab.engine.optimizers import Steps
+from regulab.engine.optimizers import check_state as check_optimizer_state
 from regulab.errors import DivergedError
 from regulab.nn.layers import set_generator
+from regulab.verify import generator_state, short, table, tensors_like, whole
 
 __all__ = ["Trainer", "loss_function", "divergence", "SCORED_TOGETHER"]
 
@@ -294,23 +299,56 @@ class Trainer:
             "history": self.history,
         }
 
+    STATE_KEYS = ("epoch", "step", "stop_training", "model", "optimizer", "generators", "callbacks", "history")
+
+    def check_state(self, state: Any, epochs: int | None = None, steps_per_epoch: int | None = None) -> None:
+        """Raise ``ValueError`` (one line naming the entry) unless ``state`` is one this trainer
+        may load: ``0 <= epoch <= epochs``, ``step == epoch * steps_per_epoch`` (when given),
+        one history row per epoch numbered 1..epoch, the weights ``tensors_like`` the network's,
+        the optimizer's state its config's (``engine.optimizers.check_state``), a valid state
+        for each generator, and each callback's verified by its ``check_state``."""
+        table("state", state, self.STATE_KEYS)
+        epoch = whole("epoch", state["epoch"], 0, epochs)
+        step = whole("step", state["step"], 0)
+        if steps_per_epoch is not None and step != epoch * steps_per_epoch:
+            raise ValueError(f"'step' must be epoch * steps per epoch = {epoch} * {steps_per_epoch}; got {step}")
+        if type(state["stop_training"]) is not bool:
+            raise ValueError(f"'stop_training' must be true or false; got {short(state['stop_training'])}")
+        history = state["history"]
+        if not isinstance(history, list) or len(history) != epoch:
+            raise ValueError(f"'history' must be a list of one row per epoch ({epoch}); got {short(history)}")
+        for i, row in enumerate(history):
+            table(f"history.{i}", row)
+            whole(f"history.{i}.epoch", row.get("epoch"), i + 1, i + 1)
+            for key, value in row.items():
+                if not isinstance(key, str) or type(value) not in (int, float):
+                    raise ValueError(f"'history.{i}' must map metric names to numbers; got {short(key)}: "
+                                     f"{short(value)}")
+        tensors_like("model", state["model"], self.model.state_dict())
+        check_optimizer_state(self.optimizer, state["optimizer"], step)
+        table("generators", state["generators"], self.generators)
+        for name, g in self.generators.items():
+            generator_state(f"generators.{name}", state["generators"][name], g)
+        keys = self._callback_keys()
+        saved = table("callbacks", state["callbacks"])
+        unknown = set(saved) - set(keys)
+        if unknown:
+            raise ValueError(f"checkpoint has state for callbacks {sorted(unknown)} that this trainer "
+                             f"does not have ({', '.join(keys) or 'none'})")
+        for key, cb in zip(keys, self.callbacks):
+            cb.check_state(f"callbacks.{key}", saved.get(key), self, state)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output, verified first by ``check_state`` (without
+        the run's epochs and loader, which ``regulab.runs`` passes when it resumes a run)."""
+        self.check_state(state)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.stop_training = bool(state["stop_training"])
         self.model.load_state_dict(state["model"])
-        saved, groups = len(state["optimizer"]["param_groups"]), len(self.optimizer.param_groups)
-        if saved != groups:     # e.g. weight decay now has a group of its own (engine.optimizers)
-            raise ValueError(f"the checkpoint's optimizer has {saved} parameter group(s), this run's "
-                             f"has {groups}; was the run started by another version of regulab?")
         self.optimizer.load_state_dict(state["optimizer"])
         for k, g in self.generators.items():
             g.set_state(state["generators"][k])
-        keys = self._callback_keys()
-        missing = set(state["callbacks"]) - set(keys)
-        if missing:
-            raise ValueError(f"checkpoint has state for callbacks {sorted(missing)} that this trainer "
-                             f"does not have ({', '.join(keys) or 'none'})")
-        for key, cb in zip(keys, self.callbacks):
+        for key, cb in zip(self._callback_keys(), self.callbacks):
             if key in state["callbacks"]:
                 cb.load_state_dict(state["callbacks"][key])
         self.history = [dict(h) for h in state["history"]]

@@ -40,7 +40,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from regulab.callbacks import Callback
 from regulab.checks import number
+from regulab.verify import table, tensors_like, whole
 
 if TYPE_CHECKING:
     from regulab.engine.trainer import Trainer
@@ -186,6 +187,21 @@ class EMACallback(Callback):
         if self.trained_weights is not None:
             state["trained_weights"] = self.trained_weights
         return state
+
+    def check_state(self, where: str, state: Any, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
+        """Once a step was taken the state is required: the update count ``t`` a whole number
+        up to the checkpoint's step, the shadow (and the live weights kept after a fit) tensors
+        like the network's, finite."""
+        if state is None and checkpoint["step"] == 0:
+            return
+        if state is None:
+            raise ValueError(f"'{where}' is missing: the average of the weights cannot resume")
+        like = trainer.model.state_dict()
+        table(where, state, ("t", "shadow") + (("trained_weights",) if "trained_weights" in state else ()))
+        whole(f"{where}.t", state["t"], 0, checkpoint["step"])
+        tensors_like(f"{where}.shadow", state["shadow"], like)
+        if "trained_weights" in state:
+            tensors_like(f"{where}.trained_weights", state["trained_weights"], like)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)

@@ -49,14 +49,15 @@ from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config, to_toml
 from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
-from regulab.errors import CheckpointError, ConfigError, DivergedError, OutputError
-from regulab.io import atomic_write, load_state, load_tensors, new_dir, save_state
+from regulab.errors import CheckpointError, ConfigError, DivergedError, OutputError, RegulabInputError
+from regulab.io import atomic_write, load_state, load_tensors, new_dir, read_regular, save_state
 from regulab.paths import shown, writable_dir
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 
-__all__ = ["Run", "train", "resume", "check_outputs", "open_run", "run_log", "RunLog", "STATE_FILE"]
+__all__ = ["Run", "train", "resume", "check_outputs", "open_run", "run_log", "RunLog", "STATE_FILE",
+           "state_bytes"]
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much training lost to a kill
@@ -302,17 +303,30 @@ def _collect(p: Prepared, run_dir: Path) -> Run:
     return Run(p.cfg, results, p.trainer.history, p.pipeline, run_dir, evaluation)
 
 
+def state_bytes(p: Prepared) -> int:
+    """The most a checkpoint of ``p``'s run can hold: its network's weights 16 times over (they
+    are there with the optimizer's moments, an EMA's shadow, early stopping's best weights and
+    the live ones a restore keeps), plus 64 MiB for the generators and the history."""
+    weights = sum(t.numel() * t.element_size() for t in p.trainer.model.state_dict().values())
+    return 16 * weights + 2**26 + 4096 * p.cfg.train.epochs
+
+
 def _restore(p: Prepared, run_dir: Path) -> bool:
-    """Load the run's last checkpoint into ``p.trainer``; False when it has none yet."""
+    """Load the run's last checkpoint into ``p.trainer``, verified first (``io.load_state``'s
+    checksums, then ``Trainer.check_state`` against the run's network, optimizer, callbacks,
+    ``train.epochs`` and steps per epoch); False when it has none yet. A checkpoint that fails
+    raises ``CheckpointError`` naming the file and the problem, with nothing loaded."""
     state_path = run_dir / "checkpoint" / STATE_FILE
-    if not state_path.exists():
+    if not os.path.lexists(state_path):     # a dangling link is there, and refused
         return False
-    state = load_state(state_path)
+    state = load_state(state_path, state_bytes(p))
     try:
+        p.trainer.check_state(state, p.cfg.train.epochs, len(p.loader))
         p.trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"checkpoint file '{state_path}' does not match "
-                              f"{run_dir / 'config.toml'} ({e})") from None
+        reason = " ".join(str(e).split())[:300]    # torch's errors span lines
+        raise CheckpointError(f"checkpoint file '{state_path}' does not fit the run of "
+                              f"{run_dir / 'config.toml'}: {reason}") from None
     return True
 
 
@@ -321,6 +335,27 @@ def check_outputs(name: str, out: str | Path | None, store: RunStore) -> None:
     writable), else the name and ``runs/``, and the store (``RunStore.check``)."""
     new_dir(name, out)
     store.check()
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    """``checkpoint/run.json``, checked (a run id >= 1 and a store URL); {} when the run has no
+    checkpoint/ directory or no run.json yet (killed right after it started: it starts over);
+    ``checkpoint`` that is not a directory, or a damaged run.json, raises ``CheckpointError``."""
+    ckpt = run_dir / "checkpoint"
+    if os.path.lexists(ckpt) and (ckpt.is_symlink() or not ckpt.is_dir()):
+        raise CheckpointError(f"checkpoint directory '{ckpt}' must be a directory; it is "
+                              f"{'a symbolic link' if ckpt.is_symlink() else 'a file'}")
+    path = ckpt / "run.json"
+    if not os.path.lexists(path):
+        return {}
+    try:
+        info = json.loads(read_regular(path, 2**16))
+        if not (isinstance(info, dict) and type(info.get("run_id")) is int and info["run_id"] >= 1
+                and isinstance(info.get("db"), str)):
+            raise ValueError(f"it must hold a run_id >= 1 and a db URL; got {info!r}"[:200])
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint file '{path}' is corrupted ({' '.join(str(e).split())[:200]})") from None
+    return info
 
 
 def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
@@ -367,25 +402,25 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
         raise CheckpointError(f"run directory '{run_dir}' has no config.toml; is it a regulab run?")
     if (run_dir / "results.json").is_file():
         raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
-    info_path = run_dir / "checkpoint" / "run.json"
-    info: dict[str, Any] = {}
-    if info_path.exists():     # absent when the run was killed right after it started
-        try:
-            info = json.loads(info_path.read_text())
-            int(info["run_id"]), str(info["db"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"checkpoint file '{info_path}' is corrupted ({e})") from None
-    store = RunStore(db or info.get("db"))
-    store.check()
+    info = _run_info(run_dir)
     writable_dir(run_dir, "run directory", error=CheckpointError)
     cfg = load_config(run_dir / "config.toml", None if nproc is None else [f"train.nproc={nproc}"])
     cfg = cfg.with_code(model, data)
     with _job(cfg) as cfg:
         p = prepare(cfg)
         restore = _restore(p, run_dir)
+        store = RunStore(db or info.get("db"))
+        store.check()
+        if info and not db:
+            try:
+                store.get_run(info["run_id"])
+            except RegulabInputError:
+                raise CheckpointError(f"checkpoint file '{run_dir / 'checkpoint' / 'run.json'}' names run "
+                                      f"{info['run_id']}, which its run store does not hold") from None
 
         def start() -> tuple[Path, int]:
-            run_id = int(info["run_id"]) if info and not db else _register(run_dir, store, p.cfg)
+            (run_dir / "checkpoint").mkdir(exist_ok=True)    # removed: the run starts over
+            run_id = info["run_id"] if info and not db else _register(run_dir, store, p.cfg)
             store.truncate_epochs(run_id, p.trainer.epoch)
             store.set_status(run_id, "running")
             return run_dir, run_id
