@@ -139,7 +139,7 @@ def test_formatted_text_contains_the_notes_numbers():
 
 
 def test_iterations_validated():
-    with pytest.raises(ConfigError, match=r"'iterations' must be an integer >= 1; got 0"):
+    with pytest.raises(ConfigError, match=r"'iterations' must be an integer from 1 to 1000 \(MAX_ITERATIONS\); got 0"):
         backprop_trace(iterations=0)
     assert len(backprop_trace(iterations=3)["iterations"]) == 3
 

@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import its own package and the packages of lower layers,
 never a higher one, and never a sibling unless the sibling edge is listed (``SIBLINGS``)::
 
-    ground      errors checks io paths metrics callbacks diagnose version user_code verify
+    ground      errors checks limits io paths metrics callbacks diagnose version user_code verify
     config      config/ and each modality's section (modalities/<m>/section.py)
     report      report/                  (ground only: it draws what it is given)
     blocks      data/ nn/ | modalities/ (-> data) | regularize/ (-> nn)
@@ -29,8 +29,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "regulab"
 
-GROUND = ("errors", "checks", "io", "paths", "metrics", "callbacks", "diagnose", "version", "user_code",
-          "verify")
+GROUND = ("errors", "checks", "limits", "io", "paths", "metrics", "callbacks", "diagnose", "version",
+          "user_code", "verify")
 LAYERS = [("ground", GROUND), ("config", ("config", "section")), ("report", ("report",)),
           ("blocks", ("data", "nn", "modalities", "regularize")), ("engine", ("engine",)),
           ("runs", ("runs",)), ("features", ("studies", "sweeps", "explain", "sklearn")),

@@ -30,9 +30,20 @@ from regulab.paths import MAX_NAME, is_plain_name
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
            "choice", "kind_of", "boolean", "string", "text", "name", "schema_of", "optional", "list_of",
-           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr"]
+           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr",
+           "MAX_INT", "FLOAT32_MAX", "MAX_ITEMS", "MAX_SEED", "MAX_CLASSES", "MAX_MEMBERS", "MAX_SIDE", "seed"]
 
 Check = Callable[[str, Any], Any]
+
+MAX_INT = 2**63 - 1                 # every integer key fits in 64 bits (torch, NumPy, the run store)
+FLOAT32_MAX = 3.4028234663852886e38    # every number key stays finite in float32, where it is used
+MAX_ITEMS = 10_000                  # items of a list key, unless its check says fewer
+MAX_SEED = 2**31 - 1                # a seed: NumPy's RandomState takes < 2^32, and the split
+                                    # draws with seed + 1 (validation), an ensemble seed + k
+MAX_CLASSES = 10_000                # classes of a classification dataset: labels 0..K-1, K at most
+                                    # this (a K x K confusion matrix, a K-wide output layer)
+MAX_MEMBERS = 100                   # members of a deep ensemble (--members, a variant's members)
+MAX_SIDE = 4096                     # pixels of an image or frame side (resize, crop, padding, video)
 
 
 def _is_number(v: Any) -> bool:
@@ -44,11 +55,16 @@ def number(*, gt: float | None = None, ge: float | None = None, lt: float | None
     """A number (an int when ``integer``) within the given bounds."""
     bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None]
     allowed = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
+    limit = MAX_INT if integer else FLOAT32_MAX
+    huge = allowed + (" (at most 2^63 - 1 in size: 64 bits)" if integer else
+                      f" (finite in float32: at most {FLOAT32_MAX:.4g} in size)")
 
     def check(key: str, v: Any) -> Any:
         ok = isinstance(v, int) and not isinstance(v, bool) if integer else _is_number(v)
-        if not ok or (not integer and not math.isfinite(v)):
+        if not ok or (not integer and isinstance(v, float) and not math.isfinite(v)):
             raise invalid(key, allowed, v)
+        if abs(v) > limit:
+            raise invalid(key, huge, v)
         if ((gt is not None and not v > gt) or (ge is not None and not v >= ge)
                 or (lt is not None and not v < lt) or (le is not None and not v <= le)):
             raise invalid(key, allowed, v)
@@ -90,6 +106,9 @@ name = kind_of(is_plain_name,     # it names a directory: regulab.paths
                 "pattern": "^(?!\\.\\.?$)[^/\\x00-\\x1f\\x7f]+$"})
 
 
+seed = number(ge=0, le=MAX_SEED, integer=True)   # every library regulab seeds takes it, as seed + 1 too
+
+
 def schema_of(check: Check) -> dict:
     """The JSON Schema of the values ``check`` accepts, as far as it says ({}: any; the check
     itself has the last word)."""
@@ -104,12 +123,15 @@ def optional(inner: Check) -> Check:
     return check
 
 
-def list_of(inner: Check, *, min_len: int = 0, allowed: str = "a list") -> Check:
+def list_of(inner: Check, *, min_len: int = 0, max_len: int = MAX_ITEMS, allowed: str = "a list") -> Check:
+    """A list of ``min_len`` to ``max_len`` items, each checked by ``inner``."""
     def check(key: str, v: Any) -> Any:
         if not isinstance(v, (list, tuple)) or len(v) < min_len:
             raise invalid(key, allowed, v)
+        if len(v) > max_len:
+            raise invalid(key, f"{allowed} (at most {max_len} items)", v)
         return [inner(Field(f"{key}[{i}]", getattr(key, "kind", "config key")), x) for i, x in enumerate(v)]
-    check.schema = {"type": "array", "items": schema_of(inner),
+    check.schema = {"type": "array", "items": schema_of(inner), "maxItems": max_len,
                     **({"minItems": min_len} if min_len else {})}
     return check
 
@@ -141,7 +163,8 @@ def label_maps(key: str, v: Any) -> dict:
     if not isinstance(v, Mapping):
         raise invalid(key, "a table NAME = [label of class 0, label of class 1, ...]", v)
     allowed = "a non-empty list of integer labels >= 0, one per class"
-    return {string(f"{key}.{name}", name): list_of(number(ge=0, integer=True), min_len=1, allowed=allowed)(
+    label = number(ge=0, lt=MAX_CLASSES, integer=True)
+    return {string(f"{key}.{name}", name): list_of(label, min_len=1, max_len=MAX_CLASSES, allowed=allowed)(
         f"{key}.{name}", labels) for name, labels in v.items()}
 
 
@@ -155,13 +178,14 @@ def layer_count(key: str, v: Any) -> Any:
 
 
 def size(key: str, v: Any) -> Any:
-    """A side length >= 1, or [height, width]."""
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+    """A side length from 1 to ``MAX_SIDE``, or [height, width]."""
+    def side(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= MAX_SIDE
+    if side(v):
         return v
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(side(x) for x in v):
         return list(v)
-    raise invalid(key, "a size >= 1 or [height, width]", v)
+    raise invalid(key, f"a size from 1 to {MAX_SIDE} (MAX_SIDE) or [height, width]", v)
 
 
 def interval(lo: float | None = None, hi: float | None = None) -> Any:

@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = what.add_parser("backprop", help="backpropagation, every value and partial derivative")
     q.add_argument("--spec", help="a network and data of your own (JSON or TOML); default: the "
                                   "notes' 2-2-2 sigmoid network")
-    q.add_argument("--iterations", type=int, default=2, help="gradient steps to trace (default 2)")
+    q.add_argument("--iterations", type=int, default=2, help="gradient steps to trace (default 2, at most 1000)")
     q.set_defaults(func=_explain)
     return parser
 

@@ -12,6 +12,8 @@ The one template for a bad value (scikit-learn's, shortened), built by ``invalid
     study key 'grid.values' must be a non-empty list; got []
 
 and the one suggestion for a near miss, ``did_you_mean`` (``"; did you mean 'dropout'?"``).
+A received value is quoted by ``quote``: its repr cut to ``MAX_QUOTE`` characters, so a huge
+value costs no more than a short one in a message.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
-           "OutputError", "Field", "invalid", "unknown", "did_you_mean"]
+           "OutputError", "Field", "invalid", "unknown", "did_you_mean", "quote", "MAX_QUOTE"]
+
+MAX_QUOTE = 200     # characters of a received value an error message quotes
 
 
 class RegulabInputError(ValueError):
@@ -57,9 +61,33 @@ class OutputError(OSError):
     resume`` finishes the run once the cause is gone."""
 
 
+def quote(value: Any, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)``, cut to its first ``limit`` characters and ``"... (N chars)"`` when longer;
+    a string is cut before its repr is made (a 100 MB value is never copied whole), an integer
+    too long to print is described by its digit count, a repr that fails by its type."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} chars)"
+    if isinstance(value, int) and value.bit_length() > 3 * limit:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):    # too many digits, nested too deep
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _cut(name: str) -> str:
+    """A key's name as a message shows it: at most ``MAX_QUOTE`` characters of it."""
+    return name if len(name) <= MAX_QUOTE else f"{name[:MAX_QUOTE]}... ({len(name)} chars)"
+
+
 def did_you_mean(value: Any, options: Iterable[Any]) -> str:
     """``"; did you mean 'x'?"`` for the closest option (difflib, cutoff 0.6, ignoring case),
     or ``""``."""
+    options = list(options)
+    if not options or (isinstance(value, str) and len(value) > MAX_QUOTE):
+        return ""     # nothing to compare, or no near miss of a short option
+    value = value if isinstance(value, str) else quote(value)
     lowered = {str(o).lower(): str(o) for o in options}
     close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1, cutoff=0.6)
     return f"; did you mean '{lowered[close[0]]}'?" if close else ""
@@ -80,7 +108,7 @@ def invalid(field: str, allowed: str, value: Any, *, kind: str = "config key",
     """The error of a bad value: ``<kind> '<field>' must be <allowed>; got <value!r>``, with
     a "did you mean" among ``options`` when one is close (``field.kind`` wins over ``kind``)."""
     kind = getattr(field, "kind", kind)
-    return error(f"{kind} '{field}' must be {allowed}; got {value!r}{did_you_mean(value, options)}")
+    return error(f"{kind} '{_cut(field)}' must be {allowed}; got {quote(value)}{did_you_mean(value, options)}")
 
 
 def unknown(field: str, options: Iterable[str], where: str, *, kind: str = "config key") -> ConfigError:
@@ -88,4 +116,4 @@ def unknown(field: str, options: Iterable[str], where: str, *, kind: str = "conf
     <where>: ...)``; the suggestion compares the last dotted part of ``field``."""
     options = list(options)
     hint = did_you_mean(field.rsplit(".", 1)[-1], options)
-    return ConfigError(f"unknown {kind} '{field}'{hint} ({where}: {', '.join(options) or 'none'})")
+    return ConfigError(f"unknown {kind} '{_cut(field)}'{hint} ({where}: {', '.join(options) or 'none'})")

@@ -48,9 +48,10 @@ import torch
 
 from regulab.checks import REQUIRED, Section, boolean, choice, key, number, text
 from regulab.errors import ConfigError, invalid
+from regulab.limits import check_text_depth
 from regulab.paths import SPEC_BYTES, read_text
 
-__all__ = ["NOTES_SPEC", "ACTIVATIONS", "load_spec", "validate_spec", "backprop_trace",
+__all__ = ["NOTES_SPEC", "ACTIVATIONS", "MAX_ITERATIONS", "load_spec", "validate_spec", "backprop_trace",
            "format_trace", "explain_backprop"]
 
 # name -> (act(net), act'(net) from net and out, the derivative's formula)
@@ -61,6 +62,7 @@ ACTIVATIONS = {
     "linear": (lambda net: net, lambda net, out: torch.ones_like(net), "1"),
 }
 LOSSES = ("squared_error",)
+MAX_ITERATIONS = 1000     # gradient steps a trace records (each holds every number of the network)
 
 NOTES_SPEC: dict[str, Any] = {
     "name": "the notes' 2-2-2 network (Mazur's example)",
@@ -180,9 +182,10 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"spec file '{p}' not found")
     text = read_text(p, "spec file", max_bytes=SPEC_BYTES, error=ConfigError)   # no FIFO, no device
+    check_text_depth(text, f"spec file '{p}'", kind[1:])
     try:
         raw = json.loads(text) if kind == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+    except (ValueError, tomllib.TOMLDecodeError) as e:   # JSONDecodeError; an integer of > 4300 digits
         msg = " ".join(str(e).split())
         raise ConfigError(f"spec file '{p}' is not valid {kind[1:].upper()}: {msg}") from None
     try:
@@ -312,8 +315,9 @@ def backprop_trace(spec: Mapping[str, Any] | None = None, iterations: int = 2) -
     weight's chain-rule derivative with its three factors next to autograd's (float64), the
     updated weights and the error after the update. Plain floats, lists and strings: JSON-ready.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise invalid("iterations", "an integer >= 1", iterations, kind="argument")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
+        raise invalid("iterations", f"an integer from 1 to {MAX_ITERATIONS} (MAX_ITERATIONS)", iterations,
+                      kind="argument")
     spec = validate_spec(NOTES_SPEC if spec is None else spec)
     names = _Names(spec["sizes"])
     weights = [torch.tensor(layer["weights"], dtype=torch.float64) for layer in spec["layers"]]

@@ -29,18 +29,19 @@ from typing import Any
 
 import tomllib
 
-from regulab.checks import IGNORED, key, schema_of
+from regulab.checks import IGNORED, MAX_INT, key, schema_of
 from regulab.checks import name as plain_name
-from regulab.config.sections import (MODALITIES, SECTIONS, AudioConfig, DataConfig, EvalConfig, ImageConfig,
-                                     ModelConfig, MultitaskConfig, OptimConfig, RegularizationConfig,
-                                     TextConfig, TrainConfig, TransferConfig, VideoConfig)
-from regulab.errors import ConfigError, invalid, unknown
+from regulab.config.sections import (MODALITIES, SECTION_MODALITIES, SECTIONS, AudioConfig, DataConfig,
+                                     EvalConfig, ImageConfig, ModelConfig, MultitaskConfig, OptimConfig,
+                                     RegularizationConfig, TextConfig, TrainConfig, TransferConfig, VideoConfig)
+from regulab.errors import ConfigError, invalid, quote, unknown
+from regulab.limits import check_text_depth, check_value_depth
 from regulab.paths import SPEC_BYTES, read_text
 from regulab.user_code import is_plain, portable, resolve
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_overrides", "apply_overrides",
            "canonical_key", "read_toml", "to_toml", "defaults_toml", "json_schema", "LEGACY", "code_paths", "PYTHON",
-           "require_validation", "may_bring_validation"]
+           "require_validation", "may_bring_validation", "check_modality"]
 
 LEGACY = "augment"      # [augment.<modality>]: the old home of the modality sections
 PYTHON = "python:"      # data.dataset = "python:FILE.py:NAME", the user's own data function
@@ -149,6 +150,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     """A copy of the raw config ``raw`` (nested tables, as read from TOML) with ``overrides``
     (dotted keys ``section.key`` -> value) set in it -- the one way ``--set``, study variants,
     sweep points and Python overrides reach a config. Old key names are accepted."""
+    check_value_depth(raw, "the config")
+    check_value_depth(dict(overrides), "the config overrides")
     raw = _modernize(raw)
     for dotted, value in overrides.items():
         parts = canonical_key(dotted).split(".")
@@ -169,7 +172,7 @@ def _parse_value(text: str) -> Any:
     """A TOML literal (``0.3``, ``[64, 64]``, ``true``, ``"x"``), else the bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError):    # not a literal; an integer of > 4300 digits
         return text
 
 
@@ -184,6 +187,7 @@ def parse_overrides(items: Mapping[str, Any] | list[str] | None) -> dict[str, An
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise invalid("--set", "section.key=value", item, kind="argument")
+        check_text_depth(value, f"--set value of '{name.strip()}'")
         out[name.strip()] = _parse_value(value.strip())
     return out
 
@@ -226,6 +230,25 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"config key 'train.nproc' must leave each process >= 2 rows of a batch "
                           f"for batch norm (train.batch_size // nproc); got nproc={cfg.train.nproc}, "
                           f"batch_size={cfg.train.batch_size}")
+
+
+def check_modality(cfg: Config, modality: str) -> None:
+    """Refuse a modality section set away from its defaults on data it does not apply to
+    (``[audio]`` keys on mnist1d), which would otherwise be ignored silently (``modality``:
+    the data's, ``Dataset.modality``)."""
+    for section, applies in SECTION_MODALITIES.items():
+        if modality not in applies and cfg.changed(section):
+            default = SECTIONS[section]()
+            changed = [f.name for f in dataclasses.fields(default)
+                       if getattr(cfg, section).__dict__[f.name] != default.__dict__[f.name]]
+            raise ConfigError(f"config section [{section}] applies to {' and '.join(applies)} data; got "
+                              f"{section}.{changed[0]} = {quote(getattr(getattr(cfg, section), changed[0]))} "
+                              f"for {modality} data (data.dataset '{_dataset_name(cfg)}')")
+
+
+def _dataset_name(cfg: Config) -> str:
+    d = cfg.data.dataset
+    return d if isinstance(d, str) else f"a {type(d).__name__} from Python"
 
 
 def may_bring_validation(cfg: Config) -> bool:
@@ -274,6 +297,7 @@ def _transfer_checks(t: TransferConfig) -> None:
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     """Validate a nested dict (as read from TOML) into a ``Config``."""
+    check_value_depth(raw, "the config")
     kwargs: dict[str, Any] = {}
     for k, value in _modernize(raw).items():
         if k == "name":
@@ -300,10 +324,14 @@ def read_toml(path: str | Path, what: str = "config file") -> dict:
     """A TOML file as a dict; a missing, unreadable or invalid file is a ``ConfigError``."""
     path = Path(path)
     text = read_text(path, what, max_bytes=SPEC_BYTES, error=ConfigError)   # a regular file, bounded
+    check_text_depth(text, f"{what} '{path}'")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{what} '{path}' is not valid TOML: {e}") from None
+    except ValueError:      # tomllib's int() of a literal of more than 4300 digits
+        raise ConfigError(f"{what} '{path}' has an integer literal of more than 4300 digits; "
+                          f"allowed: integers from {-MAX_INT - 1} to {MAX_INT}") from None
 
 
 # --- writing ----------------------------------------------------------------------------------

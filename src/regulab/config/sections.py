@@ -14,8 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import (IGNORED, MEMBER, SHARED, Section, blocks, boolean, choice, key, label_maps,
-                            layer_count, list_of, number, number_or_list, optional, string, train_size)
+from regulab.checks import (IGNORED, MAX_CLASSES, MEMBER, SHARED, Section, blocks, boolean, choice, key,
+                            label_maps, layer_count, list_of, number, number_or_list, optional, seed, string,
+                            train_size)
 from regulab.errors import ConfigError, invalid
 from regulab.user_code import FORM, OBJECT, is_spec
 from regulab.modalities.audio.section import AudioConfig
@@ -25,7 +26,8 @@ from regulab.modalities.video.section import VideoConfig
 
 __all__ = ["DataConfig", "ModelConfig", "RegularizationConfig", "MultitaskConfig", "TransferConfig",
            "OptimConfig", "TrainConfig", "EvalConfig", "SECTIONS", "ACTIVATIONS", "INIT_SCHEMES",
-           "OPTIMIZERS", "PREPROCESS", "MODALITIES", "ImageConfig", "AudioConfig", "TextConfig",
+           "OPTIMIZERS", "PREPROCESS", "MODALITIES", "SECTION_MODALITIES", "MAX_SAMPLES", "MAX_WIDTH",
+           "MAX_LAYERS", "MAX_KERNEL", "ImageConfig", "AudioConfig", "TextConfig",
            "VideoConfig"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
@@ -33,6 +35,10 @@ INIT_SCHEMES = ("default", "normal_0.01", "normal_1", "glorot_uniform", "glorot_
                 "he_normal", "he_uniform")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 PREPROCESS = ("none", "minmax", "standardize", "unit_norm")
+MAX_SAMPLES = 1_000_000     # data.n_samples: rows a built-in generates (mnist1d takes ~1 min per 10^5)
+MAX_WIDTH = 65_536          # model.hidden, model.channels: units of one layer (a 65536^2 layer is 17 GB)
+MAX_LAYERS = 1_000          # model.hidden, model.channels, model.dropout: layers of a network
+MAX_KERNEL = 1_024          # model.kernel_size
 
 
 def user_data(key: str, v: Any) -> Any:
@@ -88,11 +94,11 @@ class DataConfig(Section):
     """``[data]``: which dataset, how it is split and preprocessed."""
     dataset: Any = key("mnist1d", user_data, "built-in name, or csv:PATH, npz:PATH, images:DIR, "
                        "python:FILE.py:NAME (in Python: the data itself)", population=SHARED)
-    split: list = key([0.8, 0.15, 0.05], list_of(number(ge=0.0, le=1.0), min_len=3,
+    split: list = key([0.8, 0.15, 0.05], list_of(number(ge=0.0, le=1.0), min_len=3, max_len=3,
                       allowed="a list of 3 fractions [train, val, test]"),
                       "train/validation/test fractions; sum to 1", population=SHARED)
     stratify: bool = key(True, boolean, "keep class proportions in every split", population=SHARED)
-    seed: int = key(0, number(ge=0, integer=True), "seed of the split (fixed across train.seed)",
+    seed: int = key(0, seed, "seed of the split (fixed across train.seed); 0..2^31-1 (checks.MAX_SEED)",
                     population=SHARED)
     preprocess: str = key("none", choice(*PREPROCESS), "fitted on the training split only", population=SHARED)
     train_size: Any = key(None, optional(train_size), "subset of the training split", population=SHARED)
@@ -102,14 +108,15 @@ class DataConfig(Section):
                             population=SHARED)
     task: str = key("auto", choice("auto", "classification", "regression"), "learning task",
                     population=SHARED)
-    n_samples: Any = key(None, optional(number(ge=10, integer=True)),
-                         "size of a generated dataset (mnist1d, moons, sine)", population=SHARED)
+    n_samples: Any = key(None, optional(number(ge=10, le=MAX_SAMPLES, integer=True)),
+                         "size of a generated dataset (mnist1d, moons, sine), at most MAX_SAMPLES "
+                         "(10^6)", population=SHARED)
     label_noise: float = key(0.0, number(ge=0.0, le=1.0),
                              "fraction of training labels flipped to another class", population=SHARED)
     bootstrap: bool = key(False, boolean, "train on a bootstrap resample of the training split "
                                           "(bagging; drawn with train.seed)", population=blocks())
-    classes: Any = key(None, optional(list_of(number(ge=0, integer=True), min_len=2,
-                       allowed="a list of at least 2 class labels")),
+    classes: Any = key(None, optional(list_of(number(ge=0, lt=MAX_CLASSES, integer=True), min_len=2,
+                       max_len=MAX_CLASSES, allowed="a list of at least 2 class labels")),
                        "keep only these classes, relabeled 0, 1, ... in this order", population=SHARED)
     folds: Any = key(None, optional(number(ge=2, integer=True)),
                      "K-fold cross-validation: hold out fold data.fold of K as the test split",
@@ -122,7 +129,7 @@ class DataConfig(Section):
     memory_budget: Any = key(None, optional(number(gt=0)), "MiB of collated data kept resident "
                              "(data.resident auto); default a quarter of physical memory",
                              population=SHARED)
-    workers: Any = key(None, optional(number(ge=0, integer=True)), "DataLoader worker processes "
+    workers: Any = key(None, optional(number(ge=0, le=256, integer=True)), "DataLoader worker processes "
                        "of streamed data; default min(4, CPUs)", population=IGNORED)
 
 
@@ -143,13 +150,14 @@ class ModelConfig(Section):
     """``[model]``: the architecture and its initialization."""
     kind: str = key("mlp", choice("mlp", "cnn", "linear"), "architecture",
                     population=SHARED)  # a CNN's runs stack with torch.func (engine.population.functional)
-    hidden: list = key([100, 100], list_of(number(ge=1, integer=True),
-                       allowed="a list of layer widths >= 1"), "widths of the dense hidden layers",
-                       population=SHARED)
-    channels: list = key([32, 32], list_of(number(ge=1, integer=True), min_len=1,
-                         allowed="a non-empty list of channel counts >= 1"), "cnn: conv channels",
-                         population=SHARED)
-    kernel_size: int = key(5, number(ge=1, integer=True), "cnn: kernel size", population=SHARED)
+    hidden: list = key([100, 100], list_of(number(ge=1, le=MAX_WIDTH, integer=True), max_len=MAX_LAYERS,
+                       allowed="a list of layer widths >= 1"), "widths of the dense hidden layers "
+                       "(each at most MAX_WIDTH, 65536; at most MAX_LAYERS, 1000, layers)", population=SHARED)
+    channels: list = key([32, 32], list_of(number(ge=1, le=MAX_WIDTH, integer=True), min_len=1,
+                         max_len=MAX_LAYERS, allowed="a non-empty list of channel counts >= 1"),
+                         "cnn: conv channels (each at most MAX_WIDTH)", population=SHARED)
+    kernel_size: int = key(5, number(ge=1, le=MAX_KERNEL, integer=True), "cnn: kernel size",
+                           population=SHARED)
     activation: str = key("relu", choice(*ACTIVATIONS), "hidden activation", population=SHARED)
     init: str = key("default", choice(*INIT_SCHEMES), "weight initialization scheme", population=SHARED)
     batchnorm: bool = key(False, boolean, "batch normalization in each hidden layer", population=SHARED)
@@ -241,7 +249,7 @@ class OptimConfig(Section):
                     "the small built-in data it beat 0.001 (BENCHMARKS.md)", population=MEMBER)
     momentum: float = key(0.9, number(ge=0.0, lt=1.0), "momentum term of 'momentum' and 'nesterov' (others ignore it)",
                           population=SHARED)
-    betas: list = key([0.9, 0.999], list_of(number(ge=0.0, lt=1.0), min_len=2,
+    betas: list = key([0.9, 0.999], list_of(number(ge=0.0, lt=1.0), min_len=2, max_len=2,
                       allowed="a list of 2 numbers in [0, 1)"), "Adam's beta1, beta2", population=SHARED)
     alpha: float = key(0.99, number(gt=0.0, lt=1.0), "RMSprop's decay of the squared gradient",
                        population=SHARED)
@@ -269,7 +277,8 @@ class TrainConfig(Section):
     epochs: int = key(200, number(ge=1, integer=True), "maximum number of epochs: a cap early "
                       "stopping reaches first on the built-in data", population=SHARED)
     batch_size: int = key(100, number(ge=1, integer=True), "minibatch size", population=SHARED)
-    seed: int = key(0, number(ge=0, integer=True), "seed of init, shuffling and dropout", population=MEMBER)
+    seed: int = key(0, seed, "seed of init, shuffling and dropout; 0..2^31-1 (checks.MAX_SEED)",
+                    population=MEMBER)
     device: str = key("auto", choice("auto", "cpu", "cuda"), "auto: cuda when available", population=SHARED)
     loss: str = key("auto", choice("auto", "cross_entropy", "bce", "mse"),
                     "auto: cross_entropy (classes), mse (regression)",
@@ -293,7 +302,7 @@ class TrainConfig(Section):
                                 "one at least every 10 s of training (runs.run.CHECKPOINT_SECONDS) "
                                 "and at the end", population=IGNORED)
     progress: bool = key(True, boolean, "progress bar (only on a terminal)", population=IGNORED)
-    nproc: int = key(1, number(ge=1, integer=True),
+    nproc: int = key(1, number(ge=1, le=1024, integer=True),
                      "processes for data-parallel training (torch.distributed); each takes a "
                      "share of every batch of train.batch_size", population=blocks())
     threads: Any = key("auto", thread_count, "intra-op CPU threads while the run fits "
@@ -311,7 +320,7 @@ class EvalConfig(Section):
     batch_size: int = key(1024, number(ge=1, integer=True), "batch size of evaluation", population=IGNORED)
     dropout_inference: str = key("scale", choice("scale", "mc_mean", "mc_geometric"),
                                  "weight scaling, or Monte-Carlo masks averaged", population=IGNORED)
-    mc_samples: int = key(30, number(ge=1, integer=True), "masks sampled by mc_* inference",
+    mc_samples: int = key(30, number(ge=1, le=10_000, integer=True), "masks sampled by mc_* inference",
                           population=IGNORED)
     noise_snr: Any = key(None, optional(number()), "audio: also score the test split with white "
                          "noise at this SNR (dB): test_noisy_acc, a robustness check", population=IGNORED)
@@ -326,6 +335,10 @@ SECTIONS: dict[str, type] = {
     "image": ImageConfig, "audio": AudioConfig, "text": TextConfig, "video": VideoConfig,
 }
 MODALITIES = ("image", "audio", "text", "video")
+# the data modalities (Dataset.modality) each modality section applies to: [image] also shifts and
+# stretches 1-D signals (mnist1d) and crops and flips a video's frames; the others their own only
+SECTION_MODALITIES = {"image": ("image", "signal", "video"), "audio": ("audio",), "text": ("text",),
+                      "video": ("video",)}
 
 for _name, _cls in SECTIONS.items():
     _cls.SECTION = _name

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regulab.checks import MAX_CLASSES
 from regulab.errors import DataError, invalid
 
 __all__ = ["Dataset", "TASKS", "MODALITIES"]
@@ -54,6 +55,12 @@ class Dataset:
                           kind="field", error=DataError)
         if len(self.X) != len(self.y):
             raise DataError(f"Dataset '{self.name}': X has {len(self.X)} samples but y has {len(self.y)}")
+        if 0 in self.X.shape[1:]:
+            raise DataError(f"Dataset '{self.name}': samples have shape {tuple(self.X.shape[1:])}; "
+                            "allowed: at least 1 feature (no dimension of size 0)")
+        if self.classes is not None and len(self.classes) > MAX_CLASSES:
+            raise DataError(f"Dataset '{self.name}': has {len(self.classes)} classes; allowed: at "
+                            f"most {MAX_CLASSES} (MAX_CLASSES)")
 
     @property
     def num_classes(self) -> int:

@@ -14,7 +14,8 @@ used), with no validation split when no row says ``val``.
 npz: arrays ``X`` and ``y``, optional ``X_test``/``y_test`` (kept as THE test set) and
 ``X_val``/``y_val`` (kept as THE validation set: ``X``/``y`` are then all trained on);
 loaded with ``allow_pickle=False``.
-Task "auto": integer (or bool) ``y`` -> classification, with labels already 0..C-1 (C = max+1);
+Task "auto": integer (or bool) ``y`` -> classification, with labels already 0..C-1 (C = max+1,
+at most ``checks.MAX_CLASSES``: labels are taken as given, never remapped);
 float ``y`` -> regression.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from regulab.checks import MAX_CLASSES
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
 from regulab.paths import DATA_BYTES, directory, regular_file, shown
@@ -86,6 +88,9 @@ def _check_classes(where: str, classes: list[str]) -> None:
     if len(classes) < 2:
         raise DataError(f"{where}: the labels have {len(classes)} distinct value(s) {classes}; "
                         "classification needs at least 2 classes")
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"{where}: the labels have {len(classes)} distinct values; classification "
+                        f"allows at most {MAX_CLASSES} classes (MAX_CLASSES)")
 
 
 def _number_text(v: float) -> str:
@@ -293,6 +298,11 @@ def labels(ys: dict[str, np.ndarray], task: str, where: str) -> tuple[dict[str, 
     if task == "classification":
         for k in ys:
             _check_labels(ys[k], k, where)
+            if len(ys[k]) and ys[k].max() >= MAX_CLASSES:   # before a list of max + 1 class names
+                i = int(ys[k].argmax())
+                raise DataError(f"{where}: labels out of range: '{k}' has {int(ys[k][i])} at index {i}; "
+                                f"classification labels must be integers 0..K-1 with K <= {MAX_CLASSES} "
+                                "(MAX_CLASSES; map other labels with np.unique(y, return_inverse=True))")
             ys[k] = ys[k].astype(np.int64)
         classes = [str(c) for c in range(int(max(y.max() for y in ys.values())) + 1)]
         _check_classes(where, classes)

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from regulab.config.core import Config
-from regulab.errors import ConfigError
+from regulab.checks import MAX_MEMBERS, MAX_SEED
+from regulab.errors import ConfigError, quote
 from regulab.io import atomic_write, check_out_dir, finite_json
 from regulab.runs.evaluate import Run
 from regulab.runs.run import train
@@ -68,8 +69,12 @@ def train_ensemble(cfg: Config, members: int = 5, *, bagging: bool = False,
     bootstrap resample when ``bagging``, and evaluate their averaged predictions once. The
     members train as one population (``regulab.runs.population``) when their network has a
     stacked form, else one after another; the results are the same."""
-    if not isinstance(members, int) or isinstance(members, bool) or members < 2:
-        raise ConfigError(f"ensemble members must be an integer >= 2; got {members!r}")
+    if not isinstance(members, int) or isinstance(members, bool) or not 2 <= members <= MAX_MEMBERS:
+        raise ConfigError(f"ensemble members must be an integer from 2 to {MAX_MEMBERS} (MAX_MEMBERS); "
+                          f"got {quote(members)}")
+    if cfg.train.seed + members - 1 > MAX_SEED:     # the members' seeds, as their configs hold them
+        raise ConfigError(f"config key 'train.seed' must leave the members' seeds (seed + k) <= {MAX_SEED}; "
+                          f"got {cfg.train.seed} with {members} members")
     if cfg.train.loss not in ("auto", "cross_entropy"):
         raise ConfigError(f"an ensemble averages class probabilities: config key 'train.loss' must "
                           f"be auto or cross_entropy; got {cfg.train.loss!r}")

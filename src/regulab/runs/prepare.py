@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from regulab.callbacks import Callback, EarlyStopping, task_monitor
-from regulab.config.core import Config
+from regulab.config.core import Config, check_modality
 from regulab.data.dataset import Dataset
 from regulab.data.label_noise import flip_labels
 from regulab.data.loader import TensorLoader
@@ -128,6 +128,7 @@ def _check_task(cfg: Config, task: str, modality: str) -> None:
     if task == "regression" and cfg.eval.dropout_inference != "scale":
         raise ConfigError(f"config key 'eval.dropout_inference' must be 'scale' for a regression "
                           f"task; got {cfg.eval.dropout_inference!r}")
+    check_modality(cfg, modality)
     if cfg.eval.noise_snr is not None and modality != "audio":
         raise ConfigError(f"config key 'eval.noise_snr' scores audio under noise; got {cfg.eval.noise_snr} "
                           f"for data.dataset '{cfg.data.dataset}' (allowed: an audio:DIR dataset)")

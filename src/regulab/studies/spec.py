@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regulab.checks import Section, choice, key, name, number, optional, string, text
+from regulab.checks import MAX_SEED, Section, choice, key, name, number, optional, string, text
 from regulab.user_code import portable
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml, require_validation
 from regulab.config.files import read_spec_file
@@ -75,17 +75,23 @@ def expanded(variants: list[Variant]) -> list[Variant]:
     return [c for v in variants for c in (candidates(v) if v.tune is not None else [v])]
 
 __all__ = ["Variant", "StudySpec", "BUDGETS", "expanded", "StudySection", "load_study", "study_from_dict", "flatten",
-           "META_KEYS", "clinic_path"]
+           "META_KEYS", "clinic_path", "MAX_SEEDS"]
+
+
+MAX_SEEDS = 1000     # seeds of a study: each is a run of every variant
 
 
 def seed_list(field: str, value: Any) -> list[int]:
-    """A count n >= 1 (seeds 0..n-1) or a list of distinct seeds >= 0."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    """A count n from 1 to ``MAX_SEEDS`` (seeds 0..n-1) or a list of at most ``MAX_SEEDS``
+    distinct seeds from 0 to ``checks.MAX_SEED``."""
+    allowed = (f"a count from 1 to {MAX_SEEDS} (MAX_SEEDS) or a list of at most {MAX_SEEDS} "
+               f"distinct seeds from 0 to {MAX_SEED}")
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SEEDS:
         return list(range(value))
-    if (isinstance(value, list) and value and len(set(value)) == len(value)
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+    if (isinstance(value, list) and 0 < len(value) <= MAX_SEEDS and len(set(value)) == len(value)
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)):
         return list(value)
-    raise invalid(field, "a count >= 1 or a list of distinct seeds >= 0", value)
+    raise invalid(field, allowed, value)
 
 
 def _table(field: str, value: Any) -> dict:
@@ -110,7 +116,7 @@ class StudySection(Section):
     name: Any = key(None, optional(name), "the study's name; default: the file's")
     kind: str = key("compare", choice(*KINDS), "what the study shows (regulab.studies.kinds)")
     description: str = key("", text, "the question, shown in the report")
-    seeds: list = key(3, seed_list, "seeds 0..n-1, or a list of seeds")
+    seeds: list = key(3, seed_list, "seeds 0..n-1, or a list of seeds (at most MAX_SEEDS, 1000)")
     base: Any = key(None, optional(string), "a config file, relative to the study file")
     baseline: Any = key(None, optional(string), "the variant the others are compared with")
     quick: dict = key({}, _table, "config overrides applied with --quick")
@@ -213,6 +219,11 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
                       "combination's strengths)", s.search, kind=KIND)
     if s.grace <= s.heartbeat:
         raise invalid("study.grace", f"an integer > study.heartbeat ({s.heartbeat})", s.grace, kind=KIND)
+    top = max([*s.seeds, *(s.quick_seeds or [])])
+    for v in variants:      # a deep ensemble's members are seeded seed * members + k
+        if v.members > 1 and (top + 1) * v.members - 1 > MAX_SEED:
+            raise invalid("study.seeds", f"seeds whose ensemble members (seed * {v.members} + k, variant "
+                          f"'{v.name}') stay <= {MAX_SEED}", top, kind=KIND)
     base = apply_overrides(base, BUDGETS[s.budget])
     spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from regulab.checks import MAX_MEMBERS
 from regulab.config.files import flatten as flatten_config
 from regulab.errors import invalid
 
@@ -68,8 +69,8 @@ def read_variant(name: str, table: Any) -> Variant:
     meta = {k: table[k] for k in META_KEYS if k in table}
     overrides = flatten({k: v for k, v in table.items() if k not in META_KEYS}, where)
     members = meta.get("members", 1)
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise invalid(f"{where}.members", "an integer >= 2 (a deep ensemble) or 1", members,
+    if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= MAX_MEMBERS:
+        raise invalid(f"{where}.members", f"an integer from 2 to {MAX_MEMBERS} (a deep ensemble) or 1", members,
                       kind=KIND)
     x = meta.get("x")
     if x is not None and (not isinstance(x, (int, float)) or isinstance(x, bool)):

@@ -25,9 +25,9 @@ PIPELINE_KEYS = ("sample_rate", "features", "n_fft", "hop_length", "n_mels", "f_
 class AudioConfig(Section):
     """Audio: reading (``audio:DIR``), features (log-mel) and augmentation (noise, shift, SpecAugment)."""
     SECTION = "audio"
-    sample_rate: int = key(8000, number(ge=100, integer=True), "resample every clip to this rate (Hz)",
+    sample_rate: int = key(8000, number(ge=100, le=384_000, integer=True), "resample every clip to this rate (Hz)",
                            population=SHARED)
-    seconds: float = key(1.0, number(gt=0.0), "clip length: shorter padded, longer trimmed",
+    seconds: float = key(1.0, number(gt=0.0, le=3600.0), "clip length: shorter padded, longer trimmed",
                          population=SHARED)
     label: str = key("auto", choice("auto", "folder", "filename"),
                      "label from sub-folder names or the file name's first '_' field", population=SHARED)
@@ -37,9 +37,9 @@ class AudioConfig(Section):
                             population=SHARED)
     features: str = key("logmel", choice(*FEATURES), "what the model sees",
                         population=SHARED)
-    n_fft: int = key(256, number(ge=8, integer=True), "STFT size", population=SHARED)
-    hop_length: int = key(80, number(ge=1, integer=True), "STFT hop (samples)", population=SHARED)
-    n_mels: int = key(40, number(ge=1, integer=True), "mel bands", population=SHARED)
+    n_fft: int = key(256, number(ge=8, le=65_536, integer=True), "STFT size", population=SHARED)
+    hop_length: int = key(80, number(ge=1, le=65_536, integer=True), "STFT hop (samples)", population=SHARED)
+    n_mels: int = key(40, number(ge=1, le=1024, integer=True), "mel bands", population=SHARED)
     f_min: float = key(0.0, number(ge=0.0), "lowest mel frequency (Hz)", population=SHARED)
     f_max: Any = key(None, optional(number(gt=0.0)), "highest mel frequency (Hz; default sample_rate/2)",
                      population=SHARED)

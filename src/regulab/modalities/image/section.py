@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import MEMBER, Check, Section, blocks, choice, interval, key, list_of, number, optional, size
+from regulab.checks import (MAX_SIDE, MEMBER, Check, Section, blocks, choice, interval, key, list_of, number,
+                            optional, size)
 from regulab.errors import invalid
 
 __all__ = ["ImageConfig", "ROTATION", "TRANSLATE", "SHEAR", "SCALE", "PROBABILITY", "FRACTION",
@@ -21,7 +22,7 @@ ROTATION = number(ge=0.0, le=180.0)            # max |angle| in degrees
 FRACTION = number(ge=0.0, lt=1.0)               # of the width or height
 PROBABILITY = number(ge=0.0, le=1.0)
 SCALE = interval(1e-6)                          # [low, high] zoom factors
-PADDING = number(ge=0, integer=True)
+PADDING = number(ge=0, le=MAX_SIDE, integer=True)
 _ANGLE = number(ge=0.0, lt=90.0)
 
 

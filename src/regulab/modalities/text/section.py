@@ -34,11 +34,11 @@ class TextConfig(Section):
                                           "good, best -- words that carry sentiment)", population=SHARED)
     stem: bool = key(False, boolean, "Snowball stemming", population=SHARED)
     features: str = key("tfidf", choice(*FEATURES), "document features", population=SHARED)
-    max_features: int = key(5000, number(ge=1, integer=True), "vocabulary size", population=SHARED)
+    max_features: int = key(5000, number(ge=1, le=1_000_000, integer=True), "vocabulary size", population=SHARED)
     min_df: int = key(1, number(ge=1, integer=True), "minimum document frequency of a word",
                       population=SHARED)
-    embedding_dim: int = key(50, number(ge=1, integer=True), "word2vec: vector size", population=SHARED)
-    copies: int = key(0, number(ge=0, integer=True), "augmented copies added per training text",
+    embedding_dim: int = key(50, number(ge=1, le=4096, integer=True), "word2vec: vector size", population=SHARED)
+    copies: int = key(0, number(ge=0, le=100, integer=True), "augmented copies added per training text",
                       population=SHARED)
     char_prob: float = key(0.0, number(ge=0.0, le=1.0), "per-character probability of a character edit",
                            population=SHARED)

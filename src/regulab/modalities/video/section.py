@@ -14,7 +14,7 @@ __all__ = ["VideoConfig"]
 class VideoConfig(Section):
     """Video (``video:DIR``): frame sampling, per-frame preprocessing and optical flow."""
     SECTION = "video"
-    frames: int = key(8, number(ge=1, integer=True), "frames sampled per clip", population=SHARED)
+    frames: int = key(8, number(ge=1, le=1024, integer=True), "frames sampled per clip", population=SHARED)
     sampling: str = key("uniform", choice("uniform", "motion"), "evenly spaced, or the frames with the most change",
                         population=SHARED)
     size: Any = key([64, 64], size, "frame size", population=SHARED)
