@@ -182,7 +182,8 @@ def test_an_out_that_is_a_symlink_trains_into_its_target(workdir, capsys):
 
 # -- --db ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["junk", "a directory", "a device", "unwritable folder", "nul"])
+@pytest.mark.parametrize("case", ["junk", "a directory", "a device", "unwritable folder", "nul",
+                                  "a PostgreSQL server that does not answer"])
 @pytest.mark.parametrize("command", ["train", "resume", "study", "sweep"])
 def test_a_bad_db_is_refused_before_the_run_directory_exists(workdir, capsys, read_only, case, command):
     write(workdir / "junk.db", "this is no database\n" * 10)
@@ -190,7 +191,8 @@ def test_a_bad_db_is_refused_before_the_run_directory_exists(workdir, capsys, re
     (workdir / "locked").mkdir()
     read_only(workdir / "locked")
     db = {"junk": "junk.db", "a directory": "dir.db", "a device": "/dev/null",
-          "unwritable folder": "locked/r.db", "nul": "sqlite:///a\u0000b.db"}[case]
+          "unwritable folder": "locked/r.db", "nul": "sqlite:///a\u0000b.db",
+          "a PostgreSQL server that does not answer": "postgresql+psycopg://nobody@127.0.0.1:1/none"}[case]
     cfg = write(workdir / "c.toml", TINY)
     if command == "resume":     # a run stopped at its start (no checkpoint yet), resumed elsewhere
         run = workdir / "run"

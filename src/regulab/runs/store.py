@@ -44,12 +44,13 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from regulab.errors import RegulabInputError
 from regulab.paths import regular_file, writable_dir
 
-__all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table", "mask_url"]
+__all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table", "mask_url", "CONNECT_SECONDS"]
 
 STATUSES = ("completed", "diverged", "failed", "killed", "pruned", "running")
 _DEFAULT_URL = "sqlite:///runs/regulab.db"
 _ALLOWED = "sqlite:///PATH, postgresql[+DRIVER]://USER:PASSWORD@HOST/DB or a file path"
 _BUSY_TIMEOUT_MS = 30_000
+CONNECT_SECONDS = 10        # a PostgreSQL server that does not answer within this is refused
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 _meta = sa.MetaData()  # the schema (constant; no state lives here)
@@ -189,8 +190,9 @@ class RunStore:
                 self.sqlite_path = os.path.abspath(db)
                 parsed = parsed.set(database=self.sqlite_path)
         self.url: str = parsed.render_as_string(hide_password=False)
-        try:
-            self._engine = sa.create_engine(parsed)
+        try:      # a server out of reach is refused in CONNECT_SECONDS, not the OS's TCP timeout
+            self._engine = sa.create_engine(parsed, connect_args={"connect_timeout": CONNECT_SECONDS}
+                                            if backend == "postgresql" else {})
         except (ImportError, exc.NoSuchModuleError) as e:
             raise _bad_url(raw, f"database driver not available ({e})") from None
         if backend == "sqlite":
@@ -209,8 +211,12 @@ class RunStore:
         """Refuse, before any work, a SQLite store that could not be written: the file must be
         a SQLite database this process can write (not junk, a directory or a device), or be
         creatable in a writable folder (WAL needs the folder writable too). Nothing is created.
-        A PostgreSQL store is checked by its server at the first write."""
+        A PostgreSQL store must answer: one connection is opened and closed (a server out of
+        reach, a wrong user, password or database is refused here, in ``CONNECT_SECONDS`` at
+        most, not at the first write)."""
         if self.sqlite_path is None:
+            if self._engine.dialect.name == "postgresql":
+                self._connect().close()
             return
         what = "--db/REGULAB_DB: the run store"
         if "\0" in self.sqlite_path:

@@ -47,7 +47,7 @@ from regulab.io import atomic_write, check_out_dir
 from regulab.runs.claims import DONE, FAILED, TAKEN, Claims
 from regulab.runs.store import RunStore, mask_url
 
-__all__ = ["shares", "make_dir", "join", "claimed", "clean", "UnitFailed"]
+__all__ = ["shares", "require_out", "make_dir", "join", "claimed", "clean", "UnitFailed"]
 
 log = logging.getLogger("regulab")
 
@@ -78,14 +78,19 @@ def make_dir(path: Path, files: dict[str, str]) -> bool:
     return True
 
 
+def require_out(out: str | Path | None) -> None:
+    """A shared study's directory must be named (``--out``): every worker joins it."""
+    if out is None:
+        raise invalid("--out", "the study directory every worker shares (a study on a PostgreSQL "
+                      "run store is shared by its workers)", None, kind="argument")
+
+
 def join(out: str | Path | None, meta: dict[str, Any], heartbeat: float,
          grace: float) -> tuple[Path, bool, Claims]:
     """The shared study directory ``out`` with ``study.json`` = ``meta`` (whose ``db`` is the
     store), and the study's claims: (path, made here, claims). Made by the first worker; the
     others check that it holds the same study on the same store."""
-    if out is None:
-        raise invalid("--out", "the study directory every worker shares (a study on a PostgreSQL "
-                      "run store is shared by its workers)", None, kind="argument")
+    require_out(out)
     path, text = Path(out), json.dumps(meta, indent=1, default=str)
     try:        # the store first: a server out of reach leaves no directory behind
         claims = Claims(meta["db"], str(path.resolve()), heartbeat, grace)

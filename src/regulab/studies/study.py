@@ -70,6 +70,8 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     if quick:
         spec = spec.for_quick()
     store = RunStore(db)
+    if shared.shares(store.url):
+        shared.require_out(out)     # an argument missing, before the store is asked
     store.check()       # before any work: a store that cannot be written
     kind = kinds.KINDS[spec.kind]
     kind.check_data(spec)      # bad data or layer names fail before the study directory exists
