@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path
 
-from regulab.errors import ConfigError, DataError, RegulabInputError
+from regulab.errors import ConfigError, DataError, RegulabInputError, quote
 
 __all__ = ["MAX_NAME", "SPEC_BYTES", "DATA_BYTES", "is_plain_name", "shown", "regular_file",
            "directory", "read_bytes", "read_text", "writable_dir", "out_dir"]
@@ -45,12 +45,12 @@ def is_plain_name(value: object) -> bool:
 
 
 def shown(path: object) -> str:
-    """A path as an error quotes it: at most ``_SHOWN`` characters, escaped (``repr``), so a
-    newline or a 100 MB value never breaks the one-line rule."""
+    """A path as an error quotes it (``errors.quote``): at most ``_SHOWN`` characters, escaped
+    (``repr``), so a newline or a 100 MB value never breaks the one-line rule."""
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + f"... ({len(text)} characters)"
+    return quote(text, _SHOWN)
 
 
 def _path(path: str | os.PathLike, what: str, error: type[RegulabInputError]) -> Path:
