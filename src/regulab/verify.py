@@ -18,16 +18,19 @@ from typing import Any
 
 import torch
 
+from regulab.errors import quote
+
 __all__ = ["whole", "number", "table", "tensor_like", "tensors_like", "generator_state", "short"]
 
 PREFIX = 60     # characters of a bad value quoted in a message
 
 
 def short(value: Any) -> str:
-    """``repr(value)`` cut to ``PREFIX`` characters (a checkpoint may hold a huge value)."""
-    text = repr(value) if not isinstance(value, torch.Tensor) else \
-        f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
-    return text if len(text) <= PREFIX else text[:PREFIX] + "..."
+    """``value`` as a message quotes it: a tensor by its dtype and shape, anything else by
+    ``errors.quote`` cut to ``PREFIX`` characters (a checkpoint may hold a huge value)."""
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    return quote(value, PREFIX)
 
 
 def whole(where: str, value: Any, lo: int = 0, hi: int | None = None) -> int:
