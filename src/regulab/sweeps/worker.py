@@ -223,18 +223,23 @@ def _pooled(spec: SweepSpec) -> bool:
 
 class _Heartbeat:
     """Records the heartbeat of ``trials`` every ``interval`` seconds in a thread while a batch
-    trains (``study.optimize`` does this for one trial; a batch is asked and told by hand)."""
+    trains (``study.optimize`` does this for one trial; a batch is asked and told by hand),
+    through the storage's public API (each trial's id found from the study's name and the
+    trial's number)."""
 
-    def __init__(self, storage, trials: list[optuna.Trial], interval: int):
+    def __init__(self, storage: optuna.storages.RDBStorage, study: optuna.Study,
+                 trials: list[optuna.Trial], interval: int):
         import threading
-        self.storage, self.trials, self.interval = storage, trials, interval
+        study_id = storage.get_study_id_from_name(study.study_name)
+        self.ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+        self.storage, self.interval = storage, interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="regulab-heartbeat")
 
     def _beat(self) -> None:
         while True:
-            for t in self.trials:
-                self.storage.record_heartbeat(t._trial_id)
+            for trial_id in self.ids:
+                self.storage.record_heartbeat(trial_id)
             if self.stop.wait(self.interval):
                 return
 
@@ -247,11 +252,11 @@ class _Heartbeat:
         self.thread.join()
 
 
-def _train_batch(spec: SweepSpec, study: optuna.Study, trials: list[optuna.Trial], sweep_dir: Path,
-                 store: RunStore) -> None:
+def _train_batch(spec: SweepSpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+                 trials: list[optuna.Trial], sweep_dir: Path, store: RunStore) -> None:
     """Train asked ``trials`` as one population (``train_population``) and tell each its value,
     or pruned (its own pruner decision, epoch by epoch), or failed."""
-    with _Heartbeat(study._storage, trials, spec.heartbeat):
+    with _Heartbeat(storage, study, trials, spec.heartbeat):
         cfgs, outs, prunings, live = [], [], [], []
         for t in trials:
             t.set_user_attr("population", len(trials))
@@ -361,7 +366,7 @@ def _sweep(spec: SweepSpec, out: str | Path | None, db: str | None, progress: bo
         finally:
             lock.release()
         if batch:
-            _train_batch(spec, study, batch, sweep_dir, store)
+            _train_batch(spec, study, storage, batch, sweep_dir, store)
         if bar is not None:
             bar.n = min(spec.trials, len(study.get_trials(deepcopy=False, states=_DONE)))
             bar.refresh()
