@@ -2,8 +2,9 @@
 for trials one at a time (``regulab.sweeps.worker``).
 
 On PostgreSQL, a session advisory lock (``pg_advisory_lock``) on its own connection; on SQLite,
-``flock`` on a file beside the database. Both are released by the server or the kernel when
-the process dies, so a killed worker never leaves the sweep locked.
+a lock file beside the database (the ``filelock`` package: ``flock`` on POSIX, ``msvcrt`` locking
+on Windows). Both are released by the server or the operating system when the process dies, so
+a killed worker never leaves the sweep locked.
 """
 
 from __future__ import annotations
@@ -17,21 +18,22 @@ __all__ = ["FileLock", "AdvisoryLock", "sweep_lock"]
 
 
 class FileLock:
-    """``flock`` on a file: released by the kernel when the process dies."""
+    """An operating-system lock on ``path`` (``filelock.FileLock``), its folder made when it is
+    first taken (a sweep refused before then leaves nothing): released when the process dies."""
 
     def __init__(self, path: Path):
-        self.path, self._file = path, None
+        self.path, self._lock = path, None
 
     def acquire(self) -> None:
-        import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a")
-        fcntl.flock(self._file, fcntl.LOCK_EX)
+        import filelock
+        if self._lock is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = filelock.FileLock(str(self.path))
+        self._lock.acquire()
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()      # closing drops the flock
-            self._file = None
+        if self._lock is not None and self._lock.is_locked:
+            self._lock.release()
 
 
 class AdvisoryLock:
