@@ -19,3 +19,18 @@ def test_package_data_it_declares_exists():
     assert root.joinpath("py.typed").is_file()
     # tomllib (config files) is in the standard library from 3.11
     assert project["project"]["requires-python"].replace(" ", "") == ">=3.11"
+
+
+def test_classifiers_agree_with_what_the_project_declares():
+    """The trove classifiers say what the rest of pyproject.toml says: the Python versions (all
+    within requires-python, this interpreter's among them), the license, and typed."""
+    import sys
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    classifiers = project["classifiers"]
+    versions = [c.rsplit(" :: ", 1)[1] for c in classifiers
+                if c.startswith("Programming Language :: Python :: 3.")]
+    assert versions and all(tuple(map(int, v.split("."))) >= (3, 11) for v in versions)
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" in versions
+    assert f"License :: OSI Approved :: {project['license']['text']} License" in classifiers
+    assert "Typing :: Typed" in classifiers
+    assert (REPO / "src" / "regulab" / "py.typed").is_file()
