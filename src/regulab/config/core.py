@@ -32,8 +32,9 @@ import tomllib
 from regulab.checks import IGNORED, MAX_INT, key, schema_of
 from regulab.checks import name as plain_name
 from regulab.config.sections import (MODALITIES, SECTION_MODALITIES, SECTIONS, AudioConfig, DataConfig,
-                                     EvalConfig, ImageConfig, ModelConfig, MultitaskConfig, OptimConfig,
-                                     RegularizationConfig, TextConfig, TrainConfig, TransferConfig, VideoConfig)
+                                     EvalConfig, ImageConfig, LogConfig, ModelConfig, MultitaskConfig,
+                                     OptimConfig, RegularizationConfig, TextConfig, TrainConfig,
+                                     TransferConfig, VideoConfig)
 from regulab.errors import ConfigError, invalid, quote, unknown
 from regulab.limits import check_text_depth, check_value_depth
 from regulab.paths import SPEC_BYTES, read_text
@@ -59,6 +60,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     text: TextConfig = field(default_factory=TextConfig)

@@ -328,10 +328,19 @@ class EvalConfig(Section):
                      population=IGNORED)
 
 
+@dataclass
+class LogConfig(Section):
+    """``[log]``: where a run's metrics go besides metrics.csv and the run store."""
+    tensorboard: bool = key(False, boolean, "also write TensorBoard event files under the run "
+                            "directory (tensorboard/: each epoch's scalars, the hyperparameters in "
+                            "the HParams view; needs the tensorboard package: regulab[tensorboard])",
+                            population=IGNORED)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "regularization": RegularizationConfig,
     "multitask": MultitaskConfig, "transfer": TransferConfig, "optim": OptimConfig,
-    "train": TrainConfig, "eval": EvalConfig,
+    "train": TrainConfig, "eval": EvalConfig, "log": LogConfig,
     "image": ImageConfig, "audio": AudioConfig, "text": TextConfig, "video": VideoConfig,
 }
 MODALITIES = ("image", "audio", "text", "video")

@@ -46,6 +46,7 @@ from regulab.runs.evaluate import Run, finish
 from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.run import open_run, run_log, train
 from regulab.runs.store import RunStore
+from regulab.runs.viewers import viewers
 
 __all__ = ["train_population", "population_of", "functional"]
 
@@ -166,6 +167,7 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
     writers = [run_log(p, run_dir, epochs, run_id) for p, (run_dir, run_id) in zip(preps, runs)]
     for p, writer in zip(preps, writers):
         p.trainer.callbacks.append(writer)
+        p.trainer.callbacks += viewers(p.cfg, writer.run_dir)
 
     show = (sys.stderr.isatty() if progress is None else progress) and cfgs[0].train.progress
     bar = None

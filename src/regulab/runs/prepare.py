@@ -49,6 +49,7 @@ from regulab.regularize.multitask import Tasks
 from regulab.regularize.penalties import NormPenalty, selected_parameters
 from regulab.regularize.transfer import (SourceRun, freeze_, load_source, param_groups, transfer_by_name,
                                          transfer_weights)
+from regulab.runs import viewers
 from regulab.user_code import describe, load_object
 
 __all__ = ["Prepared", "prepare", "load_data", "split_arrays", "resolve_device", "extra_columns",
@@ -361,6 +362,7 @@ def _optimizer(cfg: Config, net: torch.nn.Module, transferred: list[str]) -> tor
 
 def prepare(cfg: Config) -> Prepared:
     """Validate ``cfg`` against its data and build everything; writes nothing."""
+    viewers.check(cfg)      # a viewer whose package is missing, before the data is read
     source = load_source(cfg.transfer.source) if cfg.transfer.source is not None else None
     ds, streamed = place(load_data(cfg), cfg.data.resident, cfg.data.memory_budget)
     if streamed:

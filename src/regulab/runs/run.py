@@ -55,6 +55,7 @@ from regulab.paths import shown, writable_dir
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
+from regulab.runs.viewers import viewers
 
 __all__ = ["Run", "train", "resume", "check_outputs", "open_run", "run_log", "RunLog", "STATE_FILE",
            "state_bytes"]
@@ -149,6 +150,7 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     t = p.trainer
     if store is not None:
         t.callbacks.append(run_log(p, run_dir, store, run_id))
+        t.callbacks += viewers(p.cfg, run_dir)
     show = progress if p.cfg.train.progress and store is not None else False
     t.callbacks.append(ProgressBar(enabled=show, desc=p.cfg.name))
     start = time.perf_counter()
