@@ -250,3 +250,28 @@ def test_a_killed_workers_population_is_failed_and_retried(workdir, data_cache):
         retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
         assert retry.state == TrialState.COMPLETE and retry.params == victim.params
         assert retry.user_attrs["population"] == 2
+
+
+def test_a_sweep_writes_its_report_with_optunas_plots(workdir, monkeypatch):
+    """report.html: the best trial, every trial, and Optuna's history, importances and parallel
+    coordinates as inline SVGs; a plot Optuna refuses to draw is named, with its reason."""
+    import regulab as rl
+    path = _sweep(workdir, 'name = "rep"\nsampler = "random"\ntrials = 3\nseed = 0',
+                  '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n'
+                  '"model.dropout" = { low = 0.0, high = 0.5 }')
+    result = rl.sweep(rl.load_sweep(path), out="sw", progress=False)
+    page = (result.sweep_dir / "report.html").read_text()
+    assert page.count("<svg") == 3 and "Not drawn" not in page
+    for title in ("Optimization history", "Parameter importances", "Parallel coordinates"):
+        assert f"<h2>{title}</h2>" in page
+    assert f"Best: trial {result.best['trial']}</b>" in page
+    assert page.count("<tr>") == 1 + 3     # the header and one row per trial
+    from optuna.visualization import matplotlib as vis
+
+    def refuse(study):
+        raise ValueError("Cannot evaluate parameter importances with only a single trial.")
+    monkeypatch.setattr(vis, "plot_param_importances", refuse)
+    one = _sweep(workdir, 'name = "one"\ntrials = 1\nseed = 0', '"optim.lr" = { low = 1e-3, high = 1e-1 }')
+    page = (rl.sweep(rl.load_sweep(one), out="sw1", progress=False).sweep_dir / "report.html").read_text()
+    assert page.count("<svg") == 2
+    assert "<h2>Parameter importances</h2><p>Not drawn: Cannot evaluate parameter importances" in page

@@ -37,6 +37,7 @@ share it)::
     trials/       one run directory per trial
     best.toml     the best trial's full config (test scoring on), ready for ``regulab train``
     best.json     trial number, params, value, run dir and test scores
+    report.html   the trials and Optuna's plots of the study (``regulab.sweeps.report``)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from regulab.runs.population import train_population
 from regulab.runs.run import train
 from regulab.runs.store import RunStore, mask_url
 from regulab.sweeps.locks import sweep_lock
+from regulab.sweeps.report import write_report
 from regulab.sweeps.spec import SweepSpec
 
 __all__ = ["SweepResult", "sweep", "trial_rows", "format_trials"]
@@ -379,7 +381,9 @@ def _sweep(spec: SweepSpec, out: str | Path | None, db: str | None, progress: bo
     best = _best(spec, study, lock, store)
     if best is not None:
         _write_best(spec, sweep_dir, best)
-    return SweepResult(sweep_dir, trial_rows(spec, study), best)
+    rows = trial_rows(spec, study)
+    write_report(spec, study, sweep_dir, rows, best)
+    return SweepResult(sweep_dir, rows, best)
 
 
 # -- the best trial, scored on the test split once ----------------------------------------------
