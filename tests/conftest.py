@@ -22,6 +22,7 @@ SLOW = (   # node ids without parameters; each matches all its parametrizations
     "tests/test_resume.py::test_kill_9_then_resume_is_bit_identical",
     "tests/test_resume.py::test_kill_9_then_resume_with_every_regularizer",
     "tests/test_resume.py::test_resume_refuses_a_corrupted_checkpoint_and_changes_nothing",
+    "tests/test_kill_moments.py::test_a_kill_at_each_moment_recovers_bit_identically",
     "tests/test_sweep.py::test_a_killed_workers_trial_is_failed_and_retried",
     "tests/test_sweep.py::test_three_workers_spend_the_budget_exactly",
     "tests/test_sweep.py::test_a_killed_workers_population_is_failed_and_retried",

@@ -399,7 +399,7 @@ def test_a_full_or_read_only_disk_mid_run_fails_cleanly_and_resumes(workdir, cap
 
 
 def test_a_full_disk_while_making_the_run_directory_leaves_nothing(workdir, capsys, monkeypatch):
-    import regulab.runs.run as run_module
+    import regulab.runs.rundir as run_module   # open_run writes config.toml
     cfg = write(workdir / "c.toml", TINY)
     (workdir / "runs").mkdir()
     before = listing(workdir)

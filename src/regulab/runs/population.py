@@ -44,7 +44,8 @@ from regulab.engine.population.stacked import Unsupported
 from regulab.errors import DivergedError
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.prepare import Prepared, prepare
-from regulab.runs.run import open_run, run_log, train
+from regulab.runs.run import run_log, train
+from regulab.runs.rundir import open_run
 from regulab.runs.store import RunStore
 from regulab.runs.viewers import viewers
 

@@ -14,6 +14,9 @@ Run directory (DESIGN.md)::
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
     checkpoint/        state.safetensors (what resume needs) and run.json (store row)
 
+A kill -9 at any moment is recovered by ``regulab resume RUN_DIR`` once the run directory is
+in place, else by the same ``regulab train`` again: ``runs.rundir`` says what each moment leaves.
+
 Seeds: ``data.seed`` fixes the split; ``train.seed`` is expanded with NumPy's
 ``SeedSequence`` into independent seeds for initialization, shuffling and dropout masks.
 
@@ -35,8 +38,6 @@ import json
 import logging
 import os
 import pickle
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,19 +47,19 @@ import torch
 from sqlalchemy import exc as sa_exc
 
 from regulab.callbacks import Callback, ProgressBar
-from regulab.config.core import Config, load_config, to_toml
+from regulab.config.core import Config, load_config
 from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
-from regulab.errors import CheckpointError, ConfigError, DivergedError, OutputError, RegulabInputError
-from regulab.io import atomic_write, load_state, load_tensors, new_dir, read_regular, save_state
-from regulab.paths import shown, writable_dir
+from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabInputError
+from regulab.io import atomic_write, load_state, load_tensors, save_state
+from regulab.paths import writable_dir
 from regulab.runs.evaluate import Run, finish
+from regulab.runs.rundir import WRITE_ERRORS, check_outputs, open_run, output_error, register, run_info
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 from regulab.runs.viewers import viewers
 
-__all__ = ["Run", "train", "resume", "check_outputs", "open_run", "run_log", "RunLog", "STATE_FILE",
-           "state_bytes"]
+__all__ = ["Run", "train", "resume", "run_log", "RunLog", "STATE_FILE", "state_bytes"]
 
 STATE_FILE = "state.safetensors"
 CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much training lost to a kill
@@ -182,18 +183,6 @@ def _disk_error(e: BaseException) -> OSError | None:
         if isinstance(e, sa_exc.OperationalError) and words in text:
             return OSError(code, f"{os.strerror(code)} (the run store: {text})")
     return None
-
-
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-
-
-def output_error(e: OSError, run_dir: Path) -> OutputError:
-    """The one line of a run whose files could not be written (``WRITE_ERRORS``): what and
-    where, and that ``regulab resume`` continues from the last good checkpoint."""
-    where = f" ({shown(e.filename)})" if e.filename else ""
-    return OutputError(e.errno, f"cannot write the run's files: {e.strerror}{where}; the last good "
-                       f"checkpoint is kept: free space or fix permissions, then run "
-                       f"'regulab resume {run_dir}'")
 
 
 def _mark(store: RunStore, run_id: int, status: str) -> None:
@@ -332,65 +321,16 @@ def _restore(p: Prepared, run_dir: Path) -> bool:
     return True
 
 
-def check_outputs(name: str, out: str | Path | None, store: RunStore) -> None:
-    """Refuse, before any work, outputs that could not be written: ``out`` (new or empty,
-    writable), else the name and ``runs/``, and the store (``RunStore.check``)."""
-    new_dir(name, out)
-    store.check()
-
-
-def _run_info(run_dir: Path) -> dict[str, Any]:
-    """``checkpoint/run.json``, checked (a run id >= 1 and a store URL); {} when the run has no
-    checkpoint/ directory or no run.json yet (killed right after it started: it starts over);
-    ``checkpoint`` that is not a directory, or a damaged run.json, raises ``CheckpointError``."""
-    ckpt = run_dir / "checkpoint"
-    if os.path.lexists(ckpt) and (ckpt.is_symlink() or not ckpt.is_dir()):
-        raise CheckpointError(f"checkpoint directory '{ckpt}' must be a directory; it is "
-                              f"{'a symbolic link' if ckpt.is_symlink() else 'a file'}")
-    path = ckpt / "run.json"
-    if not os.path.lexists(path):
-        return {}
-    try:
-        info = json.loads(read_regular(path, 2**16))
-        if not (isinstance(info, dict) and type(info.get("run_id")) is int and info["run_id"] >= 1
-                and isinstance(info.get("db"), str)):
-            raise ValueError(f"it must hold a run_id >= 1 and a db URL; got {info!r}"[:200])
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"checkpoint file '{path}' is corrupted ({' '.join(str(e).split())[:200]})") from None
-    return info
-
-
-def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
-    """Create the run directory (``out``, else a new ``runs/<name>-<timestamp>``) with
-    ``config.toml`` inside, and the run's row in ``store``: (run directory, run id)."""
-    run_dir = new_dir(cfg.name, out)
-    # the directory appears whole, config.toml inside, or not at all
-    tmp = None
-    try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
-        (tmp / "checkpoint").mkdir()
-        atomic_write(tmp / "config.toml", to_toml(cfg))
-        if run_dir.exists():
-            run_dir.rmdir()     # an empty --out directory
-        tmp.rename(run_dir)
-    except OSError as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in WRITE_ERRORS:
-            raise OutputError(e.errno, f"cannot create the run directory {shown(run_dir)}: {e.strerror}"
-                              f"{f' ({shown(e.filename)})' if e.filename else ''}; nothing was written") from None
-        raise
-    return run_dir, _register(run_dir, store, cfg)
-
-
-def _register(run_dir: Path, store: RunStore, cfg: Config) -> int:
-    """The run's row in the store (made once, found again after a kill) and ``checkpoint/run.json``."""
+def _complete(run_dir: Path, store: RunStore, model: Any, data: Any) -> Run:
+    """A run with ``results.json`` (written last, so every file of the run is whole): its
+    store row completed from it, when a kill (or a full disk) came before ``finish`` did
+    that; refused when the row says completed already, or the store holds none."""
     run_id = store.find_run(str(run_dir.resolve()))
-    if run_id is None:
-        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict(portable=True))
-    atomic_write(run_dir / "checkpoint" / "run.json", json.dumps({"run_id": run_id, "db": store.url}))
-    return run_id
+    if run_id is None or store.get_run(run_id)["status"] == "completed":
+        raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
+    run = _collect(prepare(load_config(run_dir / "config.toml").with_code(model, data)), run_dir)
+    store.finish(run_id, "completed", run.results)
+    return run
 
 
 def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = None,
@@ -398,13 +338,15 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
     """Continue a stopped or killed run from its last checkpoint (or from the start if none),
     with the run's ``train.nproc`` processes unless ``nproc`` is given (a different count gives
     the same result within float tolerance, not bitwise). ``model``, ``data``: the objects the
-    run was given from Python, again (config.toml only names them)."""
+    run was given from Python, again (config.toml only names them). A run killed after
+    ``results.json`` but before its store row was completed gets the row completed, nothing
+    trained (``runs.rundir`` lists what a kill at each moment leaves)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise CheckpointError(f"run directory '{run_dir}' has no config.toml; is it a regulab run?")
+    info = run_info(run_dir)
     if (run_dir / "results.json").is_file():
-        raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
-    info = _run_info(run_dir)
+        return _complete(run_dir, RunStore(db or info.get("db")), model, data)
     writable_dir(run_dir, "run directory", error=CheckpointError)
     cfg = load_config(run_dir / "config.toml", None if nproc is None else [f"train.nproc={nproc}"])
     cfg = cfg.with_code(model, data)
@@ -422,7 +364,7 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
 
         def start() -> tuple[Path, int]:
             (run_dir / "checkpoint").mkdir(exist_ok=True)    # removed: the run starts over
-            run_id = info["run_id"] if info and not db else _register(run_dir, store, p.cfg)
+            run_id = info["run_id"] if info and not db else register(run_dir, store, p.cfg)
             store.truncate_epochs(run_id, p.trainer.epoch)
             store.set_status(run_id, "running")
             return run_dir, run_id

@@ -1,0 +1,120 @@
+"""The run directory: made whole, registered once in the run store, and what a kill leaves.
+
+``open_run`` makes the directory under a temporary name beside it (``.NAME.xxxxxxxx``, with
+``config.toml`` and an empty ``checkpoint/`` inside) and renames it into place, so it appears
+whole or not at all; then ``register`` adds the run's row to the store (or finds the row a
+killed start already made, by the resolved directory) and writes ``checkpoint/run.json``.
+
+A kill -9 at any moment (``tests/test_kill_moments.py`` kills at each) leaves, and is recovered
+by, the following; the recovered run equals the uninterrupted one bit for bit, and the store
+holds one row for it, completed, with one epoch row per epoch:
+
+- before the rename (process start, the checks, ``prepare``, the temporary directory and its
+  config.toml): no run directory and no row -- at most the hidden temporary directory, which
+  nothing reads (delete it at will). ``regulab train`` with the same ``--out`` starts afresh.
+- after the rename, before the row or before ``run.json``: ``regulab resume RUN_DIR``
+  registers the run (the row a killed start made is found, not made twice) and trains from
+  the start. ``regulab train --out RUN_DIR`` is refused: the directory is not empty.
+- during training (``metrics.csv``'s rows, the store's epoch rows, a checkpoint's temporary
+  file, its rename): resume loads the last complete checkpoint (``io.save_state`` leaves the
+  old file or the new one), rewrites ``metrics.csv`` from its history, deletes the store's
+  epoch rows after its epoch and trains again from there, to the same numbers.
+- after the last epoch, during the final writes (``model.safetensors``, ``model.json``,
+  ``evaluation.json``): the last checkpoint holds the last epoch; resume trains no epoch and
+  writes them all again (``runs.evaluate.finish``).
+- after ``results.json``, before the row is completed (or when completing it failed: a full
+  disk): the run is done, its store row is not; resume completes the row from
+  ``results.json`` (``runs.run.resume``), training nothing.
+- after the row is completed: the run is finished; resume refuses it ("already complete").
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from regulab.config.core import Config, to_toml
+from regulab.errors import CheckpointError, OutputError
+from regulab.io import atomic_write, new_dir, read_regular
+from regulab.paths import shown
+from regulab.runs.store import RunStore
+
+__all__ = ["WRITE_ERRORS", "output_error", "check_outputs", "run_info", "open_run", "register"]
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def output_error(e: OSError, run_dir: Path) -> OutputError:
+    """The one line of a run whose files could not be written (``WRITE_ERRORS``): what and
+    where, and that ``regulab resume`` continues from the last good checkpoint."""
+    where = f" ({shown(e.filename)})" if e.filename else ""
+    return OutputError(e.errno, f"cannot write the run's files: {e.strerror}{where}; the last good "
+                       f"checkpoint is kept: free space or fix permissions, then run "
+                       f"'regulab resume {run_dir}'")
+
+
+def check_outputs(name: str, out: str | Path | None, store: RunStore) -> None:
+    """Refuse, before any work, outputs that could not be written: ``out`` (new or empty,
+    writable), else the name and ``runs/``, and the store (``RunStore.check``)."""
+    new_dir(name, out)
+    store.check()
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """``checkpoint/run.json``, checked (a run id >= 1 and a store URL); {} when the run has no
+    checkpoint/ directory or no run.json yet (killed right after it started: it starts over);
+    ``checkpoint`` that is not a directory, or a damaged run.json, raises ``CheckpointError``."""
+    ckpt = run_dir / "checkpoint"
+    if os.path.lexists(ckpt) and (ckpt.is_symlink() or not ckpt.is_dir()):
+        raise CheckpointError(f"checkpoint directory '{ckpt}' must be a directory; it is "
+                              f"{'a symbolic link' if ckpt.is_symlink() else 'a file'}")
+    path = ckpt / "run.json"
+    if not os.path.lexists(path):
+        return {}
+    try:
+        info = json.loads(read_regular(path, 2**16))
+        if not (isinstance(info, dict) and type(info.get("run_id")) is int and info["run_id"] >= 1
+                and isinstance(info.get("db"), str)):
+            raise ValueError(f"it must hold a run_id >= 1 and a db URL; got {info!r}"[:200])
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint file '{path}' is corrupted ({' '.join(str(e).split())[:200]})") from None
+    return info
+
+
+def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
+    """Create the run directory (``out``, else a new ``runs/<name>-<timestamp>``) with
+    ``config.toml`` inside, and the run's row in ``store``: (run directory, run id)."""
+    run_dir = new_dir(cfg.name, out)
+    # the directory appears whole, config.toml inside, or not at all
+    tmp = None
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+        (tmp / "checkpoint").mkdir()
+        atomic_write(tmp / "config.toml", to_toml(cfg))
+        if run_dir.exists():
+            run_dir.rmdir()     # an empty --out directory
+        tmp.rename(run_dir)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in WRITE_ERRORS:
+            raise OutputError(e.errno, f"cannot create the run directory {shown(run_dir)}: {e.strerror}"
+                              f"{f' ({shown(e.filename)})' if e.filename else ''}; nothing was written") from None
+        raise
+    return run_dir, register(run_dir, store, cfg)
+
+
+def register(run_dir: Path, store: RunStore, cfg: Config) -> int:
+    """The run's row in the store (made once, found again after a kill) and ``checkpoint/run.json``."""
+    run_id = store.find_run(str(run_dir.resolve()))
+    if run_id is None:
+        run_id = store.create_run(cfg.name, str(run_dir.resolve()), cfg.to_dict(portable=True))
+    atomic_write(run_dir / "checkpoint" / "run.json", json.dumps({"run_id": run_id, "db": store.url}))
+    return run_id
