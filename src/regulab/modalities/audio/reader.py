@@ -77,6 +77,9 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     except (ValueError, EOFError, OSError, IndexError, KeyError, struct.error) as e:
         # struct.error: a header cut short
         raise DataError(f"audio file '{path}': cannot be read as WAV ({e})") from None
+    except ZeroDivisionError:   # scipy divides by the header's channels and bytes per sample
+        raise DataError(f"audio file '{path}': cannot be read as WAV (its header gives 0 channels or "
+                        "0 bits per sample; allowed: >= 1 of each)") from None
     if sr < 1:
         raise DataError(f"audio file '{path}': has sample rate {sr}; allowed: >= 1 Hz")
     v = np.asarray(v)
