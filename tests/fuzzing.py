@@ -8,10 +8,11 @@ exception. Cases run the CLI in-process, each in a fresh directory.
 
 Seeded (``derandomize=True``, no example database): the ``quick`` profile (the default, run by
 ``make test``) tries a few dozen cases per test; ``HYPOTHESIS_PROFILE=fuzz`` (``make fuzz``)
-forty times as many. Each case has a deadline (``DEADLINE``), a guard against hangs; memory is
-bounded by the strategies, not a limit: a valid case trains a tiny MLP on a few hundred rows for
-a few epochs, the keys that size work or start processes (``WORK``) are drawn small or far
-beyond their bound, and generated files are at most a few kB.
+forty times as many. Each case has a deadline (``DEADLINE``), a guard against hangs, and may
+raise the process's peak memory by at most ``MAX_GROWTH``; the strategies keep cases small: a
+valid case trains a tiny MLP on a few hundred rows for a few epochs, the keys that size work or
+start processes (``WORK``) are drawn small or far beyond their bound, and generated files are at
+most a few kB.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import json
 import math
 import os
+import resource
 import sqlite3
 import tempfile
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -34,6 +36,7 @@ from regulab.cli import main
 from regulab.config.core import json_schema
 
 DEADLINE = timedelta(seconds=20)    # a guard against hangs, far above a case's usual 0.01-1 s
+MAX_GROWTH = 1 << 30                # bytes a case may add to the process's peak memory
 settings.register_profile("quick", derandomize=True, database=None, max_examples=25, deadline=DEADLINE,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -86,10 +89,20 @@ def case():
             os.chdir(old)
 
 
+def _peak_rss() -> int:
+    """The process's peak resident memory so far, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def cli(argv: list[str]) -> tuple[int, str]:
+    """``regulab ARGV`` in-process: (exit code, stderr); a case that raised the process's peak
+    memory by more than ``MAX_GROWTH`` fails (a guard: the peak only shows the largest case)."""
     err = io.StringIO()
+    before = _peak_rss()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         code = main(argv)
+    grown = _peak_rss() - before
+    assert grown <= MAX_GROWTH, f"the case raised the peak memory by {grown / 2**20:.0f} MiB"
     return code, err.getvalue()
 
 

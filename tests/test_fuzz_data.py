@@ -35,9 +35,10 @@ def csv_texts(draw) -> str:
     width = draw(st.integers(1, 4))
     header = draw(st.lists(st.sampled_from(["a", "b", "y", "", "a b"]), min_size=width, max_size=width))
     rows = draw(st.lists(st.lists(CELLS, min_size=max(1, width - 1), max_size=width + 1), max_size=30))
-    if draw(st.booleans()):     # numbers with two classes, perhaps one row of junk: some of these train
+    if draw(st.booleans()):     # numbers of 1-3 classes, perhaps one row of junk: some of these train
         header = [*"abc"[:width - 1], "y"]
-        rows = [[str(i % 3 + j) for j in range(width - 1)] + [str(i % 2)] for i in range(draw(st.integers(0, 40)))]
+        k = draw(st.sampled_from([2, 2, 1, 3]))     # classes; 1: one class
+        rows = [[str(i % 3 + j) for j in range(width - 1)] + [str(i % k)] for i in range(draw(st.integers(0, 40)))]
         if rows and draw(st.booleans()):
             rows[draw(st.integers(0, len(rows) - 1))] = draw(st.lists(CELLS, max_size=width + 1))
     return "\n".join(",".join(r) for r in [header, *rows]) + draw(st.sampled_from(["", "\n", "\n\n", ","]))
@@ -111,6 +112,8 @@ AUDIO = '[audio]\nsample_rate = 8000\nseconds = 0.05\nfeatures = "waveform"\n'
 @given(st.lists(WAVS, min_size=1, max_size=3))
 @example([wav(8000, 1, 0, 1, 0, None)]).via("found: scipy's ZeroDivisionError on 0 bits per sample")
 @example([wav(8000, 0, 16, 1, 0, None)]).via("found: scipy's ZeroDivisionError on 0 channels")
+@example([wav(7919, 1, 16, 1, 400, None)]).via("found: a 63-million-tap resampling filter (GBs, minutes)")
+@example([wav(2**32 - 1, 1, 16, 1, 400, None)]).via("found: a filter of 10^12 taps for a 4 GHz rate")
 def test_fuzzed_wav_files(files):
     with case() as root:
         for cls in ("a", "b"):
