@@ -21,8 +21,12 @@ from .fuzzing import BASE, FLOATS, case, fuzz_environment, train_case  # noqa: F
 
 # -- (b) data files -------------------------------------------------------------------------------
 
-def _data_config(dataset: str, extra: str = "") -> str:
-    return BASE.replace('dataset = "moons"\nn_samples = 120', f"dataset = {json.dumps(dataset)}") + extra
+def _data_config(dataset: str, extra: str = "", data: str = "") -> str:
+    """BASE on ``dataset``, with ``data`` lines in its [data] table and ``extra`` tables."""
+    return BASE.replace('dataset = "moons"\nn_samples = 120', f"dataset = {json.dumps(dataset)}\n{data}") + extra
+
+
+FOLDER_SPLIT = "split = [0.5, 0.5, 0.0]"     # 4 + 4 files: enough rows for a stratified split
 
 
 CELLS = (st.integers(-2, 3).map(str) | st.floats(allow_nan=True, allow_infinity=True).map(repr)
@@ -49,7 +53,7 @@ def csv_texts(draw) -> str:
 def test_fuzzed_csv(text, target):
     with case() as root:
         (root / "d.csv").write_text(text)
-        train_case(root, _data_config("csv:d.csv").replace("[model]", target + "[model]", 1))
+        train_case(root, _data_config("csv:d.csv", data=target))
 
 
 DTYPES = ["float32", "float64", "float16", "int64", "int8", "uint8", "bool", "complex64", "<U2", "object"]
@@ -94,7 +98,7 @@ def wav(rate: int, channels: int, bits: int, fmt: int, frames: int, cut: int | N
     """A PCM WAV file with these header fields (block align and byte rate follow them), cut to
     ``cut`` bytes."""
     block = channels * bits // 8
-    data = bytes((i * 37) % 256 for i in range(max(frames * block, 0)))
+    data = (bytes(range(256)) * 16)[:max(0, frames * block)]      # at most 4 kB of samples
     fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate, (rate * block) % 2**32, block % 2**16, bits)
     body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt_chunk + b"data" + struct.pack("<I", len(data)) + data
     out = b"RIFF" + struct.pack("<I", len(body)) + body
@@ -117,12 +121,12 @@ AUDIO = '[audio]\nsample_rate = 8000\nseconds = 0.05\nfeatures = "waveform"\n'
 def test_fuzzed_wav_files(files):
     with case() as root:
         for cls in ("a", "b"):
-            for i in range(3):
+            for i in range(4):
                 (root / "w" / cls).mkdir(parents=True, exist_ok=True)
                 (root / "w" / cls / f"{i}.wav").write_bytes(GOOD_WAV)
         for i, data in enumerate(files):
             (root / "w" / "ab"[i % 2] / f"{i}.wav").write_bytes(data)
-        train_case(root, _data_config("audio:w", AUDIO))
+        train_case(root, _data_config("audio:w", AUDIO, FOLDER_SPLIT))
 
 
 def png(side: int, mode: str) -> bytes:
@@ -147,9 +151,9 @@ def image_files(draw) -> bytes:
 def test_fuzzed_image_folders(files):
     with case() as root:
         for cls in ("a", "b"):
-            for i in range(3):
+            for i in range(4):
                 (root / "im" / cls).mkdir(parents=True, exist_ok=True)
                 (root / "im" / cls / f"{i}.png").write_bytes(png(4, "L"))
         for i, data in enumerate(files):
             (root / "im" / "ab"[i % 2] / f"{i}.png").write_bytes(data)
-        train_case(root, _data_config("images:im"))
+        train_case(root, _data_config("images:im", data=FOLDER_SPLIT))
