@@ -310,6 +310,8 @@ def _cases() -> dict[str, tuple[Mutation, str]]:
         cases[f"{key}-{'f' if callable(bad) else repr(bad)}-{len(cases)}"] = (_edit(_set(key, bad)), key)
     for key in ("epoch", "step", "stop_training", "model", "generators", "callbacks", "history"):
         cases[f"top-{key}-dropped"] = (_edit(_drop(key)), key)
+    for key in ("lr", "seconds"):     # found by the fuzz suite: a KeyError after loading
+        cases[f"history-row-{key}-dropped"] = (_edit(_drop(f"history.1.{key}")), "history.1")
     cases["top-extra"] = (_edit(_set("extra", 1)), "extra")
     cases["generators-dropped"] = (_edit(_set("generators", {})), "generators")
     cases["generators-extra"] = (_edit(_set("generators", lambda g: {**g, "other": next(iter(g.values()))})),

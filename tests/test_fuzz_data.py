@@ -148,6 +148,8 @@ def image_files(draw) -> bytes:
 
 
 @given(st.lists(image_files(), min_size=1, max_size=3))
+@example([b"\x89PNG\r\n\x1a\n\x00\x00\x00\x00IHDR" + png(4, "L")[16:]]).via(
+    "found: an IHDR chunk of length 0 raised PIL's ValueError (Truncated IHDR chunk)")
 def test_fuzzed_image_folders(files):
     with case() as root:
         for cls in ("a", "b"):

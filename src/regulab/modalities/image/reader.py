@@ -66,7 +66,7 @@ def read_images(spec: str, path_text: str, *, task: str, lazy: bool = False) -> 
     def open_image(f: Path):
         try:
             return Image.open(f)
-        except (OSError, Image.DecompressionBombError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:   # ValueError: a PNG chunk cut short
             raise DataError(f"{where}: file '{shown(f)}' cannot be read as an image "
                             f"({type(e).__name__})") from None
 
