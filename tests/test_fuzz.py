@@ -99,7 +99,7 @@ def _poisoned(t, value: float, dtype: str | None, shape: int):
     import torch
     t = t.clone().float() if t.is_floating_point() else t.clone()
     if t.numel() and t.is_floating_point():
-        t.view(-1)[t.numel() // 2] = value
+        t.view(-1)[t.numel() // 2] = torch.tensor(value, dtype=torch.float64).float()   # > 3.4e38: inf
     t = t.to(getattr(torch, dtype)) if dtype else t
     return t.reshape(-1)[:shape] if shape >= 0 else t
 
