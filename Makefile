@@ -36,7 +36,7 @@ test: $(VENV)/.test-installed
 test-fast: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -m "not slow"
 
-# The fuzz suite's long run (issue 16): tests/fuzzing.py's "fuzz" profile, 40 times the seeded
+# The fuzz suite's long run (issue 16): tests/fuzzing.py's "fuzz" profile, 10 times the seeded
 # cases make test tries; prints each test's count of cases and how they exited.
 fuzz: $(VENV)/.test-installed
 	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/test_fuzz.py tests/test_fuzz_data.py

@@ -8,7 +8,7 @@ exception. Cases run the CLI in-process, each in a fresh directory.
 
 Seeded (``derandomize=True``, no example database): the ``quick`` profile (the default, run by
 ``make test``) tries a few dozen cases per test; ``HYPOTHESIS_PROFILE=fuzz`` (``make fuzz``)
-forty times as many. Each case has a deadline (``DEADLINE``), a guard against hangs, and may
+ten times as many. Each case has a deadline (``DEADLINE``), a guard against hangs, and may
 raise the process's peak memory by at most ``MAX_GROWTH``; the strategies keep cases small: a
 valid case trains a tiny MLP on a few hundred rows for a few epochs, the keys that size work or
 start processes (``WORK``) are drawn small or far beyond their bound, and generated files are at
@@ -37,7 +37,7 @@ from regulab.config.core import json_schema
 
 DEADLINE = timedelta(seconds=20)    # a guard against hangs, far above a case's usual 0.01-1 s
 MAX_GROWTH = 1 << 30                # bytes a case may add to the process's peak memory
-settings.register_profile("quick", derandomize=True, database=None, max_examples=25, deadline=DEADLINE,
+settings.register_profile("quick", derandomize=True, database=None, max_examples=100, deadline=DEADLINE,
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("fuzz", parent=settings.get_profile("quick"), max_examples=1000)
