@@ -2,7 +2,8 @@
 (real keys with values of the wrong type, out of range, huge, NaN/inf, empty, nested; misspelled
 and unknown keys), raw override text, config files, and mutations of a killed run's checkpoint;
 each case holds ``tests.fuzzing``'s property. Every failure found was fixed at its source and is
-kept as an ``@example`` (the fixed corpus).
+kept as a regression case: the checkpoint history rows without lr or seconds are
+``tests/test_checkpoint_mutations.py``'s ``history-row-*-dropped`` (the fixed corpus).
 """
 
 from __future__ import annotations
