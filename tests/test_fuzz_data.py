@@ -150,6 +150,9 @@ def image_files(draw) -> bytes:
 @given(st.lists(image_files(), min_size=1, max_size=3))
 @example([b"\x89PNG\r\n\x1a\n\x00\x00\x00\x00IHDR" + png(4, "L")[16:]]).via(
     "found: an IHDR chunk of length 0 raised PIL's ValueError (Truncated IHDR chunk)")
+@example([b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x04\x00\x00\x00\x04\x08\x02\x00\x00\x00&\x93\t)"
+          b"\x00\x00\x00\x10IDATx\x9ccdf@\x00&\x06\x018\x00\x01\x9d\x00\x0b\x13\xb9*~\x00\x00\x00\x00"]).via(
+    "found: a PNG cut in its IEND chunk raised PIL's SyntaxError (broken PNG file) reading pixels")
 def test_fuzzed_image_folders(files):
     with case() as root:
         for cls in ("a", "b"):
