@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from .fuzzing import (BASE, EXAMPLES, FLOATS, VALUES, case, cli, fuzz_environment, overrides,  # noqa: F401
@@ -23,6 +23,7 @@ from .test_checkpoint_mutations import STATE, copy_run, run_files, runs, store_r
 
 @settings(max_examples=EXAMPLES * 2)
 @given(st.lists(overrides(), min_size=1, max_size=3))
+@example([("data.dataset", [0, 0])]).via("found: data given as a pair of 0-d arrays raised TypeError")
 def test_fuzzed_overrides(items):
     with case() as root:
         train_case(root, BASE, [f"{k}={toml(v)}" for k, v in items])
