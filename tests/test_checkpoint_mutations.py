@@ -84,7 +84,7 @@ def runs(tmp_path_factory, data_cache) -> dict[str, Path]:
     return {"reference": root / "reference", "killed": root / "killed", "db": root / "killed.db"}
 
 
-def _copy(runs: dict[str, Path], where: Path) -> tuple[Path, Path]:
+def copy_run(runs: dict[str, Path], where: Path) -> tuple[Path, Path]:
     """The killed run and its store copied under ``where``, run.json pointing to the copy."""
     run_dir, db = where / "run", where / "runs.db"
     shutil.copytree(runs["killed"], run_dir)
@@ -97,7 +97,7 @@ def _copy(runs: dict[str, Path], where: Path) -> tuple[Path, Path]:
     return run_dir, db
 
 
-def _files(run_dir: Path) -> dict[str, object]:
+def run_files(run_dir: Path) -> dict[str, object]:
     """Every entry of the run directory: a file's bytes, a link's target, a FIFO or directory's kind."""
     out: dict[str, object] = {}
     for dirpath, dirnames, filenames in os.walk(run_dir):
@@ -110,7 +110,7 @@ def _files(run_dir: Path) -> dict[str, object]:
     return out
 
 
-def _rows(db: Path) -> list[str]:
+def store_rows(db: Path) -> list[str]:
     conn = sqlite3.connect(db)
     try:
         return list(conn.iterdump())
@@ -310,6 +310,8 @@ def _cases() -> dict[str, tuple[Mutation, str]]:
         cases[f"{key}-{'f' if callable(bad) else repr(bad)}-{len(cases)}"] = (_edit(_set(key, bad)), key)
     for key in ("epoch", "step", "stop_training", "model", "generators", "callbacks", "history"):
         cases[f"top-{key}-dropped"] = (_edit(_drop(key)), key)
+    for key in ("lr", "seconds"):     # found by the fuzz suite: a KeyError after loading
+        cases[f"history-row-{key}-dropped"] = (_edit(_drop(f"history.1.{key}")), "history.1")
     cases["top-extra"] = (_edit(_set("extra", 1)), "extra")
     cases["generators-dropped"] = (_edit(_set("generators", {})), "generators")
     cases["generators-extra"] = (_edit(_set("generators", lambda g: {**g, "other": next(iter(g.values()))})),
@@ -405,7 +407,7 @@ def test_the_model_keys_mutated_exist(runs):
 
 def test_the_unchanged_copy_resumes_bit_identically(runs, tmp_path, capsys, monkeypatch):
     """The baseline of the cases: a copy of the killed run, untouched, finishes exactly."""
-    run_dir, _ = _copy(runs, tmp_path)
+    run_dir, _ = copy_run(runs, tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["resume", str(run_dir), "--quiet"]) == 0, capsys.readouterr().err
     _assert_same_result(run_dir, runs["reference"])
@@ -420,9 +422,9 @@ def _assert_same_result(run_dir: Path, reference: Path) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_mutated_checkpoint_is_refused_and_nothing_changes(name, runs, tmp_path, capsys, monkeypatch):
     mutate, word = CASES[name]
-    run_dir, db = _copy(runs, tmp_path)
+    run_dir, db = copy_run(runs, tmp_path)
     mutate(run_dir)
-    files, rows = _files(run_dir), _rows(db)
+    files, rows = run_files(run_dir), store_rows(db)
     monkeypatch.chdir(tmp_path)
     code = main(["resume", str(run_dir), "--quiet"])
     err = capsys.readouterr().err
@@ -433,5 +435,5 @@ def test_a_mutated_checkpoint_is_refused_and_nothing_changes(name, runs, tmp_pat
     assert code == 2 and err.count("\n") == 1, err
     assert "checkpoint" in err and word.removeprefix(EITHER) in err, (word, err)
     assert len(err) < 600, err
-    assert _files(run_dir) == files
-    assert _rows(db) == rows
+    assert run_files(run_dir) == files
+    assert store_rows(db) == rows

@@ -355,6 +355,9 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
         if X.shape[1:] != arrays["X"].shape[1:]:
             raise DataError(f"{where}: '{xk}' samples have shape {X.shape[1:]} but 'X' samples have "
                             f"{arrays['X'].shape[1:]}; they must match")
+        if y.ndim == 0:
+            raise DataError(f"{where}: array '{yk}' has shape (); allowed: (N,) or (N, k), one row per "
+                            f"sample of '{xk}'")
         if len(X) != len(y):
             raise DataError(f"{where}: '{xk}' has {len(X)} samples but '{yk}' has {len(y)}; they must match")
         if y.dtype.kind not in "biuf":

@@ -68,12 +68,15 @@ def _split_of(obj: Any, split: str, where: str) -> tuple[Any, np.ndarray]:
         obj = obj.dataset
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj, torch.utils.data.Dataset):
         X, y = _numeric(obj[0], f"the {split} inputs X", where), _numeric(obj[1], f"the {split} labels y", where)
-        if len(X) != len(y):
-            raise DataError(f"{where}: the {split} inputs X have {len(X)} samples but the labels y have "
-                            f"{len(y)}; they must match")
         if X.ndim < 2 or len(X) == 0:
             raise DataError(f"{where}: the {split} inputs X have shape {X.shape}; allowed: "
                             "(N, *sample_shape) with N >= 1")
+        if y.ndim == 0:
+            raise DataError(f"{where}: the {split} labels y have shape (); allowed: (N,) or (N, k), "
+                            "one row per sample of X")
+        if len(X) != len(y):
+            raise DataError(f"{where}: the {split} inputs X have {len(X)} samples but the labels y have "
+                            f"{len(y)}; they must match")
         return X.astype(np.float32), y
     if not (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")) or isinstance(obj, (str, dict)):
         raise DataError(f"{where} must give {FORMS}; got {type(obj).__name__} for the {split} split")

@@ -320,6 +320,9 @@ class Trainer:
         for i, row in enumerate(history):
             table(f"history.{i}", row)
             whole(f"history.{i}.epoch", row.get("epoch"), i + 1, i + 1)
+            missing = [k for k in ("lr", "seconds") if k not in row]     # end_epoch adds both
+            if missing:
+                raise ValueError(f"'history.{i}' must hold epoch, lr and seconds; it lacks {', '.join(missing)}")
             for key, value in row.items():
                 if not isinstance(key, str) or type(value) not in (int, float):
                     raise ValueError(f"'history.{i}' must map metric names to numbers; got {short(key)}: "

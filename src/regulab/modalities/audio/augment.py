@@ -29,7 +29,7 @@ from regulab.checks import number
 from regulab.checks import snr as _snr
 from regulab.errors import invalid
 from regulab.modalities.audio.features import AudioFeatures, waveforms
-from regulab.modalities.audio.reader import read_wav, resample
+from regulab.modalities.audio.reader import check_resampling, read_wav, resample
 from regulab.modalities.audio.section import PIPELINE_KEYS, AudioConfig
 from regulab.modalities.image.augment import check_generator
 
@@ -155,6 +155,7 @@ def noise_bank(section: AudioConfig) -> Tensor | None:
     clips = []
     for f in files:
         wave, sr = read_wav(f)
+        check_resampling(sr, section.sample_rate, f"audio file '{f}'")
         clips.append(resample(torch.as_tensor(wave), sr, section.sample_rate) if sr != section.sample_rate
                      else torch.as_tensor(wave))
     length = min(len(c) for c in clips)

@@ -52,10 +52,11 @@ from regulab.errors import DataError
 from regulab.paths import DATA_BYTES, regular_file, shown
 from regulab.modalities.audio.section import AudioConfig
 
-__all__ = ["read", "read_wav", "resample", "natural_key", "load_audio_dir"]
+__all__ = ["read", "read_wav", "resample", "check_resampling", "natural_key", "load_audio_dir"]
 
 RESAMPLE_ZEROS = 6      # zero crossings of the sinc on each side
 RESAMPLE_ROLLOFF = 0.99  # cut-off as a fraction of the lower Nyquist frequency
+MAX_RESAMPLE_TAPS = 1 << 23  # n phases x K taps of a resampling filter: 64 MiB per float64 array
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
@@ -77,6 +78,9 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     except (ValueError, EOFError, OSError, IndexError, KeyError, struct.error) as e:
         # struct.error: a header cut short
         raise DataError(f"audio file '{path}': cannot be read as WAV ({e})") from None
+    except ZeroDivisionError:   # scipy divides by the header's channels and bytes per sample
+        raise DataError(f"audio file '{path}': cannot be read as WAV (its header gives 0 channels or "
+                        "0 bits per sample; allowed: >= 1 of each)") from None
     if sr < 1:
         raise DataError(f"audio file '{path}': has sample rate {sr}; allowed: >= 1 Hz")
     v = np.asarray(v)
@@ -107,6 +111,19 @@ def _reach(o: int, n: int) -> int:
     return math.ceil(RESAMPLE_ZEROS * o / (RESAMPLE_ROLLOFF * min(o, n)))
 
 
+def check_resampling(orig_sr: int, new_sr: int, what: str) -> None:
+    """Refuse rates whose polyphase filter, ``n`` phases of ``2 width + o`` taps (``o/n`` the
+    rates' ratio in lowest terms), exceeds ``MAX_RESAMPLE_TAPS``: nearly coprime rates (7919 and
+    8000 Hz need 63 million) would take gigabytes and minutes."""
+    g = math.gcd(orig_sr, new_sr)
+    o, n = orig_sr // g, new_sr // g
+    taps = n * (2 * _reach(o, n) + o)
+    if taps > MAX_RESAMPLE_TAPS:
+        raise DataError(f"{what}: resampling {orig_sr} Hz to {new_sr} Hz needs a filter of {taps} taps; "
+                        f"allowed: at most {MAX_RESAMPLE_TAPS} (MAX_RESAMPLE_TAPS; rates with a large "
+                        "common divisor, as 8000, 16000, 22050, 44100, 48000 Hz)")
+
+
 def _sinc_kernels(o: int, n: int, dtype: torch.dtype, device) -> tuple[Tensor, int]:
     """The n polyphase kernels ``(n, 1, 2 width + o)`` of ``h`` and ``width`` (input samples)."""
     c, width = RESAMPLE_ROLLOFF * min(o, n), _reach(o, n)
@@ -131,6 +148,7 @@ def resample(x: Tensor, orig_sr: int, new_sr: int) -> Tensor:
         raise DataError(f"resample takes a floating-point tensor (..., T); got {got}")
     if orig_sr == new_sr:
         return x
+    check_resampling(orig_sr, new_sr, "resample")
     g = math.gcd(orig_sr, new_sr)
     o, n = orig_sr // g, new_sr // g
     kernels, width = _sinc_kernels(o, n, x.dtype, x.device)                 # (n, 1, K)
@@ -234,6 +252,7 @@ def load_audio_dir(path, *, sample_rate: int = 8000, seconds: float = 1.0, label
     for f in tqdm(files, desc="audio clips", unit="clip", leave=False,
                   disable=None if progress is None else not progress):
         x, sr = read_wav(f)
+        check_resampling(sr, sample_rate, f"audio file '{f}'")
         clips.append(x)
         rates.append(sr)
     X = _fit(clips, rates, sample_rate, T)                                   # (N, T)

@@ -44,8 +44,8 @@ class ImageFiles:
             with Image.open(f) as im:
                 im = im.convert(self.mode)
                 pixels = np.asarray(im if self.size is None else im.resize(self.size), dtype=np.uint8)  # (H, W[, 3])
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DataError(f"{where}: file '{shown}' cannot be decoded ({e})") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # SyntaxError: PIL's
+            raise DataError(f"{where}: file '{shown}' cannot be decoded ({e})") from None   # broken PNG
         return (pixels[None] if self.mode == "L" else pixels.transpose(2, 0, 1)) / 255.0
 
 
@@ -66,7 +66,7 @@ def read_images(spec: str, path_text: str, *, task: str, lazy: bool = False) -> 
     def open_image(f: Path):
         try:
             return Image.open(f)
-        except (OSError, Image.DecompressionBombError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:   # ValueError: a PNG chunk cut short
             raise DataError(f"{where}: file '{shown(f)}' cannot be read as an image "
                             f"({type(e).__name__})") from None
 
