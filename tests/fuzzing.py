@@ -145,6 +145,7 @@ SCALARS = st.integers(-3, 5) | st.sampled_from(HUGE) | FLOATS | st.booleans() | 
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.sampled_from(["a", "x", "lr", "0", "big"]), inner, max_size=3),
                       max_leaves=8)
+NO_PROCESSES = st.sampled_from([0, 1, -1, 1.5, 10**12, 2**63, "2", True, [2]])
 SMALL = st.integers(-2, 3) | st.sampled_from([10**12, 2**63, -(2**63), 1e300, math.nan, "x", True, [], [2]])
 
 
@@ -190,4 +191,6 @@ def overrides(draw) -> tuple[str, object]:
     """A key (real, misspelled or unknown) and a value for it: of its type, or any (small or far
     beyond the bound for the ``WORK`` keys)."""
     k = draw(KEY)
+    if k == "train.nproc":      # no data-parallel processes in-process (tests/test_distributed.py)
+        return k, draw(NO_PROCESSES)
     return k, draw(plausible(k) if draw(st.integers(0, 2)) else SMALL if k in WORK else VALUES)
