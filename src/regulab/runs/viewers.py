@@ -23,6 +23,7 @@ from typing import Any
 
 from regulab.callbacks import Callback
 from regulab.config.core import Config
+from regulab.config.files import flatten
 from regulab.errors import ConfigError, invalid
 
 __all__ = ["TensorBoardLog", "viewers", "check", "hparams"]
@@ -38,12 +39,8 @@ def check(cfg: Config) -> None:
 def hparams(cfg: Config) -> dict[str, Any]:
     """The config as TensorBoard's hyperparameters: ``{"section.key": value}``, each value a
     number, a bool or text (lists, tables and None as their TOML-like text)."""
-    out: dict[str, Any] = {}
-    for section, table in cfg.to_dict(portable=True).items():
-        for name, value in (table.items() if isinstance(table, dict) else [(None, table)]):
-            key = section if name is None else f"{section}.{name}"
-            out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
+    return {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in flatten(cfg.to_dict(portable=True), "config").items()}
 
 
 class TensorBoardLog(Callback):
