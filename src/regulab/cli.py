@@ -109,8 +109,11 @@ def _study(args) -> int:
     from regulab.studies.spec import clinic_path, load_study
     from regulab.studies.study import run_study
     spec = load_study(args.study if args.study else clinic_path(), parse_overrides(args.set))
+    workers = args.workers
+    if workers is not None and workers.strip().isdigit():
+        workers = int(workers)
     result = run_study(spec, out=args.out, db=args.db, quick=args.quick,
-                       progress=False if args.quiet else None)
+                       progress=False if args.quiet else None, workers=workers)
     r = result.results
     m = r["metric"]
     if r["variants"]:
@@ -282,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a key of the study's base config (repeatable)")
     p.add_argument("--out", help="study directory (default runs/study-<name>-<timestamp>)")
     p.add_argument("--db", help=db_help)
+    p.add_argument("--workers", metavar="N", help="processes on this machine that train the runs side "
+                                                  "by side: auto (one per core, at most 4) or N "
+                                                  "(same as [study] workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_study)
 

@@ -29,6 +29,7 @@ from regulab.runs.population import train_population
 from regulab.runs.run import train
 from regulab.runs.store import RunStore
 from regulab.studies import aggregate, kinds, shared, tune
+from regulab.studies import workers as local_workers
 from regulab.studies.spec import StudySpec, Variant
 
 log = logging.getLogger("regulab")
@@ -102,9 +103,10 @@ class Runner:
     ``claims``, one of the workers of a shared study (``regulab.studies.shared``)."""
 
     def __init__(self, spec: StudySpec, study_dir: Path, db: str | None, progress: Progress,
-                 claims: Claims | None = None):
+                 claims: Claims | None = None, split: int = 1):
         self.spec, self.dir, self.db, self.progress = spec, study_dir, db, progress
         self.claims = claims
+        self.split = split          # workers on this machine: a population's members split among them
         self.jobs = kinds.KINDS[spec.kind].jobs(spec)      # the runs of each variant
         self.models: dict[str, Any] = {}        # variant -> first run's model (for the analysis)
         self.configs: dict[str, Any] = {}       # variant -> first run's resolved config
@@ -161,8 +163,9 @@ class Runner:
                 if self.claims is not None:
                     units.append(self._alone(name, cfg, rel))
                     seen.add(fp)
-        size, pops = self.spec.population, []
+        pops = []
         for group in groups.values():
+            size = local_workers.chunk(len(group), self.split, self.spec.population)
             if len(group) == 1:
                 log.info("run %s trains alone: no other run of the study differs from it only in "
                          "member keys", group[0][1].name)

@@ -6,8 +6,8 @@ you like, with the same study file (and ``--set``, ``--quick``), the same ``--db
 or a shared filesystem mounted at the same path on every machine (the run store records runs
 by their resolved path) -- and ``--out`` is required on a PostgreSQL store. The first worker
 makes ``DIR`` with ``study.json``; one started with another study, ``--quick`` or store is refused
-(exit code 2, nothing written). A study on SQLite (or without ``--db``) runs in one worker, as
-it always has.
+(exit code 2, nothing written). On SQLite (or without ``--db``) the workers of a study are those one
+``regulab study`` starts on its machine (``[study] workers``, ``regulab.studies.workers``).
 
 Every worker walks the same plan -- it is deterministic given the study: variants, seeds, tuned
 candidates, the forward step's pairs, the search's seeded trials -- and before each unit of

@@ -21,6 +21,8 @@ A study file is TOML::
                                   # (--quick: at most 4)
     heartbeat = 5                 # workers sharing the study (a PostgreSQL store): seconds
     grace = 30                    # between heartbeats, and without one before a unit is retaken
+    workers = "auto"              # processes on this machine training its runs side by side
+                                  # (one per core, at most 4; 1 on a GPU; --workers N overrides)
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -102,6 +104,19 @@ def _table(field: str, value: Any) -> dict:
 
 QUICK_SEARCH = 4     # --quick: trials of the combination's search, at most
 
+AUTO_WORKERS = 4     # study.workers = "auto": one per core, at most this many (each imports torch)
+MAX_WORKERS = 64
+
+
+def worker_count(key: str, v: Any) -> Any:
+    """"auto" or a whole number of processes from 1 to ``MAX_WORKERS``."""
+    if v == "auto":
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS:
+        return v
+    raise invalid(key, f'"auto" or a whole number from 1 to {MAX_WORKERS}', v, kind=KIND)
+
+
 BUDGETS = {        # [study] budget -> what it sets in every run's config (before the variant's keys)
     "config": {},
     "score": {"train.early_stopping": True, "train.monitor": "auto", "train.restore_best": True},
@@ -139,6 +154,9 @@ class StudySection(Section):
                          "seconds between a worker's heartbeats for the units it holds")
     grace: int = key(30, number(ge=2, integer=True), "a shared study: seconds without a heartbeat "
                      "before another worker takes a unit over (more than study.heartbeat)")
+    workers: Any = key("auto", worker_count, "processes on this machine that train the study's "
+                       "runs side by side, splitting its cores (regulab.studies.workers): auto "
+                       f"(one per core, at most {AUTO_WORKERS}; 1 on a GPU) or 1 to {MAX_WORKERS}")
 
 
 @dataclass
@@ -161,6 +179,8 @@ class StudySpec:
     search: int = 0                     # Optuna trials of the combination (0: none)
     heartbeat: int = 5                  # a shared study: seconds between heartbeats
     grace: int = 30                     # a shared study: seconds before a silent unit is taken over
+    workers: Any = "auto"               # processes here training its runs (how it runs, not what:
+                                        # not in to_dict, so workers with other counts may join)
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
         """The resolved config of ``variant`` at ``seed``; errors name the variant."""
@@ -228,7 +248,7 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
     spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),
                      flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference,
-                     s.budget, s.search, s.heartbeat, s.grace)
+                     s.budget, s.search, s.heartbeat, s.grace, s.workers)
     for v in [*expanded(variants), *kind.sources(spec)]:
         # every config validates before anything is trained (a transfer target without its source)
         v = Variant(v.name, {k: x for k, x in v.overrides.items() if not k.startswith("transfer.")})

@@ -26,8 +26,10 @@ PostgreSQL store by several workers that share the study directory (``studies.sh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from regulab.runs.claims import Claims
 from regulab.runs.prepare import resolve_device
 from regulab.runs.store import RunStore
 from regulab.studies import aggregate, kinds, search, shared, verdicts
+from regulab.studies import workers as local_workers
 from regulab.studies.runner import Progress, Runner
 from regulab.studies.spec import StudySection, StudySpec, Variant, expanded
 from regulab.user_code import portable
@@ -63,12 +66,15 @@ class StudyResult:
 
 def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
               quick: bool = False, progress: bool | None = None,
-              render: bool = True) -> StudyResult:
+              render: bool = True, workers: int | str | None = None) -> StudyResult:
     """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory; on a
     PostgreSQL store, as one of the workers that share the study in ``out``
-    (``regulab.studies.shared``)."""
+    (``regulab.studies.shared``); with ``workers`` (default ``[study] workers``) processes on
+    this machine (``regulab.studies.workers``)."""
     if quick:
         spec = spec.for_quick()
+    if workers is not None:
+        spec = dataclasses.replace(spec, workers=StudySection.check("workers", workers))
     store = RunStore(db)
     if shared.shares(store.url):
         shared.require_out(out)     # an argument missing, before the store is asked
@@ -76,9 +82,12 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     kind = kinds.KINDS[spec.kind]
     kind.check_data(spec)      # bad data or layer names fail before the study directory exists
     meta = {**spec.to_dict(), "db": store.url}
+    here = local_workers.count(spec.workers, _device(spec))
     claims = None
-    if shared.shares(store.url):
-        study_dir, made, claims = shared.join(out, meta, spec.heartbeat, spec.grace)
+    if shared.shares(store.url) or here > 1:
+        where = out if shared.shares(store.url) else new_dir(f"study-{spec.name}", out)
+        store.create()      # a new SQLite store's folder, before the claims open it
+        study_dir, made, claims = shared.join(where, meta, spec.heartbeat, spec.grace)
     else:
         study_dir = new_dir(f"study-{spec.name}", out)
         made = shared.make_dir(study_dir, {"study.json": json.dumps(meta, indent=1, default=str)})
@@ -86,19 +95,54 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
             check_out_dir(study_dir)
     if made:
         store.create_run(spec.name, str(study_dir.resolve()), spec.to_dict(), kind="study")
+    helpers: list = []
+    try:
+        with claims or contextlib.nullcontext(), threads.worker():   # workers here split the cores
+            # populations split among this machine's workers (one plan for all: not on a store
+            # shared across machines, whose workers may count other cores)
+            split = 1 if shared.shares(store.url) else here
+            if here > 1:
+                helpers = local_workers.start(spec, study_dir, store.url, (quick, render, split), here - 1)
+            return _work(spec, kind, study_dir, db, store, progress, claims, quick, render, split)
+    finally:
+        local_workers.stop(helpers)
+
+
+def join_local(spec: StudySpec, study_dir: Path, db: str, quick: bool, render: bool, split: int,
+               ready: Callable[[], None]) -> None:
+    """A helper's share of a study another process on this machine started in ``study_dir``
+    (``regulab.studies.workers``): it joins, registers, calls ``ready()``, then walks the plan."""
+    meta = {**spec.to_dict(), "db": db}
+    study_dir, _, claims = shared.join(study_dir, meta, spec.heartbeat, spec.grace)
+    with claims, threads.worker():
+        ready()
+        _work(spec, kinds.KINDS[spec.kind], study_dir, db, RunStore(db), False, claims, quick, render,
+              split)
+
+
+def _device(spec: StudySpec) -> str:
+    """The device type the study's runs train on."""
+    return resolve_device(spec.config(spec.variants[0], 0).train.device).type if spec.variants else "cpu"
+
+
+def _work(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None, store: RunStore,
+          progress: bool | None, claims: Claims | None, quick: bool, render: bool,
+          split: int = 1) -> StudyResult:
+    """The study's runs, results and report (those of every worker, under the claim "report",
+    when the study is shared; populations split for ``split`` workers); the store's study row
+    failed on an error."""
     start = time.perf_counter()
-    with claims or contextlib.nullcontext(), threads.worker():   # workers here split the cores
-        try:
-            results = _execute(spec, kind, study_dir, db, progress, claims)
-            results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
-            write = lambda: _write(results, study_dir, store, spec, render)  # noqa: E731
-            if claims is None:
-                write()
-                return StudyResult(results, study_dir)
-            shared.claimed(claims, "report", "results.json and report.html", write, wait=True)
-        except BaseException:
-            store.set_status(_study_row(store, study_dir, spec), "failed")
-            raise
+    try:
+        results = _execute(spec, kind, study_dir, db, progress, claims, split)
+        results.update(quick=quick, seconds=round(time.perf_counter() - start, 1))
+        write = lambda: _write(results, study_dir, store, spec, render)  # noqa: E731
+        if claims is None:
+            write()
+            return StudyResult(results, study_dir)
+        shared.claimed(claims, "report", "results.json and report.html", write, wait=True)
+    except BaseException:
+        store.set_status(_study_row(store, study_dir, spec), "failed")
+        raise
     return StudyResult(json.loads((study_dir / "results.json").read_text()), study_dir)
 
 
@@ -132,12 +176,11 @@ def bar_total(runner: Runner, sources: list[Variant], spec: StudySpec, combined:
 
 
 def _execute(spec: StudySpec, kind: kinds.Kind, study_dir: Path, db: str | None,
-             progress: bool | None, claims: Claims | None = None) -> dict:
-    device = resolve_device(spec.config(spec.variants[0], 0).train.device).type \
-        if spec.variants else "cpu"
+             progress: bool | None, claims: Claims | None = None, split: int = 1) -> dict:
+    device = _device(spec)
     sources = kind.sources(spec)
     bar = Progress(0, progress, spec.name)
-    runner = Runner(spec, study_dir, db, bar, claims)
+    runner = Runner(spec, study_dir, db, bar, claims, split)
     bar.set_total(bar_total(runner, sources, spec, bool(spec.combine)))
     try:
         source_runs = []
