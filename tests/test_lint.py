@@ -10,5 +10,5 @@ from .conftest import REPO
 
 def test_ruff_finds_nothing():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "src", "tests", "bench",
-                           "examples"], cwd=REPO, capture_output=True, text=True)
+                           "examples", "setup.py"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

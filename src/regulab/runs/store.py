@@ -194,7 +194,8 @@ class RunStore:
             self._engine = sa.create_engine(parsed, connect_args={"connect_timeout": CONNECT_SECONDS}
                                             if backend == "postgresql" else {})
         except (ImportError, exc.NoSuchModuleError) as e:
-            raise _bad_url(raw, f"database driver not available ({e})") from None
+            extra = "; PostgreSQL's driver: pip install 'regulab[postgres]'" if backend == "postgresql" else ""
+            raise _bad_url(raw, f"database driver not available ({e}){extra}") from None
         if backend == "sqlite":
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         self._insert = sqlite.insert if backend == "sqlite" else postgresql.insert

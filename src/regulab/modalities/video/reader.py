@@ -23,7 +23,7 @@ from regulab.data.dataset import Dataset
 from regulab.data.files import class_folders
 from regulab.errors import DataError, invalid
 from regulab.paths import regular_file
-from regulab.modalities.video.features import flow_at, sample_motion, sample_uniform, whole
+from regulab.modalities.video.features import flow_at, opencv, sample_motion, sample_uniform, whole
 from regulab.modalities.video.section import VideoConfig
 
 __all__ = ["VIDEO_SUFFIXES", "read", "read_video", "VideoPipeline", "load_video_dir"]
@@ -58,7 +58,7 @@ def read_video(path, *, size=None, gray: bool = False, max_frames: int | None = 
     if not path.is_file():
         raise DataError(f"video file '{path}': does not exist or is not a file")
     regular_file(path, "video file")      # readable; not a device or FIFO behind a symlink
-    import cv2      # OpenCV on use: a run without video never loads it
+    cv2 = opencv()
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
