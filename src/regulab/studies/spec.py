@@ -21,8 +21,8 @@ A study file is TOML::
                                   # (--quick: at most 4)
     heartbeat = 5                 # workers sharing the study (a PostgreSQL store): seconds
     grace = 30                    # between heartbeats, and without one before a unit is retaken
-    workers = "auto"              # processes on this machine training its runs side by side
-                                  # (one per core, at most 4; 1 on a GPU; --workers N overrides)
+    workers = 1                   # processes on this machine training its runs side by side
+                                  # ("auto": one per core, at most 4, 1 on a GPU; or --workers N)
 
     [base]                        # config sections applied over the base file
     train = { epochs = 60 }
@@ -154,7 +154,7 @@ class StudySection(Section):
                          "seconds between a worker's heartbeats for the units it holds")
     grace: int = key(30, number(ge=2, integer=True), "a shared study: seconds without a heartbeat "
                      "before another worker takes a unit over (more than study.heartbeat)")
-    workers: Any = key("auto", worker_count, "processes on this machine that train the study's "
+    workers: Any = key(1, worker_count, "processes on this machine that train the study's "
                        "runs side by side, splitting its cores (regulab.studies.workers): auto "
                        f"(one per core, at most {AUTO_WORKERS}; 1 on a GPU) or 1 to {MAX_WORKERS}")
 
@@ -179,7 +179,7 @@ class StudySpec:
     search: int = 0                     # Optuna trials of the combination (0: none)
     heartbeat: int = 5                  # a shared study: seconds between heartbeats
     grace: int = 30                     # a shared study: seconds before a silent unit is taken over
-    workers: Any = "auto"               # processes here training its runs (how it runs, not what:
+    workers: Any = 1                    # processes here training its runs (how it runs, not what:
                                         # not in to_dict, so workers with other counts may join)
 
     def config(self, variant: Variant, seed: int, extra: Mapping[str, Any] | None = None) -> Config:
