@@ -143,6 +143,48 @@ def test_a_resumed_run_continues_its_mlflow_run_each_epoch_once(workdir, trackin
     assert sorted(dirs) == sorted(str((workdir / d).resolve()) for d in ("killed", "whole"))
 
 
+def test_epochs_a_kill_kept_from_mlflow_come_from_the_checkpoint(workdir, tracking, monkeypatch):
+    """A kill -9 loses the epochs still queued (sent every ``FLUSH_SECONDS``): here none was
+    sent before the stop in epoch 4 (checkpoint after epoch 3). The resume sends its
+    checkpoint's history first, then epoch 4: every epoch once, metrics.csv's values."""
+    from regulab.runs.viewers import MLflowLog
+
+    class Stop(Callback):
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == 4:
+                raise KeyboardInterrupt
+
+    with monkeypatch.context() as lost:
+        lost.setattr(MLflowLog, "send", lambda self: None)
+        with pytest.raises(KeyboardInterrupt):
+            rl.train(tiny(tracking), out=workdir / "run", progress=False, callbacks=[Stop()])
+    run_id = mlflow_run(tracking, workdir / "run").info.run_id
+    assert history(tracking, run_id, "val_loss") == []
+    resumed = rl.resume(workdir / "run", progress=False)
+    assert mlflow_run(tracking, resumed.run_dir).info.run_id == run_id
+    assert_metrics_are_the_csv(tracking, resumed.run_dir)
+
+
+def test_a_run_stopped_after_its_results_is_completed_by_resume(workdir, tracking, monkeypatch):
+    """Ctrl-C between results.json and the store's row (``runs.rundir``'s last moment): the
+    resume completes the row and the MLflow run -- its final results, FINISHED -- training
+    nothing, so every epoch is still there once."""
+    from regulab.runs.store import RunStore
+    real = RunStore.finish
+
+    def interrupted(self, *args, **kwargs):
+        monkeypatch.setattr(RunStore, "finish", real)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(RunStore, "finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rl.train(tiny(tracking), out=workdir / "run", progress=False)
+    assert mlflow_run(tracking, workdir / "run").info.status == "KILLED"
+    run = rl.resume(workdir / "run", progress=False)
+    got = mlflow_run(tracking, workdir / "run")
+    assert got.info.status == "FINISHED" and got.data.metrics["final/test_acc"] == run.results["test_acc"]
+    assert_metrics_are_the_csv(tracking, run.run_dir)
+
+
 def test_population_members_are_runs_of_their_own(workdir, tracking):
     cfgs = [tiny(tracking, f"train.seed={s}", f"name=m{s}", "log.mlflow_experiment=pop") for s in (0, 1)]
     runs = train_population(cfgs, [workdir / "m0", workdir / "m1"])

@@ -209,5 +209,7 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
             done.append(error)
         else:
             done.append(finish(p, run_dir, store, run_id, seconds))
-            end(own, done[-1].results, done[-1].history)
+    for run, own in zip(done, views):   # every member finished first: a viewer's error stops none
+        if not isinstance(run, DivergedError):
+            end(own, run.results, run.history)
     return done

@@ -18,10 +18,12 @@ context tags (user, source; as Lightning's ``MLFlowLogger``) and ``regulab.run_d
 ``regulab.seed``; the config as params (``section.key`` = its JSON text; ``log.mlflow`` itself,
 which may hold a password, left out; a value cut to MLflow's 6000 characters ends in "...").
 Each epoch's scalars -- the ones TensorBoard gets -- go as metrics at step = the epoch, sent in
-one ``log_batch`` at least every ``FLUSH_SECONDS`` and at the fit's end. When the run ends:
+one ``log_batch`` at least every ``FLUSH_SECONDS`` and at the run's end. When the run ends:
 results.json's numbers as ``final/<key>`` metrics (``final/test_acc``, ``final/best_epoch``), its
 words as ``regulab.<key>`` tags, status FINISHED; a run ended by an error FAILED (KILLED by
-Ctrl-C), the error in the tag ``regulab.error``.
+Ctrl-C), the error in the tag ``regulab.error``. A tracking store that fails during the fit fails
+the run, as a full disk does (``regulab resume`` continues it); one that fails after another error
+is reported on the "regulab" logger and the run's own error raised.
 
 ``<run dir>/mlflow.json`` holds the resolved tracking URI and the MLflow run's id, so
 ``regulab resume`` continues the same MLflow run from any working directory. MLflow keeps every
@@ -42,6 +44,7 @@ import logging
 import math
 import time
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +86,9 @@ def check(cfg: Config) -> None:
                           "...): MLflow opens a file store only with MLFLOW_ALLOW_FILE_STORE=true", uri)
     if folder is not None:
         writable_dir(folder, "log.mlflow: the MLflow " + ("database's folder" if database else "file store"))
-    from mlflow.utils.validation import validate_param_and_metric_name
+    from mlflow.utils.validation import path_not_unique, validate_param_and_metric_name
     for task in cfg.multitask.tasks:
-        if not validate_param_and_metric_name(f"val_{task}_acc"):
+        if not validate_param_and_metric_name(f"val_{task}_acc") or path_not_unique(f"val_{task}_acc"):
             raise invalid("multitask.tasks", "task names MLflow takes in a metric's name (letters, digits, "
                           "_ - . / : and spaces) with log.mlflow on", task)
 
@@ -206,9 +209,8 @@ class MLflowLog(Viewer):
         if time.monotonic() - self.sent_at >= FLUSH_SECONDS:
             self.send()
 
-    def on_fit_end(self, trainer) -> None:
-        if self.client is not None:
-            self.send()
+    # no on_fit_end: the epochs still queued go with the end (``on_run_end``), where an error of
+    # the tracking store cannot take the place of the error that ended the fit
 
     def on_run_end(self, results: dict[str, Any] | None, history: list[dict[str, float]],
                    error: BaseException | None) -> None:
@@ -274,7 +276,8 @@ class MLflowLog(Viewer):
         self._batch(metrics=self.pending)
         self.pending, self.sent_at = [], time.monotonic()
 
-    def _batch(self, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()) -> None:
+    def _batch(self, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+        """``log_batch`` calls of at most MLflow's batch sizes."""
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
@@ -324,7 +327,7 @@ def viewers(cfg: Config, run_dir: Path) -> list[Viewer]:
            ([MLflowLog(run_dir, cfg)] if cfg.log.mlflow else [])
 
 
-def end(views: list[Viewer], results: dict[str, Any] | None = None, history: list[dict[str, float]] = (),
+def end(views: list[Viewer], results: dict[str, Any] | None = None, history: Sequence[dict[str, float]] = (),
         error: BaseException | None = None) -> None:
     """Tell ``views`` how the run ended. After an error, a viewer that fails too is reported on the
     "regulab" logger: the error that ended the run is the one to raise."""
