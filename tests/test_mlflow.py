@@ -100,6 +100,23 @@ def test_params_metrics_results_and_status(workdir, tracking):
     assert got.data.tags["regulab.stopped_early"] == "false"
 
 
+def test_opening_the_tracking_store_is_not_fit_time(workdir, tracking, monkeypatch):
+    """MLflow's import and a new database's tables take seconds: the MLflow run is opened
+    before the run's clock starts, so fit_seconds is the fit's alone."""
+    import time
+
+    from regulab.runs.viewers import MLflowLog
+    real = MLflowLog.open
+
+    def slow(self, history):
+        time.sleep(2.0)
+        real(self, history)
+    monkeypatch.setattr(MLflowLog, "open", slow)
+    run = rl.train(tiny(tracking, "train.epochs=2"), out=workdir / "run", progress=False)
+    assert mlflow_run(tracking, run.run_dir).info.status == "FINISHED"
+    assert run.results["fit_seconds"] < 2.0
+
+
 def test_a_failed_run_is_marked_failed_with_its_error(workdir, tracking):
     class Boom(Callback):
         def on_epoch_end(self, trainer, logs):

@@ -184,9 +184,12 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
             bar.update(1)
         if on_epoch is not None:
             on_epoch(epoch)
-    start = time.perf_counter()
     n = threads.for_fit(cfgs[0].train.threads, preps[0].trainer.model, cfgs[0].train.batch_size, len(preps))
     try:
+        for p, own in zip(preps, views):
+            for view in own:
+                view.on_run_start(p.trainer.history)
+        start = time.perf_counter()
         with threads.using(n):
             errors = pop.fit(cfgs[0].train.epochs, flush)
     except BaseException as e:

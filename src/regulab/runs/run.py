@@ -13,6 +13,8 @@ Run directory (DESIGN.md)::
     evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
     checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+    tensorboard/       [log] tensorboard: the event files (``runs.viewers``)
+    mlflow.json        [log] mlflow: the MLflow run a resume continues (``runs.viewers``)
 
 A kill -9 at any moment is recovered by ``regulab resume RUN_DIR`` once the run directory is
 in place, else by the same ``regulab train`` again: ``runs.rundir`` says what each moment leaves.
@@ -155,13 +157,15 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
         t.callbacks += views
     show = progress if p.cfg.train.progress and store is not None else False
     t.callbacks.append(ProgressBar(enabled=show, desc=p.cfg.name))
-    start = time.perf_counter()
     seconds_before = sum(h["seconds"] for h in t.history)
     # a data-parallel rank keeps its share of the cores (engine.distributed)
     n = torch.get_num_threads() if t.data_parallel is not None else \
         threads.for_fit(p.cfg.train.threads, t.model, p.cfg.train.batch_size)
     with threads.using(n):
         try:
+            for view in views:
+                view.on_run_start(t.history)
+            start = time.perf_counter()
             t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
             run = finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
         except BaseException as e:

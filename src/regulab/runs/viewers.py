@@ -11,8 +11,9 @@ checkpoint's epoch (``SummaryWriter(purge_step=...)``), as metrics.csv is rewrit
 epoch is shown once. A population's members write their own, as they write their own run.
 
 ``MLflowLog`` logs the run to an MLflow tracking URI through ``mlflow.MlflowClient`` (no fluent
-``mlflow.start_run`` state: a population holds one MLflow run per member at once). At the fit's
-start it makes the run, named after the regulab run (``name``), in the experiment
+``mlflow.start_run`` state: a population holds one MLflow run per member at once). Before the
+run's clock starts (``Viewer.on_run_start``: MLflow's import and a new database's tables take
+seconds, not fit_seconds) it makes the run, named after the regulab run (``name``), in the experiment
 ``log.mlflow_experiment`` (a study's or sweep's own by default, ``config.files``), with MLflow's
 context tags (user, source; as Lightning's ``MLFlowLogger``) and ``regulab.run_dir``,
 ``regulab.seed``; the config as params (``section.key`` = its JSON text; ``log.mlflow`` itself,
@@ -151,10 +152,15 @@ def scalars(logs: dict[str, Any]) -> dict[str, float]:
 
 
 class Viewer(Callback):
-    """A callback that shows the run elsewhere; ``on_run_end`` hears how the run ended (after
-    ``runs.evaluate.finish``, which the fit's callbacks do not see)."""
+    """A callback that shows the run elsewhere. Besides the fit's hooks, ``on_run_start`` comes
+    before the run's clock starts (what takes seconds to open is not counted in fit_seconds)
+    and ``on_run_end`` hears how the run ended (after ``runs.evaluate.finish``, which the fit's
+    callbacks do not see)."""
 
     stackable = True
+
+    def on_run_start(self, history: list[dict[str, float]]) -> None:
+        """The run is about to fit, from the epochs of ``history`` on (a resumed run's)."""
 
     def on_run_end(self, results: dict[str, Any] | None, history: list[dict[str, float]],
                    error: BaseException | None) -> None:
@@ -201,8 +207,12 @@ class MLflowLog(Viewer):
         self.pending: list[Any] = []    # mlflow.entities.Metric not sent yet
         self.sent_at = 0.0
 
+    def on_run_start(self, history: list[dict[str, float]]) -> None:
+        self.open(history)      # MLflow's import and a new database's tables: seconds
+
     def on_fit_start(self, trainer) -> None:
-        self.open(trainer.history)
+        if self.client is None:
+            self.open(trainer.history)
 
     def on_epoch_end(self, trainer, logs: dict[str, float]) -> None:
         self.add(logs)
