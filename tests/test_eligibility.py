@@ -155,7 +155,7 @@ def _other(dotted: str, default: Any) -> Any:
                "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
                "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine",
                "regularization.max_norm": 3.0, "train.threads": 1, "train.checkpoint_every": 2,
-               "log.tensorboard": True}
+               "log.tensorboard": True, "log.mlflow": "sqlite:///mlflow.db", "log.mlflow_experiment": "other"}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1
@@ -165,8 +165,8 @@ def _other(dotted: str, default: Any) -> Any:
 
 def test_which_callbacks_stack():
     assert not Callback.stackable       # an unknown callback trains alone
-    from regulab.runs.viewers import TensorBoardLog
-    for cls in (EarlyStopping, ProgressBar, RunLog, RegularizationMonitor, TensorBoardLog):
+    from regulab.runs.viewers import MLflowLog, TensorBoardLog
+    for cls in (EarlyStopping, ProgressBar, RunLog, RegularizationMonitor, TensorBoardLog, MLflowLog):
         assert cls.stackable, cls.__name__
     assert not EMACallback.stackable
     from regulab.engine.schedules import LRSchedule

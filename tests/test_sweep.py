@@ -254,8 +254,12 @@ def test_a_killed_workers_population_is_failed_and_retried(workdir, data_cache):
 
 def test_a_sweep_writes_its_report_with_optunas_plots(workdir, monkeypatch):
     """report.html: the best trial, every trial, and Optuna's history, importances and parallel
-    coordinates as inline SVGs; a plot Optuna refuses to draw is named, with its reason."""
+    coordinates as inline SVGs; a plot Optuna refuses to draw is named, with its reason;
+    matplotlib's settings are the same after it."""
+    import matplotlib
+
     import regulab as rl
+    style = dict(matplotlib.rcParams)
     path = _sweep(workdir, 'name = "rep"\nsampler = "random"\ntrials = 3\nseed = 0',
                   '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }\n'
                   '"model.dropout" = { low = 0.0, high = 0.5 }')
@@ -266,6 +270,9 @@ def test_a_sweep_writes_its_report_with_optunas_plots(workdir, monkeypatch):
         assert f"<h2>{title}</h2>" in page
     assert f"Best: trial {result.best['trial']}</b>" in page
     assert page.count("<tr>") == 1 + 3     # the header and one row per trial
+    # Optuna's plots set the ggplot style for the process; the report puts it back (a study
+    # report drawn next in the process would have grey axes)
+    assert dict(matplotlib.rcParams) == style
     from optuna.visualization import matplotlib as vis
 
     def refuse(study):

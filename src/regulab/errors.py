@@ -19,11 +19,12 @@ value costs no more than a short one in a message.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
-           "OutputError", "Field", "invalid", "unknown", "did_you_mean", "quote", "MAX_QUOTE"]
+           "OutputError", "Field", "invalid", "unknown", "did_you_mean", "quote", "mask_password", "MAX_QUOTE"]
 
 MAX_QUOTE = 200     # characters of a received value an error message quotes
 
@@ -74,6 +75,12 @@ def quote(value: Any, limit: int = MAX_QUOTE) -> str:
     except (ValueError, RecursionError):    # too many digits, nested too deep
         return f"<a {type(value).__name__}>"
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def mask_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part shown as ``***`` (an error or a
+    log line never prints it)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _cut(name: str) -> str:

@@ -11,7 +11,8 @@ shape::
 
 ``read_spec_file`` checks the top-level tables, builds the file's own table as its ``Section``
 (so a bad value or an unknown key gives the same one-line error as a config key, naming it a
-"study key" or "sweep key"), and resolves the base config. ``flatten`` turns nested config
+"study key" or "sweep key"), and resolves the base config; ``in_experiment`` puts the runs of a
+study or sweep that log to MLflow in one experiment named after it. ``flatten`` turns nested config
 tables into dotted keys (what ``apply_overrides`` takes); old key names are read as the new ones.
 """
 
@@ -26,7 +27,7 @@ from regulab.config.core import LEGACY, apply_overrides, canonical_key, code_pat
 from regulab.config.sections import SECTIONS
 from regulab.errors import invalid
 
-__all__ = ["flatten", "read_base", "read_spec_file", "config_key_depth"]
+__all__ = ["flatten", "read_base", "read_spec_file", "config_key_depth", "in_experiment"]
 
 
 def config_key_depth(parts: list[str]) -> int:
@@ -87,3 +88,13 @@ def read_spec_file(raw: Mapping[str, Any], where: Path | None, section: type[Sec
     own = section.from_table(raw.get(table, {}))
     base = read_base(raw, where, table, getattr(own, "base", None), kind)
     return own, code_paths(apply_overrides(base, overrides or {}), Path.cwd())
+
+
+def in_experiment(base: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``base`` with ``log.mlflow_experiment = name`` when it logs to MLflow (``log.mlflow``) and
+    names no experiment: a study's or sweep's runs side by side in one MLflow experiment, as
+    Optuna's and Lightning's loggers put a study's trials."""
+    log = base.get("log", {})
+    if not isinstance(log, Mapping) or not log.get("mlflow") or log.get("mlflow_experiment"):
+        return dict(base)
+    return apply_overrides(base, {"log.mlflow_experiment": name})

@@ -10,14 +10,15 @@ Each key is declared on one line with its default, its constraint and its meanin
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 
 from dataclasses import dataclass
 from typing import Any
 
 from regulab.checks import (IGNORED, MAX_CLASSES, MEMBER, SHARED, Section, blocks, boolean, choice, key,
-                            label_maps, layer_count, list_of, number, number_or_list, optional, seed, string,
-                            train_size)
-from regulab.errors import ConfigError, invalid
+                            kind_of, label_maps, layer_count, list_of, number, number_or_list, optional, seed,
+                            string, train_size)
+from regulab.errors import ConfigError, invalid, mask_password
 from regulab.user_code import FORM, OBJECT, is_spec
 from regulab.modalities.audio.section import AudioConfig
 from regulab.modalities.image.section import ImageConfig
@@ -25,10 +26,10 @@ from regulab.modalities.text.section import TextConfig
 from regulab.modalities.video.section import VideoConfig
 
 __all__ = ["DataConfig", "ModelConfig", "RegularizationConfig", "MultitaskConfig", "TransferConfig",
-           "OptimConfig", "TrainConfig", "EvalConfig", "SECTIONS", "ACTIVATIONS", "INIT_SCHEMES",
+           "OptimConfig", "TrainConfig", "EvalConfig", "LogConfig", "SECTIONS", "ACTIVATIONS", "INIT_SCHEMES",
            "OPTIMIZERS", "PREPROCESS", "MODALITIES", "SECTION_MODALITIES", "MAX_SAMPLES", "MAX_WIDTH",
-           "MAX_LAYERS", "MAX_KERNEL", "ImageConfig", "AudioConfig", "TextConfig",
-           "VideoConfig"]
+           "MAX_LAYERS", "MAX_KERNEL", "MLFLOW_DATABASES", "MAX_EXPERIMENT", "tracking_uri", "mlflow_uri_ok",
+           "ImageConfig", "AudioConfig", "TextConfig", "VideoConfig"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
 INIT_SCHEMES = ("default", "normal_0.01", "normal_1", "glorot_uniform", "glorot_normal",
@@ -328,13 +329,71 @@ class EvalConfig(Section):
                      population=IGNORED)
 
 
+MLFLOW_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")   # MLflow's SQL stores (a driver after +)
+MAX_EXPERIMENT = 500        # characters of an MLflow experiment's name (MLflow's own limit)
+TRACKING_URIS = ('"" (off) or an MLflow tracking URI: sqlite:///FILE.db, postgresql://HOST/DB (or mysql://, '
+                 'mssql://), http(s)://HOST[:PORT], databricks[://PROFILE], file:///DIR or a directory path')
+
+
+def mlflow_uri_ok(v: str) -> bool:
+    """Whether ``v`` has a form of tracking URI MLflow opens (``tracking_uri``)."""
+    if v == "databricks":
+        return True
+    if v != v.strip() or not v.isprintable():
+        return False
+    try:
+        parts = urllib.parse.urlsplit(v)
+        host, _ = parts.hostname, parts.port
+    except ValueError:      # a bad port or IPv6 address
+        return False
+    scheme, remote = parts.scheme.lower(), "://" in v
+    if len(scheme) <= 1:    # a directory path (or a Windows drive's): a file store
+        return True
+    if scheme == "file":
+        return parts.path not in ("", "/") and parts.netloc in ("", "localhost")
+    if scheme in ("http", "https"):
+        return bool(host)
+    if scheme == "databricks":          # databricks://PROFILE
+        return remote and bool(parts.netloc)
+    if scheme.split("+")[0] == "sqlite":    # a file (not in memory): sqlite:///FILE
+        return v.lower().startswith(f"{scheme}:///") and parts.path not in ("/", "/:memory:")
+    return scheme.split("+")[0] in MLFLOW_DATABASES and remote and bool(host or parts.path.strip("/"))
+
+
+def tracking_uri(key: str, v: Any) -> Any:
+    """``log.mlflow``: "" (off) or a tracking URI in a form MLflow opens (``mlflow.MlflowClient``):
+    a database (``sqlite:///FILE``, relative to the working directory, ``sqlite:////ABS``; a server
+    database, with a driver after ``+``), a tracking server (``http(s)://HOST``), Databricks, or a
+    file store (``file:///DIR`` or a plain directory path). Only the form is checked here; what
+    the machine must have (the package, a writable folder) is checked when a run is prepared
+    (``regulab.runs.viewers.check``). An error shows a password in the URI as ``***``."""
+    if not isinstance(v, str):
+        raise invalid(key, TRACKING_URIS, v)
+    if v and not mlflow_uri_ok(v):
+        raise invalid(key, TRACKING_URIS, mask_password(v))
+    return v
+
+
+tracking_uri.schema = {"type": "string"}
+experiment = kind_of(lambda v: isinstance(v, str) and len(v) <= MAX_EXPERIMENT and v.isprintable(),
+                     f"a string of at most {MAX_EXPERIMENT} printable characters (\"\": the study's or "
+                     f"sweep's name, else regulab)", {"type": "string", "maxLength": MAX_EXPERIMENT})
+
+
 @dataclass
 class LogConfig(Section):
-    """``[log]``: where a run's metrics go besides metrics.csv and the run store."""
+    """``[log]``: where a run's metrics go besides metrics.csv and the run store (``runs.viewers``)."""
     tensorboard: bool = key(False, boolean, "also write TensorBoard event files under the run "
                             "directory (tensorboard/: each epoch's scalars, the hyperparameters in "
                             "the HParams view; needs the tensorboard package: regulab[tensorboard])",
                             population=IGNORED)
+    mlflow: str = key("", tracking_uri, "also log the run to this MLflow tracking URI "
+                      "(params, each epoch's scalars, the final results; sqlite:///mlflow.db, "
+                      "http://HOST:5000, ...; \"\": off; needs the mlflow package: regulab[mlflow])",
+                      population=IGNORED)
+    mlflow_experiment: str = key("", experiment, "the MLflow experiment the run goes in (\"\": "
+                                 "a study's or sweep's runs in one named after it, others in regulab)",
+                                 population=IGNORED)
 
 
 SECTIONS: dict[str, type] = {

@@ -47,7 +47,7 @@ from regulab.runs.prepare import Prepared, prepare
 from regulab.runs.run import run_log, train
 from regulab.runs.rundir import open_run
 from regulab.runs.store import RunStore
-from regulab.runs.viewers import viewers
+from regulab.runs.viewers import end, viewers
 
 __all__ = ["train_population", "population_of", "functional"]
 
@@ -166,9 +166,9 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
     runs = [open_run(c, out, store) for c, out in zip(cfgs, outs)]
     epochs = _EpochRows(store)
     writers = [run_log(p, run_dir, epochs, run_id) for p, (run_dir, run_id) in zip(preps, runs)]
-    for p, writer in zip(preps, writers):
-        p.trainer.callbacks.append(writer)
-        p.trainer.callbacks += viewers(p.cfg, writer.run_dir)
+    views = [viewers(p.cfg, run_dir) for p, (run_dir, _) in zip(preps, runs)]
+    for p, writer, own in zip(preps, writers, views):
+        p.trainer.callbacks += [writer, *own]
 
     show = (sys.stderr.isatty() if progress is None else progress) and cfgs[0].train.progress
     bar = None
@@ -184,14 +184,18 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
             bar.update(1)
         if on_epoch is not None:
             on_epoch(epoch)
-    start = time.perf_counter()
     n = threads.for_fit(cfgs[0].train.threads, preps[0].trainer.model, cfgs[0].train.batch_size, len(preps))
     try:
+        for p, own in zip(preps, views):
+            for view in own:
+                view.on_run_start(p.trainer.history)
+        start = time.perf_counter()
         with threads.using(n):
             errors = pop.fit(cfgs[0].train.epochs, flush)
-    except BaseException:
-        for _, run_id in runs:
+    except BaseException as e:
+        for p, (_, run_id), own in zip(preps, runs, views):
             store.set_status(run_id, "failed")
+            end(own, history=p.trainer.history, error=e)
         raise
     finally:
         for writer in writers:      # a diverged member's rows before its last epoch, too
@@ -201,10 +205,14 @@ def _fit_population(pop: Population, preps: Sequence[Prepared], outs: Sequence[s
             bar.close()
     seconds = time.perf_counter() - start
     done: list[Run | DivergedError] = []
-    for p, (run_dir, run_id), error in zip(preps, runs, errors):
+    for p, (run_dir, run_id), error, own in zip(preps, runs, errors, views):
         if error is not None:
             store.set_status(run_id, "diverged")
+            end(own, history=p.trainer.history, error=error)
             done.append(error)
         else:
             done.append(finish(p, run_dir, store, run_id, seconds))
+    for run, own in zip(done, views):   # every member finished first: a viewer's error stops none
+        if not isinstance(run, DivergedError):
+            end(own, run.results, run.history)
     return done

@@ -13,6 +13,8 @@ Run directory (DESIGN.md)::
     evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
     checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+    tensorboard/       [log] tensorboard: the event files (``runs.viewers``)
+    mlflow.json        [log] mlflow: the MLflow run a resume continues (``runs.viewers``)
 
 A kill -9 at any moment is recovered by ``regulab resume RUN_DIR`` once the run directory is
 in place, else by the same ``regulab train`` again: ``runs.rundir`` says what each moment leaves.
@@ -57,7 +59,7 @@ from regulab.runs.evaluate import Run, finish
 from regulab.runs.rundir import WRITE_ERRORS, check_outputs, open_run, output_error, register, run_info
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
-from regulab.runs.viewers import viewers
+from regulab.runs.viewers import end, viewers
 
 __all__ = ["Run", "train", "resume", "run_log", "RunLog", "STATE_FILE", "state_bytes"]
 
@@ -149,27 +151,33 @@ def _fit(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
          progress: bool | None) -> Run:
     """Train and finish; ``store`` None: a data-parallel rank other than 0 (no files, no bar)."""
     t = p.trainer
+    views = viewers(p.cfg, run_dir) if store is not None else []
     if store is not None:
         t.callbacks.append(run_log(p, run_dir, store, run_id))
-        t.callbacks += viewers(p.cfg, run_dir)
+        t.callbacks += views
     show = progress if p.cfg.train.progress and store is not None else False
     t.callbacks.append(ProgressBar(enabled=show, desc=p.cfg.name))
-    start = time.perf_counter()
     seconds_before = sum(h["seconds"] for h in t.history)
     # a data-parallel rank keeps its share of the cores (engine.distributed)
     n = torch.get_num_threads() if t.data_parallel is not None else \
         threads.for_fit(p.cfg.train.threads, t.model, p.cfg.train.batch_size)
     with threads.using(n):
         try:
+            for view in views:
+                view.on_run_start(t.history)
+            start = time.perf_counter()
             t.fit(p.loader, p.splits.get("val"), epochs=p.cfg.train.epochs)
-            return finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
+            run = finish(p, run_dir, store, run_id, seconds_before + time.perf_counter() - start)
         except BaseException as e:
             if store is not None:
                 _mark(store, run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+            end(views, history=t.history, error=e)
             disk = _disk_error(e)
             if disk is not None:
                 raise output_error(disk, run_dir) from None
             raise
+    end(views, run.results, run.history)
+    return run
 
 
 def _disk_error(e: BaseException) -> OSError | None:
@@ -330,6 +338,7 @@ def _complete(run_dir: Path, store: RunStore, model: Any, data: Any) -> Run:
         raise CheckpointError(f"run directory '{run_dir}' is already complete (results.json exists)")
     run = _collect(prepare(load_config(run_dir / "config.toml").with_code(model, data)), run_dir)
     store.finish(run_id, "completed", run.results)
+    end(viewers(run.config, run_dir), run.results, run.history)
     return run
 
 

@@ -43,6 +43,7 @@ from regulab.errors import CheckpointError, OutputError
 from regulab.io import atomic_write, new_dir, read_regular
 from regulab.paths import shown
 from regulab.runs.store import RunStore
+from regulab.runs.viewers import check_store
 
 __all__ = ["WRITE_ERRORS", "output_error", "check_outputs", "run_info", "open_run", "register"]
 
@@ -90,6 +91,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
 def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path, int]:
     """Create the run directory (``out``, else a new ``runs/<name>-<timestamp>``) with
     ``config.toml`` inside, and the run's row in ``store``: (run directory, run id)."""
+    check_store(cfg, store)
     run_dir = new_dir(cfg.name, out)
     # the directory appears whole, config.toml inside, or not at all
     tmp = None

@@ -31,7 +31,6 @@ import fnmatch
 import json
 import math
 import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from regulab.errors import RegulabInputError
+from regulab.errors import RegulabInputError, mask_password
 from regulab.paths import regular_file, writable_dir
 
 __all__ = ["STATUSES", "RunStore", "default_db_url", "format_runs_table", "mask_url", "CONNECT_SECONDS"]
@@ -81,7 +80,7 @@ def mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return mask_password(url)
 
 
 def _bad_url(url: str, why: str) -> RegulabInputError:

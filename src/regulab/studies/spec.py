@@ -65,7 +65,7 @@ from typing import Any
 from regulab.checks import MAX_SEED, Section, choice, key, name, number, optional, string, text
 from regulab.user_code import portable
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml, require_validation
-from regulab.config.files import read_spec_file
+from regulab.config.files import in_experiment, read_spec_file
 from regulab.errors import ConfigError, invalid
 from regulab.studies.kinds import KINDS
 from regulab.studies.tune import candidates
@@ -244,8 +244,9 @@ def study_from_dict(raw: Mapping[str, Any], where: Path | None = None,
         if v.members > 1 and (top + 1) * v.members - 1 > MAX_SEED:
             raise invalid("study.seeds", f"seeds whose ensemble members (seed * {v.members} + k, variant "
                           f"'{v.name}') stay <= {MAX_SEED}", top, kind=KIND)
-    base = apply_overrides(base, BUDGETS[s.budget])
-    spec = StudySpec(s.name or (where.stem if where else "study"), kind.name, base, variants,
+    name = s.name or (where.stem if where else "study")
+    base = in_experiment(apply_overrides(base, BUDGETS[s.budget]), name)
+    spec = StudySpec(name, kind.name, base, variants,
                      s.seeds, s.description, baseline, s.combine, dict(vars(options)),
                      flatten(s.quick, "study.quick"), s.quick_seeds, s.population, s.reference,
                      s.budget, s.search, s.heartbeat, s.grace, s.workers)

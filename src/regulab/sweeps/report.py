@@ -46,16 +46,20 @@ def _svg(ax: Any) -> str:
 
 
 def figures(study: optuna.Study) -> list[tuple[str, str | None, str | None]]:
-    """``(title, svg, why not)`` of each plot of ``PLOTS`` for ``study``."""
+    """``(title, svg, why not)`` of each plot of ``PLOTS`` for ``study``. Optuna's plots set
+    matplotlib's ggplot style for the whole process (``plt.style.use``): inside ``rc_context``
+    it is undone after them, so a study report drawn later in the process looks the same."""
+    import matplotlib
     from optuna.visualization import matplotlib as vis
     out = []
-    for title, name in PLOTS:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")     # Optuna marks these plots experimental
-                out.append((title, _svg(getattr(vis, name)(study)), None))
-        except (ValueError, RuntimeError, ZeroDivisionError) as e:
-            out.append((title, None, " ".join(str(e).split())[:200] or type(e).__name__))
+    with matplotlib.rc_context():
+        for title, name in PLOTS:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")     # Optuna marks these plots experimental
+                    out.append((title, _svg(getattr(vis, name)(study)), None))
+            except (ValueError, RuntimeError, ZeroDivisionError) as e:
+                out.append((title, None, " ".join(str(e).split())[:200] or type(e).__name__))
     return out
 
 

@@ -45,7 +45,7 @@ from regulab.callbacks import TASK_SCORES, monitor_mode
 from regulab.checks import Section, choice, key, name, number, optional, string
 from regulab.user_code import portable
 from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml, require_validation
-from regulab.config.files import config_key_depth, read_spec_file
+from regulab.config.files import config_key_depth, in_experiment, read_spec_file
 from regulab.config.sections import SECTIONS
 from regulab.errors import ConfigError, invalid
 
@@ -242,6 +242,7 @@ def sweep_from_dict(raw: Mapping[str, Any], where: Path | None = None,
     ``overrides`` (dotted config keys, ``--set``) go over its base config."""
     s, base = read_spec_file(raw, where, SweepSection, ("space",), overrides)
     sweep_name = s.name or (where.stem if where else "sweep")
+    base = in_experiment(base, sweep_name)
     space_raw = raw.get("space", {})
     if not isinstance(space_raw, Mapping) or not space_raw:
         raise _fail("space", 'a table with one entry per config key, e.g. "optim.lr" = '
