@@ -12,7 +12,8 @@ Run directory (DESIGN.md)::
     results.json       final metrics and split sizes, written last (marks a finished run)
     evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
-    checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+    checkpoint/        state.safetensors (what resume needs, and the config it was written
+                       under) and run.json (store row)
 
 A kill -9 at any moment is recovered by ``regulab resume RUN_DIR`` once the run directory is
 in place, else by the same ``regulab train`` again: ``runs.rundir`` says what each moment leaves.
@@ -54,7 +55,8 @@ from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabI
 from regulab.io import atomic_write, load_state, load_tensors, save_state
 from regulab.paths import writable_dir
 from regulab.runs.evaluate import Run, finish
-from regulab.runs.rundir import WRITE_ERRORS, check_outputs, open_run, output_error, register, run_info
+from regulab.runs.rundir import (WRITE_ERRORS, check_outputs, config_difference, open_run, output_error,
+                                 recorded_config, register, run_info)
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 from regulab.runs.viewers import viewers
@@ -62,6 +64,7 @@ from regulab.runs.viewers import viewers
 __all__ = ["Run", "train", "resume", "run_log", "RunLog", "STATE_FILE", "state_bytes"]
 
 STATE_FILE = "state.safetensors"
+CONFIG = "config"           # the checkpoint's entry beside the trainer's state: the run's config
 CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much training lost to a kill
 STORE_SECONDS = 2.0         # epoch rows reach the run store at least this often (and at each checkpoint)
 
@@ -85,9 +88,10 @@ class RunLog(Callback):
     stackable = True
 
     def __init__(self, run_dir: Path, store: RunStore, run_id: int, columns: list[str],
-                 every: int | str):
+                 every: int | str, config: dict[str, Any] | None = None):
         self.run_dir, self.store, self.run_id = run_dir, store, run_id
         self.columns, self.every = columns, every
+        self.config = config or {}      # recorded in each checkpoint (runs.rundir.recorded_config)
         self.saved_at = self.flushed_at = time.monotonic()
         self.pending: list[tuple[int, int, dict[str, float]]] = []     # epoch rows not yet in the store
 
@@ -132,7 +136,7 @@ class RunLog(Callback):
         if checkpoint or time.monotonic() - self.flushed_at >= STORE_SECONDS:
             self.flush()
         if checkpoint:
-            save_state(self.run_dir / "checkpoint" / STATE_FILE, trainer.state_dict())
+            save_state(self.run_dir / "checkpoint" / STATE_FILE, {**trainer.state_dict(), CONFIG: self.config})
             self.saved_at = time.monotonic()
 
 
@@ -140,7 +144,8 @@ def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
     resumed run drops the rows written after its checkpoint)."""
     log = RunLog(run_dir, store, run_id, metric_columns(p.task, extra_columns(p.cfg), "val" in p.splits,
-                                                  p.cfg.train.eval_train), p.cfg.train.checkpoint_every)
+                                                  p.cfg.train.eval_train), p.cfg.train.checkpoint_every,
+                 recorded_config(p.cfg))
     log.write_csv(p.trainer.history)
     return log
 
@@ -304,7 +309,8 @@ def state_bytes(p: Prepared) -> int:
 
 def _restore(p: Prepared, run_dir: Path) -> bool:
     """Load the run's last checkpoint into ``p.trainer``, verified first (``io.load_state``'s
-    checksums, then ``Trainer.check_state`` against the run's network, optimizer, callbacks,
+    checksums, the config it recorded against the run's, ``runs.rundir.config_difference``,
+    then ``Trainer.check_state`` against the run's network, optimizer, callbacks,
     ``train.epochs`` and steps per epoch); False when it has none yet. A checkpoint that fails
     raises ``CheckpointError`` naming the file and the problem, with nothing loaded."""
     state_path = run_dir / "checkpoint" / STATE_FILE
@@ -312,6 +318,14 @@ def _restore(p: Prepared, run_dir: Path) -> bool:
         return False
     state = load_state(state_path, state_bytes(p))
     try:
+        if isinstance(state, dict):     # else check_state says what it must be
+            if CONFIG not in state:
+                raise ValueError(f"'{CONFIG}' is missing: the checkpoint does not record the config it was "
+                                 "written under (a regulab before checkpoints did), so it cannot be checked "
+                                 f"against config.toml; remove {STATE_FILE} to train the run again from its start")
+            difference = config_difference(state.pop(CONFIG), p.cfg)
+            if difference is not None:
+                raise ValueError(difference)
         p.trainer.check_state(state, p.cfg.train.epochs, len(p.loader))
         p.trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
