@@ -142,11 +142,17 @@ class RunLog(Callback):
 
 def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
-    resumed run drops the rows written after its checkpoint)."""
+    resumed run drops the rows written after its checkpoint); a batch size larger than the
+    training split (taken whole, as one batch) is said on the "regulab" logger."""
     log = RunLog(run_dir, store, run_id, metric_columns(p.task, extra_columns(p.cfg), "val" in p.splits,
                                                   p.cfg.train.eval_train), p.cfg.train.checkpoint_every,
                  recorded_config(p.cfg))
     log.write_csv(p.trainer.history)
+    if p.loader.rows_per_batch < p.cfg.train.batch_size:
+        logging.getLogger("regulab").warning(
+            "run %s: train.batch_size %d is more than the %d training rows; each epoch is one batch of "
+            "all of them (full-batch gradient descent; results.json: batch_size_used)", p.cfg.name,
+            p.cfg.train.batch_size, p.loader.rows_per_batch)
     return log
 
 
