@@ -4,7 +4,7 @@ Every file regulab reads whole on a user's word (a config, a study or sweep file
 spec, a CSV or text data file) goes through ``regular_file`` or ``read_bytes``: the path, its
 symlinks resolved, must be a regular file -- not a directory, a FIFO (which blocks a reader for
 ever), a character device (``/dev/zero`` reads until memory runs out) or a socket -- readable,
-and no larger than the limit of its kind (``SPEC_BYTES``, ``DATA_BYTES``). Folders a reader
+and no larger than the limit of its kind (``SPEC_BYTES``, ``DATA_BYTES``, ``IMAGE_BYTES``). Folders a reader
 walks go through ``directory``. Every directory regulab writes into (``--out``, the default
 ``runs/``, a SQLite store's folder) goes through ``writable_dir`` or ``out_dir`` before any work:
 the right kind, creatable, writable. Run, study and sweep names become directory names, so they
@@ -23,12 +23,13 @@ from pathlib import Path
 
 from regulab.errors import ConfigError, DataError, RegulabInputError, quote
 
-__all__ = ["MAX_NAME", "SPEC_BYTES", "DATA_BYTES", "is_plain_name", "shown", "regular_file",
+__all__ = ["MAX_NAME", "SPEC_BYTES", "DATA_BYTES", "IMAGE_BYTES", "is_plain_name", "shown", "regular_file",
            "directory", "read_bytes", "read_text", "writable_dir", "out_dir"]
 
 MAX_NAME = 128                  # characters of a run, study or sweep name (a directory's stem)
 SPEC_BYTES = 16 * 2**20         # a config, study, sweep or explain spec file: 16 MiB
 DATA_BYTES = 4 * 2**30          # a CSV, text or .npz data file read whole: 4 GiB
+IMAGE_BYTES = 64 * 2**20        # one image file (.png, .jpg) of a folder: 64 MiB
 _SHOWN = 200                    # characters of a path quoted in an error
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
