@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError
+from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError, RunFailed
 from regulab.version import __version__
 
 __all__ = ["main"]
@@ -393,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except OutputError as e:     # disk full, read-only, no permission: resume later
         print(f"regulab: error: {e.strerror}", file=sys.stderr)
+        return 1
+    except RunFailed as e:       # a data-parallel process lost: resume later
+        print(f"regulab: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:      # `regulab explain backprop | head`
         sys.stdout = open(os.devnull, "w")

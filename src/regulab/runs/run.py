@@ -25,7 +25,9 @@ Data-parallel runs (``train.nproc`` > 1, or under ``torchrun``; ``distributed``)
 validated and the run directory made once, here; then every rank prepares the same run, trains
 on its shard of each batch, and only rank 0 writes metrics, checkpoints and results. Data given
 from Python (``train(data=...)``), which config.toml cannot hold, goes to the new processes
-pickled; an object that cannot be pickled is refused before anything is written.
+pickled; an object that cannot be pickled is refused before anything is written. A process
+that dies or raises ends the job in one error (``distributed.spawn``); the launcher marks the
+store row failed (rank 0 may have been stopped before it could) and the checkpoint stays whole.
 """
 
 from __future__ import annotations
@@ -270,7 +272,14 @@ def _launch(p: Prepared, store: RunStore, progress: bool | None,
     run_dir, run_id = start()
     if n == 1:
         return _fit(p, run_dir, store, run_id, progress)
-    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data, model)
+    try:
+        distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data, model)
+    except BaseException as e:      # rank 0 may have died before it could say so
+        _mark(store, run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+        if isinstance(e, distributed.RankFailed):
+            raise distributed.RankFailed(f"{e}; the run is stopped, its last good checkpoint kept: "
+                                         f"continue with 'regulab resume {run_dir}'") from None
+        raise
     return _collect(p, run_dir)
 
 
