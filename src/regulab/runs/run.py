@@ -55,7 +55,7 @@ from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
 from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, load_state, load_tensors, save_state
-from regulab.paths import writable_dir
+from regulab.paths import remove_partial, writable_dir
 from regulab.runs.evaluate import Run, finish
 from regulab.runs.rundir import (WRITE_ERRORS, check_outputs, config_difference, open_run, output_error,
                                  recorded_config, register, run_info)
@@ -392,6 +392,7 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
                                       f"{info['run_id']}, which its run store does not hold") from None
 
         def start() -> tuple[Path, int]:
+            remove_partial(run_dir.parent)      # what a start killed before its rename left there
             (run_dir / "checkpoint").mkdir(exist_ok=True)    # removed: the run starts over
             run_id = info["run_id"] if info and not db else register(run_dir, store, p.cfg)
             store.truncate_epochs(run_id, p.trainer.epoch)

@@ -1,17 +1,23 @@
 """The run directory: made whole, registered once in the run store, and what a kill leaves.
 
-``open_run`` makes the directory under a temporary name beside it (``.NAME.xxxxxxxx``, with
-``config.toml`` and an empty ``checkpoint/`` inside) and renames it into place, so it appears
-whole or not at all; then ``register`` adds the run's row to the store (or finds the row a
-killed start already made, by the resolved directory) and writes ``checkpoint/run.json``.
+``open_run`` makes the directory under a temporary name beside it
+(``.NAME.xxxxxxxx.regulab-partial``, with ``config.toml`` and an empty ``checkpoint/`` inside)
+and renames it into place, so it appears whole or not at all; then ``register`` adds the run's
+row to the store (or finds the row a killed start already made, by the resolved directory)
+and writes ``checkpoint/run.json``. While it makes one, a process holds a shared ``flock`` on
+the folder (``paths.making``); ``paths.remove_partial`` takes it exclusive, without waiting, so
+it removes the temporary directories a killed start left only when no process is making one
+there.
 
 A kill -9 at any moment (``tests/test_kill_moments.py`` kills at each) leaves, and is recovered
 by, the following; the recovered run equals the uninterrupted one bit for bit, and the store
 holds one row for it, completed, with one epoch row per epoch:
 
-- before the rename (process start, the checks, ``prepare``, the temporary directory and its
-  config.toml): no run directory and no row -- at most the hidden temporary directory, which
-  nothing reads (delete it at will). ``regulab train`` with the same ``--out`` starts afresh.
+- before the rename (process start, the checks, ``prepare``, the temporary directory, its
+  ``checkpoint/`` and config.toml): no run directory and no row -- at most the hidden
+  temporary directory, which nothing reads; the next ``regulab train``, ``resume`` or ``runs``
+  in that folder removes it (``remove_partial``). ``regulab train`` with the same ``--out``
+  starts afresh.
 - after the rename, before the row or before ``run.json``: ``regulab resume RUN_DIR``
   registers the run (the row a killed start made is found, not made twice) and trains from
   the start. ``regulab train --out RUN_DIR`` is refused: the directory is not empty.
@@ -51,7 +57,7 @@ from regulab.config.files import flatten
 from regulab.engine.population.eligibility import IGNORED_KEYS, TAGS
 from regulab.errors import CheckpointError, OutputError
 from regulab.io import atomic_write, new_dir, read_regular
-from regulab.paths import shown
+from regulab.paths import PARTIAL, making, remove_partial, shown
 from regulab.verify import short
 from regulab.runs.store import RunStore
 
@@ -107,12 +113,14 @@ def open_run(cfg: Config, out: str | Path | None, store: RunStore) -> tuple[Path
     tmp = None
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
-        (tmp / "checkpoint").mkdir()
-        atomic_write(tmp / "config.toml", to_toml(cfg))
-        if run_dir.exists():
-            run_dir.rmdir()     # an empty --out directory
-        tmp.rename(run_dir)
+        remove_partial(run_dir.parent)
+        with making(run_dir.parent):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=PARTIAL, dir=run_dir.parent))
+            (tmp / "checkpoint").mkdir()
+            atomic_write(tmp / "config.toml", to_toml(cfg))
+            if run_dir.exists():
+                run_dir.rmdir()     # an empty --out directory
+            tmp.rename(run_dir)
     except OSError as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
