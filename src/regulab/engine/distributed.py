@@ -175,20 +175,31 @@ def _rank_main(local_rank: int, env: dict[str, str], device: torch.device, error
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     if device.type == "cpu":    # the ranks share the cores; each would otherwise use all of them
         torch.set_num_threads(max(1, torch.get_num_threads() // int(env["WORLD_SIZE"])))
+    reported = False
     try:
         store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
                               timeout=_STORE_TIMEOUT)
         with process_group(device, store):
-            fn(*args)
-    except DivergedError as e:      # raised by every rank at the same step: all end here
-        errors.put((local_rank, _portable(e)))
-    except (RegulabInputError, OutputError) as e:
-        errors.put((local_rank, _portable(e)))
-        raise
+            try:
+                fn(*args)
+            except Exception as e:      # said before the group is left, so before the peers see
+                errors.put((local_rank, _reported(e)))    # their connections close: causes first
+                reported = True
+                raise
+    except DivergedError:       # raised by every rank at the same step: all end here
+        pass
     except Exception as e:
-        what = " ".join(str(e).split())[:300]
-        errors.put((local_rank, (RankFailed, (f"raised {type(e).__name__}: {what}",))))
+        if not reported:
+            errors.put((local_rank, _reported(e)))
         raise
+
+
+def _reported(e: Exception) -> tuple[type, tuple]:
+    """A rank's error as ``spawn`` raises it again: regulab's own as it is, any other as
+    ``RankFailed`` naming it."""
+    if isinstance(e, (DivergedError, RegulabInputError, OutputError)):
+        return _portable(e)
+    return RankFailed, (f"raised {type(e).__name__}: {' '.join(str(e).split())[:300]}",)
 
 
 def _ended(process: Any) -> str:
@@ -202,10 +213,11 @@ def _ended(process: Any) -> str:
     return f"exited with code {code}"
 
 
-def _join(processes: list[Any]) -> int | None:
-    """Wait for ``processes``: all ended well (None), or the index of the first that failed,
-    after the others had ``GRACE_SECONDS`` to end on their own and were then killed; every
-    process is reaped either way (none is left running, none a zombie)."""
+def _join(processes: list[Any]) -> set[int]:
+    """Wait for ``processes`` until all ended, or one failed: then the others have
+    ``GRACE_SECONDS`` to end on their own, and are killed. Every process is reaped either
+    way (none is left running, none a zombie); returns the indices of those killed here."""
+    killed: set[int] = set()
     try:
         waiting = {p.sentinel: i for i, p in enumerate(processes)}
         while waiting:
@@ -216,12 +228,13 @@ def _join(processes: list[Any]) -> int | None:
                     deadline = time.monotonic() + GRACE_SECONDS
                     for p in processes:
                         p.join(max(0.0, deadline - time.monotonic()))
-                    return i
-        return None
+                    return killed
+        return killed
     finally:        # also when the launcher itself is interrupted
-        for p in processes:
+        for i, p in enumerate(processes):
             if p.is_alive():
                 p.kill()    # a rank waiting on a lost one: its last checkpoint is whole (io.save_state)
+                killed.add(i)
             p.join()
 
 
@@ -238,28 +251,34 @@ def spawn(fn: Callable[..., Any], nproc: int, device: torch.device, *args: Any) 
     context = mp.start_processes(_rank_main, args=(env, device, errors, fn, args), nprocs=nproc,
                                  start_method="spawn", join=False)
     try:
-        failed = _join(context.processes)
+        killed = _join(context.processes)
     finally:
         for path in context.error_files:    # torch's traceback files: the error is on ``errors``
             with contextlib.suppress(OSError):
                 os.unlink(path)
         del store
-    reported = {}
+    reported: dict[int, tuple] = {}     # in the order the ranks put them: causes before effects
     while not errors.empty():
         rank_, error = errors.get()
         reported.setdefault(rank_, error)
-    if failed is None and not reported:
+    failed = [i for i, p in enumerate(context.processes) if p.exitcode != 0 and i not in killed]
+    if not failed and not reported:
         return
-    # a regulab error of any rank (every rank raises a divergence or a bad input alike), else
-    # what ended the first rank that failed
+    # what to say, most telling first: a regulab error of any rank (every rank raises a
+    # divergence or a bad input alike); a rank killed by a signal (which its peers then see
+    # as a connection reset); the first error a rank raised; the first rank that failed
     ours = [e for e in reported.values() if not issubclass(e[0], RankFailed)]
     if ours:
         cls, error_args = ours[0]
         raise cls(*error_args) from None
-    if failed is None:      # a rank reported an error, yet all exited well: not expected
-        failed = min(reported)
-    how = reported[failed][1][0] if failed in reported else _ended(context.processes[failed])
-    raise RankFailed(f"data-parallel process {failed} of {nproc} {how}") from None
+    signalled = [i for i in failed if context.processes[i].exitcode < 0 and i not in reported]
+    if signalled:
+        rank_, how = signalled[0], _ended(context.processes[signalled[0]])
+    elif reported:
+        rank_, (_, (how,)) = next(iter(reported.items()))
+    else:
+        rank_, how = failed[0], _ended(context.processes[failed[0]])
+    raise RankFailed(f"data-parallel process {rank_} of {nproc} {how}") from None
 
 
 class DataParallel:
