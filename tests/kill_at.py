@@ -5,10 +5,11 @@
 No hook in regulab's own code: each moment is a call the run makes (``MOMENTS``: a module or
 class, the attribute called, and which calls count). This script wraps that attribute before
 the CLI starts, and the process kills itself (``SIGKILL``: no ``finally``, no atexit, no
-flush) ``before`` or ``after`` the N-th call that counts. A moment whose call never comes lets
-the command finish, and the test sees an exit code other than -9. The wrapped names are
-regulab's internals, so a refactor that renames one breaks the kill tests loudly (an
-``AttributeError`` here), never silently.
+flush) ``before`` or ``after`` the N-th call that counts -- or, WHEN ``pause``, stops itself
+(``SIGSTOP``) after it, holding whatever it holds, until a ``SIGCONT`` lets it go on. A moment
+whose call never comes lets the command finish, and the test sees an exit code other than -9.
+The wrapped names are regulab's internals, so a refactor that renames one breaks the kill tests
+loudly (an ``AttributeError`` here), never silently.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def moments() -> dict[str, tuple[object, str, object]]:
     return {
         "prepare": (run, "prepare", every),                        # process start: nothing yet
         "mkdtemp": (tempfile, "mkdtemp", hidden),                  # the run directory's temporary twin
+        "checkpoint_dir": (Path, "mkdir", lambda path, *a, **k: path.name == "checkpoint"  # its checkpoint/
+                           and path.parent.name.startswith(".")),
         "config": (rundir, "atomic_write", _named("config.toml")),  # config.toml inside it
         "rename": (Path, "rename", lambda path, *a: path.name.startswith(".")),  # into place
         "create_run": (RunStore, "create_run", every),             # the store's row
@@ -55,19 +58,21 @@ def moments() -> dict[str, tuple[object, str, object]]:
 
 
 def arm(moment: str, when: str, n: int) -> None:
-    """Wrap the moment's call so that the process kills itself ``when`` its ``n``-th one."""
+    """Wrap the moment's call so that the process kills itself ``when`` (before, after) its
+    ``n``-th one, or stops itself after it (``pause``)."""
     owner, attr, counts = moments()[moment]
     original = getattr(owner, attr)
     seen = 0
+    sig = signal.SIGSTOP if when == "pause" else signal.SIGKILL
 
     def wrapper(*args, **kwargs):
         nonlocal seen
         hit = counts(*args, **kwargs) and (seen := seen + 1) == n
         if hit and when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sig)
         out = original(*args, **kwargs)
-        if hit:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if hit and when != "before":
+            os.kill(os.getpid(), sig)
         return out
 
     setattr(owner, attr, wrapper)
@@ -75,7 +80,7 @@ def arm(moment: str, when: str, n: int) -> None:
 
 if __name__ == "__main__":
     moment, when, n, *argv = sys.argv[1:]
-    assert when in ("before", "after"), when
+    assert when in ("before", "after", "pause"), when
     arm(moment, when, int(n))
     from regulab.cli import main
     sys.exit(main(argv))

@@ -10,7 +10,7 @@ import pytest
 from regulab.checks import FLOAT32_MAX, MAX_CLASSES, MAX_SEED, MAX_SIDE, list_of, number
 from regulab.cli import main
 from regulab.config.core import config_from_dict, json_schema, load_config
-from regulab.config.sections import MAX_SAMPLES, MAX_WIDTH
+from regulab.config.sections import MAX_EPOCHS, MAX_SAMPLES, MAX_WIDTH
 from regulab.errors import MAX_QUOTE, ConfigError, invalid, quote
 from regulab.explain import MAX_ITERATIONS
 from regulab.limits import MAX_DEPTH, text_depth, value_depth
@@ -45,6 +45,7 @@ def _train(capsys, workdir, sets: list[str], words: list[str], toml: str = "[tra
     ("regularization.l2=1e300", ["regularization.l2", "float32"]),
     ("train.epochs=" + "9" * 5000, ["train.epochs", "(5000 chars)"]),
     (f"train.epochs={2**63}", ["train.epochs", "64 bits", str(2**63)]),
+    (f"train.epochs={MAX_EPOCHS + 1}", ["train.epochs", str(MAX_EPOCHS + 1), f"<= {MAX_EPOCHS}"]),
     (f"model.hidden=[{MAX_WIDTH + 1}]", ["model.hidden[0]", str(MAX_WIDTH)]),
     ("model.hidden=[1000000000, 10]", ["model.hidden[0]", str(MAX_WIDTH)]),
     ("model.channels=[10000000]", ["model.channels[0]", str(MAX_WIDTH)]),

@@ -10,6 +10,7 @@ which leaves what kill -9 leaves but the store status) and copied per case.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,7 +69,8 @@ class _Kill(Callback):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_cache) -> dict[str, Path]:
-    """The uninterrupted run (``reference``) and the killed one with its store (``killed``, ``db``)."""
+    """The uninterrupted run (``reference``), the killed one with its store (``killed``, ``db``)
+    and a finished run of another seed (``other``: a checkpoint of another run)."""
     root = tmp_path_factory.mktemp("mutations")
     old = os.getcwd()
     os.chdir(root)
@@ -76,18 +78,22 @@ def runs(tmp_path_factory, data_cache) -> dict[str, Path]:
     try:
         cfg = load_config(write(root / "mut.toml", CONFIG))
         train(cfg, out=root / "reference", db=f"sqlite:///{root / 'ref.db'}", progress=False)
+        train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=1)), out=root / "other",
+              db=f"sqlite:///{root / 'other.db'}", progress=False)
         with pytest.raises(_Killed):
             train(cfg, out=root / "killed", db=f"sqlite:///{root / 'killed.db'}", progress=False,
                   callbacks=[_Kill()])
     finally:
         os.chdir(old)
-    return {"reference": root / "reference", "killed": root / "killed", "db": root / "killed.db"}
+    return {"reference": root / "reference", "killed": root / "killed", "db": root / "killed.db",
+            "other": root / "other"}
 
 
 def copy_run(runs: dict[str, Path], where: Path) -> tuple[Path, Path]:
     """The killed run and its store copied under ``where``, run.json pointing to the copy."""
     run_dir, db = where / "run", where / "runs.db"
     shutil.copytree(runs["killed"], run_dir)
+    shutil.copy(runs["other"] / STATE, where / "other.safetensors")
     src, dst = sqlite3.connect(runs["db"]), sqlite3.connect(db)
     src.backup(dst)
     src.close(), dst.close()
@@ -369,8 +375,43 @@ def _cases() -> dict[str, tuple[Mutation, str]]:
     cases["checkpoint-is-file"] = (_checkpoint_dir(lambda p: p.write_text("x")), "checkpoint")
     cases["checkpoint-is-link"] = (_checkpoint_dir(lambda p: p.symlink_to(p.parent)), "checkpoint")
     cases["checkpoint-removed"] = (_checkpoint_dir(lambda p: None), SAME)
+    # the config the checkpoint recorded against the run's config.toml (runs.rundir.config_difference)
+    for old, new, word in [("lr = 0.01", "lr = 0.02", "'optim.lr' is 0.01 in the checkpoint and 0.02"),
+                           ("epochs = 5", "epochs = 8", "'train.epochs' is 5 in the checkpoint and 8"),
+                           ("hidden = [6, 5]", "hidden = [6, 6]", "'model.hidden' is [6, 5]"),
+                           ("seed = 0\npreprocess", "seed = 3\npreprocess", "'data.seed' is 0 in the checkpoint"),
+                           ("eval_train = false", "eval_train = true", "'train.eval_train' is False")]:
+        cases[f"config.toml-{new}"] = (_config_toml(old, new), word)
+    for old, new in [('name = "mut"', 'name = "renamed"'), ("checkpoint_every = 1", "checkpoint_every = 2"),
+                     ("progress = true", "progress = false"), ('threads = "auto"', "threads = 1")]:
+        cases[f"config.toml-{new}"] = (_config_toml(old, new), SAME)    # keys that do not change training
+    cases["config-lr"] = (_edit(_set(("config", "optim.lr"), 0.5)), "'optim.lr' is 0.5 in the checkpoint")
+    cases["config-lr-text"] = (_edit(_set(("config", "optim.lr"), "0.01")), "optim.lr")
+    cases["config-lr-tensor"] = (_edit(_set(("config", "optim.lr"), torch.tensor(0.01))), "optim.lr")
+    cases["config-epochs-dropped"] = (_edit(_drop(("config", "train.epochs"))), "'train.epochs' is not recorded")
+    cases["config-default-dropped"] = (_edit(_drop(("config", "data.label_noise"))), SAME)   # it was the default
+    cases["config-unknown-key"] = (_edit(_set(("config", "model.wings"), 2)), "'model.wings'")
+    cases["config-not-table"] = (_edit(_set("config", [1, 2])), "'config' must be a table")
+    cases["config-dropped"] = (_edit(_drop("config")), "'config' is missing")
+    cases["config-emptied"] = (_edit(_set("config", {})), "is not recorded")
+    cases["another-run's-checkpoint"] = (_other_run, "'train.seed' is 1 in the checkpoint and 0")
     cases["state-removed"] = (lambda r: (r / STATE).unlink(), SAME)
     return cases
+
+
+def _config_toml(old: str, new: str) -> Mutation:
+    """config.toml edited: ``old`` replaced by ``new`` (which must be there)."""
+    def mutate(run_dir: Path) -> None:
+        path = run_dir / "config.toml"
+        text = path.read_text()
+        assert old in text, (old, text)
+        path.write_text(text.replace(old, new, 1))
+    return mutate
+
+
+def _other_run(run_dir: Path) -> None:
+    """The checkpoint of another run (another train.seed, copied beside by ``copy_run``) put in."""
+    shutil.copy(run_dir.parent / "other.safetensors", run_dir / STATE)
 
 
 def _replace_run_id(run_id: int) -> Mutation:
@@ -437,3 +478,29 @@ def test_a_mutated_checkpoint_is_refused_and_nothing_changes(name, runs, tmp_pat
     assert len(err) < 600, err
     assert run_files(run_dir) == files
     assert store_rows(db) == rows
+
+
+def test_config_difference_names_the_first_key_that_changes_training():
+    """``runs.rundir.config_difference``: keys that do not change training (and the process
+    count) may differ; any other key is named with both values; a key the checkpoint does not
+    record must hold its default."""
+    from regulab.config.core import config_from_dict
+    from regulab.runs.rundir import RESUME_MAY_DIFFER, config_difference, recorded_config
+
+    cfg = config_from_dict({"optim": {"lr": 0.01}, "train": {"nproc": 2, "batch_size": 40}})
+    recorded = recorded_config(cfg)
+    assert config_difference(recorded, cfg) is None
+    assert {"train.nproc", "name", "train.progress", "eval.batch_size", "log.tensorboard"} <= RESUME_MAY_DIFFER
+    assert "train.eval_train" not in RESUME_MAY_DIFFER and "train.epochs" not in RESUME_MAY_DIFFER
+    for key, value in [("train.nproc", 1), ("name", "x"), ("eval.batch_size", 7), ("train.threads", 3)]:
+        assert config_difference({**recorded, key: value}, cfg) is None, key
+    assert config_difference({**recorded, "optim.lr": 0.1}, cfg) == (
+        "'optim.lr' is 0.1 in the checkpoint and 0.01 in config.toml (config.toml was edited after the "
+        "checkpoint was written, or the checkpoint is another run's)")
+    assert "'train.epochs' is 400" in config_difference({**recorded, "train.epochs": 400}, cfg)
+    assert "'train.eval_train' is True" in config_difference({**recorded, "train.eval_train": True}, cfg)
+    assert "'optim.betas'" in config_difference({**recorded, "optim.betas": [0.9, 0.99]}, cfg)
+    missing = {k: v for k, v in recorded.items() if k not in ("data.label_noise", "train.batch_size")}
+    assert "'train.batch_size' is not recorded" in config_difference(missing, cfg)   # 40, not the default
+    assert config_difference({**missing, "train.batch_size": 40}, cfg) is None       # label_noise: default
+    assert "must be a table" in config_difference([1], cfg)

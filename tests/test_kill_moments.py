@@ -12,12 +12,16 @@ holds one row for the run, completed, with one epoch row per epoch.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from regulab.paths import PARTIAL, making, remove_partial
 from regulab.runs.store import RunStore
 
 from .conftest import metrics_rows, subprocess_env, untimed_results, write
@@ -45,6 +49,7 @@ checkpoint_every = 1
 MOMENTS = [
     ("prepare", "before", 1),           # process start
     ("mkdtemp", "after", 1),            # the temporary run directory made
+    ("checkpoint_dir", "after", 1),     # its checkpoint/ made
     ("config", "after", 1),             # config.toml in it
     ("rename", "after", 1),             # the run directory in place, no store row
     ("create_run", "before", 1),
@@ -102,7 +107,7 @@ def test_a_kill_at_each_moment_recovers_bit_identically(tmp_path, data_cache, re
     if not run_dir.exists():        # killed before the directory was in place: train again
         assert not RunStore(f"sqlite:///{db}").runs()
         left = list(run_dir.parent.iterdir()) if run_dir.parent.exists() else []
-        assert len(left) <= 1 and all(p.name.startswith(".run.") for p in left), left
+        assert len(left) <= 1 and all(p.name.startswith(".run.") and p.name.endswith(PARTIAL) for p in left), left
         again = _regulab(env, "train", str(cfg), "--out", str(run_dir))
     else:
         again = _regulab(env, "resume", str(run_dir))
@@ -115,6 +120,7 @@ def test_a_kill_at_each_moment_recovers_bit_identically(tmp_path, data_cache, re
     assert untimed_results(run_dir) == untimed_results(reference)
     assert metrics_rows(run_dir) == metrics_rows(reference)
     assert (run_dir / "evaluation.json").read_text() == (reference / "evaluation.json").read_text()
+    assert [p.name for p in run_dir.parent.iterdir()] == ["run"]     # no hidden directory left
     store = RunStore(f"sqlite:///{db}")
     rows = store.runs()
     assert [(r["status"], r["run_dir"]) for r in rows] == [("completed", str(run_dir.resolve()))]
@@ -143,3 +149,63 @@ def test_resume_completes_the_row_of_a_run_with_results_json(workdir, capsys):
     capsys.readouterr()
     assert main(["resume", "run", "--quiet"]) == 2
     assert "already complete" in capsys.readouterr().err
+
+
+def test_partial_directories_are_removed_only_when_none_is_being_made(tmp_path):
+    """``paths.remove_partial``: the hidden ``.NAME.xxxxxxxx.regulab-partial`` directories, and
+    nothing else, once no process holds the folder's flock (``paths.making``)."""
+    stale = tmp_path / f".run.abcd1234{PARTIAL}"
+    (stale / "checkpoint").mkdir(parents=True)
+    (stale / "config.toml").write_text("x")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    kept = [tmp_path / ".git", tmp_path / ".run.abcd1234", tmp_path / f"visible{PARTIAL}"]
+    for p in kept:
+        p.mkdir()
+    (tmp_path / f".file{PARTIAL}").write_text("a file, not a run directory")
+    (tmp_path / f".link{PARTIAL}").symlink_to(target, target_is_directory=True)
+    everything = sorted(p.name for p in tmp_path.iterdir())
+
+    with making(tmp_path):      # a run being made here: nothing is removed
+        assert remove_partial(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == everything
+    assert remove_partial(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(everything) - {stale.name})
+    assert target.is_dir() and all(p.is_dir() for p in kept)
+    assert remove_partial(tmp_path / "missing") == []
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_run_being_made_is_left_alone_by_other_commands(tmp_path, data_cache):
+    """A ``regulab train`` stopped while it makes its run directory (SIGSTOP, holding the
+    folder's flock): another ``train`` and ``runs`` in that folder leave its hidden directory be;
+    let go on, it finishes; the next command then finds nothing to remove."""
+    cfg = write(tmp_path / "kill.toml", CONFIG)
+    env = subprocess_env(data_cache, tmp_path / "runs.db")
+    out = tmp_path / "out"
+    paused = subprocess.Popen([sys.executable, str(KILL_AT), "checkpoint_dir", "pause", "1", "train", str(cfg),
+                               "--out", str(out / "a"), "--quiet"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _stopped(paused.pid) and paused.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _stopped(paused.pid), paused.stderr.read() if paused.poll() is not None else "never stopped"
+        (partial,) = [p for p in out.iterdir() if p.name.endswith(PARTIAL)]
+
+        assert _regulab(env, "train", str(cfg), "--out", str(out / "b")).returncode == 0
+        listed = subprocess.run([sys.executable, "-m", "regulab.cli", "runs"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True)
+        assert listed.returncode == 0 and "kill" in listed.stdout, listed.stderr
+        assert partial.is_dir() and (partial / "checkpoint").is_dir()
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+        paused.wait()
+    assert paused.returncode == 0, paused.stderr.read()
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    assert (out / "a" / "results.json").is_file()

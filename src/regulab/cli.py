@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
-from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError
+from regulab.errors import ConfigError, DivergedError, OutputError, RegulabInputError, RunFailed
 from regulab.version import __version__
 
 __all__ = ["main"]
@@ -177,8 +178,12 @@ def _resume(args) -> int:
 
 
 def _runs(args) -> int:
+    from regulab.paths import remove_partial
     from regulab.runs.store import RunStore, format_runs_table
     rows = RunStore(args.db).runs(limit=args.limit, status=args.status, name=args.name, kind=args.kind)
+    # what a start killed before its run directory appeared left: beside the runs, in runs/
+    for folder in {Path("runs"), *(Path(r["run_dir"]).parent for r in rows if r.get("run_dir"))}:
+        remove_partial(folder)
     print(json.dumps(rows, indent=2, default=str) if args.json else format_runs_table(rows))
     return 0
 
@@ -404,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except OutputError as e:     # disk full, read-only, no permission: resume later
         print(f"regulab: error: {e.strerror}", file=sys.stderr)
+        return 1
+    except RunFailed as e:       # a data-parallel process lost: resume later
+        print(f"regulab: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:      # `regulab explain backprop | head`
         sys.stdout = open(os.devnull, "w")

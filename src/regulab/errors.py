@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
-           "OutputError", "Field", "invalid", "unknown", "did_you_mean", "quote", "mask_password", "MAX_QUOTE"]
+           "OutputError", "RunFailed", "Field", "invalid", "unknown", "did_you_mean", "quote", "mask_password",
+           "MAX_QUOTE"]
 
 MAX_QUOTE = 200     # characters of a received value an error message quotes
 
@@ -60,6 +61,12 @@ class OutputError(OSError):
     """A run's files could not be written once it had started (disk full, read-only file system,
     no permission): one line, exit code 1; the last good checkpoint is kept, so ``regulab
     resume`` finishes the run once the cause is gone."""
+
+
+class RunFailed(RuntimeError):
+    """A run that failed once it had started, for a reason other than its input, a divergence or
+    its disk (a data-parallel process that died or raised): one line, exit code 1, the store
+    row marked failed; the last good checkpoint is kept, so ``regulab resume`` continues."""
 
 
 def quote(value: Any, limit: int = MAX_QUOTE) -> str:

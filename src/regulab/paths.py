@@ -4,11 +4,13 @@ Every file regulab reads whole on a user's word (a config, a study or sweep file
 spec, a CSV or text data file) goes through ``regular_file`` or ``read_bytes``: the path, its
 symlinks resolved, must be a regular file -- not a directory, a FIFO (which blocks a reader for
 ever), a character device (``/dev/zero`` reads until memory runs out) or a socket -- readable,
-and no larger than the limit of its kind (``SPEC_BYTES``, ``DATA_BYTES``). Folders a reader
-walks go through ``directory``. Every directory regulab writes into (``--out``, the default
+and no larger than the limit of its kind (``SPEC_BYTES``, ``DATA_BYTES``, ``IMAGE_BYTES``).
+Folders a reader walks go through ``directory``. Every directory regulab writes into (``--out``, the default
 ``runs/``, a SQLite store's folder) goes through ``writable_dir`` or ``out_dir`` before any work:
 the right kind, creatable, writable. Run, study and sweep names become directory names, so they
-are plain names (``is_plain_name``).
+are plain names (``is_plain_name``). A run directory is made under a hidden temporary name
+(``PARTIAL``) while ``making`` holds a shared flock on its folder; ``remove_partial`` removes
+those a killed process left, never one still being made (``runs.rundir``).
 
 Each refusal is one line naming the path (a bounded prefix of it, escaped by ``shown``), what it
 is and what is allowed; the error type is the caller's (``ConfigError`` for config and spec files
@@ -17,19 +19,25 @@ and output paths, ``DataError`` for data).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from regulab.errors import ConfigError, DataError, RegulabInputError, quote
 
-__all__ = ["MAX_NAME", "SPEC_BYTES", "DATA_BYTES", "is_plain_name", "shown", "regular_file",
-           "directory", "read_bytes", "read_text", "writable_dir", "out_dir"]
+__all__ = ["MAX_NAME", "SPEC_BYTES", "DATA_BYTES", "IMAGE_BYTES", "is_plain_name", "shown", "regular_file",
+           "directory", "read_bytes", "read_text", "writable_dir", "out_dir", "PARTIAL", "making",
+           "remove_partial"]
 
 MAX_NAME = 128                  # characters of a run, study or sweep name (a directory's stem)
 SPEC_BYTES = 16 * 2**20         # a config, study, sweep or explain spec file: 16 MiB
 DATA_BYTES = 4 * 2**30          # a CSV, text or .npz data file read whole: 4 GiB
+IMAGE_BYTES = 64 * 2**20        # one image file (.png, .jpg) of a folder: 64 MiB
 _SHOWN = 200                    # characters of a path quoted in an error
+PARTIAL = ".regulab-partial"    # the suffix of a run directory being made (``.NAME.xxxxxxxx``)
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -173,3 +181,54 @@ def out_dir(path: str | os.PathLike, what: str = "--out") -> Path:
                           "choose a new path")
     real = writable_dir(p, what)
     return real if p.is_symlink() else p
+
+
+def _folder_lock(folder: Path, exclusive: bool) -> int | None:
+    """A descriptor of ``folder`` holding its ``flock``: shared (waiting for it), or exclusive
+    (not waiting); None when that is taken, or flock is not there (Windows, a file system
+    without it)."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+    except OSError:         # BlockingIOError: taken; ENOLCK: no flock here
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def making(folder: Path) -> Iterator[None]:
+    """Held while this process makes a run directory in ``folder``: a shared flock on the
+    folder (many processes may make one there at once), which keeps ``remove_partial`` off;
+    released when the block ends, or by the system when the process dies."""
+    fd = _folder_lock(folder, exclusive=False)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def remove_partial(folder: str | Path) -> list[Path]:
+    """Remove the hidden run directories a start killed before its rename left in ``folder``
+    (``.NAME.xxxxxxxx.regulab-partial``): only when no process is making one there now (the
+    folder's flock, taken exclusive without waiting; else nothing is removed, this time).
+    Returns those removed; anything else in ``folder`` is never touched."""
+    folder = Path(folder)
+    fd = _folder_lock(folder, exclusive=True)
+    if fd is None:
+        return []
+    try:
+        left = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(PARTIAL)
+                and p.is_dir() and not p.is_symlink()]
+        for p in left:
+            shutil.rmtree(p, ignore_errors=True)
+        return left
+    except OSError:         # the folder cannot be listed: nothing to do
+        return []
+    finally:
+        os.close(fd)

@@ -28,8 +28,8 @@ from regulab.modalities.video.section import VideoConfig
 __all__ = ["DataConfig", "ModelConfig", "RegularizationConfig", "MultitaskConfig", "TransferConfig",
            "OptimConfig", "TrainConfig", "EvalConfig", "LogConfig", "SECTIONS", "ACTIVATIONS", "INIT_SCHEMES",
            "OPTIMIZERS", "PREPROCESS", "MODALITIES", "SECTION_MODALITIES", "MAX_SAMPLES", "MAX_WIDTH",
-           "MAX_LAYERS", "MAX_KERNEL", "MLFLOW_DATABASES", "MAX_EXPERIMENT", "tracking_uri", "mlflow_uri_ok",
-           "ImageConfig", "AudioConfig", "TextConfig", "VideoConfig"]
+           "MAX_LAYERS", "MAX_KERNEL", "MAX_EPOCHS", "MLFLOW_DATABASES", "MAX_EXPERIMENT", "tracking_uri",
+           "mlflow_uri_ok", "ImageConfig", "AudioConfig", "TextConfig", "VideoConfig"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
 INIT_SCHEMES = ("default", "normal_0.01", "normal_1", "glorot_uniform", "glorot_normal",
@@ -40,6 +40,7 @@ MAX_SAMPLES = 1_000_000     # data.n_samples: rows a built-in generates (mnist1d
 MAX_WIDTH = 65_536          # model.hidden, model.channels: units of one layer (a 65536^2 layer is 17 GB)
 MAX_LAYERS = 1_000          # model.hidden, model.channels, model.dropout: layers of a network
 MAX_KERNEL = 1_024          # model.kernel_size
+MAX_EPOCHS = 100_000        # train.epochs: each checkpoint holds a history row per epoch (~0.3 KB)
 
 
 def user_data(key: str, v: Any) -> Any:
@@ -275,9 +276,14 @@ class OptimConfig(Section):
 @dataclass
 class TrainConfig(Section):
     """``[train]``: the training loop."""
-    epochs: int = key(200, number(ge=1, integer=True), "maximum number of epochs: a cap early "
-                      "stopping reaches first on the built-in data", population=SHARED)
-    batch_size: int = key(100, number(ge=1, integer=True), "minibatch size", population=SHARED)
+    epochs: int = key(200, number(ge=1, le=MAX_EPOCHS, integer=True), "maximum number of epochs: a cap "
+                      "early stopping reaches first on the built-in data; at most MAX_EPOCHS, 100000",
+                      population=SHARED)
+    batch_size: int = key(100, number(ge=1, integer=True), "minibatch size: rows of each step; a "
+                          "training split smaller than it is taken whole as one batch (full-batch "
+                          "gradient descent, said on the regulab logger and in results.json as "
+                          "batch_size_used); with batch norm, no batch may leave it one row",
+                          population=SHARED)
     seed: int = key(0, seed, "seed of init, shuffling and dropout; 0..2^31-1 (checks.MAX_SEED)",
                     population=MEMBER)
     device: str = key("auto", choice("auto", "cpu", "cuda"), "auto: cuda when available", population=SHARED)

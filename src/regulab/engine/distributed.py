@@ -31,20 +31,33 @@ Where it is not exact:
   on GPUs only in PyTorch 2.x); the running statistics are averaged over the ranks after
   every step, which keeps the ranks identical. A shard needs at least 2 rows in training.
 
-Launching: ``spawn`` starts N processes (start method spawn) that join a job on 127.0.0.1 at
-a free port; under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
-``MASTER_PORT`` set) each process is already one rank and joins that job instead.
+Launching: ``spawn`` starts N processes (start method spawn) that join a job on 127.0.0.1
+through a ``TCPStore`` the launcher itself holds, bound to a port the system chose (port 0):
+no other process can take the port between its choice and the job's start, and no other job
+can join this one. (A port chosen free, closed, then bound by rank 0 seconds later could be
+taken meanwhile -- rank 0 then failed with EADDRINUSE, and another job's ranks could join the
+wrong store, the likely cause of a rank once lost to SIGABRT under the fuzz suite.) Under
+``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` set)
+each process is already one rank and joins that job instead.
+
+A rank that fails ends the job: the launcher waits ``GRACE_SECONDS`` for the others to end
+on their own (a bad input or a divergence ends every rank at the same step), kills those
+still waiting on the lost one, reaps them all, and raises one error -- the rank's own
+regulab error (bad input, divergence, a disk that filled up) when it raised one, else
+``RankFailed`` naming the rank and how it ended (a signal, an exit code, an exception).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing.connection
 import os
 import signal
-import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -53,12 +66,19 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from regulab.errors import DivergedError, RegulabInputError
+from regulab.errors import DivergedError, OutputError, RegulabInputError, RunFailed
 
 __all__ = ["DataParallel", "rank", "world_size", "is_main", "in_job", "process_group", "on_main",
-           "spawn"]
+           "spawn", "RankFailed", "GRACE_SECONDS"]
 
 _JOB_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+GRACE_SECONDS = 3.0     # after a rank fails, how long the others may take to end on their own
+_STORE_TIMEOUT = timedelta(minutes=5)
+
+
+class RankFailed(RunFailed):
+    """A process of a data-parallel job died (a signal, an exit code) or raised an error that is
+    not regulab's own: one line naming the process and how it ended."""
 
 
 def _joined() -> bool:
@@ -89,15 +109,21 @@ def in_job() -> bool:
 
 
 @contextlib.contextmanager
-def process_group(device: torch.device) -> Iterator[None]:
+def process_group(device: torch.device, store: dist.Store | None = None) -> Iterator[None]:
     """Join the job the environment describes (gloo on CPU; NCCL on CUDA, on device
-    ``cuda:LOCAL_RANK``) and leave it after; a process already in a job stays in it."""
+    ``cuda:LOCAL_RANK``), through ``store`` when given (``spawn``'s), and leave it after; a
+    process already in a job stays in it."""
     if _joined():
         yield
         return
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if store is None:
+        dist.init_process_group(backend)
+    else:
+        dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     try:
         yield
     finally:
@@ -106,7 +132,11 @@ def process_group(device: torch.device) -> Iterator[None]:
 
 def _portable(e: BaseException) -> tuple[type, tuple]:
     """An error as (class, arguments), to raise again in another process."""
-    return type(e), ((e.epoch, e.step, e.value) if isinstance(e, DivergedError) else (str(e),))
+    if isinstance(e, DivergedError):
+        return type(e), (e.epoch, e.step, e.value)
+    if isinstance(e, OSError):
+        return type(e), (e.errno, e.strerror)
+    return type(e), (str(e),)
 
 
 def on_main(fn: Callable[[], Any]) -> Any:
@@ -128,12 +158,6 @@ def on_main(fn: Callable[[], Any]) -> Any:
     return value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when the one that spawned it dies (kill -9 included), so no
     orphaned rank goes on writing a run directory that ``regulab resume`` takes over."""
@@ -144,36 +168,117 @@ def _die_with_parent() -> None:
 
 def _rank_main(local_rank: int, env: dict[str, str], device: torch.device, errors: Any,
                fn: Callable[..., Any], args: tuple) -> None:
+    """Rank ``local_rank`` of ``spawn``'s job: ``fn(*args)``; an error it raises is put on
+    ``errors`` as (rank, (class, arguments)), regulab's own to be raised again by the launcher,
+    any other as ``RankFailed`` naming it."""
     _die_with_parent()
     os.environ.update(env, RANK=str(local_rank), LOCAL_RANK=str(local_rank))
     if device.type == "cpu":    # the ranks share the cores; each would otherwise use all of them
         torch.set_num_threads(max(1, torch.get_num_threads() // int(env["WORLD_SIZE"])))
+    reported = False
     try:
-        with process_group(device):
-            fn(*args)
-    except DivergedError as e:      # raised by every rank at the same step: all end here
-        errors.put(_portable(e))
-    except RegulabInputError as e:
-        errors.put(_portable(e))
+        store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                              timeout=_STORE_TIMEOUT)
+        with process_group(device, store):
+            try:
+                fn(*args)
+            except Exception as e:      # said before the group is left, so before the peers see
+                errors.put((local_rank, _reported(e)))    # their connections close: causes first
+                reported = True
+                raise
+    except DivergedError:       # raised by every rank at the same step: all end here
+        pass
+    except Exception as e:
+        if not reported:
+            errors.put((local_rank, _reported(e)))
         raise
+
+
+def _reported(e: Exception) -> tuple[type, tuple]:
+    """A rank's error as ``spawn`` raises it again: regulab's own as it is, any other as
+    ``RankFailed`` naming it."""
+    if isinstance(e, (DivergedError, RegulabInputError, OutputError)):
+        return _portable(e)
+    return RankFailed, (f"raised {type(e).__name__}: {' '.join(str(e).split())[:300]}",)
+
+
+def _ended(process: Any) -> str:
+    """How a process that failed ended: by which signal, or with which exit code."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _join(processes: list[Any]) -> set[int]:
+    """Wait for ``processes`` until all ended, or one failed: then the others have
+    ``GRACE_SECONDS`` to end on their own, and are killed. Every process is reaped either
+    way (none is left running, none a zombie); returns the indices of those killed here."""
+    killed: set[int] = set()
+    try:
+        waiting = {p.sentinel: i for i, p in enumerate(processes)}
+        while waiting:
+            for sentinel in multiprocessing.connection.wait(list(waiting)):
+                i = waiting.pop(sentinel)
+                processes[i].join()
+                if processes[i].exitcode != 0:
+                    deadline = time.monotonic() + GRACE_SECONDS
+                    for p in processes:
+                        p.join(max(0.0, deadline - time.monotonic()))
+                    return killed
+        return killed
+    finally:        # also when the launcher itself is interrupted
+        for i, p in enumerate(processes):
+            if p.is_alive():
+                p.kill()    # a rank waiting on a lost one: its last checkpoint is whole (io.save_state)
+                killed.add(i)
+            p.join()
 
 
 def spawn(fn: Callable[..., Any], nproc: int, device: torch.device, *args: Any) -> None:
     """Run ``fn(*args)`` in ``nproc`` new processes, ranks 0..nproc-1 of a job on this machine;
-    return when all are done. A bad-input or divergence error in a rank is raised here again
-    (the others are stopped); ``fn`` must be importable (start method spawn)."""
+    return when all are done. A failed rank ends the job (module docstring): its regulab error
+    (bad input, divergence, ``OutputError``) is raised here again, else ``RankFailed``; ``fn``
+    must be importable (start method spawn)."""
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc)}
+    # the job's store, on a port the system picks and this process holds until the job ends
+    store = dist.TCPStore("127.0.0.1", 0, None, True, timeout=_STORE_TIMEOUT, wait_for_workers=False)
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "WORLD_SIZE": str(nproc)}
+    context = mp.start_processes(_rank_main, args=(env, device, errors, fn, args), nprocs=nproc,
+                                 start_method="spawn", join=False)
     try:
-        mp.start_processes(_rank_main, args=(env, device, errors, fn, args), nprocs=nproc,
-                           start_method="spawn")
-    except (mp.ProcessRaisedException, mp.ProcessExitedException):
-        if errors.empty():
-            raise
-    if not errors.empty():
-        cls, error_args = errors.get()
+        killed = _join(context.processes)
+    finally:
+        for path in context.error_files:    # torch's traceback files: the error is on ``errors``
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        del store
+    reported: dict[int, tuple] = {}     # in the order the ranks put them: causes before effects
+    while not errors.empty():
+        rank_, error = errors.get()
+        reported.setdefault(rank_, error)
+    failed = [i for i, p in enumerate(context.processes) if p.exitcode != 0 and i not in killed]
+    if not failed and not reported:
+        return
+    # what to say, most telling first: a regulab error of any rank (every rank raises a
+    # divergence or a bad input alike); a rank killed by a signal (which its peers then see
+    # as a connection reset); the first error a rank raised; the first rank that failed
+    ours = [e for e in reported.values() if not issubclass(e[0], RankFailed)]
+    if ours:
+        cls, error_args = ours[0]
         raise cls(*error_args) from None
+    signalled = [i for i in failed if context.processes[i].exitcode < 0 and i not in reported]
+    if signalled:
+        rank_, how = signalled[0], _ended(context.processes[signalled[0]])
+    elif reported:
+        rank_, (_, (how,)) = next(iter(reported.items()))
+    else:
+        rank_, how = failed[0], _ended(context.processes[failed[0]])
+    raise RankFailed(f"data-parallel process {rank_} of {nproc} {how}") from None
 
 
 class DataParallel:

@@ -107,6 +107,8 @@ def finish(p: Prepared, run_dir: Path, store: RunStore | None, run_id: int,
     stopper = next((cb for cb in t.callbacks if isinstance(cb, EarlyStopping)), None)
     score = "r2" if p.task == "regression" else "acc"
     results.update({f"n_{name}": len(X) for name, (X, _) in p.splits.items()})
+    if p.loader.rows_per_batch < p.cfg.train.batch_size:     # the whole training split, one batch
+        results["batch_size_used"] = p.loader.rows_per_batch
     results.update(
         best_epoch=stopper.best_epoch if stopper else t.epoch, epochs_run=t.epoch,
         stopped_early=bool(stopper and stopper.stopped_epoch), fit_seconds=round(fit_seconds, 3),

@@ -29,7 +29,7 @@ from regulab.callbacks import Callback, EarlyStopping, task_monitor
 from regulab.config.core import Config, check_modality
 from regulab.data.dataset import Dataset
 from regulab.data.label_noise import flip_labels
-from regulab.data.loader import TensorLoader
+from regulab.data.loader import TensorLoader, check_batch_norm_rows
 from regulab.data.preprocess import Preprocessor
 from regulab.data.split import SplitIndices, fold_indices, split_indices, subsample
 from regulab.data.stream import Rows, StreamLoader, Streamed, default_workers, place, return_freed_batches
@@ -404,6 +404,8 @@ def prepare(cfg: Config) -> Prepared:
         transferred = transfer_weights(net, source, cfg.transfer.layers)     # regulab's units
     else:
         transferred = transfer_by_name(net, source, cfg.transfer.layers)
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        check_batch_norm_rows(len(arrays["train"][1]), cfg.train.batch_size, cfg.train.nproc)
     optimizer = _optimizer(cfg, net, transferred)
     penalties, constraints, callbacks = _regularizers(cfg, net, ds.task)
     pipeline = Pipeline(pre, net).to(device)

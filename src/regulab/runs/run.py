@@ -12,7 +12,8 @@ Run directory (DESIGN.md)::
     results.json       final metrics and split sizes, written last (marks a finished run)
     evaluation.json    per-class precision/recall/F1 and confusion matrices (val, test)
     model.safetensors  preprocessor + network weights (the best epoch's, when restored)
-    checkpoint/        state.safetensors (what resume needs) and run.json (store row)
+    checkpoint/        state.safetensors (what resume needs, and the config it was written
+                       under) and run.json (store row)
     tensorboard/       [log] tensorboard: the event files (``runs.viewers``)
     mlflow.json        [log] mlflow: the MLflow run a resume continues (``runs.viewers``)
 
@@ -26,7 +27,9 @@ Data-parallel runs (``train.nproc`` > 1, or under ``torchrun``; ``distributed``)
 validated and the run directory made once, here; then every rank prepares the same run, trains
 on its shard of each batch, and only rank 0 writes metrics, checkpoints and results. Data given
 from Python (``train(data=...)``), which config.toml cannot hold, goes to the new processes
-pickled; an object that cannot be pickled is refused before anything is written.
+pickled; an object that cannot be pickled is refused before anything is written. A process
+that dies or raises ends the job in one error (``distributed.spawn``); the launcher marks the
+store row failed (rank 0 may have been stopped before it could) and the checkpoint stays whole.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
 from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabInputError
 from regulab.io import atomic_write, load_state, load_tensors, save_state
-from regulab.paths import writable_dir
+from regulab.paths import remove_partial, writable_dir
 from regulab.runs.evaluate import Run, finish
-from regulab.runs.rundir import WRITE_ERRORS, check_outputs, open_run, output_error, register, run_info
+from regulab.runs.rundir import (WRITE_ERRORS, check_outputs, config_difference, open_run, output_error,
+                                 recorded_config, register, run_info)
 from regulab.runs.prepare import Prepared, extra_columns, metric_columns, prepare, resolve_device
 from regulab.runs.store import RunStore
 from regulab.runs.viewers import end, viewers
@@ -64,6 +68,7 @@ from regulab.runs.viewers import end, viewers
 __all__ = ["Run", "train", "resume", "run_log", "RunLog", "STATE_FILE", "state_bytes"]
 
 STATE_FILE = "state.safetensors"
+CONFIG = "config"           # the checkpoint's entry beside the trainer's state: the run's config
 CHECKPOINT_SECONDS = 10.0   # train.checkpoint_every = "auto": at most this much training lost to a kill
 STORE_SECONDS = 2.0         # epoch rows reach the run store at least this often (and at each checkpoint)
 
@@ -87,9 +92,10 @@ class RunLog(Callback):
     stackable = True
 
     def __init__(self, run_dir: Path, store: RunStore, run_id: int, columns: list[str],
-                 every: int | str):
+                 every: int | str, config: dict[str, Any] | None = None):
         self.run_dir, self.store, self.run_id = run_dir, store, run_id
         self.columns, self.every = columns, every
+        self.config = config or {}      # recorded in each checkpoint (runs.rundir.recorded_config)
         self.saved_at = self.flushed_at = time.monotonic()
         self.pending: list[tuple[int, int, dict[str, float]]] = []     # epoch rows not yet in the store
 
@@ -134,16 +140,23 @@ class RunLog(Callback):
         if checkpoint or time.monotonic() - self.flushed_at >= STORE_SECONDS:
             self.flush()
         if checkpoint:
-            save_state(self.run_dir / "checkpoint" / STATE_FILE, trainer.state_dict())
+            save_state(self.run_dir / "checkpoint" / STATE_FILE, {**trainer.state_dict(), CONFIG: self.config})
             self.saved_at = time.monotonic()
 
 
 def run_log(p: Prepared, run_dir: Path, store: RunStore, run_id: int) -> RunLog:
     """The run's ``RunLog``, with ``metrics.csv`` rewritten from the trainer's history (a
-    resumed run drops the rows written after its checkpoint)."""
+    resumed run drops the rows written after its checkpoint); a batch size larger than the
+    training split (taken whole, as one batch) is said on the "regulab" logger."""
     log = RunLog(run_dir, store, run_id, metric_columns(p.task, extra_columns(p.cfg), "val" in p.splits,
-                                                  p.cfg.train.eval_train), p.cfg.train.checkpoint_every)
+                                                  p.cfg.train.eval_train), p.cfg.train.checkpoint_every,
+                 recorded_config(p.cfg))
     log.write_csv(p.trainer.history)
+    if p.loader.rows_per_batch < p.cfg.train.batch_size:
+        logging.getLogger("regulab").warning(
+            "run %s: train.batch_size %d is more than the %d training rows; each epoch is one batch of "
+            "all of them (full-batch gradient descent; results.json: batch_size_used)", p.cfg.name,
+            p.cfg.train.batch_size, p.loader.rows_per_batch)
     return log
 
 
@@ -267,7 +280,14 @@ def _launch(p: Prepared, store: RunStore, progress: bool | None,
     run_dir, run_id = start()
     if n == 1:
         return _fit(p, run_dir, store, run_id, progress)
-    distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data, model)
+    try:
+        distributed.spawn(_spawned_rank, n, p.device, run_dir, store.url, run_id, progress, restore, data, model)
+    except BaseException as e:      # rank 0 may have died before it could say so
+        _mark(store, run_id, "diverged" if isinstance(e, DivergedError) else "failed")
+        if isinstance(e, distributed.RankFailed):
+            raise distributed.RankFailed(f"{e}; the run is stopped, its last good checkpoint kept: "
+                                         f"continue with 'regulab resume {run_dir}'") from None
+        raise
     return _collect(p, run_dir)
 
 
@@ -312,7 +332,8 @@ def state_bytes(p: Prepared) -> int:
 
 def _restore(p: Prepared, run_dir: Path) -> bool:
     """Load the run's last checkpoint into ``p.trainer``, verified first (``io.load_state``'s
-    checksums, then ``Trainer.check_state`` against the run's network, optimizer, callbacks,
+    checksums, the config it recorded against the run's, ``runs.rundir.config_difference``,
+    then ``Trainer.check_state`` against the run's network, optimizer, callbacks,
     ``train.epochs`` and steps per epoch); False when it has none yet. A checkpoint that fails
     raises ``CheckpointError`` naming the file and the problem, with nothing loaded."""
     state_path = run_dir / "checkpoint" / STATE_FILE
@@ -320,6 +341,14 @@ def _restore(p: Prepared, run_dir: Path) -> bool:
         return False
     state = load_state(state_path, state_bytes(p))
     try:
+        if isinstance(state, dict):     # else check_state says what it must be
+            if CONFIG not in state:
+                raise ValueError(f"'{CONFIG}' is missing: the checkpoint does not record the config it was "
+                                 "written under (a regulab before checkpoints did), so it cannot be checked "
+                                 f"against config.toml; remove {STATE_FILE} to train the run again from its start")
+            difference = config_difference(state.pop(CONFIG), p.cfg)
+            if difference is not None:
+                raise ValueError(difference)
         p.trainer.check_state(state, p.cfg.train.epochs, len(p.loader))
         p.trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
@@ -372,6 +401,7 @@ def resume(run_dir: str | Path, db: str | None = None, progress: bool | None = N
                                       f"{info['run_id']}, which its run store does not hold") from None
 
         def start() -> tuple[Path, int]:
+            remove_partial(run_dir.parent)      # what a start killed before its rename left there
             (run_dir / "checkpoint").mkdir(exist_ok=True)    # removed: the run starts over
             run_id = info["run_id"] if info and not db else register(run_dir, store, p.cfg)
             store.truncate_epochs(run_id, p.trainer.epoch)
