@@ -209,9 +209,14 @@ def test_filters_pass_below_and_stop_above_the_cutoff():
     torch.testing.assert_close(lowpass(x, sr, 1000) + highpass(x, sr, 1000), x)   # complementary
 
 
-def test_fir_kernel_is_scipy_firwin_and_zero_phase():
-    h = fir_kernel(8000, high=1000).numpy()
-    np.testing.assert_allclose(h, scipy.signal.firwin(len(h), 1000, window="hann", fs=8000), atol=1e-15)
+def test_fir_kernel_is_the_windowed_sinc_of_its_formula_and_zero_phase():
+    h = fir_kernel(8000, high=1000).numpy()     # scipy.signal.firwin's taps, against the formula
+    n = np.arange(len(h)) - (len(h) - 1) / 2
+    formula = (0.5 + 0.5 * np.cos(2 * np.pi * n / (len(h) - 1))) * np.sinc(2 * 1000 / 8000 * n)
+    np.testing.assert_allclose(h, formula / formula.sum(), atol=1e-15)
+    band = fir_kernel(8000, low=500, high=1000).numpy()         # lowpass(high) - lowpass(low)
+    low = (0.5 + 0.5 * np.cos(2 * np.pi * n / (len(h) - 1))) * np.sinc(2 * 500 / 8000 * n)
+    np.testing.assert_allclose(band, formula / formula.sum() - low / low.sum(), atol=1e-15)
     assert len(h) == 125 and np.allclose(h, h[::-1])                         # width sr/40: 3.1*40 + 1
     _, H = scipy.signal.freqz(h, worN=[1000 - 100, 1000 + 100], fs=8000)  # cutoff -/+ width / 2
     assert abs(H[0]) > 0.99 and abs(H[1]) < 0.01
