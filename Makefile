@@ -38,9 +38,11 @@ test-fast: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q -m "not slow"
 
 # The fuzz suite's long run (issue 16): tests/fuzzing.py's "fuzz" profile, 10 times the seeded
-# cases make test tries; prints each test's count of cases and how they exited.
+# cases make test tries (5-6 times for those that train: tests/fuzzing.py's cases); prints each
+# test's count of cases and how they exited.
 fuzz: $(VENV)/.test-installed
-	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/test_fuzz.py tests/test_fuzz_data.py
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q --hypothesis-show-statistics tests/test_fuzz.py \
+		tests/test_fuzz_data.py tests/test_fuzz_jobs.py tests/test_fuzz_predict.py
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench examples setup.py

@@ -100,6 +100,15 @@ def untimed_results(run_dir: Path) -> dict:
     return results
 
 
+def untimed(obj):
+    """Results (nested dicts and lists) without what a clock or a machine decides."""
+    if isinstance(obj, dict):
+        return {k: untimed(v) for k, v in obj.items() if k not in ("seconds", "fit_seconds", "db")}
+    if isinstance(obj, list):
+        return [untimed(v) for v in obj]
+    return obj
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -41,8 +41,15 @@ settings.register_profile("quick", derandomize=True, database=None, max_examples
                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("fuzz", parent=settings.get_profile("quick"), max_examples=1000)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+settings.load_profile(PROFILE)
 EXAMPLES = settings.default.max_examples
+
+
+def cases(quick: int, fuzz: int) -> int:
+    """The cases of a test whose cases cost more than a refusal's (each trains runs, a study,
+    a sweep): ``quick`` in ``make test``, ``fuzz`` in ``make fuzz``."""
+    return fuzz if PROFILE == "fuzz" else quick
 
 BASE = """name = "fuzz"
 [data]
@@ -135,6 +142,43 @@ def train_case(root: Path, config: str, sets: list[str] = ()) -> tuple[int, str]
     return code, err
 
 
+def job_case(root: Path, command: str, text: str, files: list[str]) -> tuple[int, str]:
+    """``regulab study`` or ``regulab sweep`` on the file ``text``; asserts the property: exit 0
+    with ``files`` in the job's directory, exit 2 with one line and nothing written (no
+    directory, no ``runs/``, no run in the store), or exit 3 (diverged) with one line."""
+    (root / "j.toml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    db = root / "store" / "r.db"
+    code, err = cli([command, "j.toml", "--out", "out", "--db", f"sqlite:///{db}", "--quiet"])
+    event(f"exit {code}")
+    assert "Traceback" not in err, err
+    assert code in (0, 2, 3), (code, err)
+    if code in (2, 3):
+        assert err.count("\n") == 1 and err.startswith("regulab: "), err
+    if code == 2:
+        assert not (root / "out").exists() and not (root / "runs").exists(), err
+        assert _run_rows(db) == 0, err
+    elif code == 0:
+        for name in files:
+            assert (root / "out" / name).is_file(), (name, err)
+    return code, err
+
+
+def check_complete_run(run_dir: Path, db: Path) -> None:
+    """A finished run: every file of its directory, one metrics.csv row per epoch run, and its
+    store row completed with one epoch row per epoch."""
+    from regulab.runs.store import RunStore
+    results = json.loads((run_dir / "results.json").read_text())
+    for name in ("config.toml", "metrics.csv", "evaluation.json", "model.safetensors", "model.json"):
+        assert (run_dir / name).is_file(), name
+    with open(run_dir / "metrics.csv") as f:
+        assert sum(1 for _ in f) == 1 + results["epochs_run"]
+    store = RunStore(f"sqlite:///{db}")
+    (row,) = store.runs()
+    assert row["status"] == "completed"
+    assert [h["epoch"] for h in store.get_run(row["id"])["history"]] == list(range(1, results["epochs_run"] + 1))
+    store.close()
+
+
 # -- values: TOML literals of every kind ----------------------------------------------------------
 
 HUGE = [2**31, 2**32 - 1, 2**53 + 1, 2**63, -(2**63) - 1, 10**12, 10**30, int("9" * 400)]
@@ -189,8 +233,119 @@ def plausible(k: str) -> st.SearchStrategy:
 @st.composite
 def overrides(draw) -> tuple[str, object]:
     """A key (real, misspelled or unknown) and a value for it: of its type, or any (small or far
-    beyond the bound for the ``WORK`` keys)."""
+    beyond the bound for the ``WORK`` keys) -- or, one time in three, a key of ``VALID`` with a
+    value in its valid range, so that cases of several keys train too."""
+    if not draw(st.integers(0, 2)):
+        k = draw(st.sampled_from(sorted(VALID)))
+        return k, draw(VALID[k])
     k = draw(KEY)
     if k == "train.nproc":      # no data-parallel processes in-process (tests/test_distributed.py)
         return k, draw(NO_PROCESSES)
     return k, draw(plausible(k) if draw(st.integers(0, 2)) else SMALL if k in WORK else VALUES)
+
+
+# -- valid configs: values in range, small work, no relation broken --------------------------------
+
+def _enum(k: str) -> st.SearchStrategy:
+    section, _, name = k.partition(".")
+    return st.sampled_from(SCHEMA[section]["properties"][name]["enum"])
+
+
+def _unit(high: float = 0.9) -> st.SearchStrategy:
+    """A probability or strength in [0, high]: often 0, often a round number."""
+    return st.just(0.0) | st.sampled_from([0.1, 0.5, high]) | st.floats(0.0, high)
+
+
+def _positive(low: float, high: float) -> st.SearchStrategy:
+    return st.sampled_from([low, high]) | st.floats(low, high)
+
+
+# key -> a value its config accepts whatever the other keys of ``valid_configs`` say (data on
+# which it applies: ``valid_configs`` draws the data first); work kept tiny
+VALID: dict[str, st.SearchStrategy] = {
+    "model.hidden": st.lists(st.integers(1, 8), max_size=2),
+    "model.activation": _enum("model.activation"),
+    "model.init": _enum("model.init"),
+    "model.batchnorm": st.booleans(),
+    "model.batchnorm_position": _enum("model.batchnorm_position"),
+    "model.dropout": _unit(),
+    "model.dropout_mode": _enum("model.dropout_mode"),
+    "model.input_dropout": _unit(),
+    "model.dropconnect": _unit(),
+    "model.dropconnect_per_example": st.booleans(),
+    "regularization.l1": _unit(1.0),
+    "regularization.l2": _unit(1.0),
+    "regularization.penalty_bias": st.booleans(),
+    "regularization.max_norm": _positive(0.01, 10.0),
+    "regularization.input_noise": _unit(2.0),
+    "regularization.weight_noise": _unit(0.5),
+    "regularization.ema": _unit(0.999),
+    "optim.name": _enum("optim.name"),
+    "optim.lr": _positive(1e-5, 1.0),
+    "optim.momentum": _unit(0.99),
+    "optim.betas": st.lists(_unit(0.999), min_size=2, max_size=2),
+    "optim.alpha": _positive(0.01, 0.999),
+    "optim.eps": _positive(1e-10, 1e-3),
+    "optim.weight_decay": _unit(0.1),
+    "optim.schedule": _enum("optim.schedule"),
+    "optim.warmup_epochs": st.integers(0, 3),
+    "optim.step_size": st.integers(1, 3),
+    "optim.gamma": _positive(0.01, 1.0),
+    "optim.plateau_patience": st.integers(0, 3),
+    "optim.min_lr": st.just(0.0) | _positive(1e-8, 1e-4),
+    "train.epochs": st.integers(1, 2),
+    "train.batch_size": st.integers(1, 300),
+    "train.seed": st.integers(0, 2**31 - 1),
+    "train.early_stopping": st.booleans(),
+    "train.patience": st.integers(1, 3),
+    "train.min_delta": _unit(0.1),
+    "train.monitor": st.sampled_from(["auto", "val_loss", "train_loss"]),
+    "train.restore_best": st.booleans(),
+    "train.start_from_epoch": st.integers(0, 3),
+    "train.checkpoint_every": st.just("auto") | st.integers(1, 3),
+    "train.eval_train": st.booleans(),
+    "train.threads": st.sampled_from(["auto", 1]),
+    "data.split": st.sampled_from([[0.6, 0.2, 0.2], [0.8, 0.15, 0.05], [0.5, 0.5, 0.0], [0.7, 0.3, 0.0]]),
+    "data.stratify": st.booleans(),
+    "data.seed": st.integers(0, 2**31 - 1),
+    "data.preprocess": _enum("data.preprocess"),
+    "data.bootstrap": st.booleans(),
+    "eval.mc_samples": st.integers(1, 4),
+    "eval.batch_size": st.integers(1, 4096),
+    "eval.test": st.booleans(),
+}
+CLASSIFICATION = {"regularization.label_smoothing": _unit(0.5), "data.label_noise": _unit(0.5),
+                  "eval.dropout_inference": _enum("eval.dropout_inference")}
+IMAGE = {"model.kind": st.sampled_from(["mlp", "cnn", "linear"]),
+         "model.channels": st.lists(st.integers(1, 3), min_size=1, max_size=2),
+         "model.kernel_size": st.integers(1, 3), "image.rotation": _unit(180.0), "image.hflip": _unit(1.0),
+         "image.vflip": _unit(1.0), "image.translate": _unit(0.3), "image.shear": _unit(30.0),
+         "image.scale": st.sampled_from([[1.0, 1.0], [0.8, 1.2], [0.5, 1.0]])}
+
+
+@st.composite
+def valid_configs(draw) -> dict[str, object]:
+    """Overrides of ``BASE`` that make a valid config: a data set (moons, sine: regression,
+    digits: 8x8 images, perhaps a CNN), then up to 8 keys of ``VALID`` (and those of its task and
+    modality) in their ranges. Every case must train (or diverge)."""
+    dataset = draw(st.sampled_from(["moons", "moons", "sine", "digits"]))
+    out: dict[str, object] = {"data.dataset": dataset}
+    if dataset == "digits":
+        out["data.train_size"] = draw(st.integers(30, 200))
+    else:
+        out["data.n_samples"] = draw(st.integers(40, 200))
+    pool = {**VALID, **(CLASSIFICATION if dataset != "sine" else {}), **(IMAGE if dataset == "digits" else {})}
+    for k in draw(st.lists(st.sampled_from(sorted(pool)), max_size=8, unique=True)):
+        out[k] = draw(pool[k])
+    epochs = out.get("train.epochs", 2)
+    for k in ("train.start_from_epoch", "optim.warmup_epochs"):     # must leave an epoch after them
+        if out.get(k, 0) >= epochs:
+            out[k] = epochs - 1
+    if out.get("model.dropconnect") and out.get("regularization.weight_noise"):   # both wrap the weights
+        del out["regularization.weight_noise"]
+    if out.get("optim.min_lr", 0.0) >= out.get("optim.lr", 0.01):     # a schedule decays towards it
+        del out["optim.min_lr"]
+    if out.get("optim.name") == "nesterov" and out.get("optim.momentum") == 0:  # its step needs one
+        del out["optim.momentum"]
+    event(f"data {dataset}")
+    return out

@@ -1,9 +1,12 @@
-"""Run the regulab CLI and SIGKILL it at one named moment of a run's life.
+"""Run the regulab CLI and SIGKILL it at one named moment of a run's life (or of a study's or
+sweep's: ``job_moments``).
 
     python tests/kill_at.py MOMENT WHEN N regulab-args...
 
-No hook in regulab's own code: each moment is a call the run makes (``MOMENTS``: a module or
-class, the attribute called, and which calls count). This script wraps that attribute before
+No hook in regulab's own code: each moment is a call the run makes (``moments``: a module or
+class, the attribute called, and which calls count). In a job of many runs a moment comes once
+per run: the N-th call counts them all (the 10th ``save_state`` of a population of 8 members
+checkpointed each epoch is member 2's second checkpoint). This script wraps that attribute before
 the CLI starts, and the process kills itself (``SIGKILL``: no ``finally``, no atexit, no
 flush) ``before`` or ``after`` the N-th call that counts -- or, WHEN ``pause``, stops itself
 (``SIGSTOP``) after it, holding whatever it holds, until a ``SIGCONT`` lets it go on. A moment
@@ -57,10 +60,34 @@ def moments() -> dict[str, tuple[object, str, object]]:
     }
 
 
+def job_moments() -> dict[str, tuple[object, str, object]]:
+    """The moments of a job of many runs (``regulab study``, ``regulab sweep``) beyond a run's
+    own: moment name -> (owner, attribute, filter of the calls that count)."""
+    import regulab.studies.report as study_report
+    import regulab.studies.runner as runner
+    import regulab.studies.study as study
+    import regulab.sweeps.worker as sweep
+    from regulab.runs.claims import Claims
+    from regulab.runs.store import RunStore
+
+    every = lambda *a, **k: True     # noqa: E731
+    return {
+        "claim_done": (Claims, "done", every),                     # a study's unit recorded done
+        "add_test": (runner, "add_test", every),                   # a chosen run scored on test
+        "study_results": (study, "atomic_write", _named("results.json")),   # the study's results.json
+        "study_finish": (RunStore, "finish", lambda *a, **k: len(a) > 3 and "variants" in (a[3] or {})),
+        "report": (study_report, "render_report", every),          # the study's report.html
+        "best_test": (sweep, "evaluate", every),                   # a sweep's best trial on test
+        "best_json": (sweep, "atomic_write", _named("best.json")),
+        "sweep_report": (sweep, "write_report", every),
+    }
+
+
 def arm(moment: str, when: str, n: int) -> None:
     """Wrap the moment's call so that the process kills itself ``when`` (before, after) its
     ``n``-th one, or stops itself after it (``pause``)."""
-    owner, attr, counts = moments()[moment]
+    table = moments()
+    owner, attr, counts = table[moment] if moment in table else job_moments()[moment]
     original = getattr(owner, attr)
     seen = 0
     sig = signal.SIGSTOP if when == "pause" else signal.SIGKILL

@@ -254,6 +254,10 @@ def test_csv_errors(tmp_path):
         assert name in msg and expected in msg
     msg = error_of(f"csv:{f}", target="b", n_samples=10)
     assert "data.n_samples" in msg and "10" in msg
+    # finite in float64 but not in float32, which the run computes in: refused, not trained on inf
+    big = write(tmp_path / "big.csv", "a,b\n1e300,0\n2,1\n")
+    msg = error_of(f"csv:{big}", target="b")
+    assert "'a'" in msg and "'1e300'" in msg and "row 1" in msg and "float32" in msg
 
 
 # ------------------------------------------------------------------------------------------ npz
@@ -307,6 +311,18 @@ def test_npz_errors(tmp_path):
     np.savez(f, X=bad, y=np.array([0, 1, 0, 1]))
     msg = error_of(f"npz:{f}")
     assert "'X'" in msg and "nan" in msg and "(2, 1)" in msg
+
+    big = X.astype(np.float64)
+    big[1, 0] = -1e300      # beyond float32, which the run computes in
+    np.savez(f, X=big, y=np.array([0, 1, 0, 1]))
+    msg = error_of(f"npz:{f}")
+    assert "'X'" in msg and "-1e+300" in msg and "(1, 0)" in msg and "float32" in msg
+    np.savez(f, X=X, y=np.array([0, 1, 0, 1]))
+    data = bytearray(f.read_bytes())
+    data[120] ^= 0xFF       # inside X's compressed bytes: a damaged member, not a damaged archive
+    f.write_bytes(bytes(data))
+    msg = error_of(f"npz:{f}")
+    assert str(f) in msg and ("'X'" in msg or "'y'" in msg) and "cannot be read" in msg
 
     np.savez(f, X=X, y=np.array([0, 1, 0, 1]), X_test=X)
     assert "y_test" in error_of(f"npz:{f}")

@@ -1,7 +1,8 @@
 """The fuzz suite (issue 16), configs and checkpoints: Hypothesis generates ``--set`` overrides
 (real keys with values of the wrong type, out of range, huge, NaN/inf, empty, nested; misspelled
-and unknown keys), raw override text, config files, and mutations of a killed run's checkpoint;
-each case holds ``tests.fuzzing``'s property. Every failure found was fixed at its source and is
+and unknown keys; a third of them keys in their valid ranges), raw override text, config files,
+valid configs that must train (``tests.fuzzing.valid_configs``), and mutations of a killed run's
+checkpoint; each case holds ``tests.fuzzing``'s property. Every failure found was fixed at its source and is
 kept as a regression case: the checkpoint history rows without lr or seconds are
 ``tests/test_checkpoint_mutations.py``'s ``history-row-*-dropped`` (the fixed corpus).
 """
@@ -14,8 +15,8 @@ from pathlib import Path
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from .fuzzing import (BASE, EXAMPLES, FLOATS, VALUES, case, cli, fuzz_environment, overrides,  # noqa: F401
-                      toml, train_case)
+from .fuzzing import (BASE, EXAMPLES, FLOATS, VALUES, case, cases, check_complete_run, cli,  # noqa: F401
+                      fuzz_environment, overrides, toml, train_case, valid_configs)
 from .test_checkpoint_mutations import STATE, copy_run, run_files, runs, store_rows  # noqa: F401
 
 
@@ -24,6 +25,8 @@ from .test_checkpoint_mutations import STATE, copy_run, run_files, runs, store_r
 @settings(max_examples=EXAMPLES * 2)
 @given(st.lists(overrides(), min_size=1, max_size=3))
 @example([("data.dataset", [0, 0])]).via("found: data given as a pair of 0-d arrays raised TypeError")
+@example([("optim.name", "nesterov"), ("optim.momentum", 0.0)]).via(
+    "found (valid_configs): nesterov without momentum passed the config; torch.optim.SGD raised ValueError")
 def test_fuzzed_overrides(items):
     with case() as root:
         train_case(root, BASE, [f"{k}={toml(v)}" for k, v in items])
@@ -70,6 +73,33 @@ def config_files(draw) -> str:
 def test_fuzzed_config_files(text):
     with case() as root:
         train_case(root, text)
+
+
+def nested(items: dict[str, object], doc: dict | None = None) -> dict:
+    """Dotted keys set in a config document (``BASE_TABLES`` without its data set by default)."""
+    doc = doc if doc is not None else {"name": "fuzz", "model": {"hidden": [4]},
+                                       "train": {"epochs": 2, "batch_size": 40}}
+    for k, v in items.items():
+        *parents, last = k.split(".")
+        table = doc
+        for p in parents:
+            table = table.setdefault(p, {})
+        table[last] = v
+    return doc
+
+
+@settings(max_examples=cases(80, 500))
+@given(valid_configs())
+def test_fuzzed_valid_configs(items):
+    """Configs of keys in their ranges (``tests.fuzzing.VALID``) train: exit 0 with a complete
+    run -- its files, one metrics.csv row and one store epoch row per epoch, the row completed --
+    or exit 3 (diverged, a large learning rate say); a refusal is a defect of the config's
+    checks (or of the strategy)."""
+    with case() as root:
+        code, err = train_case(root, render(nested(items)))
+        assert code in (0, 3), err
+        if code == 0:
+            check_complete_run(root / "out", root / "store" / "r.db")
 
 
 

@@ -1,22 +1,30 @@
 """The fuzz suite (issue 16), data files: Hypothesis generates CSV files (ragged rows, junk cells,
 empty, huge numbers, NaN, one class), npz files (wrong keys, shapes, dtypes, zero rows or
 features, pickled arrays), WAV files (truncated headers, zero or huge rates, zero or many
-channels, odd bit depths) and image folders (corrupt, cut short, mixed sizes and modes); each case
-holds ``tests.fuzzing``'s property. Every failure found was fixed at its source and is kept as an
+channels, odd bit depths), image folders (corrupt, cut short, mixed sizes and modes), text
+sources (``text:`` CSVs with missing columns, empty cells, blank and huge lines, other
+encodings; folders of .txt files) and video folders (tiny clips written by OpenCV, cut short,
+bytes changed, junk named .mp4/.avi/.mkv/.mov; skipped without OpenCV); each case holds
+``tests.fuzzing``'s property. Every failure found was fixed at its source and is kept as an
 ``@example`` (the fixed corpus).
 """
 
 from __future__ import annotations
 
+import csv
+import functools
+import importlib.util
 import io
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
-from hypothesis import example, given
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from .fuzzing import BASE, FLOATS, case, fuzz_environment, train_case  # noqa: F401
+from .fuzzing import BASE, FLOATS, case, cases, fuzz_environment, train_case  # noqa: F401
 
 
 # -- (b) data files -------------------------------------------------------------------------------
@@ -162,3 +170,118 @@ def test_fuzzed_image_folders(files):
         for i, data in enumerate(files):
             (root / "im" / "ab"[i % 2] / f"{i}.png").write_bytes(data)
         train_case(root, _data_config("images:im", data=FOLDER_SPLIT))
+
+
+# -- text sources ---------------------------------------------------------------------------------
+
+WORDS = ["good", "bad", "film", "movie", "great", "awful", "plot", "the", "a", "not"]
+TEXTS = (st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
+         | st.text(max_size=30) | st.sampled_from(["", " ", "!!!", "é à ü", "\x00", "1 2 3", "a" * 5000]))
+TEXT_SECTION = st.sampled_from(["", "", '[text]\nfeatures = "bow"\n', '[text]\nmax_features = 3\nmin_df = 2\n',
+                                '[text]\nstopwords = true\nstem = true\n', '[text]\ncopies = 1\nchar_prob = 0.3\n',
+                                '[text]\ntext_column = "review"\n', '[text]\nlanguage = "spanish"\n'])
+
+
+def _encoded(draw, text: str) -> bytes:
+    """``text`` as UTF-8 (with a byte-order mark, perhaps) or another encoding."""
+    encoding = draw(st.sampled_from(["utf-8"] * 4 + ["utf-8-sig", "latin-1", "utf-16"]))
+    return text.encode(encoding, errors="replace")
+
+
+@st.composite
+def text_csvs(draw) -> bytes:
+    """A CSV of texts and labels (2-3 classes, every row whole: some of these train), or with
+    junk: missing or extra columns, empty cells, blank and huge lines, other encodings."""
+    header = draw(st.sampled_from([["text", "label"]] * 3 + [["label", "text"], ["text"], ["txt", "label"],
+                                                             ["text", "label", "extra"], ["text", "text"]]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    k = draw(st.sampled_from([2, 2, 3, 1]))
+    n = draw(st.integers(0, 16) | st.integers(8, 16))
+    junk = draw(st.integers(-1, n)) if not draw(st.integers(0, 2)) else -1    # a row of junk text
+    for i in range(n):
+        text = draw(TEXTS) if i == junk else " ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=6)))
+        row = {"text": text, "label": str(i % k), "txt": "x", "extra": ""}
+        writer.writerow([row.get(c, "") for c in header])
+        if not draw(st.integers(0, 19)):
+            out.write(draw(st.sampled_from(["\n", ",,,\n", "only one\n", '"unclosed\n'])))
+    return _encoded(draw, out.getvalue())
+
+
+@settings(max_examples=cases(60, 400))
+@given(text_csvs(), TEXT_SECTION)
+@example(b"text,label\n" + b"good film,0\nbad film,1\n" * 4, "").via("a valid file: it trains")
+def test_fuzzed_text_csv(data, section):
+    with case() as root:
+        (root / "t.csv").write_bytes(data)
+        train_case(root, _data_config("text:t.csv", section, FOLDER_SPLIT))
+
+
+@settings(max_examples=cases(50, 300))
+@given(st.lists(st.tuples(st.sampled_from(["pos", "neg", ".hidden", "x"]), TEXTS,
+                          st.sampled_from([".txt", ".txt", ".TXT", ".md"])), min_size=1, max_size=6),
+       TEXT_SECTION, st.data())
+def test_fuzzed_text_folders(files, section, data):
+    """A folder of class sub-folders of .txt files: the four good ones and some of junk."""
+    with case() as root:
+        for cls in ("pos", "neg"):
+            for i in range(4):
+                (root / "tx" / cls).mkdir(parents=True, exist_ok=True)
+                (root / "tx" / cls / f"{i}.txt").write_text(f"{cls} {WORDS[i]} film")
+        for i, (cls, text, suffix) in enumerate(files):
+            (root / "tx" / cls).mkdir(parents=True, exist_ok=True)
+            (root / "tx" / cls / f"f{i}{suffix}").write_bytes(_encoded(data.draw, text))
+        train_case(root, _data_config("text:tx", section, FOLDER_SPLIT))
+
+
+# -- video sources (OpenCV) -----------------------------------------------------------------------
+
+@functools.cache
+def clip(frames: int, side: int, fourcc: str, suffix: str) -> bytes:
+    """A tiny clip of moving noise, written by OpenCV (MJPG .avi, mp4v .mp4), as bytes."""
+    import tempfile
+
+    import cv2
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/c{suffix}"
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 10, (side, side), True)
+        for t in range(frames):
+            writer.write(np.roll(np.arange(side * side * 3, dtype=np.uint8).reshape(side, side, 3), t, axis=1))
+        writer.release()
+        return Path(path).read_bytes() if Path(path).is_file() else b""    # no frame: no file
+
+
+@st.composite
+def video_files(draw) -> tuple[str, bytes]:
+    """(suffix, bytes): a clip of 0-6 frames, perhaps cut short or with bytes changed, or junk."""
+    fourcc, suffix = draw(st.sampled_from([("MJPG", ".avi"), ("mp4v", ".mp4")]))
+    data = bytearray(clip(draw(st.integers(0, 6)), draw(st.sampled_from([8, 8, 2, 1])), fourcc, suffix))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    if not draw(st.integers(0, 3)):
+        del data[draw(st.integers(0, len(data))):]
+    if not draw(st.integers(0, 4)):
+        data = bytearray(draw(st.binary(max_size=64)))
+    return draw(st.sampled_from([suffix, suffix, ".mkv", ".mov"])), bytes(data)
+
+
+VIDEO = st.sampled_from(['[video]\nframes = 2\nsize = 8\n', '[video]\nframes = 3\nsize = [8, 6]\ngray = false\n',
+                         '[video]\nframes = 2\nsize = 8\nflow = true\nsampling = "motion"\n'])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cv2") is None,
+                    reason="video sources need OpenCV (pip install opencv-python-headless)")
+@settings(max_examples=cases(25, 150))
+@given(st.lists(video_files(), min_size=1, max_size=2), VIDEO)
+def test_fuzzed_video_folders(files, section):
+    """A folder of class sub-folders of clips: four good ones (4 frames, 8x8) and generated ones."""
+    with case() as root:
+        for cls in ("a", "b"):
+            for i in range(2):
+                (root / "v" / cls).mkdir(parents=True, exist_ok=True)
+                (root / "v" / cls / f"{i}.avi").write_bytes(clip(4, 8, "MJPG", ".avi"))
+        for i, (suffix, data) in enumerate(files):
+            (root / "v" / "ab"[i % 2] / f"g{i}{suffix}").write_bytes(data)
+        train_case(root, _data_config("video:v", section, FOLDER_SPLIT))

@@ -369,3 +369,18 @@ def test_the_loop_steps_other_optimizers_by_their_own_step():
     wrapped = build_optimizer(OptimConfig(name="adam"), params)
     wrapped.step = lambda: None
     assert Steps(wrapped).step is wrapped.step
+
+
+def test_nesterov_without_momentum_is_a_config_error(tmp_path, capsys):
+    """Found by the fuzz suite: optim.name = "nesterov" with optim.momentum = 0 passed the config
+    and torch.optim.SGD raised ValueError when the run was prepared (a traceback, exit 1)."""
+    from regulab.cli import main
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[data]\ndataset = "moons"\nn_samples = 60\n[train]\nepochs = 1\nprogress = false\n')
+    code = main(["train", str(cfg), "--set", "optim.name=nesterov", "--set", "optim.momentum=0",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "optim.momentum" in err and "nesterov" in err, err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", str(cfg), "--set", "optim.name=momentum", "--set", "optim.momentum=0",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0      # plain SGD with momentum 0 is fine

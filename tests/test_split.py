@@ -118,6 +118,12 @@ def test_impossible_stratification(y):
     assert str(len(y)) in msg
 
 
+def test_a_singleton_class_is_named_as_a_number():
+    """Found by the fuzz suite: the class was quoted as NumPy's repr, np.int64(1)."""
+    msg = _error(split_indices, np.array([0] * 8 + [1]), FRACTIONS, stratify=True, seed=0, has_test=False)
+    assert "class 1 has only 1 row" in msg and "np." not in msg
+
+
 def test_unstratified_tiny_split_works():
     y = np.array([0] * 8 + [1])
     s = split_indices(y, [0.6, 0.2, 0.2], stratify=False, seed=0, has_test=False)

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from regulab.cli import main
-from regulab.runs.claims import DONE, FAILED, HELD, TAKEN, Claims
+from regulab.runs.claims import DONE, FAILED, HELD, TAKEN, Claims, gone, worker_name
 from regulab.runs.store import RunStore
 from regulab.studies.shared import UnitFailed, claimed
 
-from .conftest import epochs_logged, subprocess_env, write
+from .conftest import epochs_logged, subprocess_env, untimed, write
 from .postgres import postgres_url  # noqa: F401  (fixture)
 
 
@@ -51,7 +51,7 @@ def test_claims_take_skip_a_live_one_and_take_over_a_dead_one(workdir, request, 
     assert (done.state, done.outcome) == (DONE, {"val_acc": 0.5})
     _silence(url, job, 100)         # b died holding u2
     taken = a.take("u2")
-    assert taken.state == TAKEN and taken.takeover
+    assert taken.state == TAKEN and taken.takeover and taken.worker == b.worker   # the dead one
     assert b.take("u2").state == HELD                           # a holds it now, alive
     assert not b.done("u2", "late")                             # b lost it: its outcome is dropped
     assert a.done("u2", [1, 2])
@@ -87,6 +87,25 @@ def test_heartbeats_failures_and_releases(workdir, request, backend):
     with pytest.raises(ZeroDivisionError):
         claimed(b, "u5", "unit five", lambda: 1 / 0, wait=False)
     assert a.take("u5").state == FAILED
+
+
+def test_a_claim_of_a_process_that_ended_is_taken_over_at_once(workdir):
+    """A worker of this machine whose process has ended is dead without waiting for ``grace``
+    (a study killed and started again); a live process's claim, or another machine's, waits."""
+    url, job = f"sqlite:///{workdir / 'r.db'}", str(workdir / "study")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    machine, pid, token = worker_name().split(":")
+    dead = f"{machine}:{int(ended.stdout)}:{token}"
+    assert gone(dead) and not gone(worker_name()) and not gone(f"elsewhere:{int(ended.stdout)}:{token}")
+    Claims(url, job, grace=300, worker=dead).take("u1")
+    Claims(url, job, grace=300, worker=f"elsewhere:{int(ended.stdout)}:{token}").take("u2")
+    live = Claims(url, job, grace=300)
+    live.take("u3")
+    other = Claims(url, job, grace=300)
+    taken = other.take("u1")
+    assert (taken.state, taken.takeover, taken.worker) == (TAKEN, True, dead)
+    assert other.take("u2").state == HELD and other.take("u3").state == HELD
 
 
 STUDY = """
@@ -138,19 +157,26 @@ def test_a_worker_with_another_study_is_refused(workdir, capsys, request):
     assert [p.name for p in (workdir / "out").iterdir()] == ["study.json"]
 
 
+def test_a_sqlite_study_directory_of_another_study_is_refused(workdir, capsys):
+    """Run again into its directory a study continues (below); a directory whose study.json is
+    another study's, another store's or no study's is refused, one line, nothing written."""
+    write(workdir / "s.toml", STUDY)
+    for held, words in (("{not json", "is not a study's study.json"), ("[1, 2]", "holds the store"),
+                        (json.dumps({"name": "shared", "db": "sqlite:///elsewhere.db"}), "holds the store"),
+                        (json.dumps({"name": "shared", "db": f"sqlite:///{workdir / 'runs' / 'regulab.db'}"}),
+                         "holds the study 'shared' with other keys")):
+        write(workdir / "out" / "study.json", held)
+        code = main(["study", "s.toml", "--out", "out", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--out" in err and words in err, err
+        assert [p.name for p in (workdir / "out").iterdir()] == ["study.json"]
+        assert not (workdir / "runs").exists()
+
+
 def _start(workdir: Path, url: str, data_cache: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "regulab", "study", "s.toml", "--db", url, "--out", "s",
                              "--quiet"], cwd=workdir, env=subprocess_env(data_cache),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _untimed(obj):
-    """Results without what a clock or a machine decides."""
-    if isinstance(obj, dict):
-        return {k: _untimed(v) for k, v in obj.items() if k not in ("seconds", "fit_seconds", "db")}
-    if isinstance(obj, list):
-        return [_untimed(v) for v in obj]
-    return obj
 
 
 def test_two_workers_share_a_study_one_killed(workdir, data_cache, request):
@@ -204,7 +230,7 @@ def test_two_workers_share_a_study_one_killed(workdir, data_cache, request):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     single = json.loads((alone / "s" / "results.json").read_text())
-    assert _untimed(results) == _untimed(single)
+    assert untimed(results) == untimed(single)
     planned = Counter(Path(r["run_dir"]).relative_to((alone / "s").resolve()).as_posix()
                       for r in RunStore(f"sqlite:///{alone / 'r.db'}").runs(kind="train"))
     assert dirs == planned          # none missing, none extra
@@ -216,3 +242,35 @@ def test_two_workers_share_a_study_one_killed(workdir, data_cache, request):
     for d in dirs:
         has_test = "test_acc" in json.loads((study / d / "results.json").read_text())
         assert has_test == ("@" not in d or d in tested), d
+
+
+def test_an_interrupted_study_continues_when_run_again(workdir, monkeypatch, capsys):
+    """Ctrl-C in a run of a study on SQLite, then the same study again: it continues (the runs
+    done reused, the interrupted one's directory removed and trained again in its store row)
+    and ends as the uninterrupted study. Two defects: a SQLite study's directory could not be
+    used again (--out not empty), and an interrupted unit's claim was deleted, so the next
+    taker did not remove the partial run and was refused its directory."""
+    from regulab.runs import run
+    text = STUDY.replace("epochs = 150", "epochs = 3").replace("seeds = 2", "seeds = 1")
+    write(workdir / "s.toml", text)
+    assert main(["study", "s.toml", "--out", "ref", "--db", "ref.db", "--quiet"]) == 0
+    calls, original = [], run.RunLog.on_epoch_end
+
+    def interrupted(self, trainer, logs):
+        original(self, trainer, logs)
+        calls.append(1)
+        if len(calls) == 5:         # the second run's second epoch
+            raise KeyboardInterrupt
+    monkeypatch.setattr(run.RunLog, "on_epoch_end", interrupted)
+    capsys.readouterr()
+    assert main(["study", "s.toml", "--out", "s", "--db", "r.db", "--quiet"]) == 130
+    assert "continue with the same 'regulab study' command" in capsys.readouterr().err
+    monkeypatch.setattr(run.RunLog, "on_epoch_end", original)
+    store = RunStore("r.db")
+    assert sorted(r["status"] for r in store.runs()) == ["completed", "failed", "failed"]
+    assert main(["study", "s.toml", "--out", "s", "--db", "r.db", "--quiet"]) == 0
+    assert untimed(json.loads((workdir / "s" / "results.json").read_text())) == \
+        untimed(json.loads((workdir / "ref" / "results.json").read_text()))
+    rows = store.runs()
+    assert {r["status"] for r in rows} == {"completed"} and len(rows) == len(RunStore("ref.db").runs())
+    assert not list((workdir / "s").rglob(".*"))

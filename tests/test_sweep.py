@@ -112,6 +112,19 @@ def test_samplers_spend_the_budget(workdir, sampler):
     assert {r["status"] for r in RunStore().runs()} == {"completed"}
 
 
+def test_any_seed_up_to_max_seed_runs(workdir, capsys):
+    """Found by the fuzz suite: each ask's sampler seed, seed * 1_000_003 + n, passed NumPy's
+    2^32 for every seed >= 4295 and the sweep died with a traceback; now taken modulo 2^32 (the
+    same seeds below), and a seed beyond checks.MAX_SEED is refused in one line."""
+    space = '"optim.lr" = { low = 1e-3, high = 1e-1, log = true }'
+    for seed in (5000, 2**31 - 1):
+        path = _sweep(workdir, f'name = "s{seed}"\nsampler = "tpe"\ntrials = 2\nseed = {seed}', space)
+        assert main(["sweep", str(path), "--out", f"sw{seed}", "--quiet"]) == 0
+    path = _sweep(workdir, f'name = "big"\nsampler = "random"\ntrials = 1\nseed = {2**31}', space)
+    assert_refused(capsys, main(["sweep", str(path), "--out", "out", "--quiet"]),
+                   ["sweep.seed", "2147483648", "<= 2147483647"], workdir)
+
+
 @pytest.mark.parametrize("population", [1, 2])
 def test_median_pruner_stops_a_much_worse_trial(workdir, population):
     import regulab as rl

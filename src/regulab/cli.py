@@ -417,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     except KeyboardInterrupt:
-        print("regulab: interrupted; continue with 'regulab resume RUN_DIR'", file=sys.stderr)
+        again = {"study": "the same 'regulab study' command with --out the study directory",
+                 "sweep": "the same 'regulab sweep' command"}.get(args.command, "'regulab resume RUN_DIR'")
+        print(f"regulab: interrupted; continue with {again}", file=sys.stderr)
         return 130
 
 

@@ -272,6 +272,11 @@ class OptimConfig(Section):
                                 population=MEMBER)
     min_lr: float = key(0.0, number(ge=0.0), "the lowest rate a schedule gives", population=MEMBER)
 
+    def relations(self) -> None:
+        if self.name == "nesterov" and self.momentum == 0:     # torch.optim.SGD refuses it too
+            raise ConfigError(f"config key 'optim.momentum' must be > 0 with optim.name 'nesterov' (its "
+                              f"step looks ahead along the momentum); got {self.momentum!r}")
+
 
 @dataclass
 class TrainConfig(Section):

@@ -21,20 +21,23 @@ float ``y`` -> regression.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from regulab.checks import MAX_CLASSES
+from regulab.checks import FLOAT32_MAX, MAX_CLASSES
 from regulab.data.dataset import Dataset
 from regulab.errors import DataError, did_you_mean
 from regulab.paths import DATA_BYTES, directory, regular_file, shown
 
-__all__ = ["read_csv", "read_features", "read_npz", "labels", "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
+__all__ = ["read_csv", "read_features", "read_npz", "open_npz", "npz_array", "check_features", "labels",
+           "existing_path", "class_folders", "MAX_AUTO_CLASSES"]
 
 MAX_AUTO_CLASSES = 50
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -113,9 +116,10 @@ def _parse_numbers(cells: list[str], lines: list[int], column: str, where: str) 
         except ValueError:
             raise DataError(f"{where}: column '{column}' is not numeric: value {cell!r} at row {i + 1} "
                             f"(line {lines[i]}); feature columns must be numbers") from None
-        if not math.isfinite(out[i]):
+        if not math.isfinite(out[i]) or abs(out[i]) > FLOAT32_MAX:     # computed in float32
             raise DataError(f"{where}: column '{column}' has a non-finite value {cell!r} at row "
-                            f"{i + 1} (line {lines[i]}); allowed: finite numbers")
+                            f"{i + 1} (line {lines[i]}); allowed: finite numbers (at most {FLOAT32_MAX:.4g} "
+                            "in size: float32)")
     return out
 
 
@@ -259,20 +263,59 @@ def _is_finite_number(text: str) -> bool:
 
 # ----------------------------------------------------------------------------------------- npz
 
-def _npz_array(archive, key: str, where: str) -> np.ndarray:
+@contextlib.contextmanager
+def open_npz(path: Path, where: str) -> Iterator:
+    """The .npz archive at ``path`` (``np.load``, no pickle), open for the block; a file that
+    is no .npz archive raises ``DataError`` naming ``where``. The file is opened here, so that
+    it is closed when NumPy fails on it (``np.load`` leaves its own file open when the zip
+    directory is damaged)."""
+    with open(path, "rb") as f:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{where}: cannot be read as a NumPy .npz archive ({type(e).__name__}); "
+                            "save it with np.savez(path, X=..., y=...)") from None
+        if isinstance(archive, np.ndarray):
+            raise DataError(f"{where}: holds a single .npy array, not an .npz archive; "
+                            "save it with np.savez(path, X=..., y=...)")
+        with archive:
+            yield archive
+
+
+def npz_array(archive, key: str, where: str) -> np.ndarray:
+    """Array ``key`` of an ``open_npz`` archive; an object (pickled) array or a damaged member
+    raises ``DataError``."""
     try:
         return archive[key]
-    except ValueError:  # object arrays need pickle, refused with allow_pickle=False
+    except ValueError as e:
+        if "pickle" not in str(e):      # a member whose header or data is damaged
+            raise DataError(f"{where}: array '{key}' cannot be read ({' '.join(str(e).split())[:200]})") from None
         raise DataError(f"{where}: array '{key}' is an object (pickled) array, refused for safety; "
                         "save plain numeric arrays (e.g. X.astype(np.float32))") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{where}: array '{key}' cannot be read ({type(e).__name__}: the archive is "
+                        "damaged)") from None
 
 
 def _check_finite(arr: np.ndarray, key: str, where: str) -> None:
-    bad = np.argwhere(~np.isfinite(arr))
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:    # its values compute in float32
+        with np.errstate(invalid="ignore"):
+            bad = np.argwhere(~np.isfinite(arr) | (np.abs(arr) > FLOAT32_MAX))
+    else:
+        bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         idx = tuple(int(i) for i in bad[0])
         raise DataError(f"{where}: array '{key}' has a non-finite value ({arr[idx]}) at index {idx}; "
-                        "allowed: finite numbers")
+                        f"allowed: finite numbers (at most {FLOAT32_MAX:.4g} in size: float32)")
+
+
+def check_features(X: np.ndarray, key: str, where: str) -> np.ndarray:
+    """``X`` as float32 features: a bool, int or float array of finite numbers within float32;
+    else ``DataError`` naming ``where``, ``key`` and the first bad value."""
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{where}: array '{key}' has dtype {X.dtype}; allowed: bool, int or float")
+    _check_finite(X, key, where)
+    return X.astype(np.float32)
 
 
 def _check_labels(y: np.ndarray, key: str, where: str) -> None:
@@ -321,15 +364,7 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
     """Read ``npz:PATH``: arrays X, y and optionally X_val, y_val and X_test, y_test."""
     path = existing_path(path_text, "npz")
     where = f"npz file '{path_text}'"
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{where}: cannot be read as a NumPy .npz archive ({type(e).__name__}); "
-                        "save it with np.savez(path, X=..., y=...)") from None
-    if isinstance(archive, np.ndarray):
-        raise DataError(f"{where}: holds a single .npy array, not an .npz archive; "
-                        "save it with np.savez(path, X=..., y=...)")
-    with archive:
+    with open_npz(path, where) as archive:
         keys = list(archive.files)
         for key in ("X", "y"):
             if key not in keys:
@@ -340,15 +375,14 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
             if (f"X_{part}" in keys) != (f"y_{part}" in keys):
                 raise DataError(f"{where}: has only one of X_{part} / y_{part} (arrays: "
                                 f"{', '.join(keys)}); give both or neither")
-        arrays = {k: _npz_array(archive, k, where) for k in ("X", "y", "X_val", "y_val", "X_test", "y_test")
+        arrays = {k: npz_array(archive, k, where) for k in ("X", "y", "X_val", "y_val", "X_test", "y_test")
                   if k in keys}
 
     for xk, yk in (("X", "y"), ("X_val", "y_val"), ("X_test", "y_test")):
         if xk not in arrays:
             continue
         X, y = arrays[xk], arrays[yk]
-        if X.dtype.kind not in "biuf":
-            raise DataError(f"{where}: array '{xk}' has dtype {X.dtype}; allowed: bool, int or float")
+        check_features(X, xk, where)
         if X.ndim < 2 or len(X) == 0:
             raise DataError(f"{where}: array '{xk}' has shape {X.shape}; allowed: (N, *sample_shape) "
                             "with N >= 1 (one feature: X.reshape(-1, 1))")
@@ -363,7 +397,6 @@ def read_npz(spec: str, path_text: str, *, task: str) -> Dataset:
         if y.dtype.kind not in "biuf":
             raise DataError(f"{where}: array '{yk}' has dtype {y.dtype}; allowed: integer labels "
                             "(classification) or floats (regression)")
-        _check_finite(X, xk, where)
 
     ys, task, classes = labels({k: arrays[k] for k in ("y", "y_val", "y_test") if k in arrays}, task, where)
     arrays.update(ys)

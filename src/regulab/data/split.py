@@ -58,7 +58,7 @@ def shuffle_split(n: int, second: float | int, seed: int,
         y = np.array([" ".join(row.astype("str")) for row in y])
     classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
     if counts.min() < 2:
-        raise ValueError(f"class {classes[counts.argmin()]!r} has only 1 row; stratifying needs 2 or more")
+        raise ValueError(f"class {classes[counts.argmin()].item()!r} has only 1 row; stratifying needs 2 or more")
     if min(n_first, n_second) < len(classes):
         raise ValueError(f"a part of {min(n_first, n_second)} rows cannot hold all {len(classes)} classes")
     by_class = np.split(np.argsort(codes, kind="stable"), np.cumsum(counts)[:-1])

@@ -9,14 +9,17 @@ and read its outcome once it is done. Table (beside the store's ``runs`` and ``e
             what TEXT, outcome_json TEXT NULL, PRIMARY KEY (job, unit))
 
 ``job``: what the workers share (a study's directory, resolved); ``unit``: the unit's key;
-``worker``: ``host:pid:token`` of its holder; ``status``: "running", "done" or "failed";
+``worker``: ``host:pid:token`` of its holder (``worker_name``); ``status``: "running", "done" or "failed";
 ``heartbeat``: the holder's clock (``time.time()``) at its last beat; ``attempts``: 1, plus one
 per takeover; ``outcome_json``: what the unit produced (JSON), for the workers that reuse it.
 
 Taking is one statement on both backends, so no lock is needed: ``INSERT ... ON CONFLICT DO
 NOTHING`` (inserted: taken); else a compare-and-swap ``UPDATE ... WHERE worker = <old> AND
 heartbeat = <old>`` when the holder's heartbeat is older than ``grace`` seconds (it died:
-killed, its machine lost), which only one worker can win. While ``Claims`` is open a thread
+killed, its machine lost) -- or at once when the holder was a process of this machine that
+has ended (``gone``: a study killed and started again needs no wait) -- which only one worker
+can win. A worker that gives a unit up (interrupted: ``release``) leaves it as a dead one's,
+so the next taker removes its partial output too. While ``Claims`` is open a thread
 beats every ``heartbeat`` seconds for every unit the worker holds, however long the unit's
 work takes. Heartbeats are the workers' clocks: machines sharing a job must agree on the
 time to well within ``grace``, and ``grace`` must exceed the longest pause of a live worker
@@ -32,13 +35,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
-__all__ = ["Claim", "Claims", "TAKEN", "HELD", "DONE", "FAILED", "worker_name"]
+__all__ = ["Claim", "Claims", "TAKEN", "HELD", "DONE", "FAILED", "worker_name", "gone"]
 
 TAKEN, HELD, DONE, FAILED = "taken", "held", "done", "failed"   # what ``take`` finds
 
@@ -56,16 +60,41 @@ _claims = sa.Table(
 )
 
 
+def _machine() -> str:
+    """This machine as a worker's name gives it: its host name, and on Linux its pid namespace
+    (containers that share a host name do not share process ids)."""
+    try:
+        return f"{socket.gethostname()}/{os.readlink('/proc/self/ns/pid')[5:-1]}"    # pid:[4026531836]
+    except OSError:
+        return socket.gethostname()
+
+
 def worker_name() -> str:
     """``host:pid:token``: this process, unique even when a pid is reused."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def gone(worker: str) -> bool:
+    """Whether ``worker`` (``worker_name``) was a process of this machine that has ended: its
+    claims are a dead worker's without waiting for ``grace``. False when it may be alive, or
+    runs elsewhere (its heartbeat decides), or where a process cannot be asked (not POSIX)."""
+    machine, _, rest = worker.rpartition(":")[0].rpartition(":")
+    if os.name != "posix" or machine != _machine() or not rest.isdigit():
+        return False
+    try:
+        os.kill(int(rest), 0)       # signal 0: is there such a process
+    except ProcessLookupError:
+        return True
+    except OSError:                 # there is one, another user's
+        return False
+    return False
 
 
 @dataclass
 class Claim:
     """What ``take`` found: ``state`` TAKEN (this worker does the unit now; ``takeover``: from a
     dead worker, whose partial output must go), HELD (a live worker does it), DONE (its
-    ``outcome``) or FAILED (``outcome``: why); ``worker``: the holder."""
+    ``outcome``) or FAILED (``outcome``: why); ``worker``: the holder (taken over: the dead one)."""
     state: str
     worker: str
     outcome: Any = None
@@ -86,8 +115,11 @@ class Claims:
                  worker: str | None = None):
         self.job, self.heartbeat, self.grace = job, heartbeat, grace
         self.worker = worker or worker_name()
-        backend = sa.engine.make_url(url).get_backend_name()
+        parsed = sa.engine.make_url(url)
+        backend = parsed.get_backend_name()
         args = {"connect_args": {"timeout": 30}} if backend == "sqlite" else {}
+        if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)    # as the store makes it
         self._engine = sa.create_engine(url, **args)
         self._insert = sqlite.insert if backend == "sqlite" else postgresql.insert
         with self._engine.begin() as conn:      # workers starting together may race here
@@ -113,13 +145,13 @@ class Claims:
             return Claim(DONE if old.status == "done" else FAILED, old.worker, outcome)
         if old.worker == self.worker:       # this worker's own claim (a unit met again)
             return Claim(TAKEN, self.worker)
-        if now - old.heartbeat <= self.grace:
+        if now - old.heartbeat <= self.grace and not gone(old.worker):
             return Claim(HELD, old.worker)
         swap = (_claims.update().where(self._where(unit, worker=old.worker, heartbeat=old.heartbeat))
                 .values(worker=self.worker, heartbeat=now, attempts=old.attempts + 1))
         with self._engine.begin() as conn:
             won = conn.execute(swap).rowcount == 1
-        return Claim(TAKEN, self.worker, takeover=True) if won else self.take(unit, what)
+        return Claim(TAKEN, old.worker, takeover=True) if won else self.take(unit, what)
 
     def _finish(self, unit: str, status: str, outcome: Any) -> bool:
         stmt = (_claims.update().where(self._where(unit, worker=self.worker, status="running"))
@@ -137,9 +169,11 @@ class Claims:
         return self._finish(unit, "failed", why)
 
     def release(self, unit: str) -> None:
-        """Give ``unit`` up (this worker is interrupted): the next worker that looks takes it."""
+        """Give ``unit`` up (this worker is interrupted): the next worker that looks takes it
+        over as a dead worker's (its heartbeat set to 0), removing what this one left of it."""
         with self._engine.begin() as conn:
-            conn.execute(_claims.delete().where(self._where(unit, worker=self.worker, status="running")))
+            conn.execute(_claims.update().where(self._where(unit, worker=self.worker, status="running"))
+                         .values(heartbeat=0.0))
 
     def rows(self) -> list[dict[str, Any]]:
         """Every claim of the job: unit, worker, status, heartbeat, attempts, what, outcome."""

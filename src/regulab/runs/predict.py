@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from regulab.config.core import load_config
-from regulab.data.files import read_features
+from regulab.data.files import check_features, npz_array, open_npz, read_features
 from regulab.data.preprocess import Preprocessor
 from regulab.data.stream import Rows
 from regulab.errors import CheckpointError, DataError, RegulabInputError, invalid
@@ -96,15 +96,16 @@ def read_inputs(path: str | Path, shape: tuple, target: str | None = None,
         raise invalid("INPUT", "an existing CSV file, .npz file or image folder", str(path),
                       kind="argument", error=DataError)
     regular_file(path, "input file", max_bytes=DATA_BYTES)     # no FIFO, no device, bounded
+    where = f"input file '{path}'"
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
+        with open_npz(path, where) as archive:
             names = list(archive.files)
             key = "X" if "X" in names else names[0] if len(names) == 1 else None
             if key is None:
-                raise DataError(f"input file '{path}' must hold an array X (or only one array); has {names}")
-            X = np.asarray(archive[key], dtype=np.float32)
+                raise DataError(f"{where} must hold an array X (or only one array); has {names}"[:300])
+            X = check_features(npz_array(archive, key, where), key, where)
     elif path.suffix.lower() == ".csv":
-        X = read_features(path, [target, split_column], f"input file '{path}'").astype(np.float32)
+        X = read_features(path, [target, split_column], where).astype(np.float32)
     else:
         raise invalid("INPUT", "a .csv or .npz file, or an image folder", str(path), kind="argument",
                       error=DataError)
@@ -114,6 +115,9 @@ def read_inputs(path: str | Path, shape: tuple, target: str | None = None,
         else:
             raise DataError(f"input file '{path}' has samples of shape {tuple(X.shape[1:])}; the run "
                             f"takes {tuple(shape)}")
+    if not len(X):
+        raise DataError(f"input file '{path}' holds no samples; the run takes (N, {', '.join(map(str, shape))}) "
+                        "with N >= 1")
     return X, [str(i) for i in range(len(X))]
 
 

@@ -7,7 +7,9 @@ or a shared filesystem mounted at the same path on every machine (the run store 
 by their resolved path) -- and ``--out`` is required on a PostgreSQL store. The first worker
 makes ``DIR`` with ``study.json``; one started with another study, ``--quick`` or store is refused
 (exit code 2, nothing written). On SQLite (or without ``--db``) the workers of a study are those one
-``regulab study`` starts on its machine (``[study] workers``, ``regulab.studies.workers``).
+``regulab study`` starts on its machine (``[study] workers``, ``regulab.studies.workers``); its
+units are claimed all the same, so that running it again continues it after a kill
+(``regulab.studies.study``).
 
 Every worker walks the same plan -- it is deterministic given the study: variants, seeds, tuned
 candidates, the forward step's pairs, the search's seeded trials -- and before each unit of
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -42,8 +45,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from regulab.errors import ConfigError, RegulabInputError, invalid
-from regulab.io import atomic_write, check_out_dir
+from regulab.errors import CheckpointError, ConfigError, RegulabInputError, invalid
+from regulab.io import atomic_write, check_out_dir, read_regular
 from regulab.runs.claims import DONE, FAILED, TAKEN, Claims
 from regulab.runs.store import RunStore, mask_url
 
@@ -89,34 +92,52 @@ def join(out: str | Path | None, meta: dict[str, Any], heartbeat: float,
          grace: float) -> tuple[Path, bool, Claims]:
     """The shared study directory ``out`` with ``study.json`` = ``meta`` (whose ``db`` is the
     store), and the study's claims: (path, made here, claims). Made by the first worker; the
-    others check that it holds the same study on the same store."""
+    others (and a study started again) check that it holds the same study on the same store,
+    before anything is written."""
     require_out(out)
     path, text = Path(out), json.dumps(meta, indent=1, default=str)
+    info = path / "study.json"
+    if str(out) and os.path.lexists(info):
+        _same(path, info, meta)
+    else:
+        check_out_dir(out)      # not a study directory: new or empty (raw: Path("") would be ".")
     try:        # the store first: a server out of reach leaves no directory behind
+        RunStore(meta["db"]).create()   # a new SQLite store's folder and tables, before the claims open it
         claims = Claims(meta["db"], str(path.resolve()), heartbeat, grace)
     except sa.exc.SQLAlchemyError as e:
         first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
         raise RegulabInputError(f"--db: cannot open the run store {mask_url(meta['db'])!r} "
                                 f"({first})") from None
-    info = path / "study.json"
     made = False
     for _ in range(10):         # two workers may each empty the other's way; one of them wins
         if info.is_file():
             break
         try:
-            check_out_dir(path)     # not a study directory: it must be new or empty
+            check_out_dir(path)
         except ConfigError:
             if info.is_file():      # made meanwhile by another worker
                 break
             raise
         made = make_dir(path, {"study.json": text})
-    held = json.loads(info.read_text())
-    if held != json.loads(text):
-        what = "store " + mask_url(held.get("db", "")) if held.get("db") != meta["db"] else \
-            f"study '{held.get('name')}' with other keys, seeds or --quick"
+    _same(path, info, meta)
+    return path, made, claims
+
+
+def _same(path: Path, info: Path, meta: dict[str, Any]) -> None:
+    """Refuse a study directory whose ``study.json`` is not ``meta``'s study on its store."""
+    try:
+        held = json.loads(read_regular(info, 2**24, "study file"))
+    except CheckpointError as e:
+        raise ConfigError(f"--out: {e}; choose a new path") from None
+    except ValueError as e:
+        raise ConfigError(f"--out: '{info}' is not a study's study.json ({' '.join(str(e).split())[:200]}); "
+                          "choose a new path") from None
+    if held != json.loads(json.dumps(meta, default=str)):
+        held = held if isinstance(held, dict) else {}
+        what = "store " + mask_url(str(held.get("db", ""))) if held.get("db") != meta["db"] else \
+            f"study '{str(held.get('name'))[:200]}' with other keys, seeds, --quick or --workers"
         raise ConfigError(f"--out: '{path}' holds the {what}; start every worker with the same study "
                           "file, --set, --quick and --db, or choose a new path")
-    return path, made, claims
 
 
 def clean(study_dir: Path, roots: list[str], run_dirs: list[str], store: RunStore) -> None:

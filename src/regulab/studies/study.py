@@ -21,6 +21,18 @@ variant's test confusion matrix summed over its runs, ``budget`` how runs were g
 (``studies.kinds``) says which runs a variant has, checks the data first, and adds its
 measurements (``analysis``). The runs themselves are trained by ``studies.runner``; on a
 PostgreSQL store by several workers that share the study directory (``studies.shared``).
+
+A study killed (kill -9, Ctrl-C, a machine lost) continues when the same command runs again
+with the same ``--out``: each unit of work (a population, a run alone, a deep ensemble, a
+chosen run's test scores, the report) is done under its claim in the run store, as workers
+sharing a study do theirs (``studies.shared``), so the units done are taken as they were
+recorded and the unit the kill interrupted is taken over -- its partial run directories
+removed, trained again into the same directories and store rows -- at once when its worker
+was a process of this machine that has ended (``runs.claims.gone``). The study ends as the
+uninterrupted one would have: the same runs bit for bit, each run once in the store,
+completed, the same results.json, and report.html (``tests/test_kill_jobs.py`` kills one at
+each moment). A finished study run again prints its
+summary and trains nothing.
 """
 
 from __future__ import annotations
@@ -67,10 +79,11 @@ class StudyResult:
 def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = None, *,
               quick: bool = False, progress: bool | None = None,
               render: bool = True, workers: int | str | None = None) -> StudyResult:
-    """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory; on a
-    PostgreSQL store, as one of the workers that share the study in ``out``
-    (``regulab.studies.shared``); with ``workers`` (default ``[study] workers``) processes on
-    this machine (``regulab.studies.workers``)."""
+    """Run ``spec`` (its ``--quick`` version when ``quick``) into a new study directory -- or
+    into ``out`` holding the same study, which continues it (killed, interrupted: the units
+    done are reused, the others trained again) or, on a PostgreSQL store, joins the workers
+    that share it (``regulab.studies.shared``); with ``workers`` (default ``[study] workers``)
+    processes on this machine (``regulab.studies.workers``)."""
     if quick:
         spec = spec.for_quick()
     if workers is not None:
@@ -81,14 +94,20 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     store.check()       # before any work: a store that cannot be written
     kind = kinds.KINDS[spec.kind]
     kind.check_data(spec)      # bad data or layer names fail before the study directory exists
-    meta = {**spec.to_dict(), "db": store.url}
-    here = local_workers.count(spec.workers, _device(spec))
+    # processes here (an in-memory store cannot be shared: one); the populations split among
+    # them -- one plan for every worker, so recorded in study.json (a study continued with
+    # another count is refused), and none on a store shared across machines, whose workers may
+    # count other cores
+    here = local_workers.count(spec.workers, _device(spec)) \
+        if shared.shares(store.url) or store.sqlite_path is not None else 1
+    split = 1 if shared.shares(store.url) else here
+    meta = {**spec.to_dict(), "db": store.url, "split": split}
     claims = None
-    if shared.shares(store.url) or here > 1:
-        where = out if shared.shares(store.url) else new_dir(f"study-{spec.name}", out)
-        store.create()      # a new SQLite store's folder, before the claims open it
-        study_dir, made, claims = shared.join(where, meta, spec.heartbeat, spec.grace)
-    else:
+    if shared.shares(store.url) or store.sqlite_path is not None:
+        # joined, or continued where a killed worker stopped: a directory of the same study
+        study_dir, made, claims = shared.join(new_dir(f"study-{spec.name}", None) if out is None else out,
+                                              meta, spec.heartbeat, spec.grace)
+    else:       # an in-memory store: nothing to continue
         study_dir = new_dir(f"study-{spec.name}", out)
         made = shared.make_dir(study_dir, {"study.json": json.dumps(meta, indent=1, default=str)})
         if not made:    # made meanwhile by another process
@@ -98,9 +117,6 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     helpers: list = []
     try:
         with claims or contextlib.nullcontext(), threads.worker():   # workers here split the cores
-            # populations split among this machine's workers (one plan for all: not on a store
-            # shared across machines, whose workers may count other cores)
-            split = 1 if shared.shares(store.url) else here
             if here > 1:
                 helpers = local_workers.start(spec, study_dir, store.url, (quick, render, split), here - 1)
             return _work(spec, kind, study_dir, db, store, progress, claims, quick, render, split)
@@ -112,7 +128,7 @@ def join_local(spec: StudySpec, study_dir: Path, db: str, quick: bool, render: b
                ready: Callable[[], None]) -> None:
     """A helper's share of a study another process on this machine started in ``study_dir``
     (``regulab.studies.workers``): it joins, registers, calls ``ready()``, then walks the plan."""
-    meta = {**spec.to_dict(), "db": db}
+    meta = {**spec.to_dict(), "db": db, "split": split}
     study_dir, _, claims = shared.join(study_dir, meta, spec.heartbeat, spec.grace)
     with claims, threads.worker():
         ready()

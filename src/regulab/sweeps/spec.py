@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from regulab.callbacks import TASK_SCORES, monitor_mode
-from regulab.checks import Section, choice, key, name, number, optional, string
+from regulab.checks import Section, choice, key, name, number, optional, seed, string
 from regulab.user_code import portable
 from regulab.config.core import LEGACY, Config, apply_overrides, config_from_dict, read_toml, require_validation
 from regulab.config.files import config_key_depth, in_experiment, read_spec_file
@@ -86,7 +86,7 @@ class SweepSection(Section):
     pruner: str = key("none", choice(*PRUNERS), "stops trials that do worse than others at an epoch")
     warmup: int = key(0, number(ge=0, integer=True), "epochs a trial runs before it may be pruned")
     startup: int = key(5, number(ge=0, integer=True), "median: trials finished before any is pruned")
-    seed: Any = key(None, optional(number(ge=0, integer=True)), "the sampler's seed")
+    seed: Any = key(None, optional(seed), "the sampler's seed; 0..2^31-1 (checks.MAX_SEED)")
     heartbeat: int = key(5, number(ge=1, integer=True), "seconds between a running trial's heartbeats")
     grace: Any = key(None, optional(number(ge=2, integer=True)),
                      "seconds without a heartbeat before a trial is failed (default 2 x heartbeat)")

@@ -137,7 +137,7 @@ def _sampler(spec: SweepSpec, n: int) -> optuna.samplers.BaseSampler:
     if spec.sampler == "grid":
         grid = {k: d.optuna_choices() for k, d in spec.space.items()}
         return optuna.samplers.GridSampler(grid, seed=spec.seed)
-    seed = None if spec.seed is None else spec.seed * 1_000_003 + n
+    seed = None if spec.seed is None else (spec.seed * 1_000_003 + n) % 2**32     # NumPy's seeds: < 2^32
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
