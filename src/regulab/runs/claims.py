@@ -122,8 +122,15 @@ class Claims:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)    # as the store makes it
         self._engine = sa.create_engine(url, **args)
         self._insert = sqlite.insert if backend == "sqlite" else postgresql.insert
-        with self._engine.begin() as conn:      # workers starting together may race here
-            conn.execute(CreateTable(_claims, if_not_exists=True))
+        for attempt in range(3):    # workers starting together race here: PostgreSQL's IF NOT EXISTS
+            try:                    # is not atomic (a duplicate key in pg_type); the loser retries
+                with self._engine.begin() as conn:
+                    conn.execute(CreateTable(_claims, if_not_exists=True))
+                break
+            except sa.exc.DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

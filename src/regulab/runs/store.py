@@ -234,11 +234,6 @@ class RunStore:
         if conn is not None:
             conn.close()
 
-    def create(self) -> None:
-        """Make the store now (a SQLite file's folder and the tables), as the first write would:
-        for a process that opens another handle on it first (``runs.claims.Claims``)."""
-        self._write_conn().close()
-
     # -- connections ---------------------------------------------------------------------
     def _connect(self) -> Connection:
         try:

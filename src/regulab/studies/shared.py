@@ -102,7 +102,6 @@ def join(out: str | Path | None, meta: dict[str, Any], heartbeat: float,
     else:
         check_out_dir(out)      # not a study directory: new or empty (raw: Path("") would be ".")
     try:        # the store first: a server out of reach leaves no directory behind
-        RunStore(meta["db"]).create()   # a new SQLite store's folder and tables, before the claims open it
         claims = Claims(meta["db"], str(path.resolve()), heartbeat, grace)
     except sa.exc.SQLAlchemyError as e:
         first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
