@@ -29,8 +29,8 @@ from regulab.errors import ConfigError, Field, invalid, unknown
 from regulab.paths import MAX_NAME, is_plain_name
 
 __all__ = ["Check", "key", "REQUIRED", "Section", "Stack", "MEMBER", "SHARED", "IGNORED", "blocks", "number",
-           "choice", "kind_of", "boolean", "string", "text", "name", "schema_of", "optional", "list_of",
-           "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr",
+           "choice", "kind_of", "auto_or_count", "boolean", "string", "text", "name", "schema_of", "optional",
+           "list_of", "number_or_list", "train_size", "label_maps", "layer_count", "size", "interval", "snr",
            "MAX_INT", "FLOAT32_MAX", "MAX_ITEMS", "MAX_SEED", "MAX_CLASSES", "MAX_MEMBERS", "MAX_SIDE", "seed"]
 
 Check = Callable[[str, Any], Any]
@@ -104,6 +104,13 @@ name = kind_of(is_plain_name,     # it names a directory: regulab.paths
                f"a plain name (1 to {MAX_NAME} characters, no '/', not '..', no control characters)",
                {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
                 "pattern": "^(?!\\.\\.?$)[^/\\x00-\\x1f\\x7f]+$"})
+
+
+def auto_or_count(allowed: str, most: float = math.inf) -> Check:
+    """"auto", or a whole number from 1 to ``most`` (a thread, process or epoch count);
+    ``allowed`` is what the error says."""
+    return kind_of(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= most),
+                   allowed)
 
 
 seed = number(ge=0, le=MAX_SEED, integer=True)   # every library regulab seeds takes it, as seed + 1 too

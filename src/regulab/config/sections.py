@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from regulab.checks import (IGNORED, MAX_CLASSES, MEMBER, SHARED, Section, blocks, boolean, choice, key,
+from regulab.checks import (IGNORED, MAX_CLASSES, MEMBER, SHARED, Section, auto_or_count, blocks, boolean, choice, key,
                             kind_of, label_maps, layer_count, list_of, number, number_or_list, optional, seed,
                             string, train_size)
 from regulab.errors import ConfigError, invalid, mask_password
@@ -49,22 +49,8 @@ def user_data(key: str, v: Any) -> Any:
     return string(key, v) if isinstance(v, str) or v is None else v
 
 
-def thread_count(key: str, v: Any) -> Any:
-    """"auto" or a whole number of threads from 1 to 1024."""
-    if v == "auto":
-        return v
-    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024:
-        return v
-    raise invalid(key, '"auto" or a whole number from 1 to 1024', v)
-
-
-def checkpoint_cadence(key: str, v: Any) -> Any:
-    """"auto" or a whole number of epochs from 1."""
-    if v == "auto":
-        return v
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-        return v
-    raise invalid(key, '"auto" or a whole number of epochs from 1', v)
+thread_count = auto_or_count('"auto" or a whole number from 1 to 1024', 1024)
+checkpoint_cadence = auto_or_count('"auto" or a whole number of epochs from 1')
 
 
 def resident_choice(key: str, v: Any) -> Any:

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regulab.checks import MAX_SEED, Section, choice, key, name, number, optional, string, text
+from regulab.checks import MAX_SEED, Section, auto_or_count, choice, key, name, number, optional, string, text
 from regulab.user_code import portable
 from regulab.config.core import Config, apply_overrides, config_from_dict, read_toml, require_validation
 from regulab.config.files import in_experiment, read_spec_file
@@ -108,13 +108,7 @@ AUTO_WORKERS = 4     # study.workers = "auto": one per core, at most this many (
 MAX_WORKERS = 64
 
 
-def worker_count(key: str, v: Any) -> Any:
-    """"auto" or a whole number of processes from 1 to ``MAX_WORKERS``."""
-    if v == "auto":
-        return v
-    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WORKERS:
-        return v
-    raise invalid(key, f'"auto" or a whole number from 1 to {MAX_WORKERS}', v, kind=KIND)
+worker_count = auto_or_count(f'"auto" or a whole number from 1 to {MAX_WORKERS}', MAX_WORKERS)
 
 
 BUDGETS = {        # [study] budget -> what it sets in every run's config (before the variant's keys)
