@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["RegulabInputError", "ConfigError", "DataError", "CheckpointError", "DivergedError",
-           "OutputError", "RunFailed", "Field", "invalid", "unknown", "did_you_mean", "quote", "mask_password",
-           "MAX_QUOTE"]
+           "OutputError", "RunFailed", "Field", "invalid", "unknown", "did_you_mean", "quote", "reason",
+           "mask_password", "MAX_QUOTE"]
 
 MAX_QUOTE = 200     # characters of a received value an error message quotes
 
@@ -67,6 +67,12 @@ class RunFailed(RuntimeError):
     """A run that failed once it had started, for a reason other than its input, a divergence or
     its disk (a data-parallel process that died or raised): one line, exit code 1, the store
     row marked failed; the last good checkpoint is kept, so ``regulab resume`` continues."""
+
+
+def reason(e: BaseException, limit: int = MAX_QUOTE) -> str:
+    """``e``'s message on one line (its whitespace runs as single spaces), cut to ``limit``
+    characters: what a one-line error says of the exception behind it."""
+    return " ".join(str(e).split())[:limit]
 
 
 def quote(value: Any, limit: int = MAX_QUOTE) -> str:

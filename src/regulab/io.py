@@ -37,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from regulab.errors import CheckpointError, ConfigError
+from regulab.errors import CheckpointError, ConfigError, reason
 from regulab.paths import MAX_NAME, is_plain_name, out_dir, shown, writable_dir
 
 __all__ = ["atomic_write", "save_tensors", "load_tensors", "save_state", "load_state", "check_out_dir",
@@ -90,8 +90,8 @@ def read_regular(path: str | Path, max_bytes: int | None = None, what: str = "ch
     except FileNotFoundError:
         raise CheckpointError(f"{what} '{path}' does not exist") from None
     except OSError as e:      # ELOOP: a symbolic link; no permission, ...
-        reason = "it is a symbolic link" if os.path.islink(path) else e.strerror or e
-        raise CheckpointError(f"{what} '{path}' cannot be read ({reason}); it must be a regular file") from None
+        why = "it is a symbolic link" if os.path.islink(path) else e.strerror or e
+        raise CheckpointError(f"{what} '{path}' cannot be read ({why}); it must be a regular file") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or (max_bytes is not None and info.st_size > max_bytes):
         os.close(fd)
@@ -117,8 +117,7 @@ def load_tensors(path: str | Path, max_bytes: int | None = None) -> tuple[dict[s
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n])
     except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as e:
-        reason = " ".join(str(e).split())[:200]
-        raise CheckpointError(f"checkpoint file '{path}' is corrupted or not safetensors ({reason})") from None
+        raise CheckpointError(f"checkpoint file '{path}' is corrupted or not safetensors ({reason(e)})") from None
     return tensors, header.get("__metadata__", {}) or {}
 
 
@@ -196,9 +195,8 @@ def load_state(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]
                                  "or damaged")
         return _unpack(doc["state"], tensors)
     except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as e:
-        reason = " ".join(str(e).split())[:200]
         raise CheckpointError(f"checkpoint file '{path}' is not a regulab checkpoint or is damaged "
-                              f"({reason})") from None
+                              f"({reason(e)})") from None
 
 
 def check_out_dir(path: str | Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from regulab.errors import quote
+from regulab.errors import quote, reason
 
 __all__ = ["whole", "number", "table", "tensor_like", "tensors_like", "generator_state", "short"]
 
@@ -93,4 +93,4 @@ def generator_state(where: str, value: Any, generator: torch.Generator) -> None:
     try:
         torch.Generator(device=generator.device).set_state(value)
     except RuntimeError as e:
-        raise ValueError(f"'{where}' is not a valid generator state ({' '.join(str(e).split())[:PREFIX]})") from None
+        raise ValueError(f"'{where}' is not a valid generator state ({reason(e, PREFIX)})") from None

@@ -33,7 +33,7 @@ import numpy as np
 
 from regulab.checks import FLOAT32_MAX, MAX_CLASSES
 from regulab.data.dataset import Dataset
-from regulab.errors import DataError, did_you_mean
+from regulab.errors import DataError, did_you_mean, reason
 from regulab.paths import DATA_BYTES, directory, regular_file, shown
 
 __all__ = ["read_csv", "read_features", "read_npz", "open_npz", "npz_array", "check_features", "labels",
@@ -289,7 +289,7 @@ def npz_array(archive, key: str, where: str) -> np.ndarray:
         return archive[key]
     except ValueError as e:
         if "pickle" not in str(e):      # a member whose header or data is damaged
-            raise DataError(f"{where}: array '{key}' cannot be read ({' '.join(str(e).split())[:200]})") from None
+            raise DataError(f"{where}: array '{key}' cannot be read ({reason(e)})") from None
         raise DataError(f"{where}: array '{key}' is an object (pickled) array, refused for safety; "
                         "save plain numeric arrays (e.g. X.astype(np.float32))") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:

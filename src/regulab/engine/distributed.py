@@ -66,7 +66,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from regulab.errors import DivergedError, OutputError, RegulabInputError, RunFailed
+from regulab.errors import DivergedError, OutputError, RegulabInputError, RunFailed, reason
 
 __all__ = ["DataParallel", "rank", "world_size", "is_main", "in_job", "process_group", "on_main",
            "spawn", "RankFailed", "GRACE_SECONDS"]
@@ -199,7 +199,7 @@ def _reported(e: Exception) -> tuple[type, tuple]:
     ``RankFailed`` naming it."""
     if isinstance(e, (DivergedError, RegulabInputError, OutputError)):
         return _portable(e)
-    return RankFailed, (f"raised {type(e).__name__}: {' '.join(str(e).split())[:300]}",)
+    return RankFailed, (f"raised {type(e).__name__}: {reason(e, 300)}",)
 
 
 def _ended(process: Any) -> str:

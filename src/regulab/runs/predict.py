@@ -30,7 +30,7 @@ from regulab.config.core import load_config
 from regulab.data.files import check_features, npz_array, open_npz, read_features
 from regulab.data.preprocess import Preprocessor
 from regulab.data.stream import Rows
-from regulab.errors import CheckpointError, DataError, RegulabInputError, invalid
+from regulab.errors import CheckpointError, DataError, RegulabInputError, invalid, reason
 from regulab.io import atomic_write, load_tensors
 from regulab.modalities.image.reader import IMAGE_SUFFIXES, ImageFiles
 from regulab.nn.models import Pipeline
@@ -67,7 +67,7 @@ def load_model(run_dir: str | Path, model: Any = None) -> Pipeline:
         pipeline.load_state_dict(load_tensors(weights)[0])
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint file '{weights}' does not match {run_dir / 'config.toml'} "
-                              f"({' '.join(str(e).split())[:300]})") from None
+                              f"({reason(e, 300)})") from None
     pipeline.classes = info.get("classes")
     pipeline.task = info.get("task")
     pipeline.binary = bool(info.get("binary"))

@@ -55,7 +55,7 @@ from regulab.callbacks import Callback, ProgressBar
 from regulab.config.core import Config, load_config
 from regulab.engine import distributed, threads
 from regulab.engine.trainer import Trainer
-from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabInputError
+from regulab.errors import CheckpointError, ConfigError, DivergedError, RegulabInputError, reason
 from regulab.io import atomic_write, load_state, load_tensors, save_state
 from regulab.paths import remove_partial, writable_dir
 from regulab.runs.evaluate import Run, finish
@@ -352,9 +352,8 @@ def _restore(p: Prepared, run_dir: Path) -> bool:
         p.trainer.check_state(state, p.cfg.train.epochs, len(p.loader))
         p.trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        reason = " ".join(str(e).split())[:300]    # torch's errors span lines
         raise CheckpointError(f"checkpoint file '{state_path}' does not fit the run of "
-                              f"{run_dir / 'config.toml'}: {reason}") from None
+                              f"{run_dir / 'config.toml'}: {reason(e, 300)}") from None   # torch's span lines
     return True
 
 

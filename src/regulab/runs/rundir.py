@@ -55,7 +55,7 @@ from typing import Any
 from regulab.config.core import Config, to_toml
 from regulab.config.files import flatten
 from regulab.engine.population.eligibility import IGNORED_KEYS, TAGS
-from regulab.errors import CheckpointError, OutputError
+from regulab.errors import CheckpointError, OutputError, reason
 from regulab.io import atomic_write, new_dir, read_regular
 from regulab.paths import PARTIAL, making, remove_partial, shown
 from regulab.verify import short
@@ -102,7 +102,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
                 and isinstance(info.get("db"), str)):
             raise ValueError(f"it must hold a run_id >= 1 and a db URL; got {info!r}"[:200])
     except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"checkpoint file '{path}' is corrupted ({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(f"checkpoint file '{path}' is corrupted ({reason(e)})") from None
     return info
 
 

@@ -54,7 +54,7 @@ from sqlalchemy.engine import make_url
 from regulab.callbacks import Callback
 from regulab.config.core import Config
 from regulab.config.files import flatten
-from regulab.errors import CheckpointError, ConfigError, invalid, mask_password
+from regulab.errors import CheckpointError, ConfigError, invalid, mask_password, reason
 from regulab.io import atomic_write
 from regulab.paths import writable_dir
 
@@ -306,7 +306,7 @@ class MLflowLog(Viewer):
                                                     for k in ("tracking_uri", "run_id"))):
                 raise ValueError("it must hold a tracking_uri and a run_id")
         except (ValueError, OSError) as e:
-            raise CheckpointError(f"file '{path}' is corrupted ({' '.join(str(e).split())[:200]})") from None
+            raise CheckpointError(f"file '{path}' is corrupted ({reason(e)})") from None
         return saved
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from regulab.errors import CheckpointError, ConfigError, RegulabInputError, invalid
+from regulab.errors import CheckpointError, ConfigError, RegulabInputError, invalid, reason
 from regulab.io import atomic_write, check_out_dir, read_regular
 from regulab.runs.claims import DONE, FAILED, TAKEN, Claims
 from regulab.runs.store import RunStore, mask_url
@@ -129,7 +129,7 @@ def _same(path: Path, info: Path, meta: dict[str, Any]) -> None:
     except CheckpointError as e:
         raise ConfigError(f"--out: {e}; choose a new path") from None
     except ValueError as e:
-        raise ConfigError(f"--out: '{info}' is not a study's study.json ({' '.join(str(e).split())[:200]}); "
+        raise ConfigError(f"--out: '{info}' is not a study's study.json ({reason(e)}); "
                           "choose a new path") from None
     if held != json.loads(json.dumps(meta, default=str)):
         held = held if isinstance(held, dict) else {}

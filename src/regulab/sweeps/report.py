@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 
+from regulab.errors import reason
 from regulab.io import atomic_write
 from regulab.report import esc
 
@@ -59,7 +60,7 @@ def figures(study: optuna.Study) -> list[tuple[str, str | None, str | None]]:
                     warnings.simplefilter("ignore")     # Optuna marks these plots experimental
                     out.append((title, _svg(getattr(vis, name)(study)), None))
             except (ValueError, RuntimeError, ZeroDivisionError) as e:
-                out.append((title, None, " ".join(str(e).split())[:200] or type(e).__name__))
+                out.append((title, None, reason(e) or type(e).__name__))
     return out
 
 
