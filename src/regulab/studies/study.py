@@ -89,7 +89,9 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     if workers is not None:
         spec = dataclasses.replace(spec, workers=StudySection.check("workers", workers))
     store = RunStore(db)
-    if shared.shares(store.url):
+    across = shared.shares(store.url)       # a store workers on other machines may share
+    joins = across or store.sqlite_path is not None     # not an in-memory store: units claimed
+    if across:
         shared.require_out(out)     # an argument missing, before the store is asked
     store.check()       # before any work: a store that cannot be written
     kind = kinds.KINDS[spec.kind]
@@ -98,12 +100,11 @@ def run_study(spec: StudySpec, out: str | Path | None = None, db: str | None = N
     # them -- one plan for every worker, so recorded in study.json (a study continued with
     # another count is refused), and none on a store shared across machines, whose workers may
     # count other cores
-    here = local_workers.count(spec.workers, _device(spec)) \
-        if shared.shares(store.url) or store.sqlite_path is not None else 1
-    split = 1 if shared.shares(store.url) else here
-    meta = {**spec.to_dict(), "db": store.url, "split": split}
+    here = local_workers.count(spec.workers, _device(spec)) if joins else 1
+    split = 1 if across else here
+    meta = _meta(spec, store.url, split)
     claims = None
-    if shared.shares(store.url) or store.sqlite_path is not None:
+    if joins:
         # joined, or continued where a killed worker stopped: a directory of the same study
         study_dir, made, claims = shared.join(new_dir(f"study-{spec.name}", None) if out is None else out,
                                               meta, spec.heartbeat, spec.grace)
@@ -128,12 +129,17 @@ def join_local(spec: StudySpec, study_dir: Path, db: str, quick: bool, render: b
                ready: Callable[[], None]) -> None:
     """A helper's share of a study another process on this machine started in ``study_dir``
     (``regulab.studies.workers``): it joins, registers, calls ``ready()``, then walks the plan."""
-    meta = {**spec.to_dict(), "db": db, "split": split}
-    study_dir, _, claims = shared.join(study_dir, meta, spec.heartbeat, spec.grace)
+    study_dir, _, claims = shared.join(study_dir, _meta(spec, db, split), spec.heartbeat, spec.grace)
     with claims, threads.worker():
         ready()
         _work(spec, kinds.KINDS[spec.kind], study_dir, db, RunStore(db), False, claims, quick, render,
               split)
+
+
+def _meta(spec: StudySpec, db: str, split: int) -> dict[str, Any]:
+    """``study.json``: the study, its store and how its populations are split; every worker
+    that joins the study must hold the same."""
+    return {**spec.to_dict(), "db": db, "split": split}
 
 
 def _device(spec: StudySpec) -> str:

@@ -78,7 +78,7 @@ def start(spec: StudySpec, study_dir: Path, db: str, how: tuple[bool, bool, int]
     procs = []
     for _ in range(helpers):
         p = subprocess.Popen([sys.executable, "-m", "regulab.studies.workers"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             stdout=subprocess.PIPE)
         try:
             p.stdin.write(payload)
             p.stdin.close()
