@@ -4,10 +4,11 @@
 Tolerances. A network that draws no random numbers: each member equals its separate run to
 float rounding -- final weights within atol 1e-5 and every epoch's train and validation loss
 within 1e-5 (the vectorized kernels sum in another order; tanh keeps that at rounding level).
-A network with dropout: vmap draws the members' masks from one population stream, not from
-each member's own generator, so a member is its separate run's equal in distribution only --
-its final validation accuracy within 0.1 and loss within 0.25 of its separate run's, and
-members that differ in nothing else end with different weights.
+A network that draws (dropout, input and weight noise, DropConnect, augmentation): each member
+draws from its own generator what its run alone draws (``engine.population.draws``), so the
+same tolerances hold. Where the draws do not split per member (a ``randperm`` in the forward),
+the masks come from one population stream: members are their runs' equal in distribution only
+-- final validation accuracy within 0.1 and loss within 0.25 of the separate run's.
 """
 
 from __future__ import annotations
@@ -215,11 +216,70 @@ def test_one_adam_step_of_a_member_recomputed_by_hand():
 
 # -- randomness ------------------------------------------------------------------------------
 
-def test_dropout_members_match_their_runs_statistically(tmp_path):
-    """With dropout, members' masks come from the population's stream (module docstring):
-    each member ends within 0.1 accuracy and 0.25 loss of its separate run on validation,
-    members that differ in nothing else end apart, and the same population twice is the same."""
-    cfgs = configs([{}, {}, {}], **{"model.args": {"drop": 0.2}, "train.epochs": 6})
+@pytest.mark.parametrize("draws", [
+    {"model.args": {"drop": 0.2}, "regularization.input_noise": 0.3, "regularization.weight_noise": 0.05},
+    {"model.dropconnect": 0.2, "image.translate": 0.2, "image.scale": [0.8, 1.2]},
+], ids=["dropout-and-noise", "dropconnect-and-augmentation"])
+def test_members_that_draw_equal_their_separate_runs_to_rounding(tmp_path, caplog, draws):
+    """Dropout, input and weight noise, DropConnect and image augmentation in a user's network:
+    each member's masks, noise and augmentations are its run's (its own generator, in its
+    run's order), so K = 4 members differing in seed, lr, decay, L1/L2, label smoothing, EMA
+    and schedule end within the tolerance of members that draw nothing."""
+    cfgs = configs(**{**draws, "train.epochs": 4})
+    net = population_of([prepare(c) for c in cfgs]).net
+    assert isinstance(net, FunctionalNet) and net.randomness == "different" and net.exact
+    members, alone = train_both(tmp_path, cfgs, caplog)
+    assert "trains alone" not in caplog.text
+    for member, run in zip(members, alone):
+        assert_equal_to_rounding(member, run)
+    w = [next(v for n, v in weights(m.run_dir).items() if "fc1" in n and n.endswith("weight")) for m in members]
+    assert not torch.allclose(w[0], w[1], atol=1e-3), "members of other seeds draw other masks"
+
+
+def test_members_of_one_seed_draw_its_masks_and_others_differ():
+    """In one training forward, members on one seed draw one mask (their runs are one run),
+    members on another seed another one; each member's generator advanced as its run's."""
+    cfgs = configs([{}, {}, {"train.seed": 1}], **{"model.args": {"drop": 0.5}})
+    preps = [prepare(c) for c in cfgs]
+    net = population_of(preps).net
+    assert net.randomness == "different" and not net.global_rng and net.exact
+    x = torch.ones(3, 8, 1, 8, 8)
+    before = [g.get_state() for g in net.member_generators]
+    out = net.forward(x, True)                              # equal weights but seed 1's: masks differ
+    assert torch.equal(out[0], out[1]) and not torch.allclose(out[0], out[2])
+    evaluated = net.forward(x, False)                       # no dropout in evaluation
+    assert torch.equal(evaluated[0], evaluated[1])
+    own = torch.Generator().set_state(before[2])           # member 2's run draws its mask alone
+    keep = torch.rand((8, 16), generator=own) >= 0.5
+    assert torch.equal(own.get_state(), net.member_generators[2].get_state())
+    hidden = torch.tanh(preps[2].trainer.model.fc1(x[2].flatten(1)))
+    expected = preps[2].trainer.model.fc2(hidden * keep / 0.5)
+    torch.testing.assert_close(out[2], expected, atol=1e-6, rtol=1e-5)
+
+
+class Permuting(MLP):
+    """A forward that draws a permutation of its hidden units' order: ``randperm`` has no size
+    with the members in front, so its draws do not split per member."""
+
+    def __init__(self, generator=None):
+        super().__init__(drop=0.2)
+        self.generator = generator
+
+    def forward(self, x):
+        h = self.drop(torch.tanh(self.fc1(x.flatten(1))))
+        if not self.training:
+            return self.fc2(h)
+        order = torch.randperm(h.shape[1], generator=self.generator)
+        return self.fc2(h[:, order][:, order.argsort()])
+
+
+def test_draws_that_do_not_split_fall_back_to_a_population_stream(tmp_path):
+    """Where the draws do not split per member, they come from one stream seeded from the
+    members' generators: each member within 0.1 accuracy and 0.25 loss of its separate run,
+    members of one config end apart, and the same population twice is the same."""
+    cfgs = configs([{}, {}, {}], **{"model.factory": Permuting, "train.epochs": 6})
+    net = population_of([prepare(c) for c in cfgs]).net
+    assert net.randomness == "different" and not net.exact
     members, alone = train_both(tmp_path, cfgs)
     for member, run in zip(members, alone):
         assert abs(member.results["val_acc"] - run.results["val_acc"]) <= 0.1
@@ -230,17 +290,6 @@ def test_dropout_members_match_their_runs_statistically(tmp_path):
     assert torch.equal(weights(alone[0].run_dir)["net.fc1.weight"], weights(alone[1].run_dir)["net.fc1.weight"])
     again = train_population(cfgs, [tmp_path / f"again-{k}" for k in range(3)], db=f"sqlite:///{tmp_path}/r.db")
     assert torch.equal(weights(again[1].run_dir)["net.fc1.weight"], w[1]), "a population is reproducible"
-
-
-def test_members_draw_different_masks_in_one_forward():
-    cfgs = configs([{}, {}, {}], **{"model.args": {"drop": 0.5}})
-    net = population_of([prepare(c) for c in cfgs]).net
-    assert net.randomness == "different" and not net.global_rng
-    x = torch.ones(3, 8, 1, 8, 8)
-    out = net.forward(x, True)                              # equal weights: only masks differ
-    assert not torch.equal(out[0], out[1]) and not torch.equal(out[1], out[2])
-    evaluated = net.forward(x, False)                       # no dropout in evaluation
-    assert torch.equal(evaluated[0], evaluated[1])
 
 
 # -- routing ---------------------------------------------------------------------------------

@@ -21,8 +21,11 @@ functional population
 module among its members: runs that differ in a key that sets a layer (a drop probability,
 a noise std, an augmentation) train as one population per layout of their layers, and a run
 whose layout no other run has trains alone, saying so. A network that draws random numbers
-(dropout) gets its masks from the population's stream, not its own generator: its numbers
-then equal its separate run's in distribution only (``FunctionalNet``'s docstring).
+(dropout, noise, augmentation) gets each member's masks from that member's own generator, as
+its run alone would (``engine.population.draws``), so its numbers equal its separate run's to
+float rounding; a forward whose draws do not split per member (a ``randperm``) draws from one
+population stream instead, its members then their runs' equal in distribution only
+(``FunctionalNet``'s docstring).
 """
 
 from __future__ import annotations

@@ -28,17 +28,22 @@ before batch norm, which the normalization cancels), moves a member off its run 
 a step; over epochs it then wanders as far as another seed would (the byo clinic's ResNet,
 8 epochs: train losses within 1%, validation accuracies of an undertrained net within ~0.1).
 
-Randomness. ``vmap`` draws one ``(K, *shape)`` tensor for a random op and hands row k to
-member k (``randomness="different"``): members' dropout masks (and noise) differ from each
-other, but come from one population stream, a ``torch.Generator`` seeded by one draw from each
-member's noise generator, not from member k's own generator in the order its run alone would.
-A member of a network that draws is therefore a separate run's equal in distribution only:
-the same model, data order, initialization and hyperparameters, other masks (the test checks
-its scores statistically). Random ops that take no generator (``nn.Dropout2d``'s) draw from the
-global RNG, forked and seeded from the population's stream each step (``torch.random.fork_rng``),
-so a run is still reproducible and the caller's global state untouched. Whether the network
-draws, and whether its forward runs under ``vmap`` at all, is found by trying it on two
-examples when the population is stacked (``Unsupported`` with the error, so its runs train alone).
+Randomness. ``vmap`` runs a random op once for all members (``randomness="different"``): one
+``(K, *shape)`` draw, row k for member k. The shared module's stochastic layers (regulab's
+dropout, noise, DropConnect, augmentation: those with a ``generator``) hold a marker generator
+instead, and ``MemberDraws`` (``engine.population.draws``) turns each of its draws into K draws
+of the member's shape, draw k from member k's own noise generator: each member draws what its
+run alone draws, in the same order, so its masks and noise are that run's and it equals its
+separate run to float rounding, as a member that draws nothing does. Whether the forward draws,
+whether its draws split per member, and whether it runs under ``vmap`` at all is found by trying
+it on two examples when the population is stacked (``Unsupported`` with the error when it does
+not run, so its runs train alone). A forward whose draws do not split (``randperm``, a draw on
+two tensors) falls back to one population stream: a ``torch.Generator`` seeded from the
+members' generators' states (none of them advanced), members' draws then differing from each
+other but not their runs' (equal in distribution only). Random ops that take no generator
+(``nn.Dropout2d``'s) draw from the global RNG, forked and seeded from the population's stream
+each step (``torch.random.fork_rng``), so a run is still reproducible and the caller's global
+state untouched; those draws too are the runs' in distribution only.
 
 What must be equal across members: the network's class, parameters' and buffers' names and
 shapes, and every module's description (``layer_signature``: type and ``extra_repr``). Members'
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -58,6 +64,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from regulab.engine.population.draws import MemberDraws, marker_generator
 from regulab.engine.population.flat import FlatParams
 from regulab.engine.population.stacked import Unsupported
 from regulab.nn.layers import set_generator
@@ -97,8 +104,9 @@ class FunctionalNet:
 
     The interface of ``StackedNet``, which ``Population`` trains: ``K``, ``flat``/``params``
     (each ``(K, *shape)``), ``member_params``, ``active``, ``forward(x, training)`` on
-    ``x: (K, B, ...)`` and ``write_back(k)``. ``generators[k]``: member k's noise generator, from
-    which one seed is drawn for the population's stream when the network draws random numbers.
+    ``x: (K, B, ...)`` and ``write_back(k)``. ``generators[k]``: member k's noise generator, which
+    its draws come from (``exact``), or whose state seeds the population's stream when they do
+    not split per member.
     ``sample``: a few training examples ``(n, ...)``, n >= 2, on which the forward is tried.
     Anything that cannot be vectorized raises ``Unsupported`` saying why (module docstring).
     """
@@ -123,14 +131,21 @@ class FunctionalNet:
         self.net = copy.deepcopy(first)     # the module whose forward runs, on the stacked tensors
         self.active = [True] * self.K
         self.device = sample.device
-        self.randomness, self.global_rng = self._probe(sample)
-        self.generator: torch.Generator | None = None
-        if self.randomness == "different":
-            seeds = [int(torch.randint(2**62, (), generator=g, device=g.device))
-                     for g in generators if g is not None] or [0]
-            seed = int(np.random.SeedSequence(seeds).generate_state(1)[0])
-            self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        set_generator(self.net, self.generator)
+        self.member_generators = list(generators)
+        self.randomness, self.global_rng, self.exact = self._probe(sample)
+        self.generator: torch.Generator | None = None     # the population's stream
+        if self.randomness == "different" and (self.global_rng or not self.exact):
+            self.generator = torch.Generator(device=self.device).manual_seed(self._stream_seed())
+        set_generator(self.net, marker_generator(self.device) if self.exact else self.generator)
+
+    def _stream_seed(self) -> int:
+        """The population stream's seed: a digest of the members' generators' states, so the
+        same population (or the same one continued from checkpoints) draws the same stream,
+        and no member's generator is advanced by it."""
+        digest = hashlib.sha256()
+        for g in self.member_generators:
+            digest.update(b"-" if g is None else g.get_state().numpy().tobytes())
+        return int(np.random.SeedSequence(int.from_bytes(digest.digest(), "little")).generate_state(1)[0])
 
     @staticmethod
     def _differs(a: nn.Module, b: nn.Module) -> str | None:
@@ -150,10 +165,11 @@ class FunctionalNet:
     def _run(self, params: dict, buffers: dict, x: Tensor, randomness: str) -> Tensor:
         return vmap(self._call, randomness=randomness)(params, buffers, x)
 
-    def _probe(self, sample: Tensor) -> tuple[str, bool]:
-        """(vmap's randomness, whether the forward draws from the global RNG), found by running
-        it on ``sample`` in evaluation and in training (with a backward pass) on copies;
-        ``Unsupported`` with the error when it cannot run under ``vmap``."""
+    def _probe(self, sample: Tensor) -> tuple[str, bool, bool]:
+        """(vmap's randomness, whether the forward draws from the global RNG, whether its draws
+        split per member), found by running it on ``sample`` in evaluation and in training
+        (with a backward pass) on copies; ``Unsupported`` with the error when it cannot run
+        under ``vmap``."""
         x = sample[:2].unsqueeze(0).expand(self.K, *sample[:2].shape)
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         params = {n: p.detach().clone().requires_grad_() for n, p in zip(self.names, self.params)}
@@ -177,7 +193,21 @@ class FunctionalNet:
             out.float().sum().backward()
         except Exception as e:      # the user's forward may raise anything under vmap
             raise Unsupported(f"its forward cannot run under torch.vmap ({_one_line(e)})") from None
-        return randomness, global_rng
+        return randomness, global_rng, randomness == "different" and self._splits(params, buffers, x)
+
+    def _splits(self, params: dict, buffers: dict, x: Tensor) -> bool:
+        """Whether the training forward's draws split per member (``MemberDraws``): every member
+        has a generator and the forward runs under the mode, on throwaway generators."""
+        if any(g is None for g in self.member_generators):
+            return False
+        set_generator(self.net, marker_generator(self.device))
+        scratch = [torch.Generator(device=self.device).manual_seed(k) for k in range(self.K)]
+        try:
+            with torch.random.fork_rng(devices=self._cuda()), MemberDraws(scratch):
+                self._run(params, buffers, x, "different")
+        except Exception:       # Unsupported, or what the user's forward raises on the rows
+            return False
+        return True
 
     def _cuda(self) -> list:
         return [self.device] if self.device.type == "cuda" else []
@@ -204,10 +234,12 @@ class FunctionalNet:
     def forward(self, x: Tensor, training: bool, step: int | None = None) -> Tensor:
         """``x: (K, B, *sample)``, member k's examples in ``x[k]`` -> ``(K, B, out)``, each
         member on its own parameters and buffers; ``training``: the module in training mode
-        (its dropout draws, its batch norm uses and updates batch statistics). ``step`` is
-        ``StackedNet``'s (predrawn masks) and unused: vmap draws in the forward."""
+        (its dropout draws, each member from its own generator where they split, its batch
+        norm uses and updates batch statistics). ``step`` is ``StackedNet``'s (predrawn
+        masks) and unused: the draws happen in the forward."""
         self.net.train(training)
-        with self._global_rng():
+        draws = training and self.exact
+        with self._global_rng(), MemberDraws(self.member_generators) if draws else contextlib.nullcontext():
             return self._run(dict(zip(self.names, self.params)), self.buffers, x,
                              self.randomness if training else "error")
 
