@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regulab.nn.layers import (DropConnect, Dropout, GaussianNoise, StochasticLayer, WeightNoise, dropout,
-                               gaussian_noise, set_generator)
+from regulab.nn.layers import (ChannelDropout, DropConnect, Dropout, GaussianNoise, StochasticLayer, WeightNoise,
+                               dropout, gaussian_noise, set_generator)
 
 MODES = ["inverted", "classic"]
 PROBS = [0.1, 0.5, 0.8]
@@ -144,6 +144,35 @@ def _linear(n_in, n_out, seed=0, bias=True, dtype=torch.float32):
         if bias:
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=g))
     return layer
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_channel_dropout_drops_whole_channels_as_a_naive_mask(mode, dims):
+    """One uniform per (example, channel), drawn from the generator: dropped where v < p;
+    inverted scales the kept channels by 1 / (1 - p), classic keeps them and scales by (1 - p)
+    at inference; unbatched input draws one per channel."""
+    p, x = 0.4, torch.rand(6, 5, *[3] * dims) + 0.5
+    y = _layer(ChannelDropout(p, dims, mode), seed=3)(x)
+    v = torch.rand(6, 5, generator=_gen(3))
+    m = (v >= p).float().view(6, 5, *[1] * dims)
+    torch.testing.assert_close(y, x * m / (1 - p) if mode == "inverted" else x * m)
+    per_channel = (y == 0).flatten(2)
+    assert torch.equal(per_channel.all(2), per_channel.any(2)), "a channel is dropped whole or kept"
+    assert 0 < int((y == 0).flatten(2).all(2).sum()) < 30
+    layer = ChannelDropout(p, dims, mode).eval()
+    torch.testing.assert_close(layer(x), x if mode == "inverted" else (1 - p) * x)
+    one = _layer(ChannelDropout(p, dims, mode), seed=3)(x[0])                   # (C, *S)
+    torch.testing.assert_close(one, x[0] * (torch.rand(5, generator=_gen(3)) >= p).float().view(5, *[1] * dims)
+                               / (1 - p if mode == "inverted" else 1))
+
+
+def test_channel_dropout_refuses_other_shapes_and_dims():
+    with pytest.raises(ValueError, match=r"dims=2.*got shape \(4, 5\)"):
+        ChannelDropout(0.5, 2)(torch.ones(4, 5))
+    with pytest.raises(ValueError, match="dims must be 1, 2 or 3"):
+        ChannelDropout(0.5, 4)
+    assert "dims=1" in repr(ChannelDropout(0.2, 1))
 
 
 @pytest.mark.parametrize("p", PROBS)

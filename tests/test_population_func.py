@@ -67,6 +67,20 @@ class ConvNet(nn.Module):
         return self.fc(F.avg_pool1d(h, 4).flatten(1))
 
 
+class ChannelConv(nn.Module):
+    """A user's 1-D conv net with channel dropout (``nn.Dropout1d``, regulab's ``ChannelDropout``
+    in the run) on its feature maps."""
+
+    def __init__(self, channels: int = 4):
+        super().__init__()
+        self.conv = nn.Conv1d(1, channels, kernel_size=5, padding=2)
+        self.drop = nn.Dropout1d(0.2)
+        self.fc1 = nn.Linear(channels * 64, 10)
+
+    def forward(self, x):
+        return self.fc1(self.drop(torch.tanh(self.conv(x.reshape(len(x), 1, 64)))).flatten(1))
+
+
 class Branchy(nn.Module):
     """A network whose forward reads a value on the host: it cannot run under vmap."""
 
@@ -219,15 +233,16 @@ def test_one_adam_step_of_a_member_recomputed_by_hand():
 @pytest.mark.parametrize("draws", [
     {"model.args": {"drop": 0.2}, "regularization.input_noise": 0.3, "regularization.weight_noise": 0.05},
     {"model.dropconnect": 0.2, "image.translate": 0.2, "image.scale": [0.8, 1.2]},
-], ids=["dropout-and-noise", "dropconnect-and-augmentation"])
+    {"model.factory": ChannelConv, "model.dropout": 0.3},
+], ids=["dropout-and-noise", "dropconnect-and-augmentation", "channel-dropout"])
 def test_members_that_draw_equal_their_separate_runs_to_rounding(tmp_path, caplog, draws):
-    """Dropout, input and weight noise, DropConnect and image augmentation in a user's network:
+    """Dropout, channel dropout, input and weight noise, DropConnect and image augmentation in a user's network:
     each member's masks, noise and augmentations are its run's (its own generator, in its
     run's order), so K = 4 members differing in seed, lr, decay, L1/L2, label smoothing, EMA
     and schedule end within the tolerance of members that draw nothing."""
     cfgs = configs(**{**draws, "train.epochs": 4})
     net = population_of([prepare(c) for c in cfgs]).net
-    assert isinstance(net, FunctionalNet) and net.randomness == "different" and net.exact
+    assert isinstance(net, FunctionalNet) and net.randomness == "different" and net.exact and not net.global_rng
     members, alone = train_both(tmp_path, cfgs, caplog)
     assert "trains alone" not in caplog.text
     for member, run in zip(members, alone):

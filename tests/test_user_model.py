@@ -15,7 +15,7 @@ import regulab as rl
 from regulab.cli import main
 from regulab.config.core import load_config
 from regulab.config.sections import USER_NETWORK_KEYS
-from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
+from regulab.nn.layers import ChannelDropout, DropConnect, Dropout, GaussianNoise, WeightNoise
 from regulab.nn.user import INPUTS
 from regulab.regularize.mc_dropout import sampling
 from regulab.runs.prepare import prepare
@@ -183,6 +183,31 @@ def test_layer_techniques_go_into_the_users_network(workdir):
     net.eval()
     with sampling(net, torch.Generator().manual_seed(0)):
         assert not torch.equal(net(x), net(x))
+
+
+class ChannelNet(nn.Module):
+    """A user's conv net with channel dropout (``nn.Dropout2d``) after its convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.drop, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Dropout2d(0.3), nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.conv(x))).flatten(1))
+
+
+def test_channel_dropout_draws_from_the_runs_generator(workdir):
+    """``nn.Dropout2d`` becomes ``ChannelDropout`` (its probability, or ``model.dropout``'s), which
+    draws from the run's noise generator: the same run trains to the same numbers whatever
+    the global RNG did before (it drew from the global RNG, and did not)."""
+    net = prepare(_cfg().with_code(model=ChannelNet)).pipeline.net
+    assert isinstance(net.drop, ChannelDropout) and net.drop.drop_prob == 0.3 and net.drop.dims == 2
+    assert prepare(_cfg(**{"model.dropout": 0.5}).with_code(model=ChannelNet)).pipeline.net.drop.drop_prob == 0.5
+    runs = []
+    for k in range(2):
+        torch.manual_seed(k)
+        runs.append(rl.train(_cfg().with_code(model=ChannelNet), out=workdir / f"run-{k}", progress=False))
+    assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
 
 
 def test_weight_noise_wraps_every_linear_and_conv(workdir):

@@ -16,6 +16,10 @@ where ``v < p``):
   The inference rule is the notes' "weight scaling inference rule" ``a := a * (1 - p)``.
 
   Both conventions give the same expected activation at inference: ``E[y_train] = y_eval``.
+* ``ChannelDropout`` (spatial dropout; Tompson et al., 2015, "Efficient object localization
+  using convolutional networks", CVPR): one mask entry per channel of a feature map,
+  ``y[n, c] = m[n, c] * x[n, c] / (1 - p)``, so a whole channel is kept or dropped -- what
+  ``nn.Dropout1d/2d/3d`` do, here from the layer's generator.
 * ``DropConnect`` (Wan et al., 2013, "Regularization of neural networks using DropConnect",
   ICML): drops *weights* instead of activations, ``W~ = M * W / (1 - p)``, ``M_ij ~
   Bernoulli(1 - p)``; the bias is kept.
@@ -41,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-__all__ = ["dropout", "gaussian_noise", "StochasticLayer", "Dropout", "DropConnect",
+__all__ = ["dropout", "gaussian_noise", "StochasticLayer", "Dropout", "ChannelDropout", "DropConnect",
            "GaussianNoise", "WeightNoise", "set_generator", "DROPOUT_MODES"]
 
 DROPOUT_MODES = ("inverted", "classic")
@@ -143,6 +147,36 @@ class Dropout(StochasticLayer):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, mode={self.mode!r}{self._sampling_repr()}"
+
+
+class ChannelDropout(StochasticLayer):
+    """Channel (spatial) dropout, ``nn.Dropout1d/2d/3d``'s rule drawn from ``generator``.
+
+    For an input ``(N, C, *S)`` with ``dims`` spatial dimensions (``(C, *S)`` unbatched), one
+    ``m[n, c] ~ Bernoulli(1 - p)`` per channel, broadcast over ``S``: ``y = m * x / (1 - p)``
+    in training (inverted), ``y = x`` at inference; ``mode="classic"``: ``y = m * x``, then
+    ``(1 - p) x``. The uniforms are drawn as ``dropout``'s, ``v ~ U[0, 1)`` of the mask's shape
+    ``(N, C, 1, ...)``, dropping where ``v < p``.
+    """
+
+    def __init__(self, drop_prob: float = 0.5, dims: int = 2, mode: str = "inverted"):
+        super().__init__()
+        if dims not in (1, 2, 3):
+            raise ValueError(f"ChannelDropout dims must be 1, 2 or 3 (spatial dimensions); got {dims!r}")
+        self.drop_prob = check_drop_prob("ChannelDropout", drop_prob)
+        self.dims = dims
+        self.mode = _check_mode("ChannelDropout", mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in (self.dims + 1, self.dims + 2):
+            raise ValueError(f"ChannelDropout(dims={self.dims}) takes (N, C, ...) or (C, ...) with "
+                             f"{self.dims} spatial dimensions; got shape {tuple(x.shape)}")
+        channels = x.dim() - self.dims                       # (N, C) or (C,)
+        keep = torch.ones(*x.shape[:channels], *[1] * self.dims, device=x.device, dtype=x.dtype)
+        return x * dropout(keep, self.drop_prob, self.drawing, self.generator, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}, dims={self.dims}, mode={self.mode!r}{self._sampling_repr()}"
 
 
 class DropConnect(StochasticLayer):

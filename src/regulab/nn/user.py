@@ -10,8 +10,9 @@ transfer by name prefix and ``state_dict`` keys read as the user wrote them):
 * dropout -- every ``nn.Dropout`` becomes regulab's ``Dropout`` (same probability, or
   ``model.dropout``'s: one number for all, or one per module in model order), so the classic
   rule ``y = (1 - p) x`` at inference and Monte-Carlo / geometric-mean inference
-  (``regulab.regularize.mc_dropout``) work on it. Channel dropout (``nn.Dropout1d/2d/3d``)
-  keeps its class; ``model.dropout`` sets its probability too.
+  (``regulab.regularize.mc_dropout``) work on it; channel dropout (``nn.Dropout1d/2d/3d``)
+  becomes regulab's ``ChannelDropout`` alike. Both then draw from the run's noise generator, not
+  PyTorch's global RNG, so a run is the same run each time it trains (and resumes).
 * DropConnect (Wan et al., 2013) and weight noise -- every ``nn.Linear`` and ``nn.Conv1d/2d/3d``
   is wrapped (``DropConnect``, ``WeightNoise``: ``y = layer(x; M * W / (1 - p))``,
   ``y = layer(x; W + eps)``), so its parameters read ``<name>.layer.weight``.
@@ -38,7 +39,7 @@ from torch import nn
 
 from regulab.errors import ConfigError
 from regulab.nn.init import init_weights
-from regulab.nn.layers import DropConnect, Dropout, WeightNoise
+from regulab.nn.layers import ChannelDropout, DropConnect, Dropout, WeightNoise
 from regulab.nn.models import Regularizers
 
 __all__ = ["make_network", "adapt", "dropout_layers", "factory_label", "check_callable", "INPUTS",
@@ -46,7 +47,7 @@ __all__ = ["make_network", "adapt", "dropout_layers", "factory_label", "check_ca
 
 INPUTS = "regulab_inputs"       # the child that holds the layers in front of a user's network
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+_CHANNEL_DROPOUT = {nn.Dropout1d: 1, nn.Dropout2d: 2, nn.Dropout3d: 3}      # -> spatial dimensions
 
 
 def _label(factory: Any) -> str:
@@ -79,7 +80,7 @@ def make_network(factory: Any, args: dict, seed: int, spec: str | None = None) -
 def dropout_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """``net``'s own dropout modules (``nn.Dropout``, channel dropout, regulab's), in model order."""
     return [(n, m) for n, m in net.named_modules()
-            if isinstance(m, (nn.Dropout, *_CHANNEL_DROPOUT, Dropout))]
+            if isinstance(m, (nn.Dropout, *_CHANNEL_DROPOUT, Dropout, ChannelDropout))]
 
 
 def _replace(net: nn.Module, name: str, new: nn.Module) -> None:
@@ -102,14 +103,16 @@ def _set_dropout(net: nn.Module, dropout: float | Sequence[float], mode: str) ->
                               f"{dropout} (add nn.Dropout layers where it should drop)")
         probs = [float(dropout) if dropout > 0 else _prob(m) for _, m in layers]
     for (name, m), p in zip(layers, probs):
-        if isinstance(m, _CHANNEL_DROPOUT):
-            m.p = p
+        dims = m.dims if isinstance(m, ChannelDropout) else \
+            next((d for cls, d in _CHANNEL_DROPOUT.items() if isinstance(m, cls)), None)
+        if dims is not None:
+            _replace(net, name, ChannelDropout(p, dims, mode=mode))
         else:
             _replace(net, name, Dropout(p, mode=mode))
 
 
 def _prob(m: nn.Module) -> float:
-    return float(m.drop_prob if isinstance(m, Dropout) else m.p)
+    return float(m.drop_prob if isinstance(m, (Dropout, ChannelDropout)) else m.p)
 
 
 def _wrap_weights(net: nn.Module, reg: Regularizers) -> None:

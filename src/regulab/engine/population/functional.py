@@ -41,9 +41,10 @@ not run, so its runs train alone). A forward whose draws do not split (``randper
 two tensors) falls back to one population stream: a ``torch.Generator`` seeded from the
 members' generators' states (none of them advanced), members' draws then differing from each
 other but not their runs' (equal in distribution only). Random ops that take no generator
-(``nn.Dropout2d``'s) draw from the global RNG, forked and seeded from the population's stream
-each step (``torch.random.fork_rng``), so a run is still reproducible and the caller's global
-state untouched; those draws too are the runs' in distribution only.
+(``F.dropout`` called in the user's own forward) draw from the global RNG, forked and seeded
+from the population's stream each step (``torch.random.fork_rng``), so a population is still
+reproducible and the caller's global state untouched; those draws too are the runs' in
+distribution only.
 
 What must be equal across members: the network's class, parameters' and buffers' names and
 shapes, and every module's description (``layer_signature``: type and ``extra_repr``). Members'
