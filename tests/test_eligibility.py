@@ -101,7 +101,7 @@ def test_member_ignored_and_blocking_keys_are_read_off_the_tags():
 
 
 # a value at which each blocking key keeps a run out of populations
-BLOCKING = {"data.bootstrap": True, "data.resident": False,
+BLOCKING = {"data.resident": False,
             "regularization.penalty_layers": ["fc1"],
             "multitask.tasks": ["parity"], "transfer.source": "some/run",
             "train.loss": "bce", "train.nproc": 2, "image.resize": 8, "image.aspect": "pad",
@@ -116,7 +116,7 @@ def test_each_blocking_key_at_a_blocking_value_trains_alone_and_says_why():
         assert population_key(cfg) is None, dotted
         why = ineligible(cfg)
         assert why is not None and why.startswith(f"{dotted} = ") and why.endswith("blocks stacking"), why
-    assert ineligible(config(**{"data.bootstrap": True})) == 'data.bootstrap = true blocks stacking'
+    assert ineligible(config(**{"data.resident": False})) == 'data.resident = false blocks stacking'
 
 
 def test_a_user_network_stacks_with_its_like():
@@ -155,7 +155,8 @@ def _other(dotted: str, default: Any) -> Any:
                "eval.test": False, "train.progress": False, "train.seed": 7, "data.workers": 1,
                "train.eval_train": True, "image.scale": [0.9, 1.1], "optim.schedule": "cosine",
                "regularization.max_norm": 3.0, "train.threads": 1, "train.checkpoint_every": 2,
-               "log.tensorboard": True, "log.mlflow": "sqlite:///mlflow.db", "log.mlflow_experiment": "other"}
+               "log.tensorboard": True, "log.mlflow": "sqlite:///mlflow.db", "log.mlflow_experiment": "other",
+               "data.bootstrap": True}
     if dotted in special:
         return special[dotted]
     return default + 1 if isinstance(default, int) and not isinstance(default, bool) else default + 0.1
@@ -219,12 +220,12 @@ def test_an_lr_changing_callback_trains_its_run_alone(workdir, caplog):
 
 
 def test_a_blocking_config_trains_alone_with_the_reason_logged(workdir, caplog):
-    cfgs = [config(**{"name": "bag", "data.bootstrap": True}), config(**{"name": "plain"})]
+    cfgs = [config(**{"name": "stream", "data.resident": False}), config(**{"name": "plain"})]
     with caplog.at_level(logging.INFO, logger="regulab"):
-        runs = train_population(cfgs, [workdir / "bag", workdir / "plain"], db=f"sqlite:///{workdir}/r.db")
-    assert "run bag trains alone: data.bootstrap = true blocks stacking" in caplog.messages
+        runs = train_population(cfgs, [workdir / "stream", workdir / "plain"], db=f"sqlite:///{workdir}/r.db")
+    assert "run stream trains alone: data.resident = false blocks stacking" in caplog.messages
     assert not any(m.startswith("run plain") for m in caplog.messages)
-    assert [r.run_dir.name for r in runs] == ["bag", "plain"]
+    assert [r.run_dir.name for r in runs] == ["stream", "plain"]
     assert all((r.run_dir / "results.json").is_file() for r in runs)
 
 
@@ -236,6 +237,6 @@ def _numbers(run) -> tuple:
 def test_a_study_says_why_a_run_trains_alone(workdir, caplog):
     cfg = config(**{"train.epochs": 1})
     with caplog.at_level(logging.INFO, logger="regulab"):
-        rl.study(cfg, variants={"bag": {"data.bootstrap": True}}, seeds=2, out="study", progress=False)
+        rl.study(cfg, variants={"stream": {"data.resident": False}}, seeds=2, out="study", progress=False)
     alone = [r.getMessage() for r in caplog.records if "trains alone" in r.getMessage()]
-    assert alone == ["run pop-bag trains alone: data.bootstrap = true blocks stacking"] * 2, alone
+    assert alone == ["run pop-stream trains alone: data.resident = false blocks stacking"] * 2, alone

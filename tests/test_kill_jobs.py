@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 KILL_AT = Path(__file__).with_name("kill_at.py")
 
 # a population of 8 (baseline, drop and two l2 candidates over 2 seeds), two runs alone
-# (bootstrap blocks stacking), the chosen l2 strength's 2 runs scored on test, the report
+# (streamed data blocks stacking), the chosen l2 strength's 2 runs scored on test, the report
 STUDY = """
 [study]
 name = "kj"
@@ -52,8 +52,8 @@ train = { epochs = 3, batch_size = 32, checkpoint_every = 1, threads = 1, early_
 tune = { "regularization.l2" = [1e-4, 1e-1] }
 [variants.drop]
 model.dropout = 0.3
-[variants.bag]
-data.bootstrap = true
+[variants.stream]
+data.resident = false
 """
 
 # (moment, before | after, N-th call), one process each, in order (tests/kill_at.py); the

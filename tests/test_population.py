@@ -33,6 +33,7 @@ from regulab.modalities.image.augment import ImagePipeline
 from regulab.modalities.layer import Augment
 from regulab.nn.models import build_model
 from regulab.runs import population as population_module
+from regulab.engine.population.rows import MemberRows
 from regulab.runs.population import population_of, train_population
 from regulab.runs.prepare import prepare
 from regulab.runs.store import RunStore
@@ -125,6 +126,45 @@ def test_regression_and_classic_dropout_members(tmp_path):
         assert "val_r2" in member.results
         assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=f"sqlite:///{tmp_path}/r.db",
                                          progress=False))
+
+
+def test_bagging_members_equal_their_runs(tmp_path):
+    """Bagging (``data.bootstrap``): each member trains on its own bootstrap resample, and with
+    ``standardize`` fitted on it, validates on its own inputs too; a member without a resample
+    stacks with them; each equals its separate run, early stopping and eval_train included."""
+    db = f"sqlite:///{tmp_path}/runs.db"
+    cfgs = [config(data__bootstrap=True), config(data__bootstrap=True, train__seed=1, model__dropout=0.2),
+            config(train__seed=2, regularization__l2=1e-3),
+            config(data__bootstrap=True, train__seed=3, train__eval_train=True)]
+    assert len({population_key(c) for c in cfgs}) == 1
+    pop = population_of([prepare(c) for c in cfgs])                    # stacked, not trained alone
+    assert pop.train.own and pop.val.own and pop.train.X.shape[:2] == (4, 500)
+    member_rows = [prepare(c).loader.X for c in cfgs]
+    assert not torch.equal(member_rows[0], member_rows[1]), "each resample is its own"
+    members = train_population(cfgs, [tmp_path / f"pop-{k}" for k in range(len(cfgs))], db=db)
+    for k, (c, member) in enumerate(zip(cfgs, members)):
+        assert_same_run(member, rl.train(c, out=tmp_path / f"alone-{k}", db=db, progress=False))
+    assert "clean_train_loss" in members[3].history[-1]
+
+
+def test_member_rows_gather_each_members_examples():
+    """``MemberRows``: shared rows expanded, own rows gathered per member -- recomputed by indexing."""
+    X, y = torch.randn(3, 6, 2), torch.randint(0, 5, (3, 6))
+    own = MemberRows([(X[k], y[k]) for k in range(3)], "training")
+    shared = MemberRows([(X[0], y[0])] * 3, "training")
+    assert own.own and not shared.own and own.n == shared.n == 6
+    idx = torch.tensor([[0, 5], [1, 1], [4, 2]])
+    xb, yb = own.batch(idx)
+    for k in range(3):
+        assert torch.equal(xb[k], X[k][idx[k]]) and torch.equal(yb[k], y[k][idx[k]])
+    xs, _ = shared.batch(idx)
+    assert all(torch.equal(xs[k], X[0][idx[k]]) for k in range(3))
+    xc, yc = own.chunk(2, 4)
+    assert torch.equal(xc, X[:, 2:4]) and torch.equal(yc, y[:, 2:4])
+    kept = own.select([2, 0])
+    assert torch.equal(kept.member(0)[0], X[2]) and torch.equal(kept.member(1)[1], y[0])
+    with pytest.raises(Unsupported, match="differ in number or shape"):
+        MemberRows([(X[0], y[0]), (X[1][:5], y[1][:5])], "training")
 
 
 def test_augmented_members_equal_their_runs(tmp_path):
@@ -453,8 +493,9 @@ def test_population_key_groups_only_member_differences():
               {"data__train_size": 300}, {"model__dropout_mode": "classic"}, {"model__batchnorm": True},
               {"model__kind": "cnn"}]:
         assert population_key(config(**o)) not in (None, base), o
-    for o in [{"data__bootstrap": True}]:
+    for o in [{"data__resident": False}]:
         assert population_key(config(**o)) is None, o
+    assert population_key(config(data__bootstrap=True)) == base, "bagging members stack"
     with pytest.raises(ValueError, match="differ only in"):
         train_population([config(), config(optim__name="sgd")])
 

@@ -102,7 +102,7 @@ class DataConfig(Section):
     label_noise: float = key(0.0, number(ge=0.0, le=1.0),
                              "fraction of training labels flipped to another class", population=SHARED)
     bootstrap: bool = key(False, boolean, "train on a bootstrap resample of the training split "
-                                          "(bagging; drawn with train.seed)", population=blocks())
+                                          "(bagging; drawn with train.seed)", population=MEMBER)
     classes: Any = key(None, optional(list_of(number(ge=0, lt=MAX_CLASSES, integer=True), min_len=2,
                        max_len=MAX_CLASSES, allowed="a list of at least 2 class labels")),
                        "keep only these classes, relabeled 0, 1, ... in this order", population=SHARED)

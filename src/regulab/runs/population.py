@@ -9,7 +9,7 @@ a separate run -- and, because it draws from the same generators in the same ord
 numbers up to float rounding.
 
 A run that cannot stack trains alone, with the same results, and the reason is logged at INFO
-on the "regulab" logger (``run NAME trains alone: data.bootstrap = true blocks stacking``):
+on the "regulab" logger (``run NAME trains alone: data.resident = false blocks stacking``):
 its config (a blocking key, ``eligibility.ineligible``), its trainer (a callback whose
 ``stackable`` is False, say), its network or optimizer (no stacked form), or its data, which
 streams (``data.resident``). Early stopping is
@@ -64,9 +64,10 @@ def functional(cfg: Config) -> bool:
 
 
 def population_of(preps: Sequence[Prepared]) -> Population:
-    """The ``Population`` of prepared runs (same data): their trainers, loaders, validation split;
-    a user's networks and regulab's CNNs as a functional one (``functional``)."""
-    return Population([p.trainer for p in preps], [p.loader for p in preps], preps[0].splits.get("val"),
+    """The ``Population`` of prepared runs: their trainers, loaders (one data set, or each
+    member's own bootstrap resample) and validation splits; a user's networks and regulab's
+    CNNs as a functional one (``functional``)."""
+    return Population([p.trainer for p in preps], [p.loader for p in preps], [p.splits.get("val") for p in preps],
                       functional=functional(preps[0].cfg))
 
 

@@ -14,7 +14,7 @@ with no list of keys written by hand:
 
 So ``population_key(cfg)`` is the config's SHARED and blocking values: configs with equal keys
 may train together, and None means ``cfg`` cannot stack at all; ``ineligible(cfg)`` says why,
-e.g. ``data.bootstrap = true blocks stacking``.
+e.g. ``multitask.tasks = ['parity'] blocks stacking``.
 
 A key without a tag fails loud: ``config_tags`` raises ``TypeError`` naming it, and it runs
 when this module is imported -- so a new config key declared without a population tag fails
@@ -84,7 +84,7 @@ def _value(cfg: Config, key: str) -> Any:
 
 def ineligible(cfg: Config) -> str | None:
     """Why ``cfg`` cannot train in a population, from its config alone (None: it can):
-    the first blocking key at a blocking value, as ``'data.bootstrap = true blocks stacking'``."""
+    the first blocking key at a blocking value, as ``'data.resident = false blocks stacking'``."""
     for key in BLOCKING_KEYS:
         tag, default = TAGS[key]
         value = _value(cfg, key)

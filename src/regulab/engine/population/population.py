@@ -2,7 +2,8 @@
 
 Studies and sweeps train many small networks that differ only in a seed or a regularization
 strength. A ``Population`` takes their ``Trainer``s (network, optimizer, objective, penalties,
-callbacks, generators), their ``TensorLoader``s and the validation split they share (if any), stacks the
+callbacks, generators), their ``TensorLoader``s and validation splits (one data set, or each
+member's own bootstrap resample: ``engine.population.rows``), stacks the
 networks into one ``StackedNet`` and the optimizers into one ``StackedOptimizer``, and trains
 all members with a few batched kernels per step. Each member draws from its own generators in
 the order its run alone would (its shuffling, its dropout masks and noise), so it ends with the
@@ -57,6 +58,7 @@ from regulab.engine.population.ema import StackedEMA
 from regulab.engine.population.functional import FunctionalNet
 from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.penalty import StackedNormPenalty
+from regulab.engine.population.rows import MemberRows
 from regulab.engine.population.stacked import StackedNet, Unsupported
 from regulab.engine.schedules import LRSchedule
 from regulab.engine.trainer import Trainer, divergence
@@ -113,7 +115,8 @@ class Population:
     """
 
     def __init__(self, trainers: Sequence[Trainer], loaders: Sequence[TensorLoader],
-                 val: tuple[Tensor, Tensor] | None, functional: bool = False):
+                 val: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor] | None] | None,
+                 functional: bool = False):
         self.functional = functional
         self.trainers, self.loaders = list(trainers), list(loaders)
         if not self.trainers or len(self.trainers) != len(self.loaders):
@@ -123,14 +126,18 @@ class Population:
             why = unstackable(t)
             if why is not None:
                 raise Unsupported(f"member {k}: {why}")
-        self.X, self.y = self.loaders[0].X, self.loaders[0].y
-        self.val = val
         self.batch_size = self.loaders[0].batch_size
         for k, loader in enumerate(self.loaders):
             if not loader.shuffle or loader.drop_last or loader.batch_size != self.batch_size:
                 raise Unsupported(f"member {k}'s loader differs in batch size, shuffling or drop_last")
-            if not (torch.equal(loader.X, self.X) and torch.equal(loader.y, self.y)):
-                raise Unsupported(f"member {k} was prepared on different data")
+        self.train = MemberRows([(loader.X, loader.y) for loader in self.loaders], "training")
+        vals = list(val) if isinstance(val, list) else [val] * len(self.trainers)
+        if len(vals) != len(self.trainers):
+            raise ValueError(f"a population needs one validation split per trainer; got {len(vals)} "
+                             f"for {len(self.trainers)} trainers")
+        if any(v is None for v in vals) and any(v is not None for v in vals):
+            raise Unsupported("some members have a validation split and others none")
+        self.val = MemberRows(vals, "validation") if vals[0] is not None else None
         losses = {t.objective.loss for t in self.trainers}
         if len(losses) != 1:
             raise Unsupported(f"members' losses differ: {sorted(losses)}")
@@ -141,9 +148,9 @@ class Population:
     def _stack(self, loss: str) -> None:
         """Stack the networks, objectives, penalties and optimizers of ``self.trainers`` (each
         network from its current weights, each optimizer from its current state)."""
-        dev = self.X.device
+        dev = self.train.device
         nets, generators = [t.model for t in self.trainers], [t.generators.get("noise") for t in self.trainers]
-        self.net = FunctionalNet(nets, generators, self.X[:2]) if self.functional \
+        self.net = FunctionalNet(nets, generators, self.train.member(0)[0][:2]) if self.functional \
             else StackedNet(nets, generators)
         self.objective = Objective(loss, [t.objective.label_smoothing for t in self.trainers],
                                    members=self.net.K).to(dev)
@@ -192,6 +199,8 @@ class Population:
         self.members = [self.members[k] for k in keep]
         self.trainers = [self.trainers[k] for k in keep]
         self.loaders = [self.loaders[k] for k in keep]
+        self.train = self.train.select(keep)
+        self.val = self.val.select(keep) if self.val is not None else None
         self._stack(self.objective.loss)
 
     def _norm_penalties(self) -> tuple[list[float], list[float], list[bool]]:
@@ -212,7 +221,7 @@ class Population:
     def _epoch(self) -> tuple[Tensor, ...]:
         """One epoch of every active member: per step (K,) losses, penalties and hits, and the
         steps' batch sizes."""
-        n, dev, batch = len(self.X), self.X.device, self.batch_size
+        n, dev, batch = self.train.n, self.train.device, self.batch_size
         orders = torch.stack([torch.randperm(n, generator=loader.generator, device=dev)
                               if self.net.active[k] else torch.arange(n, device=dev)
                               for k, loader in enumerate(self.loaders)])                # (K, n)
@@ -225,8 +234,7 @@ class Population:
             if s % block == 0 and s < full:
                 self.net.predraw(batch, min(block, full - s))
             idx = orders[:, s * batch:(s + 1) * batch]                             # (K, B)
-            xb = self.X.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.X.shape[1:])
-            yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
+            xb, yb = self.train.batch(idx)
             out = self.net.forward(xb, True, s % block if s < full else None)
             loss = self.objective(out, yb)                                          # (K,)
             pen = self.penalty.value()
@@ -246,17 +254,16 @@ class Population:
         return torch.stack(losses), torch.stack(pens), torch.stack(hits), w
 
     @torch.no_grad()
-    def _score(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(K,) summed losses and (K, ...) hits of every member in eval mode on ``X``, ``y`` (the
+    def _score(self, rows: MemberRows) -> tuple[Tensor, Tensor]:
+        """(K,) summed losses and (K, ...) hits of every member in eval mode on ``rows`` (the
         validation split; the train split for ``eval_train``), in evaluation-sized batches."""
         K, batch = self.net.K, self.trainers[0].eval_batch_size
-        loss_sum = torch.zeros(K, device=X.device)
-        hits = torch.zeros((), device=X.device)
-        for i in range(0, len(X), batch):
-            xb, yb = X[i:i + batch], y[i:i + batch]
-            out = self.net.forward(xb.unsqueeze(0).expand(K, *xb.shape), False)
-            yk = yb.unsqueeze(0).expand(K, *yb.shape)
-            loss_sum += self.objective(out, yk) * len(xb)
+        loss_sum = torch.zeros(K, device=rows.device)
+        hits = torch.zeros((), device=rows.device)
+        for i in range(0, rows.n, batch):
+            xk, yk = rows.chunk(i, i + batch)
+            out = self.net.forward(xk, False)
+            loss_sum += self.objective(out, yk) * xk.shape[1]
             hits = hits + self.objective.hits(out, yk)
         return loss_sum, hits
 
@@ -276,8 +283,8 @@ class Population:
                 start = time.perf_counter()
                 losses, pens, hits, w = self._epoch()
                 with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
-                    val = self._score(*self.val) if self.val is not None else None
-                    clean = self._score(self.X, self.y) if any(t.eval_train for t in self.trainers) else None
+                    val = self._score(self.val) if self.val is not None else None
+                    clean = self._score(self.train) if any(t.eval_train for t in self.trainers) else None
                 epoch += 1
                 seconds = time.perf_counter() - start
                 for k in range(self.net.K):
@@ -304,12 +311,13 @@ class Population:
         if error is not None:
             self.net.active[k] = False
             return error
-        logs = t.objective.summary("train", loss @ w, hits.sum(0), len(self.X), self.y)
+        n, y = self.train.n, self.train.member(k)[1]
+        logs = t.objective.summary("train", loss @ w, hits.sum(0), n, y)
         logs["penalty"] = float(pen.mean()) if t.penalties else 0.0
         if val is not None:     # None: no validation split (data.split = [1, 0, 0])
-            logs.update(t.objective.summary("val", *val, len(self.val[0]), self.val[1]))
+            logs.update(t.objective.summary("val", *val, self.val.n, self.val.member(k)[1]))
         if clean is not None and t.eval_train:
-            logs.update(t.objective.summary("clean_train", *clean, len(self.X), self.y))
+            logs.update(t.objective.summary("clean_train", *clean, n, y))
         t.step += len(w)
         self.net.write_back(k)
         self.opt.export(k, t.optimizer, self.net.member_params[k])
