@@ -27,7 +27,7 @@ from regulab.engine.population.optimizer import StackedOptimizer
 from regulab.engine.population.penalty import StackedNormPenalty, member_runs
 from regulab.engine.population import stacked as stacked_module
 from regulab.engine.population.flat import FlatParams
-from regulab.engine.population.stacked import StackedNet, Unsupported
+from regulab.engine.population.stacked import StackedNet, Unsupported, OnRows
 from regulab.errors import DivergedError
 from regulab.modalities.image.augment import ImagePipeline
 from regulab.modalities.layer import Augment
@@ -353,6 +353,27 @@ def test_stacked_1d_augmentation_draws_what_each_pipeline_draws(sample, std, mon
     out = stacked.forward(x, False)
     for k, net in enumerate(twins):
         torch.testing.assert_close(out[k], net.eval()(x[k]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("add", [False, True], ids=["product", "sum"])
+def test_a_mask_or_noise_on_some_members_rows_is_the_full_product_with_ones(add):
+    """``StackedNet``'s ``OnRows``: rows ``idx`` multiplied (shifted) by their factors, the
+    others untouched -- bit for bit ``x * f`` (``x + f``) with ``f`` 1 (0) elsewhere, and the
+    gradient autograd gives that product (sum)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 4, generator=g, requires_grad=True)
+    idx = torch.tensor([1, 3])
+    factor = torch.rand(2, 3, 4, generator=g)
+    full = torch.zeros(5, 3, 4) if add else torch.ones(5, 3, 4)
+    full[idx] = factor
+    out = OnRows.apply(x, idx, factor, add)
+    expected = x + full if add else x * full
+    assert torch.equal(out, expected.detach())
+    upstream = torch.randn(5, 3, 4, generator=g)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    (wanted,) = torch.autograd.grad(expected, x, upstream)
+    assert torch.equal(grad, wanted)
+    assert torch.equal(out[[0, 2, 4]], x[[0, 2, 4]].detach()), "the other rows as they were"
 
 
 def test_optimizers_differing_beyond_lr_and_decay_are_refused():

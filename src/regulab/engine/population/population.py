@@ -13,9 +13,9 @@ run's. A member that stops (early stopping, divergence) leaves the stack at the 
 (``_compact``): the others are stacked again from their own networks and optimizers, so a
 long-training member does not pay for the stopped ones.
 
-Max-norm (``regularize.constraints``) is applied after each step to every member's weights at
+Max-norm (``regularize.constraints``) is applied after each step to its members' weights at
 once: member k's unit norms ``||W_k[i]||`` (the rows of each linear weight) scaled by
-``c_k / max(||W_k[i]||, c_k)``, with ``c_k = 1e30`` for a member without it (a factor of exactly 1).
+``c_k / max(||W_k[i]||, c_k)``; the members without it are left out (their rows untouched).
 
 The EMA of the weights (``regularize.ema``'s ``EMACallback``) is stacked too
 (``engine.population.ema``): after each step (and max-norm) every member's average is updated
@@ -164,6 +164,8 @@ class Population:
         radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
         self.max_norm = torch.tensor(radii, device=dev)[:, None] if any(t.constraints for t in self.trainers) \
             else None                                                                  # (K, 1)
+        bound = [k for k, t in enumerate(self.trainers) if t.constraints]             # members with one
+        self.bound = None if len(bound) == len(self.trainers) else torch.tensor(bound, device=dev)
         units = {id(layer.weight) for layer in max_norm_layers(self.trainers[0].model)}
         self.constrained = [p for p, own in zip(self.net.params, self.net.member_params[0])
                             if id(own) in units]                                       # (K, out, in, *k)
@@ -182,11 +184,17 @@ class Population:
 
     @torch.no_grad()
     def _constrain(self) -> None:
-        """Max-norm on every member's linear weights (module docstring; ``max_norm_`` per member)."""
+        """Max-norm on the linear weights of the members that have it (module docstring;
+        ``max_norm_`` per member): their rows ``bound`` only, when some members have none."""
+        radius = self.max_norm if self.bound is None else self.max_norm[self.bound]
         for w in self.constrained:
-            norms = torch.linalg.vector_norm(w.flatten(2), dim=2)                      # (K, out)
-            scale = self.max_norm / norms.clamp(min=self.max_norm)
-            w.mul_(scale.view(*scale.shape, *[1] * (w.dim() - 2)))
+            rows = w if self.bound is None else w.index_select(0, self.bound)
+            norms = torch.linalg.vector_norm(rows.flatten(2), dim=2)                   # (K', out)
+            scale = (radius / norms.clamp(min=radius)).view(*norms.shape, *[1] * (w.dim() - 2))
+            if self.bound is None:
+                w.mul_(scale)
+            else:
+                w.index_copy_(0, self.bound, rows * scale)
 
     def _compact(self) -> None:
         """Unstack the members that stopped (early stopping, divergence, their last epoch):

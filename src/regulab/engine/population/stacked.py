@@ -48,7 +48,10 @@ side by side, ``(K, *shape_i)``), and so do their gradients, so an optimizer ste
 elementwise kernels over one tensor, whatever the number of layers and members. The dropout
 and DropConnect masks of members that draw only uniforms (no Gaussian noise, no mask per
 example) are drawn for a block of steps at once (``predraw``): on the CPU, ``rand(n)`` then
-``rand(m)`` from one generator equals ``rand(n + m)`` split, so this changes no value.
+``rand(m)`` from one generator equals ``rand(n + m)`` split, so this changes no value. A mask
+or noise that only some members draw acts on their rows only (``OnRows``: one copy of the
+tensor, the members' rows multiplied or shifted), not as a product with 1 (or a sum with 0)
+over every member's: in a study's population each technique is a few members among many.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from regulab.modalities.image.augment import ImagePipeline, shift_scale_1d
 from regulab.modalities.layer import Augment
 from regulab.nn.layers import DropConnect, Dropout, GaussianNoise, WeightNoise
 
-__all__ = ["Unsupported", "StackedNet"]
+__all__ = ["Unsupported", "StackedNet", "OnRows"]
 
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Identity)
 _STOCHASTIC = ("augment", "noise", "dropout")   # their order inside a slot (as the model builder adds them)
@@ -93,6 +96,33 @@ class _Op:
     drop: Tensor | None = None                      # linear: (K, 1, 1) float32, DropConnect's p
     per_example: bool = False                       # linear: a DropConnect mask per example
     norm: StackedBatchNorm | None = None            # batchnorm: the members' layers as one
+
+
+class OnRows(torch.autograd.Function):
+    """``x`` (K, ...) with its rows ``idx`` multiplied by ``factor`` (len(idx), ...) -- or, with
+    ``add``, shifted by it -- the other rows as they are; ``factor`` takes no gradient (a mask,
+    noise). The same numbers as ``x * f`` (``x + f``) with ``f`` 1 (0) on the other rows, for one
+    copy of ``x`` forward and, for a product, one of the gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, factor: Tensor, add: bool) -> Tensor:
+        out = x.clone()
+        if add:
+            out.index_add_(0, idx, factor)
+        else:
+            out.index_copy_(0, idx, x.index_select(0, idx) * factor)
+            ctx.save_for_backward(idx, factor)
+        ctx.add = add
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if ctx.add:                         # d(x + f)/dx = 1
+            return grad, None, None, None
+        idx, factor = ctx.saved_tensors     # d(x * f)/dx = f on the rows, 1 elsewhere
+        out = grad.clone()
+        out.index_copy_(0, idx, grad.index_select(0, idx) * factor)
+        return out, None, None, None
 
 
 def _tokens(net: nn.Module) -> list[tuple]:
@@ -251,6 +281,32 @@ class StackedNet:
             if self.active[k]:
                 fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype, out=out[k])
         return out
+
+    def _drawing(self, members: list[int]) -> list[int]:
+        """The active ones of ``members``: those that draw this step."""
+        return [k for k in members if self.active[k]]
+
+    def _draw_rows(self, rows: list[int], shape: tuple, normal: bool, like: Tensor) -> Tensor:
+        """(len(rows), *shape): member k's draw from its generator, for each k of ``rows``."""
+        out = torch.empty((len(rows), *shape), device=like.device, dtype=like.dtype)
+        fn = torch.randn if normal else torch.rand
+        for i, k in enumerate(rows):
+            fn(shape, generator=self.generators[k], device=like.device, dtype=like.dtype, out=out[i])
+        return out
+
+    def _on_rows(self, x: Tensor, rows: list[int], factor: Tensor, add: bool) -> Tensor:
+        """``x`` with the members ``rows`` multiplied (``add``: shifted) by ``factor`` (``OnRows``);
+        with every member in ``rows``, the plain product (sum)."""
+        if len(rows) == self.K:
+            return x + factor if add else x * factor
+        idx = torch.tensor(rows, device=x.device)
+        return OnRows.apply(x, idx, factor, add)
+
+    def _noise(self, x: Tensor, rows: list[int], value: Tensor) -> Tensor:
+        """``x + value_k eps_k`` on the members ``rows`` (``eps_k ~ N(0, 1)`` of ``x[k]``'s shape,
+        from member k's generator), the others' rows as they are."""
+        eps = self._draw_rows(rows, tuple(x.shape[1:]), True, x)
+        return self._on_rows(x, rows, value[rows] * eps, add=True)
 
     def _uniform_ops(self) -> list[_Op]:
         """The ops whose draws are uniforms of one size per step, in forward order: dropout
@@ -412,10 +468,12 @@ class StackedNet:
             elif op.kind == "augment":
                 h = self._augment(op, h, training)
             elif op.kind == "noise":
-                if training:
-                    h = h + op.value * self._draw(op.members, (h.shape[1], op.width), True, h)
+                if training and (rows := self._drawing(op.members)):
+                    h = self._noise(h, rows, op.value)
             elif training:                                                   # dropout
-                h = h * self._uniform_mask(op, (h.shape[1], op.width), h, step)
+                if rows := self._drawing(op.members):
+                    mask = self._uniform_mask(op, (h.shape[1], op.width), h, step)
+                    h = self._on_rows(h, rows, mask[rows], add=False)
             elif op.mode == "classic":                                       # y = (1 - p) x
                 h = h * (1 - op.value)
         return h
@@ -425,14 +483,14 @@ class StackedNet:
         noise or DropConnect mask drawn now (a per-example mask: ``(K, B, out, in)``)."""
         w = self.params[op.weight]                                          # (K, out, in)
         bias = self.params[op.bias].unsqueeze(1) if op.bias is not None else None     # (K, 1, out)
-        if training and any(self.active[k] for k in op.members):
-            w = w + op.value * self._draw(op.members, tuple(w.shape[1:]), True, w)
-        if training and any(self.active[k] for k in op.drops):
+        if training and (rows := self._drawing(op.members)):
+            w = self._noise(w, rows, op.value)
+        if training and (rows := self._drawing(op.drops)):
             if op.per_example:  # y_kb = (W_k * M_kb / (1 - p_k)) h_kb, as DropConnect's einsum
                 mask = self._uniform_mask(op, (h.shape[1], *w.shape[1:]), w, None)   # (K, B, out, in)
                 y = torch.einsum("kbi,kboi->kbo", h, w.unsqueeze(1) * mask)
                 return y if bias is None else y + bias
-            w = w * self._uniform_mask(op, tuple(w.shape[1:]), w, step)
+            w = self._on_rows(w, rows, self._uniform_mask(op, tuple(w.shape[1:]), w, step)[rows], add=False)
         wt = w.transpose(1, 2)
         return torch.bmm(h, wt) if bias is None else torch.baddbmm(bias, h, wt)      # (K, B, out)
 
