@@ -204,9 +204,9 @@ class StackedNet:
         self.generators = list(generators)
         self.active = [True] * self.K
         self.ops: list[_Op] = []
-        self._masks: dict[int, Tensor] | None = None    # predrawn: id(op) -> (steps, K, B * F)
+        self._masks: dict[int, Tensor] | None = None    # predrawn: id(op) -> (steps, members, B * F)
         self._mask_buffers: tuple[tuple, dict[int, Tensor]] | None = None   # kept for the next block
-        self._slow: dict[int, list[int]] = {}          # predrawn: id(op) -> members drawing per step
+        self._predrawn: dict[int, list[int]] = {}      # predrawn: id(op) -> the members of its rows
         width = next(t[1].in_features for t in skeleton if t[0] == "linear") \
             if any(t[0] == "linear" for t in skeleton) else 0
         used = set()
@@ -387,9 +387,10 @@ class StackedNet:
         """Draw the dropout and DropConnect masks of the next ``steps`` full steps of ``batch``
         examples, for the members whose only draws are those masks (see the module docstring);
         the forward passes of those steps then take their ``step`` (0, 1, ...) instead of
-        drawing. Members draw one after another on this thread: a thread pool was slower, and
-        the OpenMP teams its threads left behind slowed every later run of the process two- to
-        threefold."""
+        drawing. Each op's buffer holds the rows of the members that draw it here, in member
+        order (``_predrawn``), not one per member. Members draw one after another on this
+        thread: a thread pool was slower, and the OpenMP teams its threads left behind slowed
+        every later run of the process two- to threefold."""
         drops = self._uniform_ops()
         device = self.flat.data.device
         fast = [k for k in range(self.K) if self.active[k] and self._uniform_only(k)
@@ -397,8 +398,10 @@ class StackedNet:
         self._masks = None
         if device.type != "cpu" or not fast:
             return
+        self._predrawn = {id(op): [k for k in fast if k in self._drawers(op)] for op in drops}
         sizes = {id(op): math.prod(self._size(op, batch)) for op in drops}
         masks = {key: m[:steps] for key, m in self._buffers(steps, batch, fast, sizes, dtype).items()}
+        at = {key: {k: i for i, k in enumerate(rows)} for key, rows in self._predrawn.items()}
 
         def draw(k: int) -> None:   # member k's stream: per step, its masks op by op
             mine = [op for op in drops if k in self._drawers(op)]
@@ -407,47 +410,53 @@ class StackedNet:
             start = 0
             for op in mine:
                 part = u[:, start:start + sizes[id(op)]]
-                masks[id(op)][:, k] = self._mask(part, self._probability(op)[k, 0], op.scale[k, 0])
+                masks[id(op)][:, at[id(op)][k]] = self._mask(part, self._probability(op)[k, 0], op.scale[k, 0])
                 start += sizes[id(op)]
         for k in fast:
             draw(k)
         self._masks = masks
-        self._slow = {id(op): [k for k in self._drawers(op) if self.active[k] and k not in fast] for op in drops}
 
     def _buffers(self, steps: int, batch: int, fast: list[int], sizes: dict[int, int],
                  dtype: torch.dtype) -> dict[int, Tensor]:
-        """id(op) -> (at least ``steps``, K, size) buffers for ``predraw``'s masks, 1 for the
-        members that draw none there. Kept from block to block while the members that draw
-        do not change: these buffers are hundreds of megabytes for a large population, and
-        allocating them anew each block cost more than drawing the masks (first touches)."""
+        """id(op) -> (at least ``steps``, members, size) buffers for ``predraw``'s masks, a row
+        per member that draws the op there. Kept from block to block while the members that
+        draw do not change: allocating them anew each block cost more than drawing the masks
+        (first touches)."""
         key = (batch, tuple(fast), tuple(sizes.items()), dtype)
         if self._mask_buffers is not None and self._mask_buffers[0] == key \
                 and all(len(m) >= steps for m in self._mask_buffers[1].values()):
             return self._mask_buffers[1]
         self._mask_buffers = None      # the old ones freed before the new are allocated
-        masks = {}
-        for op in self._uniform_ops():  # members that draw no mask here (or draw it per step) keep all
-            masks[id(op)] = torch.empty(steps, self.K, sizes[id(op)], dtype=dtype)
-            idle = [k for k in range(self.K) if k not in fast or k not in self._drawers(op)]
-            if idle:
-                masks[id(op)].index_fill_(1, torch.tensor(idle), 1.0)
+        masks = {id(op): torch.empty(steps, len(self._predrawn[id(op)]), sizes[id(op)], dtype=dtype)
+                 for op in self._uniform_ops()}
         self._mask_buffers = (key, masks)
         return masks
 
-    def _uniform_mask(self, op: _Op, shape: tuple, like: Tensor, step: int | None) -> Tensor:
-        """(K, *shape) factors of this step's dropout or DropConnect ``op``: predrawn, or drawn now."""
+    def _uniform_mask(self, op: _Op, shape: tuple, like: Tensor) -> Tensor:
+        """(K, *shape) factors of ``op``'s dropout or DropConnect masks, drawn now (1 for the
+        members that draw none)."""
         scale = op.scale.view(-1, *[1] * len(shape))
         value = self._probability(op).view(-1, *[1] * len(shape))
-        if step is None or self._masks is None or id(op) not in self._masks:
-            return self._mask(self._draw(self._drawers(op), shape, False, like), value, scale)
-        mask = self._masks[id(op)][step].view(self.K, *shape)
-        slow = self._slow[id(op)]
-        if slow:
-            mask = mask.clone()
-            for k in slow:
+        return self._mask(self._draw(self._drawers(op), shape, False, like), value, scale)
+
+    def _uniform_rows(self, op: _Op, rows: list[int], shape: tuple, like: Tensor, step: int | None) -> Tensor:
+        """(len(rows), *shape) factors of this step's dropout or DropConnect ``op`` for the
+        members ``rows`` (those drawing it, in order): predrawn, or drawn now, member by member
+        in that order."""
+        ones = [1] * len(shape)
+        predrawn = self._masks[id(op)][step] if step is not None and self._masks is not None \
+            and id(op) in self._masks else None
+        if predrawn is not None and self._predrawn[id(op)] == rows:
+            return predrawn.view(len(rows), *shape)
+        at = {k: i for i, k in enumerate(self._predrawn[id(op)])} if predrawn is not None else {}
+        out = torch.empty((len(rows), *shape), device=like.device, dtype=like.dtype)
+        for i, k in enumerate(rows):
+            if k in at:
+                out[i] = predrawn[at[k]].view(shape)
+            else:
                 u = torch.rand(shape, generator=self.generators[k], device=like.device, dtype=like.dtype)
-                mask[k] = self._mask(u, value[k], scale[k])
-        return mask
+                out[i] = self._mask(u, self._probability(op)[k].view(ones), op.scale[k].view(ones))
+        return out
 
     # -- the forward pass -------------------------------------------------------------------
 
@@ -472,8 +481,8 @@ class StackedNet:
                     h = self._noise(h, rows, op.value)
             elif training:                                                   # dropout
                 if rows := self._drawing(op.members):
-                    mask = self._uniform_mask(op, (h.shape[1], op.width), h, step)
-                    h = self._on_rows(h, rows, mask[rows], add=False)
+                    mask = self._uniform_rows(op, rows, (h.shape[1], op.width), h, step)
+                    h = self._on_rows(h, rows, mask, add=False)
             elif op.mode == "classic":                                       # y = (1 - p) x
                 h = h * (1 - op.value)
         return h
@@ -487,10 +496,10 @@ class StackedNet:
             w = self._noise(w, rows, op.value)
         if training and (rows := self._drawing(op.drops)):
             if op.per_example:  # y_kb = (W_k * M_kb / (1 - p_k)) h_kb, as DropConnect's einsum
-                mask = self._uniform_mask(op, (h.shape[1], *w.shape[1:]), w, None)   # (K, B, out, in)
+                mask = self._uniform_mask(op, (h.shape[1], *w.shape[1:]), w)   # (K, B, out, in)
                 y = torch.einsum("kbi,kboi->kbo", h, w.unsqueeze(1) * mask)
                 return y if bias is None else y + bias
-            w = self._on_rows(w, rows, self._uniform_mask(op, tuple(w.shape[1:]), w, step)[rows], add=False)
+            w = self._on_rows(w, rows, self._uniform_rows(op, rows, tuple(w.shape[1:]), w, step), add=False)
         wt = w.transpose(1, 2)
         return torch.bmm(h, wt) if bias is None else torch.baddbmm(bias, h, wt)      # (K, B, out)
 
