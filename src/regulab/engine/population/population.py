@@ -70,7 +70,6 @@ from regulab.regularize.penalties import NormPenalty, selected_parameters
 __all__ = ["Population", "unstackable"]
 
 _PREDRAW_STEPS = 32     # dropout masks drawn ahead, per block of full steps
-_UNCONSTRAINED = 1e30   # a max-norm radius no unit reaches: c / max(norm, c) is exactly 1
 
 
 def unstackable(trainer: Trainer) -> str | None:
@@ -115,7 +114,7 @@ class Population:
     """
 
     def __init__(self, trainers: Sequence[Trainer], loaders: Sequence[TensorLoader],
-                 val: tuple[Tensor, Tensor] | Sequence[tuple[Tensor, Tensor] | None] | None,
+                 val: tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor] | None] | None,
                  functional: bool = False):
         self.functional = functional
         self.trainers, self.loaders = list(trainers), list(loaders)
@@ -161,10 +160,9 @@ class Population:
         self.opt = StackedOptimizer(flat, [t.optimizer for t in self.trainers], self.penalty)
         for k, t in enumerate(self.trainers):
             self.opt.load(k, t.optimizer, self.net.member_params[k])
-        radii = [t.constraints[0].max_norm if t.constraints else _UNCONSTRAINED for t in self.trainers]
-        self.max_norm = torch.tensor(radii, device=dev)[:, None] if any(t.constraints for t in self.trainers) \
-            else None                                                                  # (K, 1)
         bound = [k for k, t in enumerate(self.trainers) if t.constraints]             # members with one
+        self.max_norm = torch.tensor([self.trainers[k].constraints[0].max_norm for k in bound],
+                                     device=dev)[:, None] if bound else None           # (K', 1) their radii
         self.bound = None if len(bound) == len(self.trainers) else torch.tensor(bound, device=dev)
         units = {id(layer.weight) for layer in max_norm_layers(self.trainers[0].model)}
         self.constrained = [p for p, own in zip(self.net.params, self.net.member_params[0])
@@ -186,11 +184,10 @@ class Population:
     def _constrain(self) -> None:
         """Max-norm on the linear weights of the members that have it (module docstring;
         ``max_norm_`` per member): their rows ``bound`` only, when some members have none."""
-        radius = self.max_norm if self.bound is None else self.max_norm[self.bound]
         for w in self.constrained:
             rows = w if self.bound is None else w.index_select(0, self.bound)
             norms = torch.linalg.vector_norm(rows.flatten(2), dim=2)                   # (K', out)
-            scale = (radius / norms.clamp(min=radius)).view(*norms.shape, *[1] * (w.dim() - 2))
+            scale = (self.max_norm / norms.clamp(min=self.max_norm)).view(*norms.shape, *[1] * (w.dim() - 2))
             if self.bound is None:
                 w.mul_(scale)
             else:

@@ -443,19 +443,21 @@ class StackedNet:
         """(len(rows), *shape) factors of this step's dropout or DropConnect ``op`` for the
         members ``rows`` (those drawing it, in order): predrawn, or drawn now, member by member
         in that order."""
-        ones = [1] * len(shape)
         predrawn = self._masks[id(op)][step] if step is not None and self._masks is not None \
             and id(op) in self._masks else None
-        if predrawn is not None and self._predrawn[id(op)] == rows:
+        fast = self._predrawn[id(op)] if predrawn is not None else []
+        if fast == rows:
             return predrawn.view(len(rows), *shape)
-        at = {k: i for i, k in enumerate(self._predrawn[id(op)])} if predrawn is not None else {}
+        slow = [k for k in rows if k not in fast]       # each from its own generator: order is free
+        ones = [1] * len(shape)
+        drawn = self._mask(self._draw_rows(slow, shape, False, like),
+                           self._probability(op)[slow].view(-1, *ones), op.scale[slow].view(-1, *ones))
+        if not fast:
+            return drawn
+        at, now = {k: i for i, k in enumerate(fast)}, iter(drawn)
         out = torch.empty((len(rows), *shape), device=like.device, dtype=like.dtype)
         for i, k in enumerate(rows):
-            if k in at:
-                out[i] = predrawn[at[k]].view(shape)
-            else:
-                u = torch.rand(shape, generator=self.generators[k], device=like.device, dtype=like.dtype)
-                out[i] = self._mask(u, self._probability(op)[k].view(ones), op.scale[k].view(ones))
+            out[i] = predrawn[at[k]].view(shape) if k in at else next(now)
         return out
 
     # -- the forward pass -------------------------------------------------------------------
